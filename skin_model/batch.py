@@ -1,0 +1,106 @@
+"""Prediction over files and folders, as the ``predict`` command and the app's batch page use it."""
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from . import vocab
+from .inputs import InvalidInputError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+RESULT_COLUMNS = ("image_id", "prediction", *vocab.CLASSES)
+
+
+def collect_images(paths: Iterable[Path]) -> list[Path]:
+    """Image files given directly or found (sorted) inside the given folders."""
+    files = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"No such file or folder: {path}")
+    return files
+
+
+def read_metadata_table(source) -> dict[str, dict]:
+    """``image_id -> {age, sex, localization}`` from a CSV in the HAM10000 columns.
+
+    Only ``image_id`` is required; absent columns and empty cells mean unknown.
+    A repeated ``image_id`` is refused, since it would be ambiguous.
+    """
+    try:
+        table = pd.read_csv(source, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise InvalidInputError(f"The metadata file is not a readable CSV: {err}") from err
+    table.columns = [c.strip().lower() for c in table.columns]
+    if "image_id" not in table.columns:
+        raise InvalidInputError("The metadata CSV needs an 'image_id' column (HAM10000 columns).")
+    ids = table["image_id"].str.strip()
+    duplicated = sorted(set(ids[ids.duplicated()]))
+    if duplicated:
+        raise InvalidInputError(f"The metadata CSV repeats image_id {duplicated[0]!r}.")
+    fields = [c for c in ("age", "sex", "localization") if c in table.columns]
+    return {i: {f: row[f] for f in fields} for i, (_, row) in zip(ids, table.iterrows())}
+
+
+@dataclass
+class BatchItem:
+    image_id: str
+    source: object              # path or bytes
+    metadata: dict              # raw age / sex / localization (validated by the model)
+
+
+def predict_items(model, items: list[BatchItem], cam_dir: Path | None = None, progress=None) -> pd.DataFrame:
+    """One row per item: image_id, prediction, 7 probabilities; an ``error`` column for refusals."""
+    from .predictor import grayscale_png
+
+    rows = []
+    for n, item in enumerate(items):
+        meta = item.metadata
+        kwargs = dict(age=meta.get("age"), sex=meta.get("sex"), site=meta.get("localization"))
+        try:
+            if cam_dir is None:
+                pred = model.predict(item.source, **kwargs)
+            else:
+                pred, explanation = model.diagnose(item.source, **kwargs)
+                grayscale_png(explanation.heatmap).save(Path(cam_dir) / f"{item.image_id}.png")
+            rows.append({"image_id": item.image_id, "prediction": pred.label, **pred.probabilities, "error": ""})
+        except InvalidInputError as err:
+            log.warning("%s: %s", item.image_id, err)
+            rows.append({"image_id": item.image_id, "prediction": "", **{c: None for c in vocab.CLASSES},
+                         "error": str(err)})
+        if progress:
+            progress(n + 1, len(items))
+    return pd.DataFrame(rows, columns=[*RESULT_COLUMNS, "error"])
+
+
+def predict_paths(paths, metadata_csv: Path | None = None, out_csv: Path | None = None,
+                  cam_dir: Path | None = None, model_dir: Path | None = None) -> pd.DataFrame:
+    from .predictor import SkinClassifier
+
+    files = collect_images(paths)
+    if not files:
+        raise FileNotFoundError("No image files found in the given paths.")
+    table = read_metadata_table(metadata_csv) if metadata_csv else {}
+    items = [BatchItem(p.stem, p, table.get(p.stem, {})) for p in files]
+    if cam_dir is not None:
+        Path(cam_dir).mkdir(parents=True, exist_ok=True)
+    model = SkinClassifier.load(model_dir)
+    result = predict_items(model, items, cam_dir=cam_dir)
+    if not result["error"].any():
+        result = result.drop(columns="error")
+    if out_csv is None:
+        result.to_csv(sys.stdout, index=False)
+    else:
+        result.to_csv(out_csv, index=False)
+        log.info("wrote %d predictions to %s", len(result), out_csv)
+    return result

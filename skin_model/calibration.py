@@ -1,0 +1,22 @@
+"""Temperature scaling (Guo et al. 2017), fitted on validation logits."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 200) -> float:
+    """The temperature T > 0 that minimises the NLL of ``softmax(logits / T)``."""
+    logits = logits.detach().double()
+    labels = labels.detach().long()
+    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(logits / log_t.exp(), labels)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return log_t.detach().exp().item()

@@ -1,0 +1,111 @@
+"""Command line: ``python -m skin_model {train,evaluate,predict}`` (also ``skin-model``)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from . import __version__
+from .config import settings
+
+log = logging.getLogger(__name__)
+
+
+def _train(args) -> int:
+    import torch
+    from .train import Run, TrainConfig, export, load_splits, train_member
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    run = Run(args.run)
+    for spec in args.arch:
+        arch, _, epochs = spec.partition(":")
+        cfg = TrainConfig(arch=arch, epochs=int(epochs or args.epochs), size=args.size,
+                          batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                          pretrained=arch in args.pretrained)
+        data = load_splits(args.data, run, cfg.size, cfg.seed)
+        train_member(data, run, cfg, resume=args.resume)
+    if args.out:
+        export(run, args.data, Path(args.out), args.model_version)
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .evaluate import evaluate, summary_table
+
+    results = evaluate(args.data, Path(args.run), args.model, write_card=args.write_card,
+                       cam_limit=args.cam_limit)
+    print(summary_table(results))
+    return 0
+
+
+def _predict(args) -> int:
+    from .batch import predict_paths
+
+    predict_paths(args.paths, metadata_csv=args.metadata, out_csv=args.out, cam_dir=args.cam_dir,
+                  model_dir=args.model)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="skin-model", description=__doc__)
+    parser.add_argument("--version", action="store_true", help="print package and model versions")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command")
+
+    train = sub.add_parser("train", help="train ensemble members, then calibrate and export")
+    train.add_argument("--data", type=Path, default=settings().data_dir, help="HAM10000 folder")
+    train.add_argument("--run", type=Path, default=Path("runs/default"), help="run folder (split, checkpoints)")
+    train.add_argument("--arch", action="append", default=None,
+                       help="member NAME[:EPOCHS], repeatable (resnet18, mobilenet_v2)")
+    train.add_argument("--pretrained", action="append", default=[],
+                       help="architecture(s) to start from torchvision's ImageNet weights")
+    train.add_argument("--epochs", type=int, default=14)
+    train.add_argument("--size", type=int, default=112)
+    train.add_argument("--batch-size", type=int, default=64)
+    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--threads", type=int, default=None)
+    train.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    train.add_argument("--out", type=Path, default=None, help="export the artifact of all finished members here")
+    train.add_argument("--model-version", default=__version__)
+    train.set_defaults(func=_train)
+
+    ev = sub.add_parser("evaluate", help="test-split metrics of an artifact")
+    ev.add_argument("--data", type=Path, default=settings().data_dir)
+    ev.add_argument("--run", type=Path, required=True, help="run folder holding split.csv")
+    ev.add_argument("--model", type=Path, default=None, help="artifact folder (default: the shipped one)")
+    ev.add_argument("--write-card", action="store_true", help="store the metrics in the model card")
+    ev.add_argument("--cam-limit", type=int, default=None, help="images for the Grad-CAM mask check (default all)")
+    ev.set_defaults(func=_evaluate)
+
+    pr = sub.add_parser("predict", help="predict image files or folders")
+    pr.add_argument("paths", nargs="+", type=Path)
+    pr.add_argument("--metadata", type=Path, default=None, help="CSV in the HAM10000 columns")
+    pr.add_argument("--out", type=Path, default=None, help="CSV to write (default: stdout)")
+    pr.add_argument("--cam-dir", type=Path, default=None, help="write <image_id>.png Grad-CAM heatmaps here")
+    pr.add_argument("--model", type=Path, default=None, help="artifact folder (default: the shipped one)")
+    pr.set_defaults(func=_predict)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.version:
+        from .artifact import read_card_of_shipped
+        print(f"skin_model {__version__}, model {read_card_of_shipped().get('model_version', '?')}")
+        return 0
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if args.command == "train" and not args.arch:
+        args.arch = ["resnet18"]
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        log.error("%s", err)
+        return 1

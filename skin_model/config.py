@@ -1,0 +1,37 @@
+"""Paths and run-time settings, each overridable by an environment variable."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+# The shipped artifact lives inside the package (found via importlib.resources).
+MODEL_PACKAGE = "skin_model.model"
+WEIGHTS_FILE = "model.safetensors"
+CARD_FILE = "model_card.json"
+REPO_DIR = PACKAGE_DIR.parent
+DEFAULT_DATA_DIR = REPO_DIR.parent / "shared" / "data" / "ham10000"
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_dir: Path | None   # None: the artifact shipped inside the package
+    data_dir: Path
+    device: str
+    num_threads: int | None  # None: torch's default
+    max_image_pixels: int    # larger images are refused (decompression bombs)
+    min_image_side: int      # smaller images carry too little to read
+
+
+def settings() -> Settings:
+    env = os.environ.get
+    threads = env("SKIN_MODEL_THREADS")
+    return Settings(
+        model_dir=Path(env("SKIN_MODEL_DIR")) if env("SKIN_MODEL_DIR") else None,
+        data_dir=Path(env("SKIN_MODEL_DATA", str(DEFAULT_DATA_DIR))),
+        device=env("SKIN_MODEL_DEVICE", "cpu"),
+        num_threads=int(threads) if threads else None,
+        max_image_pixels=int(env("SKIN_MODEL_MAX_PIXELS", str(40_000_000))),
+        min_image_side=int(env("SKIN_MODEL_MIN_SIDE", "32")),
+    )

@@ -1,0 +1,113 @@
+"""HAM10000 on disk: metadata, image files, the lesion-grouped split, an in-memory cache."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from . import vocab
+from .inputs import Metadata, parse_metadata
+from .network import encode_metadata
+
+log = logging.getLogger(__name__)
+
+METADATA_COLUMNS = ("lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization")
+SPLITS = ("train", "val", "test")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def find_metadata_csv(root: Path) -> Path:
+    root = Path(root)
+    if root.is_file():
+        return root
+    named = root / "HAM10000_metadata.csv"
+    if named.is_file():
+        return named
+    found = sorted(root.glob("*.csv"))
+    if not found:
+        raise FileNotFoundError(f"No HAM10000 metadata CSV in {root}.")
+    return found[0]
+
+
+def read_metadata(csv_path: Path) -> pd.DataFrame:
+    """The HAM10000 metadata table with validated age / sex / site values."""
+    df = pd.read_csv(csv_path, dtype={"image_id": str, "lesion_id": str})
+    missing = [c for c in METADATA_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{csv_path} lacks the HAM10000 column(s): {', '.join(missing)}")
+    unknown_dx = sorted(set(df["dx"]) - set(vocab.CLASSES))
+    if unknown_dx:
+        raise ValueError(f"{csv_path} has unknown diagnoses: {unknown_dx}")
+    meta = [parse_metadata(r.age, r.sex, r.localization) for r in df.itertuples()]
+    df["age"] = [m.age for m in meta]
+    df["sex"] = [m.sex for m in meta]
+    df["localization"] = [m.site for m in meta]
+    df["label"] = df["dx"].map(vocab.CLASSES.index)
+    return df.reset_index(drop=True)
+
+
+def find_images(root: Path) -> dict[str, Path]:
+    """``image_id -> path`` for every image anywhere below ``root``."""
+    return {p.stem: p for p in Path(root).rglob("*")
+            if p.suffix.lower() in IMAGE_SUFFIXES and not p.stem.endswith("_segmentation")}
+
+
+def split_by_lesion(df: pd.DataFrame, seed: int = 0, n_folds: int = 7) -> pd.Series:
+    """A seeded, class-stratified train/val/test split in which no lesion spans two splits.
+
+    One of ``n_folds`` lesion-grouped folds is the test split, one of the
+    remaining ``n_folds - 1`` the validation split (about 14% each).
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    split = pd.Series("train", index=df.index)
+    outer = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    rest, test = next(outer.split(df, df["label"], groups=df["lesion_id"]))
+    split.iloc[test] = "test"
+    inner = StratifiedGroupKFold(n_splits=n_folds - 1, shuffle=True, random_state=seed + 1)
+    sub = df.iloc[rest]
+    _, val = next(inner.split(sub, sub["label"], groups=sub["lesion_id"]))
+    split.iloc[rest[val]] = "val"
+    return split
+
+
+def metadata_of(row) -> Metadata:
+    return Metadata(age=None if pd.isna(row.age) else float(row.age), sex=row.sex, site=row.localization)
+
+
+class Dataset:
+    """Images decoded once into one uint8 tensor, with labels and encoded metadata."""
+
+    def __init__(self, df: pd.DataFrame, images: torch.Tensor):
+        self.df = df.reset_index(drop=True)
+        self.images = images                                          # (N, 3, H, W) uint8
+        self.labels = torch.tensor(self.df["label"].to_numpy(), dtype=torch.long)
+        self.meta = torch.stack([encode_metadata(metadata_of(r)) for r in self.df.itertuples()])
+
+    def __len__(self) -> int:
+        return len(self.df)
+
+    def subset(self, mask) -> "Dataset":
+        idx = np.flatnonzero(np.asarray(mask))
+        return Dataset(self.df.iloc[idx], self.images[idx])
+
+    @classmethod
+    def load(cls, df: pd.DataFrame, image_root: Path, cache_hw: tuple[int, int]) -> "Dataset":
+        paths = find_images(image_root)
+        absent = [i for i in df["image_id"] if i not in paths]
+        if absent:
+            raise FileNotFoundError(f"{len(absent)} images are missing below {image_root}, e.g. {absent[0]}")
+        height, width = cache_hw
+        images = torch.empty((len(df), 3, height, width), dtype=torch.uint8)
+        log.info("decoding %d images into memory at %dx%d", len(df), width, height)
+        for i, image_id in enumerate(df["image_id"]):
+            with Image.open(paths[image_id]) as img:
+                img = img.convert("RGB")
+                if img.size != (width, height):
+                    img = img.resize((width, height), Image.BILINEAR, reducing_gap=3.0)
+                images[i] = torch.from_numpy(np.array(img)).permute(2, 0, 1)
+        return cls(df, images)

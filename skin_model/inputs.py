@@ -1,0 +1,180 @@
+"""Turning what a user gives (an image, age, sex, site) into validated values.
+
+Every refusal is a ``ValueError`` subclass whose message a person understands.
+"""
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from . import vocab
+from .config import settings
+
+
+class InvalidInputError(ValueError):
+    """Base class of every input the model refuses."""
+
+
+class NotAnImageError(InvalidInputError):
+    pass
+
+
+class TruncatedImageError(InvalidInputError):
+    pass
+
+
+class ImageTooSmallError(InvalidInputError):
+    pass
+
+
+class ImageTooLargeError(InvalidInputError):
+    pass
+
+
+class InvalidAgeError(InvalidInputError):
+    pass
+
+
+class UnknownSexError(InvalidInputError):
+    pass
+
+
+class UnknownSiteError(InvalidInputError):
+    pass
+
+
+ImageSource = Union[Image.Image, bytes, bytearray, str, Path, BinaryIO]
+
+
+def _open(source: ImageSource) -> Image.Image:
+    if isinstance(source, Image.Image):
+        return source
+    if isinstance(source, (bytes, bytearray)):
+        if not source:
+            raise NotAnImageError("The file is empty.")
+        source = io.BytesIO(source)
+    elif isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise NotAnImageError(f"No image file at {path}.")
+    try:
+        # Pillow warns above its own pixel limit and raises above twice that;
+        # both are turned into our own, size-based refusal below.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(source)
+    except Image.DecompressionBombError as err:
+        raise ImageTooLargeError("The image is far too large to be a photograph of a lesion.") from err
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise NotAnImageError(
+            "This file is not an image that can be read (use JPEG, PNG, WebP, BMP or TIFF).") from err
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        # 16-bit or float grayscale: Pillow's own conversion clips, so rescale.
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
+        arr = np.clip(arr / top * 255.0, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr).convert("RGB")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA"):
+        # Transparent parts become black, like the vignette of a dermoscope.
+        background = Image.new("RGB", img.size, (0, 0, 0))
+        background.paste(img.convert("RGBA"), mask=img.convert("RGBA").getchannel("A"))
+        return background
+    return img.convert("RGB")
+
+
+def load_image(source: ImageSource) -> Image.Image:
+    """Decode any common image into an upright RGB ``PIL.Image``.
+
+    Accepts a PIL image, encoded bytes, a path or a binary file object.
+    Animated and multi-page files give their first frame.
+    """
+    cfg = settings()
+    img = _open(source)
+    width, height = img.size
+    if width * height > cfg.max_image_pixels:
+        raise ImageTooLargeError(
+            f"The image is too large ({width}×{height} pixels); the limit is "
+            f"{cfg.max_image_pixels // 1_000_000} megapixels. Please send a smaller copy.")
+    if min(width, height) < cfg.min_image_side:
+        raise ImageTooSmallError(
+            f"The image is too small ({width}×{height} pixels); at least "
+            f"{cfg.min_image_side} pixels on each side are needed.")
+    try:
+        img.seek(0)
+        img.load()
+        img = ImageOps.exif_transpose(img)
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        if "truncated" in str(err).lower() or isinstance(err, EOFError):
+            raise TruncatedImageError(
+                "The image file is incomplete (truncated); please upload it again.") from err
+        raise NotAnImageError("The image file is damaged and cannot be read.") from err
+    return _to_rgb(img)
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """Validated clinical metadata; ``None`` / ``"unknown"`` mean not given."""
+    age: float | None = None
+    sex: str = vocab.UNKNOWN
+    site: str = vocab.UNKNOWN
+
+    @classmethod
+    def unknown(cls) -> "Metadata":
+        return cls()
+
+    def as_dict(self) -> dict:
+        return {"age": self.age, "sex": self.sex, "site": self.site}
+
+
+def _is_missing(value) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and value.strip().lower() in ("", vocab.UNKNOWN, "nan", "none")
+
+
+def parse_age(value) -> float | None:
+    if _is_missing(value):
+        return None
+    if isinstance(value, bool):
+        raise InvalidAgeError("The age must be a number of years between 0 and 100.")
+    try:
+        age = float(value)
+    except (TypeError, ValueError) as err:
+        raise InvalidAgeError(f"The age {value!r} is not a number of years.") from err
+    if not vocab.AGE_MIN <= age <= vocab.AGE_MAX:
+        raise InvalidAgeError(
+            f"The age must be between {vocab.AGE_MIN} and {vocab.AGE_MAX} years (got {value}).")
+    return age
+
+
+def _parse_choice(value, allowed: tuple[str, ...], error: type[InvalidInputError], what: str) -> str:
+    if _is_missing(value):
+        return vocab.UNKNOWN
+    if not isinstance(value, str):
+        raise error(f"The {what} must be one of: {', '.join(allowed)}.")
+    key = " ".join(value.strip().lower().replace("_", " ").split())
+    if key not in allowed:
+        raise error(f"Unknown {what} {value!r}; expected one of: {', '.join(allowed)}.")
+    return key
+
+
+def parse_metadata(age=None, sex=None, site=None) -> Metadata:
+    return Metadata(
+        age=parse_age(age),
+        sex=_parse_choice(sex, vocab.SEXES, UnknownSexError, "sex"),
+        site=_parse_choice(site, vocab.SITES, UnknownSiteError, "anatomical site"),
+    )

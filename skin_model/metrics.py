@@ -1,0 +1,73 @@
+"""Classification and calibration metrics (numpy in, plain floats and lists out)."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import vocab
+
+
+def confusion_matrix(labels: np.ndarray, preds: np.ndarray, k: int = len(vocab.CLASSES)) -> np.ndarray:
+    cm = np.zeros((k, k), dtype=np.int64)
+    np.add.at(cm, (labels, preds), 1)
+    return cm
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """Top-label ECE with equal-width confidence bins."""
+    conf = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        inside = (conf > lo) & (conf <= hi)
+        if inside.any():
+            ece += inside.mean() * abs(correct[inside].mean() - conf[inside].mean())
+    return float(ece)
+
+
+def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> dict:
+    """Per-bin mean confidence, accuracy and count, for a reliability diagram."""
+    conf = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == labels
+    idx = np.clip(np.ceil(conf * bins).astype(int) - 1, 0, bins - 1)
+    out = {"confidence": [], "accuracy": [], "count": []}
+    for b in range(bins):
+        inside = idx == b
+        out["count"].append(int(inside.sum()))
+        out["confidence"].append(float(conf[inside].mean()) if inside.any() else None)
+        out["accuracy"].append(float(correct[inside].mean()) if inside.any() else None)
+    return out
+
+
+def macro_auc(probs: np.ndarray, labels: np.ndarray) -> float | None:
+    from sklearn.metrics import roc_auc_score
+
+    present = np.unique(labels)
+    if len(present) < 2:
+        return None
+    aucs = [roc_auc_score(labels == c, probs[:, c]) for c in present]
+    return float(np.mean(aucs))
+
+
+def classification_report(probs: np.ndarray, labels: np.ndarray) -> dict:
+    """Accuracy, balanced accuracy, macro AUC, per-class recall/precision, confusion, ECE."""
+    preds = probs.argmax(axis=1)
+    cm = confusion_matrix(labels, preds)
+    support = cm.sum(axis=1)
+    predicted = cm.sum(axis=0)
+    recall = np.divide(np.diag(cm), support, out=np.full(len(cm), np.nan), where=support > 0)
+    precision = np.divide(np.diag(cm), predicted, out=np.full(len(cm), np.nan), where=predicted > 0)
+
+    def per_class(values):
+        return {c: (None if np.isnan(v) else float(v)) for c, v in zip(vocab.CLASSES, values)}
+
+    return {
+        "n": int(len(labels)),
+        "accuracy": float((preds == labels).mean()),
+        "balanced_accuracy": float(np.nanmean(recall)),
+        "macro_auc": macro_auc(probs, labels),
+        "ece_15": expected_calibration_error(probs, labels),
+        "recall": per_class(recall),
+        "precision": per_class(precision),
+        "confusion_matrix": cm.tolist(),
+    }

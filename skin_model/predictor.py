@@ -1,0 +1,161 @@
+"""The loaded model: calibrated prediction and Grad-CAM for one image plus metadata."""
+from __future__ import annotations
+
+import threading
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import vocab
+from .artifact import load_artifact
+from .inputs import ImageSource, Metadata, load_image, parse_metadata
+from .network import FixedMetadata, SkinNet, encode_metadata
+from .preprocess import InputConfig
+
+FUSED, IMAGE_ONLY = 0, 1  # the two metadata views computed for every image
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str                        # most likely class code
+    probabilities: dict[str, float]   # calibrated, with the metadata given
+    image_only: dict[str, float]      # calibrated, with all metadata unknown
+    metadata: Metadata
+    model_version: str
+
+    @property
+    def confidence(self) -> float:
+        return self.probabilities[self.label]
+
+    def as_dict(self) -> dict:
+        return {"prediction": self.label, "confidence": self.confidence,
+                "probabilities": self.probabilities, "image_only_probabilities": self.image_only,
+                "metadata": self.metadata.as_dict(), "model_version": self.model_version}
+
+
+@dataclass(frozen=True)
+class Explanation:
+    target: str           # the class code explained
+    heatmap: np.ndarray   # float32 (H, W) in [0, 1], aligned with the input image
+
+
+def _probs_dict(probs: torch.Tensor) -> dict[str, float]:
+    return {c: float(p) for c, p in zip(vocab.CLASSES, probs)}
+
+
+class SkinClassifier:
+    """An ensemble of multimodal members, calibrated by temperature.
+
+    Safe to share between threads: every pass through the network holds one
+    lock, so the Grad-CAM hooks of one call never see another call's activations.
+    """
+
+    def __init__(self, members: list[SkinNet], card: dict):
+        self.members = [m.eval().requires_grad_(False) for m in members]
+        self.card = card
+        self.inputs = InputConfig.from_card(card)
+        self.temperature = float(card["temperature"])
+        self.member_temperatures = [float(m["temperature"]) for m in card["members"]]
+        self.version = card["model_version"]
+        self._unknown = encode_metadata(Metadata.unknown())
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, model_dir: Path | None = None) -> "SkinClassifier":
+        members, card = load_artifact(model_dir)
+        return cls(members, card)
+
+    # -- batch logits, shared by prediction and evaluation ---------------------------------
+    def member_logits(self, images: torch.Tensor, metas: torch.Tensor) -> torch.Tensor:
+        """Raw logits (members, views, N, classes) for normalised images; views = fused, image-only."""
+        unknown = self._unknown.expand(len(images), -1)
+        with self._lock, torch.inference_mode():
+            return torch.stack([m.forward_views(images, (metas, unknown)) for m in self.members])
+
+    def calibrate(self, member_logits: torch.Tensor) -> torch.Tensor:
+        """Ensemble probabilities from member logits (members first): softmax(mean / T)."""
+        return torch.softmax(member_logits.mean(0) / self.temperature, dim=-1)
+
+    # -- one image ---------------------------------------------------------------------------
+    def prepare(self, image: ImageSource, age=None, sex=None, site=None) -> tuple[Image.Image, torch.Tensor, Metadata]:
+        """Validate the inputs; raises an ``InvalidInputError`` subclass for anything unusable."""
+        meta = parse_metadata(age, sex, site)
+        pil = load_image(image)
+        return pil, self.inputs(pil), meta
+
+    def _prediction(self, probs: torch.Tensor, meta: Metadata) -> Prediction:
+        fused = _probs_dict(probs[FUSED, 0])
+        return Prediction(label=max(fused, key=fused.get), probabilities=fused,
+                          image_only=_probs_dict(probs[IMAGE_ONLY, 0]), metadata=meta,
+                          model_version=self.version)
+
+    def predict(self, image: ImageSource, age=None, sex=None, site=None) -> Prediction:
+        """The calibrated 7-class prediction, with and without the metadata."""
+        _, x, meta = self.prepare(image, age, sex, site)
+        probs = self.calibrate(self.member_logits(x, encode_metadata(meta).unsqueeze(0)))
+        return self._prediction(probs, meta)
+
+    def diagnose(self, image: ImageSource, age=None, sex=None, site=None,
+                 target: str | None = None) -> tuple[Prediction, Explanation]:
+        """Prediction and Grad-CAM from one forward and one backward pass per member.
+
+        ``target`` is the class to explain; by default the predicted one.
+        """
+        from pytorch_grad_cam import GradCAM
+
+        pil, x, meta = self.prepare(image, age, sex, site)
+        # Weights are frozen; gradients flow from the input, so the backward pass
+        # computes only what Grad-CAM needs (no weight gradients).
+        x.requires_grad_(True)
+        if target is not None and target not in vocab.CLASSES:
+            raise ValueError(f"Unknown class {target!r}; expected one of {', '.join(vocab.CLASSES)}")
+        views = torch.stack([encode_metadata(meta), self._unknown])
+        with self._lock, ExitStack() as stack:
+            cams = [stack.enter_context(GradCAM(model=FixedMetadata(m, views), target_layers=[m.cam_layer]))
+                    for m in self.members]
+            # GradCAM's own forward chooses its target per member; we need the
+            # ensemble's, so run its hooked forward, then each member's backward.
+            logits = [cam.activations_and_grads(x) for cam in cams]     # each (views, classes)
+            probs = self.calibrate(torch.stack(logits).detach().unsqueeze(2))  # (views, 1, classes)
+            prediction = self._prediction(probs, meta)
+            target = target or prediction.label
+            index = vocab.CLASSES.index(target)
+            maps = []
+            for cam, member_out in zip(cams, logits):
+                member_out[FUSED, index].backward()
+                maps.append(cam.aggregate_multi_layers(cam.compute_cam_per_layer(x, None, False))[0])
+        return prediction, Explanation(target, self._heatmap(maps, pil.size))
+
+    def explain(self, image: ImageSource, target: str | None = None, age=None, sex=None, site=None) -> Explanation:
+        """Grad-CAM of ``target`` (default: the predicted class) through the fused model."""
+        return self.diagnose(image, age, sex, site, target=target)[1]
+
+    @staticmethod
+    def _heatmap(maps: list[np.ndarray], size: tuple[int, int]) -> np.ndarray:
+        """Mean of the members' CAMs, resized to the image's (width, height), scaled to [0, 1]."""
+        import cv2
+
+        mean = np.mean(maps, axis=0).astype(np.float32)
+        heat = cv2.resize(mean, size, interpolation=cv2.INTER_LINEAR)
+        heat = np.clip(heat, 0.0, None)
+        top = float(heat.max())
+        return heat / top if top > 0 else heat
+
+
+def overlay(image: Image.Image, heatmap: np.ndarray, opacity: float = 0.5) -> Image.Image:
+    """The heatmap in a jet colour map over the image; ``opacity`` is the heatmap's weight."""
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+
+    if not 0.0 <= opacity <= 1.0:
+        raise ValueError("opacity must be between 0 and 1")
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return Image.fromarray(show_cam_on_image(rgb, heatmap, use_rgb=True, image_weight=1.0 - opacity))
+
+
+def grayscale_png(heatmap: np.ndarray) -> Image.Image:
+    """The heatmap as an 8-bit grayscale image (0 = no attention, 255 = most)."""
+    return Image.fromarray(np.round(np.clip(heatmap, 0, 1) * 255).astype(np.uint8))

@@ -1,0 +1,51 @@
+"""The one source of truth for diagnoses and metadata values.
+
+Every other module, the model card and the app take the class list, the
+class names (English and French), the malignancy groups and the metadata
+vocabulary from here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    code: str
+    name_en: str
+    name_fr: str
+    group: str  # "malignant", "premalignant" or "benign"
+
+    def name(self, lang: str = "en") -> str:
+        return self.name_fr if lang == "fr" else self.name_en
+
+
+# HAM10000 order (alphabetical by code); the network's outputs follow it.
+DIAGNOSES: tuple[Diagnosis, ...] = (
+    Diagnosis("akiec", "Actinic keratosis / intraepithelial carcinoma (Bowen's disease)",
+              "Kératose actinique / carcinome intra-épidermique (maladie de Bowen)", "premalignant"),
+    Diagnosis("bcc", "Basal cell carcinoma", "Carcinome basocellulaire", "malignant"),
+    Diagnosis("bkl", "Benign keratosis-like lesion", "Lésion kératosique bénigne", "benign"),
+    Diagnosis("df", "Dermatofibroma", "Dermatofibrome", "benign"),
+    Diagnosis("mel", "Melanoma", "Mélanome", "malignant"),
+    Diagnosis("nv", "Melanocytic nevus", "Nævus mélanocytaire", "benign"),
+    Diagnosis("vasc", "Vascular lesion", "Lésion vasculaire", "benign"),
+)
+CLASSES: tuple[str, ...] = tuple(d.code for d in DIAGNOSES)
+BY_CODE: dict[str, Diagnosis] = {d.code: d for d in DIAGNOSES}
+GROUPS: tuple[str, ...] = ("malignant", "premalignant", "benign")
+
+UNKNOWN = "unknown"
+AGE_MIN, AGE_MAX = 0, 100
+SEXES: tuple[str, ...] = ("female", "male", UNKNOWN)
+# The 15 HAM10000 `localization` values, in the dataset's own spelling.
+SITES: tuple[str, ...] = (
+    "abdomen", "acral", "back", "chest", "ear", "face", "foot", "genital", "hand",
+    "lower extremity", "neck", "scalp", "trunk", UNKNOWN, "upper extremity",
+)
+
+
+def vocabulary() -> dict:
+    """The vocabulary as plain data, as written into the model card."""
+    return {"classes": list(CLASSES), "sex": list(SEXES), "site": list(SITES),
+            "age": {"min": AGE_MIN, "max": AGE_MAX}}

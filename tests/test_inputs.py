@@ -1,0 +1,130 @@
+"""Image decoding and metadata validation: odd but valid inputs work, bad ones get clear errors."""
+import io
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from skin_model import inputs
+from skin_model.inputs import load_image, parse_metadata
+
+from .conftest import encode, synthetic_lesion
+
+BASE = synthetic_lesion("mel", seed=1, size=(120, 90))
+
+
+def _exif_rotated(orientation: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return encode(BASE, "JPEG", exif=exif)
+
+
+def _png16() -> bytes:
+    arr = (np.asarray(BASE.convert("L"), dtype=np.uint16) * 257)
+    img = Image.fromarray(arr)
+    assert img.mode == "I;16"
+    return encode(img)
+
+
+def _palette_with_transparency() -> bytes:
+    pal = BASE.convert("P", palette=Image.ADAPTIVE, colors=16)
+    pal.info["transparency"] = 0
+    return encode(pal)
+
+
+GOOD = {
+    "jpeg": lambda: encode(BASE, "JPEG"),
+    "png": lambda: encode(BASE),
+    "webp": lambda: encode(BASE, "WEBP"),
+    "bmp": lambda: encode(BASE, "BMP"),
+    "tiff": lambda: encode(BASE, "TIFF"),
+    "grayscale": lambda: encode(BASE.convert("L")),
+    "rgba": lambda: encode(BASE.convert("RGBA")),
+    "palette_transparent": _palette_with_transparency,
+    "png16": _png16,
+    "cmyk_jpeg": lambda: encode(BASE.convert("CMYK"), "JPEG"),
+    "pil_image": lambda: BASE,
+}
+
+
+@pytest.mark.parametrize("name", sorted(GOOD))
+def test_common_formats_decode_to_rgb(name):
+    img = load_image(GOOD[name]())
+    assert img.mode == "RGB" and img.size == BASE.size
+
+
+def test_sixteen_bit_keeps_its_contrast():
+    img = np.asarray(load_image(_png16()))
+    assert img.max() > 150 and img.std() > 5  # not clipped to white or flattened
+
+
+@pytest.mark.parametrize("orientation", [6, 8])
+def test_exif_orientation_is_applied(orientation):
+    assert load_image(_exif_rotated(orientation)).size == (BASE.height, BASE.width)
+
+
+def test_path_and_file_object(tmp_path):
+    path = tmp_path / "lesion.png"
+    BASE.save(path)
+    assert load_image(path).size == BASE.size
+    assert load_image(str(path)).size == BASE.size
+    assert load_image(io.BytesIO(path.read_bytes())).size == BASE.size
+
+
+def _bomb() -> bytes:
+    # A tiny PNG whose header declares 20000 x 20000 pixels.
+    return encode(Image.new("1", (20000, 20000)))
+
+
+BAD = {
+    "empty": (lambda: b"", inputs.NotAnImageError),
+    "random_bytes": (lambda: np.random.default_rng(0).bytes(4096), inputs.NotAnImageError),
+    "text": (lambda: b"hello, this is not an image\n" * 20, inputs.NotAnImageError),
+    "truncated_jpeg": (lambda: (lambda b: b[:len(b) * 2 // 3])(encode(BASE, "JPEG")), inputs.TruncatedImageError),
+    "truncated_png": (lambda: (lambda b: b[:len(b) * 2 // 3])(encode(BASE)), inputs.TruncatedImageError),
+    "one_pixel": (lambda: encode(Image.new("RGB", (1, 1))), inputs.ImageTooSmallError),
+    "decompression_bomb": (_bomb, inputs.ImageTooLargeError),
+    "missing_path": (lambda: "/nonexistent/lesion.jpg", inputs.NotAnImageError),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_bad_images_get_clear_errors(name):
+    make, error = BAD[name]
+    with pytest.raises(error) as info:
+        load_image(make())
+    assert isinstance(info.value, ValueError)
+    assert "Traceback" not in str(info.value) and len(str(info.value)) > 10
+
+
+@pytest.mark.parametrize("age,expected", [(None, None), (math.nan, None), ("", None), ("unknown", None),
+                                          (0, 0.0), (45, 45.0), ("70", 70.0), (100, 100.0)])
+def test_valid_ages(age, expected):
+    assert parse_metadata(age=age).age == expected
+
+
+@pytest.mark.parametrize("age", [-1, 101, "abc", True, 1e9])
+def test_impossible_ages(age):
+    with pytest.raises(inputs.InvalidAgeError):
+        parse_metadata(age=age)
+
+
+@pytest.mark.parametrize("sex,expected", [(None, "unknown"), ("Female", "female"), (" male ", "male"),
+                                          ("UNKNOWN", "unknown")])
+def test_sex_is_normalised(sex, expected):
+    assert parse_metadata(sex=sex).sex == expected
+
+
+@pytest.mark.parametrize("site,expected", [("Lower Extremity", "lower extremity"),
+                                           ("upper_extremity", "upper extremity"), (" back", "back")])
+def test_site_is_normalised(site, expected):
+    assert parse_metadata(site=site).site == expected
+
+
+@pytest.mark.parametrize("field,value,error", [("sex", "robot", inputs.UnknownSexError),
+                                               ("sex", 3, inputs.UnknownSexError),
+                                               ("site", "elbow", inputs.UnknownSiteError)])
+def test_unknown_choices(field, value, error):
+    with pytest.raises(error):
+        parse_metadata(**{field: value})

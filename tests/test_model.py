@@ -1,0 +1,168 @@
+"""Training, the artifact and the predictor, on a model trained in seconds on synthetic data."""
+import json
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+import pytest
+from safetensors.torch import load_file, save_file
+
+from skin_model import vocab
+from skin_model.artifact import ModelArtifactError, load_artifact
+from skin_model.config import CARD_FILE, WEIGHTS_FILE
+from skin_model.predictor import SkinClassifier, grayscale_png, overlay
+
+from .conftest import synthetic_lesion
+
+
+def test_training_lowers_the_loss(trained_run):
+    run, _ = trained_run
+    for arch in ("resnet18", "mobilenet_v2"):
+        log = pd.read_csv(run.member_dir(arch) / "log.csv")
+        assert list(log["epoch"]) == [1, 2]
+        assert log["train_loss"].iloc[1] < log["train_loss"].iloc[0]
+        assert (run.member_dir(arch) / "best.safetensors").exists()
+
+
+def test_split_is_saved_and_grouped(trained_run):
+    split = pd.read_csv(trained_run[0].split_csv)
+    assert split.groupby("lesion_id")["split"].nunique().max() == 1
+
+
+def test_artifact_describes_itself(trained_run):
+    card = json.loads((trained_run[1] / CARD_FILE).read_text())
+    assert sorted(m["architecture"] for m in card["members"]) == ["mobilenet_v2", "resnet18"]
+    assert card["input"]["size"] == 64 and len(card["input"]["mean"]) == 3
+    assert card["vocabulary"]["classes"] == list(vocab.CLASSES)
+    assert card["temperature"] > 0 and all(m["temperature"] > 0 for m in card["members"])
+    assert "Tschandl" in card["data"]["citation"]
+
+
+def test_resume_continues_from_the_checkpoint(trained_run, synthetic_data):
+    from skin_model.train import TrainConfig, load_splits, train_member
+
+    run, _ = trained_run
+    cfg = TrainConfig(arch="mobilenet_v2", epochs=3, size=64, batch_size=16, lr=2e-3)
+    train_member(load_splits(synthetic_data, run, cfg.size, cfg.seed), run, cfg, resume=True)
+    log = pd.read_csv(run.member_dir("mobilenet_v2") / "log.csv")
+    assert list(log["epoch"]) == [1, 2, 3]  # epochs 1-2 were not redone
+
+
+def test_prediction_is_a_distribution(tiny_model):
+    pred = tiny_model.predict(synthetic_lesion("vasc", 5), age=60, sex="female", site="trunk")
+    for probs in (pred.probabilities, pred.image_only):
+        assert list(probs) == list(vocab.CLASSES)
+        assert sum(probs.values()) == pytest.approx(1.0, abs=1e-5)
+        assert all(0 <= p <= 1 for p in probs.values())
+    assert pred.label == max(pred.probabilities, key=pred.probabilities.get)
+    assert pred.metadata.age == 60 and pred.model_version == "0.0.test"
+
+
+def test_metadata_changes_the_fused_but_not_the_image_only_output(tiny_model):
+    img = synthetic_lesion("nv", 6)
+    a = tiny_model.predict(img, age=5, sex="male", site="face")
+    b = tiny_model.predict(img, age=90, sex="female", site="foot")
+    assert a.probabilities != b.probabilities
+    assert a.image_only == pytest.approx(b.image_only)
+    assert tiny_model.predict(img).probabilities == pytest.approx(a.image_only)
+
+
+def test_diagnose_agrees_with_predict(tiny_model):
+    img = synthetic_lesion("bcc", 7)
+    pred, explanation = tiny_model.diagnose(img, age=40, sex="male", site="back")
+    alone = tiny_model.predict(img, age=40, sex="male", site="back")
+    assert pred.probabilities == pytest.approx(alone.probabilities, abs=1e-6)
+    assert explanation.target == pred.label
+
+
+@pytest.mark.parametrize("size", [(80, 60), (333, 201), (64, 64)])
+def test_gradcam_is_aligned_with_the_image(tiny_model, size):
+    img = synthetic_lesion("mel", 8, size=size)
+    heat = tiny_model.explain(img, target="mel").heatmap
+    assert heat.shape == (size[1], size[0]) and heat.dtype == np.float32
+    assert heat.min() >= 0 and heat.max() <= 1 and heat.max() > 0
+    assert overlay(img, heat, 0.4).size == img.size
+    assert grayscale_png(heat).mode == "L"
+
+
+def test_gradcam_differs_between_images_and_classes(tiny_model):
+    a = tiny_model.explain(synthetic_lesion("mel", 9), target="mel").heatmap
+    b = tiny_model.explain(synthetic_lesion("df", 10), target="mel").heatmap
+    c = tiny_model.explain(synthetic_lesion("mel", 9), target="nv").heatmap
+    assert np.abs(a - b).mean() > 1e-3
+    assert np.abs(a - c).mean() > 1e-3
+
+
+def test_unknown_target_class_is_refused(tiny_model):
+    with pytest.raises(ValueError, match="Unknown class"):
+        tiny_model.explain(synthetic_lesion("mel", 9), target="cancer")
+
+
+def test_threads_share_one_model_safely(tiny_model):
+    jobs = [(synthetic_lesion(c, 20 + i), vocab.CLASSES[(i + 3) % 7]) for i, c in enumerate(vocab.CLASSES + ("mel",))]
+
+    def run(job):
+        img, target = job
+        pred, explanation = tiny_model.diagnose(img, age=50, sex="female", site="back", target=target)
+        return pred.probabilities, explanation.heatmap
+
+    alone = [run(j) for j in jobs]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        together = list(pool.map(run, jobs))
+    for (p1, h1), (p2, h2) in zip(alone, together):
+        assert p1 == pytest.approx(p2, abs=1e-6)
+        np.testing.assert_allclose(h1, h2, atol=1e-5)
+
+
+# -- a damaged artifact fails loudly, naming the file, never with random weights -------------
+def _copy(src, dst):
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_missing_weights(trained_run, tmp_path):
+    model_dir = _copy(trained_run[1], tmp_path / "m")
+    (model_dir / WEIGHTS_FILE).unlink()
+    with pytest.raises(ModelArtifactError, match=WEIGHTS_FILE):
+        load_artifact(model_dir)
+
+
+def test_missing_card(tmp_path):
+    with pytest.raises(ModelArtifactError, match=CARD_FILE):
+        load_artifact(tmp_path)
+
+
+def test_corrupted_weights(trained_run, tmp_path):
+    model_dir = _copy(trained_run[1], tmp_path / "m")
+    data = (model_dir / WEIGHTS_FILE).read_bytes()
+    (model_dir / WEIGHTS_FILE).write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelArtifactError, match="corrupted"):
+        load_artifact(model_dir)
+
+
+def test_weights_that_do_not_match_the_card(trained_run, tmp_path):
+    model_dir = _copy(trained_run[1], tmp_path / "m")
+    card = json.loads((model_dir / CARD_FILE).read_text())
+    card["members"] = card["members"][::-1]  # architectures swapped: every shape is wrong
+    (model_dir / CARD_FILE).write_text(json.dumps(card))
+    with pytest.raises(ModelArtifactError, match="do not match"):
+        load_artifact(model_dir)
+
+
+def test_extra_tensors_are_refused(trained_run, tmp_path):
+    model_dir = _copy(trained_run[1], tmp_path / "m")
+    tensors = load_file(str(model_dir / WEIGHTS_FILE))
+    tensors["members.9.stray"] = tensors[next(iter(tensors))].clone()
+    save_file(tensors, str(model_dir / WEIGHTS_FILE))
+    with pytest.raises(ModelArtifactError, match="does not describe"):
+        load_artifact(model_dir)
+
+
+def test_foreign_vocabulary_is_refused(trained_run, tmp_path):
+    model_dir = _copy(trained_run[1], tmp_path / "m")
+    card = json.loads((model_dir / CARD_FILE).read_text())
+    card["vocabulary"]["classes"] = card["vocabulary"]["classes"][::-1]
+    (model_dir / CARD_FILE).write_text(json.dumps(card))
+    with pytest.raises(ModelArtifactError, match="vocabulary"):
+        SkinClassifier.load(model_dir)

@@ -1,0 +1,31 @@
+import pytest
+import torch
+
+from skin_model.inputs import Metadata, parse_metadata
+from skin_model.network import BACKBONES, META_DIM, FixedMetadata, SkinNet, encode_metadata
+
+
+def test_metadata_encoding():
+    unknown = encode_metadata(Metadata.unknown())
+    known = encode_metadata(parse_metadata(50, "female", "back"))
+    assert unknown.shape == known.shape == (META_DIM,)
+    assert unknown[1] == 1 and known[1] == 0 and known[0] == pytest.approx(0.5)
+    assert unknown.sum() == 3 and known.sum() == pytest.approx(2.5)
+
+
+@pytest.mark.parametrize("arch", sorted(BACKBONES))
+def test_forward_shapes_with_and_without_metadata(arch):
+    torch.manual_seed(0)
+    net = SkinNet(arch).eval()
+    x = torch.randn(3, 3, 64, 64)
+    known = encode_metadata(parse_metadata(50, "female", "back")).expand(3, -1)
+    unknown = encode_metadata(Metadata.unknown()).expand(3, -1)
+    with torch.no_grad():
+        fused, image_only = net(x, known), net(x, unknown)
+        views = net.forward_views(x, (known, unknown))
+        fixed = FixedMetadata(net, torch.stack([known[0], unknown[0]]))(x[:1])
+    assert fused.shape == image_only.shape == (3, 7)
+    assert not torch.allclose(fused, image_only)  # the metadata reaches the output
+    torch.testing.assert_close(views, torch.stack([fused, image_only]))
+    torch.testing.assert_close(fixed, torch.stack([fused[0], image_only[0]]))
+    assert net.cam_layer is not None
