@@ -1,0 +1,122 @@
+"""Diagnose: one image plus what is known of the patient -> answer, probabilities, Grad-CAM."""
+import hashlib
+import json
+import logging
+
+import pandas as pd
+import streamlit as st
+
+import ui
+from skin_model import vocab
+from skin_model.i18n import error_text
+from skin_model.inputs import InvalidInputError, load_image
+from skin_model.predictor import overlay
+
+log = logging.getLogger(__name__)
+tr = ui.tr
+IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff"]
+
+model = ui.model()
+st.title(tr("diag.title"))
+st.info(tr("app.disclaimer"), icon=":material/medical_information:")
+
+inputs_col, result_col = st.columns([2, 3], gap="large")
+
+# -- inputs ---------------------------------------------------------------------------------------
+with inputs_col:
+    sources = ["upload", "camera", "sample"]
+    source = st.radio(tr("diag.source"), sources, format_func=lambda s: tr(f"diag.source.{s}"),
+                      horizontal=True, key="source")
+    data, sample_meta = None, None
+    if source == "upload":
+        upload = st.file_uploader(tr("diag.upload"), type=IMAGE_TYPES, key="upload")
+        data = upload.getvalue() if upload else None
+    elif source == "camera":
+        shot = st.camera_input(tr("diag.camera"), key="camera")
+        data = shot.getvalue() if shot else None
+    else:
+        table = ui.samples()
+        row = st.selectbox(tr("diag.sample"), range(len(table)), key="sample",
+                           format_func=lambda i: f"{table.image_id[i]} · {ui.label(table.dx[i])}")
+        data = open(table.path[row], "rb").read()
+        if st.checkbox(tr("diag.sample_meta"), value=True, key="sample_meta"):
+            sample_meta = table.iloc[row]
+
+    with st.expander(tr("diag.patient"), expanded=True):
+        if sample_meta is not None:
+            age, sex, site = int(sample_meta.age), sample_meta.sex, sample_meta.localization
+            st.caption(f"{tr('meta.age')}: {age} · {tr('meta.sex')}: {tr('sex.' + sex)} · "
+                       f"{tr('meta.site')}: {tr('site.' + site)}")
+        else:
+            age = st.number_input(tr("meta.age"), min_value=0, max_value=100, value=None, step=1, key="age")
+            sex = st.selectbox(tr("meta.sex"), vocab.SEXES, index=vocab.SEXES.index(vocab.UNKNOWN),
+                               format_func=lambda s: tr(f"sex.{s}"), key="sex")
+            site = st.selectbox(tr("meta.site"), vocab.SITES, index=vocab.SITES.index(vocab.UNKNOWN),
+                                format_func=lambda s: tr(f"site.{s}"), key="site")
+
+# -- the model runs only when the image or the metadata change --------------------------------------------
+result = None
+if data is not None:
+    key = (hashlib.sha256(data).hexdigest(), age, sex, site)
+    result = st.session_state.get("diagnosis")
+    if result is None or result["key"] != key:
+        st.session_state.pop("diagnosis", None)
+        try:
+            with result_col, st.spinner(tr("diag.running")):
+                image = load_image(data)
+                prediction, explanation = model.diagnose(image, age=age, sex=sex, site=site)
+            st.session_state["model_calls"] = st.session_state.get("model_calls", 0) + 1
+            result = {"key": key, "image": image, "prediction": prediction,
+                      "heatmaps": {explanation.target: explanation.heatmap}}
+            st.session_state["diagnosis"] = result
+        except InvalidInputError as err:
+            result = None
+            with result_col:
+                st.error(error_text(err, ui.lang()), icon=":material/error:")
+        except Exception:  # never a traceback on the page; the log has no image content
+            result = None
+            log.exception("diagnosis failed")
+            with result_col:
+                st.error(tr("error.InvalidInputError"), icon=":material/error:")
+
+# -- the answer ----------------------------------------------------------------------------------------------
+with result_col:
+    if result is None:
+        if data is None:
+            st.caption(tr("diag.waiting"))
+        st.stop()
+    pred = result["prediction"]
+    diagnosis = vocab.BY_CODE[pred.label]
+    st.subheader(tr("diag.result", code=pred.label, name=diagnosis.name(ui.lang())))
+    st.markdown(ui.badge(pred.label))
+    st.metric(tr("diag.confidence"), f"{pred.confidence:.1%}")
+    st.markdown(f"**{tr('diag.chart')}**")
+    st.plotly_chart(ui.probability_chart(pred.probabilities, pred.label), config={"displayModeBar": False})
+
+    st.markdown(f"**{tr('diag.cam')}**")
+    target = st.selectbox(tr("diag.cam_class"), vocab.CLASSES, index=vocab.CLASSES.index(pred.label),
+                          format_func=ui.label, key="cam_class")
+    opacity = st.slider(tr("diag.opacity"), 0.0, 1.0, 0.45, 0.05, key="opacity")
+    if target not in result["heatmaps"]:
+        with st.spinner(tr("diag.running")):
+            result["heatmaps"][target] = model.explain(result["image"], target, age=age, sex=sex, site=site).heatmap
+        st.session_state["model_calls"] += 1
+    original, explained = st.columns(2)
+    original.image(result["image"], caption=tr("diag.original"), width="stretch")
+    explained.image(overlay(result["image"], result["heatmaps"][target], opacity),
+                    caption=tr("diag.overlay", code=target), width="stretch")
+
+    st.markdown(f"**{tr('diag.metadata_effect')}**")
+    if pred.metadata == type(pred.metadata).unknown():
+        st.caption(tr("diag.no_metadata"))
+    effect = pd.DataFrame({tr("chart.class"): [ui.label(c) for c in vocab.CLASSES],
+                           tr("diag.fused"): [pred.probabilities[c] for c in vocab.CLASSES],
+                           tr("diag.image_only"): [pred.image_only[c] for c in vocab.CLASSES]})
+    effect = effect.sort_values(tr("diag.fused"), ascending=False)
+    st.dataframe(effect, hide_index=True, width="stretch", column_config={
+        col: st.column_config.NumberColumn(format="percent") for col in (tr("diag.fused"), tr("diag.image_only"))})
+
+    report = {"disclaimer": "Research and teaching demonstrator; not a medical device.",
+              **pred.as_dict(), "image_sha256": result["key"][0]}
+    st.download_button(tr("diag.download"), json.dumps(report, indent=2), file_name="skin_model_result.json",
+                       mime="application/json", icon=":material/download:")

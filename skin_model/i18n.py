@@ -1,0 +1,217 @@
+"""Every string the app shows, in English and French (one table, no string in a page).
+
+Class names come from ``vocab``; this table holds the rest.
+"""
+from __future__ import annotations
+
+from . import vocab
+
+LANGUAGES = {"en": "English", "fr": "Français"}
+
+TEXT: dict[str, dict[str, str]] = {
+    # -- shared ----------------------------------------------------------------------------
+    "app.title": {"en": "Skin lesion classifier", "fr": "Classification de lésions cutanées"},
+    "app.language": {"en": "Language", "fr": "Langue"},
+    "app.versions": {"en": "App {app} · model {model}", "fr": "Appli {app} · modèle {model}"},
+    "app.disclaimer": {
+        "en": "Research and teaching demonstrator. **Not a medical device**: it gives no diagnosis "
+              "and is no substitute for a dermatologist.",
+        "fr": "Démonstrateur de recherche et d'enseignement. **Pas un dispositif médical** : il ne "
+              "pose aucun diagnostic et ne remplace pas un dermatologue."},
+    "app.model_error": {
+        "en": "The model could not be loaded: {error}",
+        "fr": "Le modèle n'a pas pu être chargé : {error}"},
+    "page.diagnose": {"en": "Diagnose", "fr": "Analyser"},
+    "page.batch": {"en": "Batch", "fr": "Lot d'images"},
+    "page.card": {"en": "Model card", "fr": "Fiche du modèle"},
+    "page.about": {"en": "About", "fr": "À propos"},
+    "group.malignant": {"en": "malignant", "fr": "maligne"},
+    "group.premalignant": {"en": "pre-malignant / in situ", "fr": "précancéreuse / in situ"},
+    "group.benign": {"en": "benign", "fr": "bénigne"},
+    "meta.age": {"en": "Age (years, leave empty if unknown)", "fr": "Âge (années, vide si inconnu)"},
+    "meta.sex": {"en": "Sex", "fr": "Sexe"},
+    "meta.site": {"en": "Body site", "fr": "Localisation"},
+    "sex.female": {"en": "female", "fr": "femme"},
+    "sex.male": {"en": "male", "fr": "homme"},
+    "sex.unknown": {"en": "unknown", "fr": "inconnu"},
+    "site.abdomen": {"en": "abdomen", "fr": "abdomen"},
+    "site.acral": {"en": "acral", "fr": "acral"},
+    "site.back": {"en": "back", "fr": "dos"},
+    "site.chest": {"en": "chest", "fr": "poitrine"},
+    "site.ear": {"en": "ear", "fr": "oreille"},
+    "site.face": {"en": "face", "fr": "visage"},
+    "site.foot": {"en": "foot", "fr": "pied"},
+    "site.genital": {"en": "genital", "fr": "génital"},
+    "site.hand": {"en": "hand", "fr": "main"},
+    "site.lower extremity": {"en": "lower extremity", "fr": "membre inférieur"},
+    "site.neck": {"en": "neck", "fr": "cou"},
+    "site.scalp": {"en": "scalp", "fr": "cuir chevelu"},
+    "site.trunk": {"en": "trunk", "fr": "tronc"},
+    "site.unknown": {"en": "unknown", "fr": "inconnue"},
+    "site.upper extremity": {"en": "upper extremity", "fr": "membre supérieur"},
+    "chart.probability": {"en": "Probability", "fr": "Probabilité"},
+    "chart.class": {"en": "Diagnosis", "fr": "Diagnostic"},
+    # -- input errors (by exception class) ------------------------------------------------------
+    "error.NotAnImageError": {"en": "This file is not an image that can be read. Use JPEG, PNG, WebP, BMP or TIFF.",
+                              "fr": "Ce fichier n'est pas une image lisible. Utilisez JPEG, PNG, WebP, BMP ou TIFF."},
+    "error.TruncatedImageError": {"en": "The image file is incomplete (truncated). Please send it again.",
+                                  "fr": "Le fichier image est incomplet (tronqué). Merci de le renvoyer."},
+    "error.ImageTooSmallError": {"en": "The image is too small to be read.",
+                                 "fr": "L'image est trop petite pour être analysée."},
+    "error.ImageTooLargeError": {"en": "The image is far too large. Please send a smaller copy.",
+                                 "fr": "L'image est beaucoup trop grande. Merci d'en envoyer une copie réduite."},
+    "error.InvalidAgeError": {"en": "The age must be a number of years between 0 and 100.",
+                              "fr": "L'âge doit être un nombre d'années entre 0 et 100."},
+    "error.UnknownSexError": {"en": "Unknown sex value.", "fr": "Valeur de sexe inconnue."},
+    "error.UnknownSiteError": {"en": "Unknown body site.", "fr": "Localisation inconnue."},
+    "error.InvalidInputError": {"en": "This input cannot be used.", "fr": "Cette entrée est inutilisable."},
+    "error.detail": {"en": "Details: {detail}", "fr": "Détail : {detail}"},
+    # -- diagnose page ---------------------------------------------------------------------------
+    "diag.title": {"en": "Analyse a lesion", "fr": "Analyser une lésion"},
+    "diag.source": {"en": "Image source", "fr": "Source de l'image"},
+    "diag.source.upload": {"en": "Upload", "fr": "Fichier"},
+    "diag.source.camera": {"en": "Camera", "fr": "Caméra"},
+    "diag.source.sample": {"en": "Sample gallery", "fr": "Galerie d'exemples"},
+    "diag.upload": {"en": "Dermoscopic image (JPEG, PNG, WebP, BMP, TIFF)",
+                    "fr": "Image dermoscopique (JPEG, PNG, WebP, BMP, TIFF)"},
+    "diag.camera": {"en": "Take a photo", "fr": "Prendre une photo"},
+    "diag.sample": {"en": "Sample image (HAM10000 test split)", "fr": "Image d'exemple (test HAM10000)"},
+    "diag.sample_meta": {"en": "Use this sample's recorded age, sex and site",
+                         "fr": "Utiliser l'âge, le sexe et la localisation enregistrés"},
+    "diag.patient": {"en": "What you know of the patient (optional)", "fr": "Ce que vous savez du patient (facultatif)"},
+    "diag.waiting": {"en": "Give an image to get an answer.", "fr": "Donnez une image pour obtenir une réponse."},
+    "diag.running": {"en": "Analysing…", "fr": "Analyse en cours…"},
+    "diag.result": {"en": "Most likely: **{code}** — {name}", "fr": "Le plus probable : **{code}** — {name}"},
+    "diag.confidence": {"en": "Calibrated probability", "fr": "Probabilité calibrée"},
+    "diag.chart": {"en": "All seven diagnoses", "fr": "Les sept diagnostics"},
+    "diag.cam": {"en": "What the network looked at (Grad-CAM)", "fr": "Ce que le réseau a regardé (Grad-CAM)"},
+    "diag.original": {"en": "Image", "fr": "Image"},
+    "diag.overlay": {"en": "Grad-CAM for {code}", "fr": "Grad-CAM pour {code}"},
+    "diag.opacity": {"en": "Heatmap opacity", "fr": "Opacité de la carte"},
+    "diag.cam_class": {"en": "Explain the class", "fr": "Expliquer la classe"},
+    "diag.metadata_effect": {"en": "What the patient information changed", "fr": "Ce qu'ont changé les informations patient"},
+    "diag.fused": {"en": "With patient information", "fr": "Avec informations patient"},
+    "diag.image_only": {"en": "Image only", "fr": "Image seule"},
+    "diag.no_metadata": {"en": "No patient information given: both columns are the image-only answer.",
+                         "fr": "Aucune information patient : les deux colonnes sont la réponse sur l'image seule."},
+    "diag.download": {"en": "Download the result (JSON)", "fr": "Télécharger le résultat (JSON)"},
+    # -- batch page -------------------------------------------------------------------------------
+    "batch.title": {"en": "Analyse several images", "fr": "Analyser plusieurs images"},
+    "batch.images": {"en": "Images", "fr": "Images"},
+    "batch.metadata": {"en": "Optional metadata CSV (HAM10000 columns: image_id, age, sex, localization)",
+                       "fr": "CSV de métadonnées facultatif (colonnes HAM10000 : image_id, age, sex, localization)"},
+    "batch.run": {"en": "Analyse {n} image(s)", "fr": "Analyser {n} image(s)"},
+    "batch.progress": {"en": "Image {i} of {n}", "fr": "Image {i} sur {n}"},
+    "batch.summary": {"en": "Predicted diagnoses", "fr": "Diagnostics prédits"},
+    "batch.count": {"en": "Images", "fr": "Images"},
+    "batch.download": {"en": "Download the table (CSV)", "fr": "Télécharger le tableau (CSV)"},
+    "batch.failed": {"en": "{n} image(s) could not be read; see the error column.",
+                     "fr": "{n} image(s) illisible(s) ; voir la colonne error."},
+    "batch.empty": {"en": "Upload images to start.", "fr": "Déposez des images pour commencer."},
+    # -- model card page --------------------------------------------------------------------------------
+    "card.title": {"en": "Model card", "fr": "Fiche du modèle"},
+    "card.summary": {"en": "{members}, version {version}, trained on {date}. Input {size}×{size} px.",
+                     "fr": "{members}, version {version}, entraîné le {date}. Entrée {size}×{size} px."},
+    "card.headline": {"en": "Held-out test split, ensemble with patient information",
+                      "fr": "Jeu de test réservé, ensemble avec informations patient"},
+    "card.bal_acc": {"en": "Balanced accuracy", "fr": "Exactitude équilibrée"},
+    "card.auc": {"en": "Macro ROC AUC", "fr": "AUC ROC macro"},
+    "card.ece": {"en": "Calibration error (ECE)", "fr": "Erreur de calibration (ECE)"},
+    "card.accuracy": {"en": "Accuracy", "fr": "Exactitude"},
+    "card.table": {"en": "Every model, with and without patient information",
+                   "fr": "Chaque modèle, avec et sans informations patient"},
+    "card.model": {"en": "Model", "fr": "Modèle"},
+    "card.view": {"en": "Input", "fr": "Entrée"},
+    "card.recall": {"en": "Recall per diagnosis", "fr": "Rappel par diagnostic"},
+    "card.confusion": {"en": "Confusion matrix (rows: truth, columns: prediction)",
+                       "fr": "Matrice de confusion (lignes : vérité, colonnes : prédiction)"},
+    "card.truth": {"en": "Truth", "fr": "Vérité"},
+    "card.predicted": {"en": "Prediction", "fr": "Prédiction"},
+    "card.reliability": {"en": "Reliability diagram", "fr": "Diagramme de fiabilité"},
+    "card.confidence": {"en": "Confidence", "fr": "Confiance"},
+    "card.observed": {"en": "Observed accuracy", "fr": "Exactitude observée"},
+    "card.ideal": {"en": "Perfect calibration", "fr": "Calibration parfaite"},
+    "card.baseline": {"en": "Always answering nv (the majority class) gives accuracy {acc:.3f} and balanced accuracy {bal:.3f}.",
+                      "fr": "Répondre toujours nv (classe majoritaire) donne une exactitude de {acc:.3f} et une exactitude équilibrée de {bal:.3f}."},
+    "card.cam": {"en": "Grad-CAM energy inside the lesion masks: {inside:.1%} (the masks cover {area:.1%} of the images).",
+                 "fr": "Énergie Grad-CAM dans les masques de lésion : {inside:.1%} (les masques couvrent {area:.1%} des images)."},
+    "card.data": {"en": "Training data", "fr": "Données d'entraînement"},
+    "card.split": {"en": "Split", "fr": "Partition"},
+    "card.no_metrics": {"en": "This model card has no test metrics yet.", "fr": "Cette fiche n'a pas encore de métriques de test."},
+    "card.use": {"en": "Intended use and limitations", "fr": "Usage prévu et limites"},
+    "card.limitations": {
+        "en": "- Trained on HAM10000 only: dermoscopic images of pigmented lesions from two centres (Austria, Australia), mostly fair skin.\n"
+              "- Seven classes only: any other lesion (e.g. squamous cell carcinoma) is forced into one of them.\n"
+              "- Low input resolution ({size} px); clinical (non-dermoscopic) photos are out of distribution.\n"
+              "- Calibration was measured on data like the training data; on other images probabilities may be over-confident.",
+        "fr": "- Entraîné uniquement sur HAM10000 : images dermoscopiques de lésions pigmentées de deux centres (Autriche, Australie), surtout peaux claires.\n"
+              "- Sept classes seulement : toute autre lésion (p. ex. carcinome épidermoïde) est rangée dans l'une d'elles.\n"
+              "- Faible résolution d'entrée ({size} px) ; les photos cliniques (non dermoscopiques) sont hors distribution.\n"
+              "- La calibration a été mesurée sur des données semblables ; sur d'autres images, les probabilités peuvent être trop confiantes."},
+    "card.licence": {"en": "Licence and citation", "fr": "Licence et citation"},
+    # -- about page ----------------------------------------------------------------------------------------
+    "about.title": {"en": "About", "fr": "À propos"},
+    "about.glossary": {"en": "The seven diagnoses", "fr": "Les sept diagnostics"},
+    "about.class.akiec": {
+        "en": "Rough, scaly patches from years of sun; a small share become squamous cell carcinoma. Bowen's disease is a carcinoma confined to the top layer of skin.",
+        "fr": "Plaques rugueuses et squameuses dues au soleil ; une petite part évolue en carcinome épidermoïde. La maladie de Bowen est un carcinome limité à la couche superficielle de la peau."},
+    "about.class.bcc": {
+        "en": "The most common skin cancer. It grows slowly and rarely spreads, but it destroys tissue locally and needs treatment.",
+        "fr": "Le cancer de la peau le plus fréquent. Il croît lentement et métastase rarement, mais détruit les tissus localement et doit être traité."},
+    "about.class.bkl": {
+        "en": "Harmless growths such as seborrhoeic keratoses, solar lentigines and lichen-planus-like keratoses; they can mimic melanoma.",
+        "fr": "Lésions bénignes comme les kératoses séborrhéiques, lentigos solaires et kératoses lichénoïdes ; elles peuvent imiter un mélanome."},
+    "about.class.df": {
+        "en": "A firm, benign nodule of the skin, often on the legs, sometimes after a small injury.",
+        "fr": "Nodule cutané ferme et bénin, souvent sur les jambes, parfois après une petite blessure."},
+    "about.class.mel": {
+        "en": "A cancer of pigment cells. It can spread early, so it must be recognised and removed early.",
+        "fr": "Cancer des cellules pigmentaires. Il peut métastaser tôt : il faut le reconnaître et l'enlever tôt."},
+    "about.class.nv": {
+        "en": "A common mole: a benign cluster of pigment cells. Most lesions in HAM10000 are nevi.",
+        "fr": "Grain de beauté : amas bénin de cellules pigmentaires. La plupart des lésions de HAM10000 sont des nævus."},
+    "about.class.vasc": {
+        "en": "Benign lesions of blood vessels, such as cherry angiomas, angiokeratomas and pyogenic granulomas.",
+        "fr": "Lésions bénignes des vaisseaux sanguins : angiomes rubis, angiokératomes, granulomes pyogéniques."},
+    "about.gradcam": {"en": "Reading a Grad-CAM", "fr": "Lire une carte Grad-CAM"},
+    "about.gradcam.text": {
+        "en": "Grad-CAM colours the regions whose features most raised the score of the chosen class (red: most, blue: least). "
+              "It is computed at the network's last convolutional block, so it is coarse: a blob, not an outline.\n\n"
+              "Pitfalls: a heatmap shows where the network looked, not why, and not whether it was right. "
+              "Hot spots on rulers, hairs, ink marks or the dark corners of the dermoscope reveal shortcuts, not medicine. "
+              "The map of a class with a tiny probability explains little.",
+        "fr": "Grad-CAM colore les régions dont les caractéristiques ont le plus augmenté le score de la classe choisie (rouge : le plus, bleu : le moins). "
+              "Elle est calculée au dernier bloc convolutif du réseau : elle est grossière, une tache et non un contour.\n\n"
+              "Pièges : la carte montre où le réseau a regardé, pas pourquoi, ni s'il a raison. "
+              "Des zones chaudes sur une règle, des poils, de l'encre ou les coins sombres du dermoscope révèlent des raccourcis, pas de la médecine. "
+              "La carte d'une classe très improbable explique peu."},
+    "about.run": {"en": "Running the app", "fr": "Lancer l'application"},
+    "about.cloud": {"en": "Streamlit Community Cloud: *Create app* → this repository, branch `main`, "
+                          "main file `streamlit_app.py`, Python 3.11 (advanced settings).",
+                    "fr": "Streamlit Community Cloud : *Create app* → ce dépôt, branche `main`, "
+                          "fichier `streamlit_app.py`, Python 3.11 (paramètres avancés)."},
+    "about.data": {"en": "Data and licence", "fr": "Données et licence"},
+    "about.data.text": {
+        "en": "Trained on HAM10000 (CC BY-NC-SA 4.0): non-commercial use, with attribution. The model weights and the sample images carry the same conditions.",
+        "fr": "Entraîné sur HAM10000 (CC BY-NC-SA 4.0) : usage non commercial, avec attribution. Les poids du modèle et les images d'exemple sont soumis aux mêmes conditions."},
+}
+
+
+def t(key: str, lang: str = "en", **values) -> str:
+    """The text of ``key`` in ``lang`` (English if the language lacks it), formatted."""
+    entry = TEXT[key]
+    text = entry.get(lang) or entry["en"]
+    return text.format(**values) if values else text
+
+
+def class_label(code: str, lang: str = "en") -> str:
+    return f"{code} — {vocab.BY_CODE[code].name(lang)}"
+
+
+def error_text(err: Exception, lang: str = "en") -> str:
+    """A plain-language message for a refused input, in the chosen language."""
+    for cls in type(err).__mro__:
+        key = f"error.{cls.__name__}"
+        if key in TEXT:
+            return f"{t(key, lang)} {t('error.detail', lang, detail=err)}"
+    return str(err)

@@ -1,0 +1,26 @@
+"""Entry point: page config, shared sidebar, and the page list (nothing else)."""
+import streamlit as st
+
+from skin_model import __version__
+from skin_model.artifact import ModelArtifactError, read_card_of_shipped
+from skin_model.i18n import LANGUAGES
+from ui import ASSETS, tr
+
+st.set_page_config(page_title="Skin lesion classifier", page_icon=str(ASSETS / "logo.png"), layout="wide")
+
+with st.sidebar:
+    st.selectbox("Language / Langue", list(LANGUAGES), format_func=LANGUAGES.get, key="lang")
+    try:
+        model_version = read_card_of_shipped()["model_version"]
+    except ModelArtifactError:
+        model_version = "?"
+    st.caption(tr("app.versions", app=__version__, model=model_version))
+
+st.logo(str(ASSETS / "logo.png"))
+pages = [
+    st.Page("pages/diagnose.py", title=tr("page.diagnose"), icon=":material/biotech:", default=True),
+    st.Page("pages/batch.py", title=tr("page.batch"), icon=":material/photo_library:"),
+    st.Page("pages/model_card.py", title=tr("page.card"), icon=":material/analytics:"),
+    st.Page("pages/about.py", title=tr("page.about"), icon=":material/info:"),
+]
+st.navigation(pages).run()

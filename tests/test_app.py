@@ -1,0 +1,123 @@
+"""The Streamlit pages, driven headless by streamlit.testing (one test per page, plus errors)."""
+import io
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from skin_model import vocab
+from skin_model.i18n import t
+
+from .conftest import REPO, SAMPLES_DIR
+
+SAMPLE = SAMPLES_DIR / "ISIC_0027622.jpg"
+
+
+def _app(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=60)
+    at.run()
+    if page:
+        at.switch_page(page)
+        at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _texts(at) -> str:
+    return " ".join(str(e.value) for kind in ("markdown", "subheader", "title", "caption", "error", "info")
+                    for e in at.get(kind))
+
+
+def _upload(at, name, data, mime="image/jpeg"):
+    at.file_uploader(key="upload").set_value((name, data, mime))
+    at.run()
+    assert not at.exception, at.exception
+
+
+def test_diagnose_shows_answer_chart_and_heatmap():
+    at = _app()
+    _upload(at, "lesion.jpg", SAMPLE.read_bytes())
+    prediction = at.session_state["diagnosis"]["prediction"]
+    assert prediction.label in vocab.CLASSES
+    assert any(prediction.label in s.value and vocab.BY_CODE[prediction.label].name_en in s.value
+               for s in at.subheader)
+    assert len(at.get("plotly_chart")) == 1
+    assert len(at.get("imgs")) >= 1 or len(at.get("image")) >= 1
+    calls = at.session_state["model_calls"]
+    at.slider(key="opacity").set_value(0.8).run()
+    at.number_input(key="age")  # still there
+    assert at.session_state["model_calls"] == calls, "moving the opacity slider ran the model"
+    assert not at.exception
+
+
+def test_metadata_change_reruns_and_class_selector_explains(monkeypatch):
+    at = _app()
+    _upload(at, "lesion.jpg", SAMPLE.read_bytes())
+    before = at.session_state["diagnosis"]["prediction"]
+    at.number_input(key="age").set_value(70).run()
+    at.selectbox(key="sex").set_value("female").run()
+    at.selectbox(key="site").set_value("back").run()
+    after = at.session_state["diagnosis"]["prediction"]
+    assert after.metadata.age == 70 and after.metadata.site == "back"
+    assert after.image_only == pytest.approx(before.image_only)
+    other = next(c for c in vocab.CLASSES if c != after.label)
+    at.selectbox(key="cam_class").set_value(other).run()
+    assert other in at.session_state["diagnosis"]["heatmaps"]
+    assert not at.exception
+
+
+@pytest.mark.parametrize("name,data", [("notes.jpg", b"this is not an image at all"),
+                                       ("cut.jpg", SAMPLE.read_bytes()[:3000]),
+                                       ("empty.png", b"")])
+def test_bad_upload_shows_error_then_app_still_works(name, data):
+    at = _app()
+    _upload(at, name, data)
+    assert len(at.error) == 1 and "Traceback" not in at.error[0].value
+    assert "diagnosis" not in at.session_state
+    _upload(at, "lesion.jpg", SAMPLE.read_bytes())
+    assert not at.error and at.session_state["diagnosis"]["prediction"].label in vocab.CLASSES
+
+
+def test_sample_gallery():
+    at = _app()
+    at.radio(key="source").set_value("sample").run()
+    assert at.session_state["diagnosis"]["prediction"].metadata.age is not None
+    assert len(at.get("plotly_chart")) == 1 and not at.exception
+
+
+def test_batch_with_two_images_and_a_csv():
+    at = _app("pages/batch.py")
+    files = [("ISIC_0027622.jpg", SAMPLE.read_bytes(), "image/jpeg"),
+             ("ISIC_0029827.jpg", (SAMPLES_DIR / "ISIC_0029827.jpg").read_bytes(), "image/jpeg")]
+    at.file_uploader(key="batch_images").set_value(files)
+    csv = b"image_id,age,sex,localization\nISIC_0027622,40,female,upper extremity\n"
+    at.file_uploader(key="batch_csv").set_value(("meta.csv", csv, "text/csv"))
+    at.run()
+    at.button(key="batch_run").click().run()
+    assert not at.exception, at.exception
+    result = at.session_state["batch_result"]
+    assert list(result["image_id"]) == ["ISIC_0027622", "ISIC_0029827"]
+    assert (result["error"] == "").all()
+    assert len(at.dataframe) == 1 and len(at.get("plotly_chart")) == 1
+
+
+def test_model_card_renders_its_metrics():
+    at = _app("pages/model_card.py")
+    labels = [m.label for m in at.metric]
+    assert t("card.bal_acc", "en") in labels and t("card.auc", "en") in labels
+    assert all(0 < float(m.value) <= 1 for m in at.metric)
+    assert len(at.get("plotly_chart")) == 3
+
+
+def test_about_page_has_the_glossary():
+    at = _app("pages/about.py")
+    text = _texts(at)
+    for d in vocab.DIAGNOSES:
+        assert d.name_en in text
+
+
+def test_language_switch_changes_the_text():
+    at = _app()
+    assert at.title[0].value == t("diag.title", "en")
+    at.sidebar.selectbox[0].set_value("fr").run()
+    assert at.title[0].value == t("diag.title", "fr")
+    assert at.radio(key="source").options[0] == t("diag.source.upload", "fr")

@@ -1,0 +1,93 @@
+"""The model shipped in the repository: it loads offline, predicts the samples, the CLI works."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from skin_model import __version__, vocab
+from skin_model.config import CARD_FILE, PACKAGE_DIR, WEIGHTS_FILE
+from skin_model.predictor import SkinClassifier
+
+from .conftest import REPO, SAMPLES_DIR
+
+MODEL_DIR = PACKAGE_DIR / "model"
+SAMPLES = pd.read_csv(SAMPLES_DIR / "metadata.csv", dtype={"image_id": str})
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return SkinClassifier.load()
+
+
+def test_artifact_is_small_safetensors_with_a_full_card():
+    assert (MODEL_DIR / WEIGHTS_FILE).stat().st_size < 50 * 2**20
+    assert (MODEL_DIR / WEIGHTS_FILE).read_bytes()[8:9] == b"{"  # safetensors header, not a pickle
+    card = json.loads((MODEL_DIR / CARD_FILE).read_text())
+    assert sorted(m["architecture"] for m in card["members"]) == ["mobilenet_v2", "resnet18"]
+    metrics = card["test_metrics"]
+    assert metrics["ensemble"]["fused"]["n"] == metrics["n_test_images"] > 500
+    assert metrics["majority_baseline"]["balanced_accuracy"] == pytest.approx(1 / 7)
+
+
+def test_samples_cover_every_class_from_the_test_split():
+    assert set(SAMPLES["dx"]) == set(vocab.CLASSES) and 7 <= len(SAMPLES) <= 14
+    for image_id in SAMPLES["image_id"]:
+        assert (SAMPLES_DIR / f"{image_id}.jpg").exists()
+
+
+def test_shipped_model_predicts_every_sample(shipped):
+    correct = 0
+    for row in SAMPLES.itertuples():
+        pred = shipped.predict(SAMPLES_DIR / f"{row.image_id}.jpg", row.age, row.sex, row.localization)
+        assert sum(pred.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+        correct += pred.label == row.dx
+    assert correct > len(SAMPLES) / 7  # a real model, not random weights (chance: 1 in 7)
+
+
+def _run_cli(*args, cwd=REPO):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "skin_model", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_predict_writes_csv_and_heatmaps(shipped, tmp_path):
+    out, cams = tmp_path / "pred.csv", tmp_path / "cams"
+    done = _run_cli("predict", str(SAMPLES_DIR), "--metadata", str(SAMPLES_DIR / "metadata.csv"),
+                    "--out", str(out), "--cam-dir", str(cams))
+    assert done.returncode == 0, done.stderr
+    table = pd.read_csv(out)
+    assert list(table.columns) == ["image_id", "prediction", *vocab.CLASSES]
+    assert sorted(table["image_id"]) == sorted(SAMPLES["image_id"])
+    np.testing.assert_allclose(table[list(vocab.CLASSES)].sum(axis=1), 1.0, atol=1e-4)
+    first = SAMPLES.iloc[0]
+    api = shipped.predict(SAMPLES_DIR / f"{first.image_id}.jpg", first.age, first.sex, first.localization)
+    row = table.set_index("image_id").loc[first.image_id]
+    assert row["prediction"] == api.label
+    assert row[list(vocab.CLASSES)].to_numpy(float) == pytest.approx(list(api.probabilities.values()), abs=1e-5)
+    for image_id in SAMPLES["image_id"]:
+        with Image.open(cams / f"{image_id}.png") as cam, Image.open(SAMPLES_DIR / f"{image_id}.jpg") as img:
+            assert cam.mode == "L" and cam.size == img.size
+
+
+def test_cli_single_file_without_metadata_to_stdout():
+    done = _run_cli("predict", str(SAMPLES_DIR / f"{SAMPLES.image_id[0]}.jpg"))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == ",".join(["image_id", "prediction", *vocab.CLASSES])
+
+
+def test_cli_reports_a_missing_path():
+    done = _run_cli("predict", "/nonexistent/folder")
+    assert done.returncode == 1 and "No such file or folder" in done.stderr
+
+
+def test_cli_version():
+    done = _run_cli("--version")
+    card = json.loads((MODEL_DIR / CARD_FILE).read_text())
+    assert done.returncode == 0
+    assert done.stdout.strip() == f"skin_model {__version__}, model {card['model_version']}"

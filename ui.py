@@ -1,0 +1,73 @@
+"""Streamlit glue shared by the pages: the cached model, the language, translated text.
+
+No model logic here: that lives in ``skin_model``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from skin_model import vocab
+from skin_model.artifact import ModelArtifactError
+from skin_model.i18n import class_label, t
+from skin_model.predictor import SkinClassifier
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+SAMPLES = ASSETS / "samples"
+GROUP_COLOURS = {"malignant": "red", "premalignant": "orange", "benign": "green"}
+
+
+@st.cache_resource(show_spinner=False)
+def _load_model() -> SkinClassifier:
+    return SkinClassifier.load()
+
+
+def model() -> SkinClassifier:
+    """The one model of this process; a clear error (naming the file) stops the page if it cannot load."""
+    try:
+        return _load_model()
+    except ModelArtifactError as err:
+        st.error(t("app.model_error", lang(), error=err))
+        st.stop()
+
+
+def lang() -> str:
+    return st.session_state.get("lang", "en")
+
+
+def tr(key: str, **values) -> str:
+    return t(key, lang(), **values)
+
+
+def label(code: str) -> str:
+    return class_label(code, lang())
+
+
+def badge(code: str) -> str:
+    group = vocab.BY_CODE[code].group
+    return f":{GROUP_COLOURS[group]}-badge[{tr('group.' + group)}]"
+
+
+@st.cache_data(show_spinner=False)
+def samples() -> pd.DataFrame:
+    """The bundled sample images with their recorded metadata."""
+    table = pd.read_csv(SAMPLES / "metadata.csv", dtype={"image_id": str})
+    table["path"] = [str(SAMPLES / f"{i}.jpg") for i in table["image_id"]]
+    return table
+
+
+def probability_chart(probabilities: dict[str, float], highlight: str):
+    """A horizontal bar chart of all classes, sorted, the highlighted class in colour."""
+    import plotly.graph_objects as go
+
+    order = sorted(probabilities, key=probabilities.get)
+    fig = go.Figure(go.Bar(
+        x=[probabilities[c] for c in order], y=[label(c) for c in order], orientation="h",
+        marker_color=["#d62728" if c == highlight else "#9aa5b1" for c in order],
+        text=[f"{probabilities[c]:.1%}" for c in order], textposition="outside", cliponaxis=False,
+        hovertemplate="%{y}: %{x:.1%}<extra></extra>"))
+    fig.update_layout(xaxis=dict(range=[0, 1.15], tickformat=".0%", title=tr("chart.probability")),
+                      yaxis=dict(automargin=True), height=300, margin=dict(l=10, r=10, t=10, b=40))
+    return fig
