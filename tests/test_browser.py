@@ -1,0 +1,90 @@
+"""End to end: `streamlit run` on a free loopback port, driven by Debian's Chromium via playwright."""
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from skin_model.i18n import t
+
+from .conftest import REPO, SAMPLES_DIR
+
+CHROMIUM = shutil.which("chromium")
+ARTIFACTS = REPO / "test-artifacts"
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (CI installs it with apt-get)")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("streamlit did not become healthy")
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def _choose(page, label: str, option: str):
+    page.get_by_label(label).first.click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def test_diagnose_in_a_real_browser(app_url, browser):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(app_url)
+    page.get_by_text(t("diag.title", "en")).wait_for(timeout=60_000)
+    page.locator("input[type=file]").first.set_input_files(str(SAMPLES_DIR / "ISIC_0027622.jpg"))
+    age = page.get_by_label(t("meta.age", "en"))
+    age.fill("40")
+    age.press("Enter")
+    _choose(page, t("meta.sex", "en"), "female")
+    _choose(page, t("meta.site", "en"), "upper extremity")
+    answer = page.get_by_text("Most likely:")
+    answer.wait_for(timeout=90_000)
+    page.wait_for_function("document.querySelectorAll('[data-testid=stImage] img').length >= 2", timeout=60_000)
+    page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
+    page.wait_for_timeout(1500)  # let the last rerun settle before the picture
+    assert any(code in answer.inner_text() for code in ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"))
+    assert page.locator("[data-testid=stException]").count() == 0
+    page.screenshot(path=str(ARTIFACTS / "diagnose-1280.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(ARTIFACTS / "diagnose-390.png"), full_page=True)
+    overflow = page.evaluate("document.documentElement.scrollWidth > window.innerWidth + 1")
+    assert not overflow, "the page scrolls sideways on a phone"
+    page.close()
