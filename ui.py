@@ -64,10 +64,11 @@ def probability_chart(probabilities: dict[str, float], highlight: str):
 
     order = sorted(probabilities, key=probabilities.get)
     fig = go.Figure(go.Bar(
-        x=[probabilities[c] for c in order], y=[label(c) for c in order], orientation="h",
+        # Codes on the axis keep the chart readable on a phone; full names on hover.
+        x=[probabilities[c] for c in order], y=order, orientation="h", customdata=[label(c) for c in order],
         marker_color=["#d62728" if c == highlight else "#9aa5b1" for c in order],
         text=[f"{probabilities[c]:.1%}" for c in order], textposition="outside", cliponaxis=False,
-        hovertemplate="%{y}: %{x:.1%}<extra></extra>"))
+        hovertemplate="%{customdata}: %{x:.1%}<extra></extra>"))
     fig.update_layout(xaxis=dict(range=[0, 1.15], tickformat=".0%", title=tr("chart.probability")),
-                      yaxis=dict(automargin=True), height=300, margin=dict(l=10, r=10, t=10, b=40))
+                      yaxis=dict(automargin=True), height=280, margin=dict(l=10, r=10, t=10, b=40))
     return fig

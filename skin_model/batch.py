@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Iterable
 
 import pandas as pd
+import torch
 
 from . import vocab
 from .inputs import InvalidInputError
@@ -59,28 +60,51 @@ class BatchItem:
     metadata: dict              # raw age / sex / localization (validated by the model)
 
 
-def predict_items(model, items: list[BatchItem], cam_dir: Path | None = None, progress=None) -> pd.DataFrame:
-    """One row per item: image_id, prediction, 7 probabilities; an ``error`` column for refusals."""
+def predict_items(model, items: list[BatchItem], cam_dir: Path | None = None, progress=None,
+                  batch_size: int = 32) -> pd.DataFrame:
+    """One row per item: image_id, prediction, 7 probabilities; an ``error`` column for refusals.
+
+    Without heatmaps, images go through the network in batches; with heatmaps,
+    one at a time (each needs its own backward pass).
+    """
     from .predictor import grayscale_png
 
-    rows = []
+    rows: dict[int, dict] = {}
+    pending: list[tuple[int, torch.Tensor, object]] = []
+
+    def refuse(n, item, err):
+        log.warning("%s: %s", item.image_id, err)
+        rows[n] = {"image_id": item.image_id, "prediction": "", **{c: None for c in vocab.CLASSES}, "error": str(err)}
+
+    def accept(n, item, pred):
+        rows[n] = {"image_id": item.image_id, "prediction": pred.label, **pred.probabilities, "error": ""}
+
+    def flush():
+        preds = model.predict_prepared([x for _, x, _ in pending], [m for *_, m in pending])
+        for (n, _, _), pred in zip(pending, preds):
+            accept(n, items[n], pred)
+        pending.clear()
+
     for n, item in enumerate(items):
         meta = item.metadata
         kwargs = dict(age=meta.get("age"), sex=meta.get("sex"), site=meta.get("localization"))
         try:
             if cam_dir is None:
-                pred = model.predict(item.source, **kwargs)
+                _, x, parsed = model.prepare(item.source, **kwargs)
+                pending.append((n, x, parsed))
+                if len(pending) == batch_size:
+                    flush()
             else:
                 pred, explanation = model.diagnose(item.source, **kwargs)
                 grayscale_png(explanation.heatmap).save(Path(cam_dir) / f"{item.image_id}.png")
-            rows.append({"image_id": item.image_id, "prediction": pred.label, **pred.probabilities, "error": ""})
+                accept(n, item, pred)
         except InvalidInputError as err:
-            log.warning("%s: %s", item.image_id, err)
-            rows.append({"image_id": item.image_id, "prediction": "", **{c: None for c in vocab.CLASSES},
-                         "error": str(err)})
+            refuse(n, item, err)
         if progress:
             progress(n + 1, len(items))
-    return pd.DataFrame(rows, columns=[*RESULT_COLUMNS, "error"])
+    if pending:
+        flush()
+    return pd.DataFrame([rows[n] for n in range(len(items))], columns=[*RESULT_COLUMNS, "error"])
 
 
 def predict_paths(paths, metadata_csv: Path | None = None, out_csv: Path | None = None,

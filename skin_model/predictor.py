@@ -12,6 +12,7 @@ from PIL import Image
 
 from . import vocab
 from .artifact import load_artifact
+from .config import settings
 from .inputs import ImageSource, Metadata, load_image, parse_metadata
 from .network import FixedMetadata, SkinNet, encode_metadata
 from .preprocess import InputConfig
@@ -54,8 +55,9 @@ class SkinClassifier:
     lock, so the Grad-CAM hooks of one call never see another call's activations.
     """
 
-    def __init__(self, members: list[SkinNet], card: dict):
-        self.members = [m.eval().requires_grad_(False) for m in members]
+    def __init__(self, members: list[SkinNet], card: dict, device: str | None = None):
+        self.device = torch.device(device or settings().device)
+        self.members = [m.eval().requires_grad_(False).to(self.device) for m in members]
         self.card = card
         self.inputs = InputConfig.from_card(card)
         self.temperature = float(card["temperature"])
@@ -66,15 +68,19 @@ class SkinClassifier:
 
     @classmethod
     def load(cls, model_dir: Path | None = None) -> "SkinClassifier":
+        threads = settings().num_threads
+        if threads:
+            torch.set_num_threads(threads)
         members, card = load_artifact(model_dir)
         return cls(members, card)
 
     # -- batch logits, shared by prediction and evaluation ---------------------------------
     def member_logits(self, images: torch.Tensor, metas: torch.Tensor) -> torch.Tensor:
         """Raw logits (members, views, N, classes) for normalised images; views = fused, image-only."""
-        unknown = self._unknown.expand(len(images), -1)
+        images, metas = images.to(self.device), metas.to(self.device)
+        unknown = self._unknown.to(self.device).expand(len(images), -1)
         with self._lock, torch.inference_mode():
-            return torch.stack([m.forward_views(images, (metas, unknown)) for m in self.members])
+            return torch.stack([m.forward_views(images, (metas, unknown)) for m in self.members]).cpu()
 
     def calibrate(self, member_logits: torch.Tensor) -> torch.Tensor:
         """Ensemble probabilities from member logits (members first): softmax(mean / T)."""
@@ -99,6 +105,11 @@ class SkinClassifier:
         probs = self.calibrate(self.member_logits(x, encode_metadata(meta).unsqueeze(0)))
         return self._prediction(probs, meta)
 
+    def predict_prepared(self, images: list[torch.Tensor], metas: list[Metadata]) -> list[Prediction]:
+        """Predictions for already prepared inputs (see ``prepare``), as one batch."""
+        probs = self.calibrate(self.member_logits(torch.cat(images), torch.stack([encode_metadata(m) for m in metas])))
+        return [self._prediction(probs[:, i:i + 1], m) for i, m in enumerate(metas)]
+
     def diagnose(self, image: ImageSource, age=None, sex=None, site=None,
                  target: str | None = None) -> tuple[Prediction, Explanation]:
         """Prediction and Grad-CAM from one forward and one backward pass per member.
@@ -110,17 +121,17 @@ class SkinClassifier:
         pil, x, meta = self.prepare(image, age, sex, site)
         # Weights are frozen; gradients flow from the input, so the backward pass
         # computes only what Grad-CAM needs (no weight gradients).
-        x.requires_grad_(True)
+        x = x.to(self.device).requires_grad_(True)
         if target is not None and target not in vocab.CLASSES:
             raise ValueError(f"Unknown class {target!r}; expected one of {', '.join(vocab.CLASSES)}")
-        views = torch.stack([encode_metadata(meta), self._unknown])
+        views = torch.stack([encode_metadata(meta), self._unknown]).to(self.device)
         with self._lock, ExitStack() as stack:
             cams = [stack.enter_context(GradCAM(model=FixedMetadata(m, views), target_layers=[m.cam_layer]))
                     for m in self.members]
             # GradCAM's own forward chooses its target per member; we need the
             # ensemble's, so run its hooked forward, then each member's backward.
             logits = [cam.activations_and_grads(x) for cam in cams]     # each (views, classes)
-            probs = self.calibrate(torch.stack(logits).detach().unsqueeze(2))  # (views, 1, classes)
+            probs = self.calibrate(torch.stack(logits).detach().cpu().unsqueeze(2))  # (views, 1, classes)
             prediction = self._prediction(probs, meta)
             target = target or prediction.label
             index = vocab.CLASSES.index(target)

@@ -81,10 +81,12 @@ def test_diagnose_in_a_real_browser(app_url, browser):
     page.wait_for_timeout(1500)  # let the last rerun settle before the picture
     assert any(code in answer.inner_text() for code in ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"))
     assert page.locator("[data-testid=stException]").count() == 0
-    page.screenshot(path=str(ARTIFACTS / "diagnose-1280.png"), full_page=True)
-    page.set_viewport_size({"width": 390, "height": 844})
-    page.wait_for_timeout(1000)
-    page.screenshot(path=str(ARTIFACTS / "diagnose-390.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / "diagnose-1280.png"))
+    # Streamlit scrolls inside its own container: a tall viewport shows the whole page.
+    for name, size in {"diagnose-1280-full": (1280, 2000), "diagnose-390-full": (390, 3400)}.items():
+        page.set_viewport_size({"width": size[0], "height": size[1]})
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
     overflow = page.evaluate("document.documentElement.scrollWidth > window.innerWidth + 1")
     assert not overflow, "the page scrolls sideways on a phone"
     page.close()

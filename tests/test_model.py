@@ -166,3 +166,20 @@ def test_foreign_vocabulary_is_refused(trained_run, tmp_path):
     (model_dir / CARD_FILE).write_text(json.dumps(card))
     with pytest.raises(ModelArtifactError, match="vocabulary"):
         SkinClassifier.load(model_dir)
+
+
+def test_batched_prediction_equals_one_by_one(tiny_model):
+    from skin_model.batch import BatchItem, predict_items
+
+    images = [synthetic_lesion(c, 40 + i) for i, c in enumerate(vocab.CLASSES)]
+    items = [BatchItem(f"img{i}", img, {"age": str(20 + i), "sex": "male", "localization": "back"})
+             for i, img in enumerate(images)]
+    items.insert(3, BatchItem("broken", b"not an image", {}))
+    table = predict_items(tiny_model, items, batch_size=3)
+    assert list(table["image_id"]) == [item.image_id for item in items]
+    assert table.loc[3, "error"] and table.loc[3, "prediction"] == ""
+    for i, img in enumerate(images):
+        row = table[table["image_id"] == f"img{i}"].iloc[0]
+        alone = tiny_model.predict(img, age=20 + i, sex="male", site="back")
+        assert row["prediction"] == alone.label
+        assert row[list(vocab.CLASSES)].to_numpy(float) == pytest.approx(list(alone.probabilities.values()), abs=1e-5)

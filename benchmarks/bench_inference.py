@@ -1,0 +1,186 @@
+"""Inference benchmark: cold start, predict, predict + Grad-CAM, their floors, batch, app memory.
+
+Run by hand (not part of the test suite):
+
+    python benchmarks/bench_inference.py [--repeats 20] [--skip-app] [--out benchmarks/results.json]
+
+Every figure is the median over repeated runs in a warm process (cold start: over
+fresh processes). Floors are measured in the same run, so ratios hold on a noisy machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+SAMPLES = REPO / "assets" / "samples"
+
+
+def median_seconds(fn, repeats: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def cold_start(repeats: int) -> dict:
+    """Process start -> model ready, split into import and load, in fresh processes."""
+    code = ("import time, json; t0 = time.time(); from skin_model.predictor import SkinClassifier; "
+            "t1 = time.time(); SkinClassifier.load(); t2 = time.time(); print(json.dumps([t0, t1, t2]))")
+    totals, imports, loads = [], [], []
+    for _ in range(repeats):
+        start = time.time()
+        out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+        t0, t1, t2 = json.loads(out.stdout.strip().splitlines()[-1])
+        totals.append(t2 - start)
+        imports.append(t1 - t0)
+        loads.append(t2 - t1)
+    return {"total_s": statistics.median(totals), "import_s": statistics.median(imports),
+            "load_s": statistics.median(loads)}
+
+
+def in_process(repeats: int) -> dict:
+    import torch
+
+    from skin_model.inputs import Metadata
+    from skin_model.network import encode_metadata
+    from skin_model.batch import predict_paths
+    from skin_model.predictor import SkinClassifier
+
+    model = SkinClassifier.load()
+    data = (SAMPLES / "ISIC_0027622.jpg").read_bytes()
+    meta = dict(age=40, sex="female", site="upper extremity")
+    size = model.inputs.size
+    x = torch.randn(1, 3, size, size)
+    m = encode_metadata(Metadata(40, "female", "upper extremity")).unsqueeze(0)
+
+    def bare_forward(batch=x, metas=m):
+        with torch.inference_mode():
+            for net in model.members:
+                net(batch, metas)
+
+    def bare_forward_backward():
+        xi = x.clone().requires_grad_(True)
+        for net in model.members:
+            net(xi, m)[0, 0].backward()
+
+    results = {
+        "predict_s": median_seconds(lambda: model.predict(data, **meta), repeats),
+        "predict_gradcam_s": median_seconds(lambda: model.diagnose(data, **meta), repeats),
+        "bare_forward_s": median_seconds(bare_forward, repeats),
+        "bare_forward_backward_s": median_seconds(bare_forward_backward, repeats),
+    }
+    x32, m32 = torch.randn(32, 3, size, size), m.expand(32, -1)
+    results["bare_forward_batch32_img_s"] = 32 / median_seconds(lambda: bare_forward(x32, m32), max(3, repeats // 4))
+    with tempfile.TemporaryDirectory() as folder:
+        images = sorted(SAMPLES.glob("*.jpg"))
+        for i in range(64):  # 64 files from the samples
+            shutil.copy(images[i % len(images)], Path(folder) / f"img{i:03d}.jpg")
+        import logging
+        logging.disable(logging.INFO)
+        seconds = median_seconds(lambda: predict_paths([Path(folder)], out_csv=Path(folder) / "out.csv"),
+                                 max(3, repeats // 4), warmup=1)
+        results["batch_cli_img_s"] = 64 / seconds
+    return results
+
+
+def app_memory(answers: int = 20) -> dict:
+    """Peak resident memory (VmHWM) of `streamlit run` after N Diagnose answers in a real browser."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        return {"skipped": "no chromium on PATH"}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port",
+                               str(port), "--server.address", "127.0.0.1"], cwd=REPO,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        images = sorted(SAMPLES.glob("*.jpg"))
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium, headless=True,
+                                         args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            page = browser.new_page()
+            page.goto(url)
+            page.get_by_text("Analyse a lesion").wait_for(timeout=60_000)
+            for i in range(answers):
+                page.locator("input[type=file]").first.set_input_files(str(images[i % len(images)]))
+                page.get_by_text("Most likely:").wait_for(timeout=60_000)
+                page.wait_for_function("document.querySelectorAll('[data-testid=stImage] img').length >= 2")
+                page.wait_for_timeout(300)
+            browser.close()
+        status = Path(f"/proc/{server.pid}/status").read_text()
+        field = {line.split(":")[0]: line.split(":")[1].strip() for line in status.splitlines()}
+        return {"answers": answers, "peak_rss_mb": int(field["VmHWM"].split()[0]) / 1024,
+                "rss_mb": int(field["VmRSS"].split()[0]) / 1024}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--skip-app", action="store_true")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results.json")
+    args = parser.parse_args()
+
+    import torch
+
+    results = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cores": os.cpu_count(),
+               "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+               "machine": platform.processor() or platform.machine()}
+    results["cold_start"] = cold_start(max(3, args.repeats // 4))
+    results.update(in_process(args.repeats))
+    results["ratios"] = {
+        "predict_vs_bare_forward": results["predict_s"] / results["bare_forward_s"],
+        "predict_gradcam_vs_bare_forward_backward": results["predict_gradcam_s"] / results["bare_forward_backward_s"],
+        "batch_cli_vs_bare_forward_batch32": results["batch_cli_img_s"] / results["bare_forward_batch32_img_s"],
+    }
+    if not args.skip_app:
+        results["app_memory"] = app_memory()
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    rows = [("cold start (total / import / load)", "{total_s:.2f} s / {import_s:.2f} s / {load_s:.2f} s".format(**results["cold_start"])),
+            ("predict, one image with metadata", f"{results['predict_s'] * 1000:.1f} ms"),
+            ("predict + Grad-CAM", f"{results['predict_gradcam_s'] * 1000:.1f} ms"),
+            ("bare forward (all members)", f"{results['bare_forward_s'] * 1000:.1f} ms"),
+            ("bare forward + backward", f"{results['bare_forward_backward_s'] * 1000:.1f} ms"),
+            ("bare forward, batch 32", f"{results['bare_forward_batch32_img_s']:.1f} img/s"),
+            ("CLI over a folder (64 images)", f"{results['batch_cli_img_s']:.1f} img/s")]
+    rows += [(f"ratio {k}", f"{v:.2f}") for k, v in results["ratios"].items()]
+    if "app_memory" in results:
+        rows.append(("app peak memory after 20 answers", f"{results['app_memory'].get('peak_rss_mb', 0):.0f} MB"))
+    width = max(len(r[0]) for r in rows)
+    print(f"{results['date']} · {results['cores']} cores · torch {results['torch']} · {results['torch_threads']} threads")
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    main()
