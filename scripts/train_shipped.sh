@@ -7,6 +7,6 @@ RUN=${RUN:-runs/v1}
 PY=${PY:-python}
 $PY -m skin_model train --data "$DATA" --run "$RUN" --size 128 --arch mobilenet_v2:12 \
     --pretrained mobilenet_v2 --lr 5e-4 --resume
-$PY -m skin_model train --data "$DATA" --run "$RUN" --size 128 --arch resnet18:14 --lr 1e-3 --resume \
+$PY -m skin_model train --data "$DATA" --run "$RUN" --size 128 --arch resnet18:20 --lr 1e-3 --resume \
     --out skin_model/model
 $PY -m skin_model evaluate --data "$DATA" --run "$RUN" --model skin_model/model --write-card

@@ -26,8 +26,8 @@ from tqdm import tqdm
 from . import __version__, vocab
 from .artifact import FORMAT, save_artifact
 from .calibration import fit_temperature
-from .inputs import Metadata
 from .data import Dataset, find_metadata_csv, read_metadata, split_by_lesion
+from .inputs import Metadata
 from .metrics import classification_report
 from .network import BACKBONES, META_DIM, SkinNet, encode_metadata
 from .preprocess import InputConfig

@@ -121,3 +121,21 @@ def test_language_switch_changes_the_text():
     at.sidebar.selectbox[0].set_value("fr").run()
     assert at.title[0].value == t("diag.title", "fr")
     assert at.radio(key="source").options[0] == t("diag.source.upload", "fr")
+
+
+def test_hostile_uploads_keep_the_page_working():
+    """Every hostile image: an error in plain words (or an answer if it is a valid image), never a traceback."""
+    from .hostile import HOSTILE_IMAGES
+
+    at = _app()
+    good = SAMPLE.read_bytes()
+    for name, (make, error) in sorted(HOSTILE_IMAGES.items()):
+        _upload(at, f"{name}.jpg", make())
+        if error is None:
+            assert not at.error, (name, [e.value for e in at.error])
+            assert "diagnosis" in at.session_state, name
+        else:
+            assert len(at.error) == 1 and "diagnosis" not in at.session_state, name
+            assert "Traceback" not in at.error[0].value
+        _upload(at, "lesion.jpg", good)
+        assert not at.error and at.session_state["diagnosis"]["prediction"].label in vocab.CLASSES, name

@@ -27,12 +27,15 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def app_url():
+def server(tmp_path_factory):
+    """A `streamlit run` server on a free loopback port; yields its URL and its log file."""
     port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    log_path = tmp_path_factory.mktemp("server") / "streamlit.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+             "--server.address", "127.0.0.1", "--server.headless", "true", "--logger.level", "info"],
+            cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(120):
@@ -43,10 +46,10 @@ def app_url():
                 time.sleep(0.5)
         else:
             pytest.fail("streamlit did not become healthy")
-        yield url
+        yield url, log_path
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        process.terminate()
+        process.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +66,14 @@ def _choose(page, label: str, option: str):
     page.get_by_role("option", name=option, exact=True).click()
 
 
-def test_diagnose_in_a_real_browser(app_url, browser):
+@pytest.fixture(scope="module")
+def diagnose_state():
+    """Set by the Diagnose test, so that the log test reads the log of a real answer."""
+    return {}
+
+
+def test_diagnose_in_a_real_browser(server, browser, diagnose_state):
+    app_url = server[0]
     ARTIFACTS.mkdir(exist_ok=True)
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     page.goto(app_url)
@@ -90,3 +100,13 @@ def test_diagnose_in_a_real_browser(app_url, browser):
     overflow = page.evaluate("document.documentElement.scrollWidth > window.innerWidth + 1")
     assert not overflow, "the page scrolls sideways on a phone"
     page.close()
+    diagnose_state["answered"] = True
+
+
+
+def test_nothing_of_the_upload_reaches_the_server_log(server, diagnose_state):
+    """After a real Diagnose answer (the test above), the server's log holds no trace of the inputs."""
+    assert diagnose_state.get("answered"), "the Diagnose test did not run first"
+    log = server[1].read_text(errors="replace")
+    assert "ISIC_0027622" not in log and "upper extremity" not in log
+    assert "Traceback" not in log
