@@ -19,7 +19,7 @@ def _train(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     run = Run(args.run)
-    for spec in args.arch:
+    for spec in args.arch or []:
         arch, _, epochs = spec.partition(":")
         cfg = TrainConfig(arch=arch, epochs=int(epochs or args.epochs), size=args.size,
                           batch_size=args.batch_size, lr=args.lr, seed=args.seed,
@@ -27,7 +27,7 @@ def _train(args) -> int:
         data = load_splits(args.data, run, cfg.size, cfg.seed)
         train_member(data, run, cfg, resume=args.resume)
     if args.out:
-        export(run, args.data, Path(args.out), args.model_version)
+        export(run, args.data, Path(args.out), args.model_version, archs=args.export_members)
     return 0
 
 
@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", type=Path, default=settings().data_dir, help="HAM10000 folder")
     train.add_argument("--run", type=Path, default=Path("runs/default"), help="run folder (split, checkpoints)")
     train.add_argument("--arch", action="append", default=None,
-                       help="member NAME[:EPOCHS], repeatable (resnet18, mobilenet_v2)")
+                       help="member NAME[:EPOCHS] to train, repeatable (resnet18, mobilenet_v2); none: only export")
     train.add_argument("--pretrained", action="append", default=[],
                        help="architecture(s) to start from torchvision's ImageNet weights")
     train.add_argument("--epochs", type=int, default=14)
@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     train.add_argument("--out", type=Path, default=None, help="export the artifact of all finished members here")
     train.add_argument("--model-version", default=__version__)
+    train.add_argument("--export-members", nargs="+", default=None,
+                       help="architectures to put in the artifact (default: every finished member)")
     train.set_defaults(func=_train)
 
     ev = sub.add_parser("evaluate", help="test-split metrics of an artifact")
@@ -102,8 +104,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    if args.command == "train" and not args.arch:
-        args.arch = ["resnet18"]
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, RuntimeError) as err:

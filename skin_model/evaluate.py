@@ -11,7 +11,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from . import vocab
-from .artifact import read_card, write_card
+from . import artifact
 from .data import find_images, find_metadata_csv, metadata_of, read_metadata
 from .inputs import load_image
 from .metrics import classification_report, expected_calibration_error, reliability
@@ -101,9 +101,9 @@ def evaluate(data_dir: Path, run_dir: Path, model_dir: Path | None = None, write
         if target is None:
             from .config import PACKAGE_DIR
             target = PACKAGE_DIR / "model"
-        card = read_card(target)
+        card = artifact.read_card(target)
         card["test_metrics"] = results
-        write_card(target, card)
+        artifact.write_card(target, card)
         log.info("test metrics written into %s", target)
     return results
 

@@ -230,23 +230,38 @@ def load_member(member_dir: Path) -> tuple[SkinNet, TrainConfig]:
     return net.eval(), cfg
 
 
-def finished_members(run: Run) -> list[Path]:
-    return sorted(p.parent for p in run.root.glob("*/done.json"))
+def finished_members(run: Run, archs: list[str] | None = None) -> list[Path]:
+    found = sorted(p.parent for p in run.root.glob("*/done.json"))
+    return [p for p in found if archs is None or p.name in archs]
 
 
-def export(run: Run, data_dir: Path, out_dir: Path, model_version: str) -> dict:
-    """Fit temperatures on the validation split and write the artifact of all finished members."""
-    member_dirs = finished_members(run)
-    if not member_dirs:
+def export(run: Run, data_dir: Path, out_dir: Path, model_version: str, archs: list[str] | None = None) -> dict:
+    """Fit temperatures on the validation split and write the artifact of the finished members
+    (all of them, or those named in ``archs``)."""
+    # Every finished member is scored on validation, so that the card shows why
+    # the shipped selection (``archs``) was made; only the selection is exported.
+    finished = finished_members(run)
+    if not finished:
         raise RuntimeError(f"No finished member in {run.root}")
-    loaded = [load_member(d) for d in member_dirs]
-    sizes = {cfg.size for _, cfg in loaded}
+    candidates = [load_member(d) for d in finished]
+    sizes = {cfg.size for _, cfg in candidates}
     if len(sizes) != 1:
         raise ValueError(f"Members were trained at different input sizes: {sizes}")
     inputs = InputConfig(sizes.pop())
-    data = load_splits(data_dir, run, inputs.size, loaded[0][1].seed)
+    data = load_splits(data_dir, run, inputs.size, candidates[0][1].seed)
     val = data["val"]
-    member_logits = [predict_logits(net, val, inputs) for net, _ in loaded]
+    candidate_logits = [predict_logits(net, val, inputs) for net, _ in candidates]
+
+    def val_balanced_accuracy(logits: torch.Tensor) -> float:
+        return classification_report(torch.softmax(logits, 1).numpy(), val.labels.numpy())["balanced_accuracy"]
+
+    validation = {cfg.arch: val_balanced_accuracy(l) for (_, cfg), l in zip(candidates, candidate_logits)}
+    validation["ensemble of all finished members"] = val_balanced_accuracy(torch.stack(candidate_logits).mean(0))
+    chosen = [i for i, (_, cfg) in enumerate(candidates) if archs is None or cfg.arch in archs]
+    if not chosen:
+        raise ValueError(f"None of {archs} has finished training in {run.root}")
+    loaded = [candidates[i] for i in chosen]
+    member_logits = [candidate_logits[i] for i in chosen]
     member_specs = []
     for (net, cfg), logits in zip(loaded, member_logits):
         member_specs.append({"architecture": cfg.arch, "meta_hidden": cfg.meta_hidden,
@@ -254,7 +269,9 @@ def export(run: Run, data_dir: Path, out_dir: Path, model_version: str) -> dict:
                              "temperature": fit_temperature(logits, val.labels),
                              "pretrained": "ImageNet (torchvision IMAGENET1K_V1)" if cfg.pretrained else "none (from scratch)",
                              "training": asdict(cfg)})
-    ensemble_t = fit_temperature(torch.stack(member_logits).mean(0), val.labels)
+    ensemble_logits = torch.stack(member_logits).mean(0)
+    ensemble_t = fit_temperature(ensemble_logits, val.labels)
+    validation["shipped"] = val_balanced_accuracy(ensemble_logits)
     counts = {name: {"images": len(d), "lesions": int(d.df["lesion_id"].nunique()),
                      "per_class": {c: int((d.labels == i).sum()) for i, c in enumerate(vocab.CLASSES)}}
               for name, d in data.items()}
@@ -274,7 +291,7 @@ def export(run: Run, data_dir: Path, out_dir: Path, model_version: str) -> dict:
             "dataset": "HAM10000 (working copy: 8,499 images, 85% of the published set)",
             "split_rule": "lesion-grouped, class-stratified, seeded: no lesion_id in two splits "
                           "(sklearn StratifiedGroupKFold, 1/7 test, 1/6 of the rest validation)",
-            "seed": loaded[0][1].seed,
+            "seed": candidates[0][1].seed,
             "counts": counts,
             "licence": "CC BY-NC-SA 4.0 (non-commercial, with attribution)",
             "citation": "Tschandl P., Rosendahl C., Kittler H. The HAM10000 dataset, a large collection of "
@@ -282,6 +299,8 @@ def export(run: Run, data_dir: Path, out_dir: Path, model_version: str) -> dict:
                         "Sci. Data 5, 180161 (2018). doi:10.1038/sdata.2018.161",
         },
         "calibration": "temperature scaling fitted on the validation split (per member and for the ensemble)",
+        "validation_balanced_accuracy": validation,
+        "selection": "members chosen on validation balanced accuracy (uncalibrated); see validation_balanced_accuracy",
         "intended_use": "Research and teaching demonstrator. Not a medical device; no substitute for a dermatologist.",
         "test_metrics": None,
     }
