@@ -109,12 +109,13 @@ with result_col:
     st.markdown(f"**{tr('diag.metadata_effect')}**")
     if pred.metadata == type(pred.metadata).unknown():
         st.caption(tr("diag.no_metadata"))
-    effect = pd.DataFrame({tr("chart.class"): [ui.label(c) for c in vocab.CLASSES],
-                           tr("diag.fused"): [pred.probabilities[c] for c in vocab.CLASSES],
-                           tr("diag.image_only"): [pred.image_only[c] for c in vocab.CLASSES]})
+    # Codes and percentages keep the table narrow enough for a phone.
+    effect = pd.DataFrame({tr("chart.class"): list(vocab.CLASSES),
+                           tr("diag.fused"): [100 * pred.probabilities[c] for c in vocab.CLASSES],
+                           tr("diag.image_only"): [100 * pred.image_only[c] for c in vocab.CLASSES]})
     effect = effect.sort_values(tr("diag.fused"), ascending=False)
     st.dataframe(effect, hide_index=True, width="stretch", column_config={
-        col: st.column_config.NumberColumn(format="percent") for col in (tr("diag.fused"), tr("diag.image_only"))})
+        col: st.column_config.NumberColumn(format="%.1f %%") for col in (tr("diag.fused"), tr("diag.image_only"))})
 
     report = {"disclaimer": "Research and teaching demonstrator; not a medical device.",
               **pred.as_dict(), "image_sha256": result["key"][0]}

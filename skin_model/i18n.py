@@ -90,7 +90,7 @@ TEXT: dict[str, dict[str, str]] = {
     "diag.opacity": {"en": "Heatmap opacity", "fr": "Opacité de la carte"},
     "diag.cam_class": {"en": "Explain the class", "fr": "Expliquer la classe"},
     "diag.metadata_effect": {"en": "What the patient information changed", "fr": "Ce qu'ont changé les informations patient"},
-    "diag.fused": {"en": "With patient information", "fr": "Avec informations patient"},
+    "diag.fused": {"en": "With patient info", "fr": "Avec infos patient"},
     "diag.image_only": {"en": "Image only", "fr": "Image seule"},
     "diag.no_metadata": {"en": "No patient information given: both columns are the image-only answer.",
                          "fr": "Aucune information patient : les deux colonnes sont la réponse sur l'image seule."},
