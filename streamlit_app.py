@@ -6,10 +6,10 @@ from skin_model.artifact import ModelArtifactError, read_card_of_shipped
 from skin_model.i18n import LANGUAGES
 from ui import ASSETS, tr
 
-st.set_page_config(page_title="Skin lesion classifier", page_icon=str(ASSETS / "logo.png"), layout="wide")
+st.set_page_config(page_title=tr("app.title"), page_icon=str(ASSETS / "logo.png"), layout="wide")
 
 with st.sidebar:
-    st.selectbox("Language / Langue", list(LANGUAGES), format_func=LANGUAGES.get, key="lang")
+    st.selectbox(tr("app.language"), list(LANGUAGES), format_func=LANGUAGES.get, key="lang")
     try:
         model_version = read_card_of_shipped()["model_version"]
     except ModelArtifactError:

@@ -32,12 +32,13 @@ else:
     for name, views in metrics.items():
         if name.startswith(("member_", "ensemble")):
             for view, r in views.items():
-                rows.append({tr("card.model"): name.replace("member_", "").replace("_", " ", 1),
+                model_name = tr("card.ensemble") if name == "ensemble" else name.split("_", 2)[2]
+                rows.append({tr("card.model"): model_name,
                              tr("card.view"): tr("diag.fused") if view == "fused" else tr("diag.image_only"),
                              tr("card.accuracy"): r["accuracy"], tr("card.bal_acc"): r["balanced_accuracy"],
-                             tr("card.auc"): r["macro_auc"], "ECE": r["ece_15_before_calibration"],
+                             tr("card.auc"): r["macro_auc"], tr("card.ece_raw"): r["ece_15_before_calibration"],
                              tr("card.ece"): r["ece_15"]})
-    table = pd.DataFrame(rows).rename(columns={"ECE": "ECE (T = 1)"})
+    table = pd.DataFrame(rows)
     st.dataframe(table, hide_index=True, width="stretch",
                  column_config={c: st.column_config.NumberColumn(format="%.3f") for c in table.columns[2:]})
 

@@ -11,7 +11,8 @@ LANGUAGES = {"en": "English", "fr": "Français"}
 TEXT: dict[str, dict[str, str]] = {
     # -- shared ----------------------------------------------------------------------------
     "app.title": {"en": "Skin lesion classifier", "fr": "Classification de lésions cutanées"},
-    "app.language": {"en": "Language", "fr": "Langue"},
+    # Bilingual on purpose: whoever cannot read the current language still finds the switch.
+    "app.language": {"en": "Language / Langue", "fr": "Langue / Language"},
     "app.versions": {"en": "App {app} · model {model}", "fr": "Appli {app} · modèle {model}"},
     "app.disclaimer": {
         "en": "Research and teaching demonstrator. **Not a medical device**: it gives no diagnosis "
@@ -117,6 +118,8 @@ TEXT: dict[str, dict[str, str]] = {
     "card.bal_acc": {"en": "Balanced accuracy", "fr": "Exactitude équilibrée"},
     "card.auc": {"en": "Macro ROC AUC", "fr": "AUC ROC macro"},
     "card.ece": {"en": "Calibration error (ECE)", "fr": "Erreur de calibration (ECE)"},
+    "card.ece_raw": {"en": "ECE before calibration", "fr": "ECE avant calibration"},
+    "card.ensemble": {"en": "ensemble (shipped)", "fr": "ensemble (livré)"},
     "card.accuracy": {"en": "Accuracy", "fr": "Exactitude"},
     "card.table": {"en": "Every model, with and without patient information",
                    "fr": "Chaque modèle, avec et sans informations patient"},
