@@ -12,6 +12,7 @@ import streamlit as st
 from skin_model import vocab
 from skin_model.artifact import ModelArtifactError
 from skin_model.i18n import class_label, t
+from skin_model import load_model
 from skin_model.predictor import SkinClassifier
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -21,7 +22,7 @@ GROUP_COLOURS = {"malignant": "red", "premalignant": "orange", "benign": "green"
 
 @st.cache_resource(show_spinner=False)
 def _load_model() -> SkinClassifier:
-    return SkinClassifier.load()
+    return load_model()
 
 
 def model() -> SkinClassifier:

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+import skin_model
 from skin_model import __version__, vocab
 from skin_model.config import CARD_FILE, PACKAGE_DIR, WEIGHTS_FILE
 from skin_model.network import BACKBONES
@@ -23,7 +24,7 @@ SAMPLES = pd.read_csv(SAMPLES_DIR / "metadata.csv", dtype={"image_id": str})
 
 @pytest.fixture(scope="module")
 def shipped():
-    return SkinClassifier.load()
+    return skin_model.load_model()
 
 
 def test_artifact_is_small_safetensors_with_a_full_card():
@@ -41,8 +42,10 @@ def test_artifact_is_small_safetensors_with_a_full_card():
 
 def test_samples_cover_every_class_from_the_test_split():
     assert set(SAMPLES["dx"]) == set(vocab.CLASSES) and 7 <= len(SAMPLES) <= 14
+    split = pd.read_csv(REPO / "runs" / "v1" / "split.csv").set_index("image_id")["split"]
     for image_id in SAMPLES["image_id"]:
         assert (SAMPLES_DIR / f"{image_id}.jpg").exists()
+        assert split[image_id] == "test", f"{image_id} is not from the held-out test split"
 
 
 def test_shipped_model_predicts_every_sample(shipped):
