@@ -1,0 +1,93 @@
+"""Load test (not a unit test): N browser sessions ask the running app for a Diagnose answer at once.
+
+    python benchmarks/load_app.py [--sessions 8]
+
+Each session uploads a different sample; its answer must equal the Python API's answer
+for that image. Prints p50/p95 time to answer and the server's peak memory (VmHWM).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+SAMPLES = sorted((REPO / "assets" / "samples").glob("*.jpg"))
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking"]
+
+
+async def one_session(browser, url: str, image: Path) -> tuple[str, float]:
+    page = await (await browser.new_context(viewport={"width": 1280, "height": 900})).new_page()
+    await page.goto(url)
+    await page.get_by_text("Analyse a lesion").wait_for(timeout=120_000)
+    start = time.perf_counter()
+    await page.locator("input[type=file]").first.set_input_files(str(image))
+    answer = page.get_by_text("Most likely:")
+    await answer.wait_for(timeout=120_000)
+    await page.wait_for_function("document.querySelectorAll('[data-testid=stImage] img').length >= 2",
+                                 timeout=120_000)
+    seconds = time.perf_counter() - start
+    text = await answer.inner_text()
+    return text.split(":", 1)[1].split("—")[0].strip(), seconds
+
+
+async def run(url: str, sessions: int) -> list[tuple[str, float]]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=shutil.which("chromium"), headless=True, args=ARGS)
+        images = [SAMPLES[i % len(SAMPLES)] for i in range(sessions)]
+        results = await asyncio.gather(*(one_session(browser, url, img) for img in images))
+        await browser.close()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sessions", type=int, default=8)
+    args = parser.parse_args()
+    import skin_model
+
+    model = skin_model.load_model()
+    expected = [model.predict(SAMPLES[i % len(SAMPLES)]).label for i in range(args.sessions)]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port",
+                               str(port), "--server.address", "127.0.0.1"], cwd=REPO,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        results = asyncio.run(run(url, args.sessions))
+        status = Path(f"/proc/{server.pid}/status").read_text()
+        peak = int(next(l for l in status.splitlines() if l.startswith("VmHWM")).split()[1]) / 1024
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    times = sorted(t for _, t in results)
+    correct = sum(label == want for (label, _), want in zip(results, expected))
+    report = {"sessions": args.sessions, "answered": len(results), "correct": correct,
+              "p50_s": statistics.median(times), "p95_s": times[min(len(times) - 1, round(0.95 * (len(times) - 1)))],
+              "peak_rss_mb": peak}
+    print(json.dumps(report, indent=2))
+    if correct != args.sessions:
+        sys.exit(f"{args.sessions - correct} session(s) got a wrong or no answer")
+
+
+if __name__ == "__main__":
+    main()
