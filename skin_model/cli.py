@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, default=None, help="export the artifact of all finished members here")
     train.add_argument("--model-version", default=__version__)
     train.add_argument("--export-members", nargs="+", default=None,
-                       help="architectures to put in the artifact (default: every finished member)")
+                       help="architectures to put in the artifact (default: every finished member; "
+                            "'auto': the best on validation among each member alone and all together)")
     train.set_defaults(func=_train)
 
     ev = sub.add_parser("evaluate", help="test-split metrics of an artifact")

@@ -257,7 +257,13 @@ def export(run: Run, data_dir: Path, out_dir: Path, model_version: str, archs: l
 
     validation = {cfg.arch: val_balanced_accuracy(l) for (_, cfg), l in zip(candidates, candidate_logits)}
     validation["ensemble of all finished members"] = val_balanced_accuracy(torch.stack(candidate_logits).mean(0))
-    chosen = [i for i, (_, cfg) in enumerate(candidates) if archs is None or cfg.arch in archs]
+    if archs == ["auto"]:
+        # The best on validation among each member alone and all of them together.
+        options = {cfg.arch: [i] for i, (_, cfg) in enumerate(candidates)}
+        options["ensemble of all finished members"] = list(range(len(candidates)))
+        chosen = options[max(options, key=validation.get)]
+    else:
+        chosen = [i for i, (_, cfg) in enumerate(candidates) if archs is None or cfg.arch in archs]
     if not chosen:
         raise ValueError(f"None of {archs} has finished training in {run.root}")
     loaded = [candidates[i] for i in chosen]
@@ -300,7 +306,8 @@ def export(run: Run, data_dir: Path, out_dir: Path, model_version: str, archs: l
         },
         "calibration": "temperature scaling fitted on the validation split (per member and for the ensemble)",
         "validation_balanced_accuracy": validation,
-        "selection": "members chosen on validation balanced accuracy (uncalibrated); see validation_balanced_accuracy",
+        "selection": ("best validation balanced accuracy among each member alone and the ensemble of all"
+                      if archs == ["auto"] else f"members named at export: {archs or 'all finished'}"),
         "intended_use": "Research and teaching demonstrator. Not a medical device; no substitute for a dermatologist.",
         "test_metrics": None,
     }

@@ -183,3 +183,14 @@ def test_batched_prediction_equals_one_by_one(tiny_model):
         alone = tiny_model.predict(img, age=20 + i, sex="male", site="back")
         assert row["prediction"] == alone.label
         assert row[list(vocab.CLASSES)].to_numpy(float) == pytest.approx(list(alone.probabilities.values()), abs=1e-5)
+
+
+def test_auto_export_ships_the_best_on_validation(trained_run, synthetic_data, tmp_path):
+    from skin_model.train import export
+
+    card = export(trained_run[0], synthetic_data, tmp_path / "auto", "0.0.auto", archs=["auto"])
+    validation = card["validation_balanced_accuracy"]
+    candidates = {k: v for k, v in validation.items() if k != "shipped"}
+    assert set(candidates) == {"resnet18", "mobilenet_v2", "ensemble of all finished members"}
+    assert validation["shipped"] == pytest.approx(max(candidates.values()))
+    assert SkinClassifier.load(tmp_path / "auto").predict(synthetic_lesion("nv", 3)).label in vocab.CLASSES
