@@ -12,11 +12,13 @@ import streamlit as st
 from skin_model import vocab
 from skin_model.artifact import ModelArtifactError
 from skin_model.i18n import class_label, t
+from skin_model.inputs import IMAGE_SUFFIXES
 from skin_model import load_model
 from skin_model.predictor import SkinClassifier
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 SAMPLES = ASSETS / "samples"
+UPLOAD_TYPES = [suffix.lstrip(".") for suffix in IMAGE_SUFFIXES]
 GROUP_COLOURS = {"malignant": "red", "premalignant": "orange", "benign": "green"}
 
 

@@ -16,7 +16,7 @@ model = ui.model()
 st.title(tr("batch.title"))
 st.info(tr("app.disclaimer"), icon=":material/medical_information:")
 
-files = st.file_uploader(tr("batch.images"), type=["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff"],
+files = st.file_uploader(tr("batch.images"), type=ui.UPLOAD_TYPES,
                          accept_multiple_files=True, key="batch_images")
 csv = st.file_uploader(tr("batch.metadata"), type=["csv"], key="batch_csv")
 

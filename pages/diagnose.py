@@ -14,7 +14,6 @@ from skin_model.predictor import overlay
 
 log = logging.getLogger(__name__)
 tr = ui.tr
-IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff"]
 
 model = ui.model()
 st.title(tr("diag.title"))
@@ -29,7 +28,7 @@ with inputs_col:
                       horizontal=True, key="source")
     data, sample_meta = None, None
     if source == "upload":
-        upload = st.file_uploader(tr("diag.upload"), type=IMAGE_TYPES, key="upload")
+        upload = st.file_uploader(tr("diag.upload"), type=ui.UPLOAD_TYPES, key="upload")
         data = upload.getvalue() if upload else None
     elif source == "camera":
         shot = st.camera_input(tr("diag.camera"), key="camera")

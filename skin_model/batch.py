@@ -11,11 +11,10 @@ import pandas as pd
 import torch
 
 from . import vocab
-from .inputs import InvalidInputError
+from .inputs import IMAGE_SUFFIXES, InvalidInputError
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 RESULT_COLUMNS = ("image_id", "prediction", *vocab.CLASSES)
 
 

@@ -10,14 +10,13 @@ import torch
 from PIL import Image
 
 from . import vocab
-from .inputs import Metadata, parse_metadata
+from .inputs import IMAGE_SUFFIXES, Metadata, parse_metadata
 from .network import encode_metadata
 
 log = logging.getLogger(__name__)
 
 METADATA_COLUMNS = ("lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization")
 SPLITS = ("train", "val", "test")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 def find_metadata_csv(root: Path) -> Path:

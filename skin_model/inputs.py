@@ -51,6 +51,8 @@ class UnknownSiteError(InvalidInputError):
 
 
 ImageSource = Union[Image.Image, bytes, bytearray, str, Path, BinaryIO]
+# File types offered for upload and picked up in folders (Pillow reads more).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 
 def _open(source: ImageSource) -> Image.Image:
