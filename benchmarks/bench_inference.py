@@ -14,19 +14,19 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 SAMPLES = REPO / "assets" / "samples"
+
+from benchmarks.app_server import CHROMIUM_ARGS, peak_rss_mb, running_app  # noqa: E402
 
 
 def median_seconds(fn, repeats: int, warmup: int = 2) -> float:
@@ -108,24 +108,10 @@ def app_memory(answers: int = 20) -> dict:
     chromium = shutil.which("chromium")
     if chromium is None:
         return {"skipped": "no chromium on PATH"}
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port",
-                               str(port), "--server.address", "127.0.0.1"], cwd=REPO,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
+    with running_app() as (url, pid):
         images = sorted(SAMPLES.glob("*.jpg"))
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=chromium, headless=True,
-                                         args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            browser = pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
             page = browser.new_page()
             page.goto(url)
             page.get_by_text("Analyse a lesion").wait_for(timeout=60_000)
@@ -135,13 +121,10 @@ def app_memory(answers: int = 20) -> dict:
                 page.wait_for_function("document.querySelectorAll('[data-testid=stImage] img').length >= 2")
                 page.wait_for_timeout(300)
             browser.close()
-        status = Path(f"/proc/{server.pid}/status").read_text()
+        status = Path(f"/proc/{pid}/status").read_text()
         field = {line.split(":")[0]: line.split(":")[1].strip() for line in status.splitlines()}
-        return {"answers": answers, "peak_rss_mb": int(field["VmHWM"].split()[0]) / 1024,
+        return {"answers": answers, "peak_rss_mb": peak_rss_mb(pid),
                 "rss_mb": int(field["VmRSS"].split()[0]) / 1024}
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def main() -> None:

@@ -11,18 +11,16 @@ import argparse
 import asyncio
 import json
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 SAMPLES = sorted((REPO / "assets" / "samples").glob("*.jpg"))
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking"]
+
+from benchmarks.app_server import CHROMIUM_ARGS, peak_rss_mb, running_app  # noqa: E402
 
 
 async def one_session(browser, url: str, image: Path) -> tuple[str, float]:
@@ -44,7 +42,7 @@ async def run(url: str, sessions: int) -> list[tuple[str, float]]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=shutil.which("chromium"), headless=True, args=ARGS)
+        browser = await pw.chromium.launch(executable_path=shutil.which("chromium"), headless=True, args=CHROMIUM_ARGS)
         images = [SAMPLES[i % len(SAMPLES)] for i in range(sessions)]
         results = await asyncio.gather(*(one_session(browser, url, img) for img in images))
         await browser.close()
@@ -59,26 +57,9 @@ def main() -> None:
 
     model = skin_model.load_model()
     expected = [model.predict(SAMPLES[i % len(SAMPLES)]).label for i in range(args.sessions)]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port",
-                               str(port), "--server.address", "127.0.0.1"], cwd=REPO,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
+    with running_app() as (url, pid):
         results = asyncio.run(run(url, args.sessions))
-        status = Path(f"/proc/{server.pid}/status").read_text()
-        peak = int(next(l for l in status.splitlines() if l.startswith("VmHWM")).split()[1]) / 1024
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+        peak = peak_rss_mb(pid)
     times = sorted(t for _, t in results)
     correct = sum(label == want for (label, _), want in zip(results, expected))
     report = {"sessions": args.sessions, "answered": len(results), "correct": correct,

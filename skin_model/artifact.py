@@ -12,7 +12,6 @@ from contextlib import ExitStack
 from importlib import resources
 from pathlib import Path
 
-import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 

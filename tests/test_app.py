@@ -1,5 +1,4 @@
 """The Streamlit pages, driven headless by streamlit.testing (one test per page, plus errors)."""
-import io
 
 import pytest
 from streamlit.testing.v1 import AppTest

@@ -3,7 +3,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,7 +13,6 @@ import skin_model
 from skin_model import __version__, vocab
 from skin_model.config import CARD_FILE, PACKAGE_DIR, WEIGHTS_FILE
 from skin_model.network import BACKBONES
-from skin_model.predictor import SkinClassifier
 
 from .conftest import REPO, SAMPLES_DIR
 
