@@ -163,3 +163,25 @@ def test_broken_artifact_gives_a_clear_start_up_error(tmp_path, monkeypatch, dam
         assert "diagnosis" not in at.session_state
     finally:
         st.cache_resource.clear()  # the next test loads the real model again
+
+
+def test_hostile_metadata_csvs_on_the_batch_page():
+    from .hostile import HOSTILE_CSVS
+
+    at = _app("pages/batch.py")
+    image = ("img0.jpg", SAMPLE.read_bytes(), "image/jpeg")
+    for name, (data, error) in sorted(HOSTILE_CSVS.items()):
+        at.file_uploader(key="batch_images").set_value([image])
+        at.file_uploader(key="batch_csv").set_value((f"{name}.csv", data, "text/csv"))
+        at.run()
+        at.button(key="batch_run").click().run()
+        assert not at.exception, (name, at.exception)
+        if error is None:
+            assert not at.error, name
+            assert at.session_state["batch_result"].loc[0, "prediction"] in vocab.CLASSES, name
+        else:
+            assert len(at.error) == 1 and "Traceback" not in at.error[0].value, name
+    at.file_uploader(key="batch_csv").set_value(None)
+    at.run()
+    at.button(key="batch_run").click().run()
+    assert not at.error and at.session_state["batch_result"].loc[0, "error"] == ""
