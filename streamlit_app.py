@@ -2,19 +2,14 @@
 import streamlit as st
 
 from skin_model import __version__
-from skin_model.artifact import ModelArtifactError, read_card_of_shipped
 from skin_model.i18n import LANGUAGES
-from ui import ASSETS, tr
+from ui import ASSETS, model_version, tr
 
 st.set_page_config(page_title=tr("app.title"), page_icon=str(ASSETS / "logo.png"), layout="wide")
 
 with st.sidebar:
     st.selectbox(tr("app.language"), list(LANGUAGES), format_func=LANGUAGES.get, key="lang")
-    try:
-        model_version = read_card_of_shipped()["model_version"]
-    except ModelArtifactError:
-        model_version = "?"
-    st.caption(tr("app.versions", app=__version__, model=model_version))
+    st.caption(tr("app.versions", app=__version__, model=model_version()))
 
 st.logo(str(ASSETS / "logo.png"))
 pages = [

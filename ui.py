@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from skin_model import vocab
-from skin_model.artifact import ModelArtifactError
+from skin_model.artifact import ModelArtifactError, read_card_of_shipped
 from skin_model.i18n import class_label, t
 from skin_model.inputs import IMAGE_SUFFIXES
 from skin_model import load_model
@@ -34,6 +34,15 @@ def model() -> SkinClassifier:
     except ModelArtifactError as err:
         st.error(t("app.model_error", lang(), error=err))
         st.stop()
+
+
+@st.cache_resource(show_spinner=False)
+def model_version() -> str:
+    """The shipped model's version, from its card (no weights loaded)."""
+    try:
+        return read_card_of_shipped()["model_version"]
+    except ModelArtifactError:
+        return "?"
 
 
 def lang() -> str:

@@ -27,9 +27,8 @@ from . import __version__, vocab
 from .artifact import FORMAT, save_artifact
 from .calibration import fit_temperature
 from .data import Dataset, find_metadata_csv, read_metadata, split_by_lesion
-from .inputs import Metadata
 from .metrics import classification_report
-from .network import BACKBONES, META_DIM, SkinNet, encode_metadata
+from .network import BACKBONES, META_DIM, SkinNet
 from .preprocess import InputConfig
 
 log = logging.getLogger(__name__)
@@ -134,13 +133,9 @@ def class_weights(labels: torch.Tensor, power: float) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def predict_logits(net: SkinNet, data: Dataset, inputs: InputConfig, hide_meta: bool = False,
-                   batch_size: int = 128) -> torch.Tensor:
+def predict_logits(net: SkinNet, data: Dataset, inputs: InputConfig, batch_size: int = 128) -> torch.Tensor:
     net.eval()
-    meta = data.meta
-    if hide_meta:
-        meta = encode_metadata(Metadata.unknown()).expand(len(data), -1)
-    out = [net(inputs.normalize(data.images[i:i + batch_size]), meta[i:i + batch_size])
+    out = [net(inputs.normalize(data.images[i:i + batch_size]), data.meta[i:i + batch_size])
            for i in range(0, len(data), batch_size)]
     return torch.cat(out)
 
@@ -230,9 +225,8 @@ def load_member(member_dir: Path) -> tuple[SkinNet, TrainConfig]:
     return net.eval(), cfg
 
 
-def finished_members(run: Run, archs: list[str] | None = None) -> list[Path]:
-    found = sorted(p.parent for p in run.root.glob("*/done.json"))
-    return [p for p in found if archs is None or p.name in archs]
+def finished_members(run: Run) -> list[Path]:
+    return sorted(p.parent for p in run.root.glob("*/done.json"))
 
 
 def export(run: Run, data_dir: Path, out_dir: Path, model_version: str, archs: list[str] | None = None) -> dict:
