@@ -10,7 +10,7 @@ import ui
 from skin_model import vocab
 from skin_model.i18n import error_text
 from skin_model.inputs import InvalidInputError, load_image
-from skin_model.predictor import overlay
+from skin_model.gradcam import overlay
 
 log = logging.getLogger(__name__)
 tr = ui.tr

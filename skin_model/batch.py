@@ -66,7 +66,7 @@ def predict_items(model, items: list[BatchItem], cam_dir: Path | None = None, pr
     Without heatmaps, images go through the network in batches; with heatmaps,
     one at a time (each needs its own backward pass).
     """
-    from .predictor import grayscale_png
+    from .gradcam import grayscale_png
 
     rows: dict[int, dict] = {}
     pending: list[tuple[int, torch.Tensor, object]] = []

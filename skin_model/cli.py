@@ -106,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args)
+    except ModuleNotFoundError as err:  # training and evaluation need more than the app
+        log.error("%s is not installed: training and evaluation need `pip install -r requirements-dev.txt` "
+                  "(or the package's [train] extra)", err.name)
+        return 1
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         log.error("%s", err)
         return 1

@@ -83,20 +83,3 @@ class SkinNet(nn.Module):
         features = self.backbone(image)
         return torch.stack([self.classify(features, m) for m in metas])
 
-
-class FixedMetadata(nn.Module):
-    """A one-input view of a member with the metadata held fixed, for Grad-CAM.
-
-    ``metas`` holds one or more metadata rows; for a single image the output
-    has one row of logits per metadata row (row 0 is the one explained).
-    """
-
-    def __init__(self, net: SkinNet, metas: torch.Tensor):
-        super().__init__()
-        self.net = net
-        self.metas = metas.reshape(-1, META_DIM)
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        n = image.shape[0]
-        views = tuple(m.expand(n, -1) for m in self.metas)
-        return self.net.forward_views(image, views).transpose(0, 1).reshape(n * len(views), -1)

@@ -14,7 +14,8 @@ from . import vocab
 from .artifact import load_artifact
 from .config import settings
 from .inputs import ImageSource, Metadata, load_image, parse_metadata
-from .network import FixedMetadata, SkinNet, encode_metadata
+from .gradcam import GradCAM, upsample
+from .network import SkinNet, encode_metadata
 from .preprocess import InputConfig
 
 FUSED, IMAGE_ONLY = 0, 1  # the two metadata views computed for every image
@@ -112,61 +113,29 @@ class SkinClassifier:
 
     def diagnose(self, image: ImageSource, age=None, sex=None, site=None,
                  target: str | None = None) -> tuple[Prediction, Explanation]:
-        """Prediction and Grad-CAM from one forward and one backward pass per member.
+        """Prediction and Grad-CAM from one forward and one backward pass.
 
         ``target`` is the class to explain; by default the predicted one.
         """
-        from pytorch_grad_cam import GradCAM
-
+        if target is not None and target not in vocab.CLASSES:
+            raise ValueError(f"Unknown class {target!r}; expected one of {', '.join(vocab.CLASSES)}")
         pil, x, meta = self.prepare(image, age, sex, site)
         # Weights are frozen; gradients flow from the input, so the backward pass
         # computes only what Grad-CAM needs (no weight gradients).
         x = x.to(self.device).requires_grad_(True)
-        if target is not None and target not in vocab.CLASSES:
-            raise ValueError(f"Unknown class {target!r}; expected one of {', '.join(vocab.CLASSES)}")
-        views = torch.stack([encode_metadata(meta), self._unknown]).to(self.device)
+        views = (encode_metadata(meta).unsqueeze(0).to(self.device), self._unknown.unsqueeze(0).to(self.device))
         with self._lock, ExitStack() as stack:
-            cams = [stack.enter_context(GradCAM(model=FixedMetadata(m, views), target_layers=[m.cam_layer]))
-                    for m in self.members]
-            # GradCAM's own forward chooses its target per member; we need the
-            # ensemble's, so run its hooked forward, then each member's backward.
-            logits = [cam.activations_and_grads(x) for cam in cams]     # each (views, classes)
-            probs = self.calibrate(torch.stack(logits).detach().cpu().unsqueeze(2))  # (views, 1, classes)
-            prediction = self._prediction(probs, meta)
+            cams = [stack.enter_context(GradCAM(m.cam_layer)) for m in self.members]
+            logits = torch.stack([m.forward_views(x, views) for m in self.members])  # (members, views, 1, classes)
+            prediction = self._prediction(self.calibrate(logits.detach().cpu()), meta)
             target = target or prediction.label
-            index = vocab.CLASSES.index(target)
-            maps = []
-            for cam, member_out in zip(cams, logits):
-                member_out[FUSED, index].backward()
-                maps.append(cam.aggregate_multi_layers(cam.compute_cam_per_layer(x, None, False))[0])
-        return prediction, Explanation(target, self._heatmap(maps, pil.size))
+            # Members share no weights, so one backward of their summed scores
+            # gives each member the gradient of its own score.
+            logits[:, FUSED, 0, vocab.CLASSES.index(target)].sum().backward()
+            maps = [cam.maps()[0] for cam in cams]
+        heat = np.mean([upsample(m, pil.size) for m in maps], axis=0)
+        return prediction, Explanation(target, (heat / max(float(heat.max()), 1e-12)).astype(np.float32))
 
     def explain(self, image: ImageSource, target: str | None = None, age=None, sex=None, site=None) -> Explanation:
         """Grad-CAM of ``target`` (default: the predicted class) through the fused model."""
         return self.diagnose(image, age, sex, site, target=target)[1]
-
-    @staticmethod
-    def _heatmap(maps: list[np.ndarray], size: tuple[int, int]) -> np.ndarray:
-        """Mean of the members' CAMs, resized to the image's (width, height), scaled to [0, 1]."""
-        import cv2
-
-        mean = np.mean(maps, axis=0).astype(np.float32)
-        heat = cv2.resize(mean, size, interpolation=cv2.INTER_LINEAR)
-        heat = np.clip(heat, 0.0, None)
-        top = float(heat.max())
-        return heat / top if top > 0 else heat
-
-
-def overlay(image: Image.Image, heatmap: np.ndarray, opacity: float = 0.5) -> Image.Image:
-    """The heatmap in a jet colour map over the image; ``opacity`` is the heatmap's weight."""
-    from pytorch_grad_cam.utils.image import show_cam_on_image
-
-    if not 0.0 <= opacity <= 1.0:
-        raise ValueError("opacity must be between 0 and 1")
-    rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    return Image.fromarray(show_cam_on_image(rgb, heatmap, use_rgb=True, image_weight=1.0 - opacity))
-
-
-def grayscale_png(heatmap: np.ndarray) -> Image.Image:
-    """The heatmap as an 8-bit grayscale image (0 = no attention, 255 = most)."""
-    return Image.fromarray(np.round(np.clip(heatmap, 0, 1) * 255).astype(np.uint8))

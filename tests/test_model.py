@@ -11,7 +11,8 @@ from safetensors.torch import load_file, save_file
 from skin_model import vocab
 from skin_model.artifact import ModelArtifactError, load_artifact
 from skin_model.config import CARD_FILE, WEIGHTS_FILE
-from skin_model.predictor import SkinClassifier, grayscale_png, overlay
+from skin_model.gradcam import grayscale_png, overlay
+from skin_model.predictor import SkinClassifier
 
 from .conftest import synthetic_lesion
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from skin_model.inputs import Metadata, parse_metadata
-from skin_model.network import BACKBONES, META_DIM, FixedMetadata, SkinNet, encode_metadata
+from skin_model.network import BACKBONES, META_DIM, SkinNet, encode_metadata
 
 
 def test_metadata_encoding():
@@ -23,9 +23,7 @@ def test_forward_shapes_with_and_without_metadata(arch):
     with torch.no_grad():
         fused, image_only = net(x, known), net(x, unknown)
         views = net.forward_views(x, (known, unknown))
-        fixed = FixedMetadata(net, torch.stack([known[0], unknown[0]]))(x[:1])
     assert fused.shape == image_only.shape == (3, 7)
     assert not torch.allclose(fused, image_only)  # the metadata reaches the output
     torch.testing.assert_close(views, torch.stack([fused, image_only]))
-    torch.testing.assert_close(fixed, torch.stack([fused[0], image_only[0]]))
     assert net.cam_layer is not None
