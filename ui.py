@@ -4,9 +4,9 @@ No model logic here: that lives in ``skin_model``.
 """
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
-import pandas as pd
 import streamlit as st
 
 from skin_model import vocab
@@ -63,11 +63,15 @@ def badge(code: str) -> str:
 
 
 @st.cache_data(show_spinner=False)
-def samples() -> pd.DataFrame:
-    """The bundled sample images with their recorded metadata."""
-    table = pd.read_csv(SAMPLES / "metadata.csv", dtype={"image_id": str})
-    table["path"] = [str(SAMPLES / f"{i}.jpg") for i in table["image_id"]]
-    return table
+def samples() -> list[dict]:
+    """The bundled sample images with their recorded metadata (image_id, dx, age, sex, localization, path).
+
+    Read with ``csv``, not pandas: the Diagnose page then never loads pandas and
+    pyarrow (about 80 MB of the app's memory).
+    """
+    with open(SAMPLES / "metadata.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [{**row, "age": int(float(row["age"])), "path": str(SAMPLES / f"{row['image_id']}.jpg")} for row in rows]
 
 
 def probability_chart(probabilities: dict[str, float], highlight: str):

@@ -14,12 +14,16 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--
 
 
 @contextmanager
-def running_app():
-    """Yields (url, pid) once the health URL answers; stops the server afterwards."""
+def running_app(python: str = sys.executable):
+    """Yields (url, pid) once the health URL answers; stops the server afterwards.
+
+    ``python`` is the interpreter that serves the app (another venv, e.g. one
+    with a CPU build of torch), while the caller drives it from this one.
+    """
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port",
+    server = subprocess.Popen([python, "-m", "streamlit", "run", "streamlit_app.py", "--server.port",
                                str(port), "--server.address", "127.0.0.1"], cwd=REPO,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"

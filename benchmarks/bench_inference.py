@@ -101,36 +101,49 @@ def in_process(repeats: int) -> dict:
     return results
 
 
-def app_memory(answers: int = 20) -> dict:
-    """Peak resident memory (VmHWM) of `streamlit run` after N Diagnose answers in a real browser."""
+def app_memory(answers: int = 20, python: str = sys.executable) -> dict:
+    """Peak resident memory (VmHWM) of `streamlit run`, read from outside, driven by a real browser.
+
+    First after ``answers`` Diagnose answers (the target), then again after a
+    4-image Batch run and a visit to every other page (the whole app loaded).
+    """
     from playwright.sync_api import sync_playwright
 
     chromium = shutil.which("chromium")
     if chromium is None:
         return {"skipped": "no chromium on PATH"}
-    with running_app() as (url, pid):
-        images = sorted(SAMPLES.glob("*.jpg"))
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
-            page = browser.new_page()
-            page.goto(url)
-            page.get_by_text("Analyse a lesion").wait_for(timeout=60_000)
-            for i in range(answers):
-                page.locator("input[type=file]").first.set_input_files(str(images[i % len(images)]))
-                page.get_by_text("Most likely:").wait_for(timeout=60_000)
-                page.wait_for_function("document.querySelectorAll('[data-testid=stImage] img').length >= 2")
-                page.wait_for_timeout(300)
-            browser.close()
-        status = Path(f"/proc/{pid}/status").read_text()
-        field = {line.split(":")[0]: line.split(":")[1].strip() for line in status.splitlines()}
-        return {"answers": answers, "peak_rss_mb": peak_rss_mb(pid),
-                "rss_mb": int(field["VmRSS"].split()[0]) / 1024}
+    images = sorted(SAMPLES.glob("*.jpg"))
+    with running_app(python) as (url, pid), sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.goto(url)
+        page.get_by_text("Analyse a lesion").wait_for(timeout=60_000)
+        for i in range(answers):
+            page.locator("input[type=file]").first.set_input_files(str(images[i % len(images)]))
+            page.get_by_text("Most likely:").wait_for(timeout=60_000)
+            page.wait_for_function("document.querySelectorAll('[data-testid=stImage] img').length >= 2")
+            page.wait_for_timeout(300)
+        after_diagnose = peak_rss_mb(pid)
+
+        page.goto(f"{url}/batch")
+        page.locator("input[type=file]").first.set_input_files([str(p) for p in images[:4]])
+        page.get_by_role("button", name="Analyse 4 image(s)").click()
+        page.locator("[data-testid=stDataFrame]").wait_for(timeout=60_000)
+        for path, text in (("model_card", "Model card"), ("about", "About")):
+            page.goto(f"{url}/{path}")
+            page.get_by_role("heading", name=text).first.wait_for(timeout=60_000)
+            page.wait_for_timeout(1000)
+        browser.close()
+        return {"answers": answers, "interpreter": python, "peak_rss_mb": after_diagnose,
+                "peak_rss_all_pages_mb": peak_rss_mb(pid)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--skip-app", action="store_true")
+    parser.add_argument("--app-python", default=sys.executable,
+                        help="interpreter that serves the app for the memory figure (e.g. a CPU-torch venv)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results.json")
     args = parser.parse_args()
 
@@ -147,7 +160,7 @@ def main() -> None:
         "batch_cli_vs_bare_forward_batch32": results["batch_cli_img_s"] / results["bare_forward_batch32_img_s"],
     }
     if not args.skip_app:
-        results["app_memory"] = app_memory()
+        results["app_memory"] = app_memory(python=args.app_python)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     rows = [("cold start (total / import / load)", "{total_s:.2f} s / {import_s:.2f} s / {load_s:.2f} s".format(**results["cold_start"])),
             ("predict, one image with metadata", f"{results['predict_s'] * 1000:.1f} ms"),
@@ -158,7 +171,9 @@ def main() -> None:
             ("CLI over a folder (256 images)", f"{results['batch_cli_img_s']:.1f} img/s")]
     rows += [(f"ratio {k}", f"{v:.2f}") for k, v in results["ratios"].items()]
     if "app_memory" in results:
-        rows.append(("app peak memory after 20 answers", f"{results['app_memory'].get('peak_rss_mb', 0):.0f} MB"))
+        mem = results["app_memory"]
+        rows.append(("app peak memory after 20 answers", f"{mem.get('peak_rss_mb', 0):.0f} MB"))
+        rows.append(("app peak memory, every page visited", f"{mem.get('peak_rss_all_pages_mb', 0):.0f} MB"))
     width = max(len(r[0]) for r in rows)
     print(f"{results['date']} · {results['cores']} cores · torch {results['torch']} · {results['torch_threads']} threads")
     for name, value in rows:

@@ -3,7 +3,6 @@ import hashlib
 import json
 import logging
 
-import pandas as pd
 import streamlit as st
 
 import ui
@@ -35,15 +34,15 @@ with inputs_col:
         data = shot.getvalue() if shot else None
     else:
         table = ui.samples()
-        row = st.selectbox(tr("diag.sample"), range(len(table)), key="sample",
-                           format_func=lambda i: f"{table.image_id[i]} · {ui.label(table.dx[i])}")
-        data = open(table.path[row], "rb").read()
+        row = table[st.selectbox(tr("diag.sample"), range(len(table)), key="sample",
+                                 format_func=lambda i: f"{table[i]['image_id']} · {ui.label(table[i]['dx'])}")]
+        data = open(row["path"], "rb").read()
         if st.checkbox(tr("diag.sample_meta"), value=True, key="sample_meta"):
-            sample_meta = table.iloc[row]
+            sample_meta = row
 
     with st.expander(tr("diag.patient"), expanded=True):
         if sample_meta is not None:
-            age, sex, site = int(sample_meta.age), sample_meta.sex, sample_meta.localization
+            age, sex, site = sample_meta["age"], sample_meta["sex"], sample_meta["localization"]
             st.caption(f"{tr('meta.age')}: {age} · {tr('meta.sex')}: {tr('sex.' + sex)} · "
                        f"{tr('meta.site')}: {tr('site.' + site)}")
         else:
@@ -108,13 +107,11 @@ with result_col:
     st.markdown(f"**{tr('diag.metadata_effect')}**")
     if pred.metadata == type(pred.metadata).unknown():
         st.caption(tr("diag.no_metadata"))
-    # Codes and percentages keep the table narrow enough for a phone.
-    effect = pd.DataFrame({tr("chart.class"): list(vocab.CLASSES),
-                           tr("diag.fused"): [100 * pred.probabilities[c] for c in vocab.CLASSES],
-                           tr("diag.image_only"): [100 * pred.image_only[c] for c in vocab.CLASSES]})
-    effect = effect.sort_values(tr("diag.fused"), ascending=False)
-    st.dataframe(effect, hide_index=True, width="stretch", column_config={
-        col: st.column_config.NumberColumn(format="%.1f %%") for col in (tr("diag.fused"), tr("diag.image_only"))})
+    # A markdown table (codes and percentages) stays narrow on a phone and needs no pandas.
+    rows = [f"| {c} | {pred.probabilities[c]:.1%} | {pred.image_only[c]:.1%} |"
+            for c in sorted(vocab.CLASSES, key=pred.probabilities.get, reverse=True)]
+    st.markdown("\n".join([f"| {tr('chart.class')} | {tr('diag.fused')} | {tr('diag.image_only')} |",
+                           "|:--|--:|--:|", *rows]))
 
     report = {"disclaimer": "Research and teaching demonstrator; not a medical device.",
               **pred.as_dict(), "image_sha256": result["key"][0]}

@@ -1,7 +1,7 @@
 """The loaded model: calibrated prediction and Grad-CAM for one image plus metadata."""
 from __future__ import annotations
 
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,8 +52,11 @@ def _probs_dict(probs: torch.Tensor) -> dict[str, float]:
 class SkinClassifier:
     """An ensemble of multimodal members, calibrated by temperature.
 
-    Safe to share between threads: every pass through the network holds one
-    lock, so the Grad-CAM hooks of one call never see another call's activations.
+    Safe to share between threads: every pass through the network runs on the
+    model's own single thread, one at a time, so the Grad-CAM hooks of one call
+    never see another call's activations. One thread also means one OpenMP team
+    and one malloc arena for torch, instead of one per calling thread (Streamlit
+    runs every script run on a new thread; each used to cost up to ~50 MB more).
     """
 
     def __init__(self, members: list[SkinNet], card: dict, device: str | None = None):
@@ -65,7 +68,10 @@ class SkinClassifier:
         self.member_temperatures = [float(m["temperature"]) for m in card["members"]]
         self.version = card["model_version"]
         self._unknown = encode_metadata(Metadata.unknown())
-        self._lock = threading.Lock()
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="skin-model")
+
+    def _on_model_thread(self, fn, *args):
+        return self._worker.submit(fn, *args).result()
 
     @classmethod
     def load(cls, model_dir: Path | None = None) -> "SkinClassifier":
@@ -78,9 +84,12 @@ class SkinClassifier:
     # -- batch logits, shared by prediction and evaluation ---------------------------------
     def member_logits(self, images: torch.Tensor, metas: torch.Tensor) -> torch.Tensor:
         """Raw logits (members, views, N, classes) for normalised images; views = fused, image-only."""
+        return self._on_model_thread(self._member_logits, images, metas)
+
+    def _member_logits(self, images: torch.Tensor, metas: torch.Tensor) -> torch.Tensor:
         images, metas = images.to(self.device), metas.to(self.device)
         unknown = self._unknown.to(self.device).expand(len(images), -1)
-        with self._lock, torch.inference_mode():
+        with torch.inference_mode():
             return torch.stack([m.forward_views(images, (metas, unknown)) for m in self.members]).cpu()
 
     def calibrate(self, member_logits: torch.Tensor) -> torch.Tensor:
@@ -102,8 +111,11 @@ class SkinClassifier:
 
     def predict(self, image: ImageSource, age=None, sex=None, site=None) -> Prediction:
         """The calibrated 7-class prediction, with and without the metadata."""
+        return self._on_model_thread(self._predict, image, age, sex, site)
+
+    def _predict(self, image, age, sex, site) -> Prediction:
         _, x, meta = self.prepare(image, age, sex, site)
-        probs = self.calibrate(self.member_logits(x, encode_metadata(meta).unsqueeze(0)))
+        probs = self.calibrate(self._member_logits(x, encode_metadata(meta).unsqueeze(0)))
         return self._prediction(probs, meta)
 
     def predict_prepared(self, images: list[torch.Tensor], metas: list[Metadata]) -> list[Prediction]:
@@ -119,12 +131,15 @@ class SkinClassifier:
         """
         if target is not None and target not in vocab.CLASSES:
             raise ValueError(f"Unknown class {target!r}; expected one of {', '.join(vocab.CLASSES)}")
+        return self._on_model_thread(self._diagnose, image, age, sex, site, target)
+
+    def _diagnose(self, image, age, sex, site, target) -> tuple[Prediction, Explanation]:
         pil, x, meta = self.prepare(image, age, sex, site)
         # Weights are frozen; gradients flow from the input, so the backward pass
         # computes only what Grad-CAM needs (no weight gradients).
         x = x.to(self.device).requires_grad_(True)
         views = (encode_metadata(meta).unsqueeze(0).to(self.device), self._unknown.unsqueeze(0).to(self.device))
-        with self._lock, ExitStack() as stack:
+        with ExitStack() as stack:
             cams = [stack.enter_context(GradCAM(m.cam_layer)) for m in self.members]
             logits = torch.stack([m.forward_views(x, views) for m in self.members])  # (members, views, 1, classes)
             prediction = self._prediction(self.calibrate(logits.detach().cpu()), meta)
@@ -132,7 +147,7 @@ class SkinClassifier:
             # Members share no weights, so one backward of their summed scores
             # gives each member the gradient of its own score.
             logits[:, FUSED, 0, vocab.CLASSES.index(target)].sum().backward()
-            maps = [cam.maps()[0] for cam in cams]
+            maps = [cam.maps()[0].cpu() for cam in cams]
         heat = np.mean([upsample(m, pil.size) for m in maps], axis=0)
         return prediction, Explanation(target, (heat / max(float(heat.max()), 1e-12)).astype(np.float32))
 

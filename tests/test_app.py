@@ -1,5 +1,6 @@
 """The Streamlit pages, driven headless by streamlit.testing (one test per page, plus errors)."""
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -41,6 +42,9 @@ def test_diagnose_shows_answer_chart_and_heatmap():
                for s in at.subheader)
     assert len(at.get("plotly_chart")) == 1
     assert len(at.get("imgs")) >= 1 or len(at.get("image")) >= 1
+    table = next(m.value for m in at.markdown if m.value.startswith("| "))  # fused vs image-only
+    assert all(f"| {c} | {prediction.probabilities[c]:.1%} | {prediction.image_only[c]:.1%} |" in table
+               for c in vocab.CLASSES)
     calls = at.session_state["model_calls"]
     at.slider(key="opacity").set_value(0.8).run()
     at.number_input(key="age")  # still there
@@ -79,7 +83,11 @@ def test_bad_upload_shows_error_then_app_still_works(name, data):
 def test_sample_gallery():
     at = _app()
     at.radio(key="source").set_value("sample").run()
-    assert at.session_state["diagnosis"]["prediction"].metadata.age is not None
+    recorded = pd.read_csv(SAMPLES_DIR / "metadata.csv", dtype={"image_id": str})
+    for index in (0, len(recorded) - 1):
+        at.selectbox(key="sample").set_value(index).run()
+        row, meta = recorded.iloc[index], at.session_state["diagnosis"]["prediction"].metadata
+        assert (meta.age, meta.sex, meta.site) == (row.age, row.sex, row.localization)
     assert len(at.get("plotly_chart")) == 1 and not at.exception
 
 
