@@ -62,24 +62,29 @@ def in_process(repeats: int) -> dict:
     from skin_model.inputs import Metadata
     from skin_model.network import encode_metadata
     from skin_model.batch import predict_paths
-    from skin_model.predictor import SkinClassifier
+    from skin_model.predictor import SkinClassifier, on_torch_thread
 
     model = SkinClassifier.load()
     data = (SAMPLES / "ISIC_0027622.jpg").read_bytes()
     meta = dict(age=40, sex="female", site="upper extremity")
     size = model.inputs.size
-    x = torch.randn(1, 3, size, size)
+    x = on_torch_thread(torch.randn, 1, 3, size, size)  # no torch work on this thread (see predictor)
     m = encode_metadata(Metadata(40, "female", "upper extremity")).unsqueeze(0)
 
+    # The floors run where the model's own passes run: on its torch thread.
     def bare_forward(batch=x, metas=m):
-        with torch.inference_mode():
-            for net in model.members:
-                net(batch, metas)
+        def run():
+            with torch.inference_mode():
+                for net in model.members:
+                    net(batch, metas)
+        on_torch_thread(run)
 
     def bare_forward_backward():
-        xi = x.clone().requires_grad_(True)
-        for net in model.members:
-            net(xi, m)[0, 0].backward()
+        def run():
+            xi = x.clone().requires_grad_(True)
+            for net in model.members:
+                net(xi, m)[0, 0].backward()
+        on_torch_thread(run)
 
     results = {
         "predict_s": median_seconds(lambda: model.predict(data, **meta), repeats),
@@ -87,7 +92,7 @@ def in_process(repeats: int) -> dict:
         "bare_forward_s": median_seconds(bare_forward, repeats),
         "bare_forward_backward_s": median_seconds(bare_forward_backward, repeats),
     }
-    x32, m32 = torch.randn(32, 3, size, size), m.expand(32, -1)
+    x32, m32 = on_torch_thread(torch.randn, 32, 3, size, size), m.expand(32, -1)
     results["bare_forward_batch32_img_s"] = 32 / median_seconds(lambda: bare_forward(x32, m32), max(3, repeats // 4))
     with tempfile.TemporaryDirectory() as folder:
         images = sorted(SAMPLES.glob("*.jpg"))
@@ -134,16 +139,32 @@ def app_memory(answers: int = 20, python: str = sys.executable) -> dict:
             page.get_by_role("heading", name=text).first.wait_for(timeout=60_000)
             page.wait_for_timeout(1000)
         browser.close()
-        return {"answers": answers, "interpreter": python, "peak_rss_mb": after_diagnose,
-                "peak_rss_all_pages_mb": peak_rss_mb(pid)}
+        return {"peak_rss_mb": after_diagnose, "peak_rss_all_pages_mb": peak_rss_mb(pid)}
+
+
+def app_memory_runs(python: str, repeats: int, answers: int = 20) -> dict:
+    """Median (min, max) of ``app_memory`` over fresh app processes served by ``python``."""
+    torch_version = subprocess.run([python, "-c", "import torch; print(torch.__version__)"],
+                                   capture_output=True, text=True, check=True).stdout.strip()
+    runs = [app_memory(answers, python) for _ in range(repeats)]
+    if "skipped" in runs[0]:
+        return runs[0]
+    summary = {"interpreter": python, "torch": torch_version, "answers": answers, "runs": repeats}
+    for key in runs[0]:
+        values = [r[key] for r in runs]
+        summary[key] = statistics.median(values)
+        summary[key.replace("_mb", "_range_mb")] = [min(values), max(values)]
+    return summary
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--skip-app", action="store_true")
-    parser.add_argument("--app-python", default=sys.executable,
-                        help="interpreter that serves the app for the memory figure (e.g. a CPU-torch venv)")
+    parser.add_argument("--app-python", action="append", default=None,
+                        help="interpreter that serves the app for the memory figures, repeatable "
+                             "(e.g. a venv with a CPU build of torch); default: this one")
+    parser.add_argument("--memory-repeats", type=int, default=3, help="app processes measured per interpreter")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results.json")
     args = parser.parse_args()
 
@@ -160,7 +181,8 @@ def main() -> None:
         "batch_cli_vs_bare_forward_batch32": results["batch_cli_img_s"] / results["bare_forward_batch32_img_s"],
     }
     if not args.skip_app:
-        results["app_memory"] = app_memory(python=args.app_python)
+        results["app_memory"] = [app_memory_runs(python, args.memory_repeats)
+                                 for python in args.app_python or [sys.executable]]
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     rows = [("cold start (total / import / load)", "{total_s:.2f} s / {import_s:.2f} s / {load_s:.2f} s".format(**results["cold_start"])),
             ("predict, one image with metadata", f"{results['predict_s'] * 1000:.1f} ms"),
@@ -171,9 +193,13 @@ def main() -> None:
             ("CLI over a folder (256 images)", f"{results['batch_cli_img_s']:.1f} img/s")]
     rows += [(f"ratio {k}", f"{v:.2f}") for k, v in results["ratios"].items()]
     if "app_memory" in results:
-        mem = results["app_memory"]
-        rows.append(("app peak memory after 20 answers", f"{mem.get('peak_rss_mb', 0):.0f} MB"))
-        rows.append(("app peak memory, every page visited", f"{mem.get('peak_rss_all_pages_mb', 0):.0f} MB"))
+        for mem in results["app_memory"]:
+            if "skipped" in mem:
+                rows.append(("app memory", mem["skipped"]))
+                continue
+            rows.append((f"app peak memory after 20 answers (torch {mem['torch']})", f"{mem['peak_rss_mb']:.0f} MB"))
+            rows.append((f"app peak memory, every page visited (torch {mem['torch']})",
+                         f"{mem['peak_rss_all_pages_mb']:.0f} MB"))
     width = max(len(r[0]) for r in rows)
     print(f"{results['date']} · {results['cores']} cores · torch {results['torch']} · {results['torch_threads']} threads")
     for name, value in rows:

@@ -1,6 +1,6 @@
 """Load test (not a unit test): N browser sessions ask the running app for a Diagnose answer at once.
 
-    python benchmarks/load_app.py [--sessions 8]
+    python benchmarks/load_app.py [--sessions 8] [--app-python PATH]
 
 Each session uploads a different sample; its answer must equal the Python API's answer
 for that image. Prints p50/p95 time to answer and the server's peak memory (VmHWM).
@@ -52,17 +52,19 @@ async def run(url: str, sessions: int) -> list[tuple[str, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sessions", type=int, default=8)
+    parser.add_argument("--app-python", default=sys.executable,
+                        help="interpreter that serves the app (e.g. a venv with a CPU build of torch)")
     args = parser.parse_args()
     import skin_model
 
     model = skin_model.load_model()
     expected = [model.predict(SAMPLES[i % len(SAMPLES)]).label for i in range(args.sessions)]
-    with running_app() as (url, pid):
+    with running_app(args.app_python) as (url, pid):
         results = asyncio.run(run(url, args.sessions))
         peak = peak_rss_mb(pid)
     times = sorted(t for _, t in results)
     correct = sum(label == want for (label, _), want in zip(results, expected))
-    report = {"sessions": args.sessions, "answered": len(results), "correct": correct,
+    report = {"app_python": args.app_python, "sessions": args.sessions, "answered": len(results), "correct": correct,
               "p50_s": statistics.median(times), "p95_s": times[min(len(times) - 1, round(0.95 * (len(times) - 1)))],
               "peak_rss_mb": peak}
     print(json.dumps(report, indent=2))

@@ -13,7 +13,6 @@ from tqdm import tqdm
 from . import vocab
 from . import artifact
 from .data import find_images, find_metadata_csv, metadata_of, read_metadata
-from .inputs import load_image
 from .metrics import classification_report, expected_calibration_error, reliability
 from .network import encode_metadata
 from .predictor import FUSED, IMAGE_ONLY, SkinClassifier
@@ -34,7 +33,7 @@ def collect_logits(model: SkinClassifier, df: pd.DataFrame, paths: dict[str, Pat
     out = []
     for start in tqdm(range(0, len(df), batch_size), desc="test logits", unit="batch", mininterval=5):
         rows = df.iloc[start:start + batch_size]
-        images = torch.cat([model.inputs(load_image(paths[i])) for i in rows["image_id"]])
+        images = torch.cat([model.prepare(paths[i])[1] for i in rows["image_id"]])
         metas = torch.stack([encode_metadata(metadata_of(r)) for r in rows.itertuples()])
         out.append(model.member_logits(images, metas))
     return torch.cat(out, dim=2)

@@ -1,6 +1,8 @@
 """The loaded model: calibrated prediction and Grad-CAM for one image plus metadata."""
 from __future__ import annotations
 
+import functools
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -19,6 +21,29 @@ from .network import SkinNet, encode_metadata
 from .preprocess import InputConfig
 
 FUSED, IMAGE_ONLY = 0, 1  # the two metadata views computed for every image
+
+# All of the predictor's torch work runs on one thread per process. torch keeps an
+# OpenMP thread pool per calling thread: Streamlit runs every script run on a new
+# thread, each of which used to bring its own pool (up to ~50 MB more memory), and on
+# 2 cores two live pools throttle each other (a forward pass ran ~4x slower). Calls
+# queue on this thread, which also keeps one call's Grad-CAM hooks from another's.
+_TORCH_THREAD = "skin-model-torch"
+_torch_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=_TORCH_THREAD)
+
+
+def on_torch_thread(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)``, run on the predictor's torch thread (directly if already there)."""
+    if threading.current_thread().name.startswith(_TORCH_THREAD):
+        return fn(*args, **kwargs)
+    return _torch_executor.submit(fn, *args, **kwargs).result()
+
+
+def _torch_work(method):
+    """Marks a method whose torch work must run on the torch thread."""
+    @functools.wraps(method)
+    def run(*args, **kwargs):
+        return on_torch_thread(method, *args, **kwargs)
+    return run
 
 
 @dataclass(frozen=True)
@@ -52,11 +77,8 @@ def _probs_dict(probs: torch.Tensor) -> dict[str, float]:
 class SkinClassifier:
     """An ensemble of multimodal members, calibrated by temperature.
 
-    Safe to share between threads: every pass through the network runs on the
-    model's own single thread, one at a time, so the Grad-CAM hooks of one call
-    never see another call's activations. One thread also means one OpenMP team
-    and one malloc arena for torch, instead of one per calling thread (Streamlit
-    runs every script run on a new thread; each used to cost up to ~50 MB more).
+    Safe to share between threads: its work runs on the one torch thread (see
+    ``on_torch_thread``), one call at a time.
     """
 
     def __init__(self, members: list[SkinNet], card: dict, device: str | None = None):
@@ -68,12 +90,9 @@ class SkinClassifier:
         self.member_temperatures = [float(m["temperature"]) for m in card["members"]]
         self.version = card["model_version"]
         self._unknown = encode_metadata(Metadata.unknown())
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="skin-model")
-
-    def _on_model_thread(self, fn, *args):
-        return self._worker.submit(fn, *args).result()
 
     @classmethod
+    @_torch_work
     def load(cls, model_dir: Path | None = None) -> "SkinClassifier":
         threads = settings().num_threads
         if threads:
@@ -82,11 +101,9 @@ class SkinClassifier:
         return cls(members, card)
 
     # -- batch logits, shared by prediction and evaluation ---------------------------------
+    @_torch_work
     def member_logits(self, images: torch.Tensor, metas: torch.Tensor) -> torch.Tensor:
         """Raw logits (members, views, N, classes) for normalised images; views = fused, image-only."""
-        return self._on_model_thread(self._member_logits, images, metas)
-
-    def _member_logits(self, images: torch.Tensor, metas: torch.Tensor) -> torch.Tensor:
         images, metas = images.to(self.device), metas.to(self.device)
         unknown = self._unknown.to(self.device).expand(len(images), -1)
         with torch.inference_mode():
@@ -97,6 +114,7 @@ class SkinClassifier:
         return torch.softmax(member_logits.mean(0) / self.temperature, dim=-1)
 
     # -- one image ---------------------------------------------------------------------------
+    @_torch_work
     def prepare(self, image: ImageSource, age=None, sex=None, site=None) -> tuple[Image.Image, torch.Tensor, Metadata]:
         """Validate the inputs; raises an ``InvalidInputError`` subclass for anything unusable."""
         meta = parse_metadata(age, sex, site)
@@ -109,20 +127,20 @@ class SkinClassifier:
                           image_only=_probs_dict(probs[IMAGE_ONLY, 0]), metadata=meta,
                           model_version=self.version)
 
+    @_torch_work
     def predict(self, image: ImageSource, age=None, sex=None, site=None) -> Prediction:
         """The calibrated 7-class prediction, with and without the metadata."""
-        return self._on_model_thread(self._predict, image, age, sex, site)
-
-    def _predict(self, image, age, sex, site) -> Prediction:
         _, x, meta = self.prepare(image, age, sex, site)
-        probs = self.calibrate(self._member_logits(x, encode_metadata(meta).unsqueeze(0)))
+        probs = self.calibrate(self.member_logits(x, encode_metadata(meta).unsqueeze(0)))
         return self._prediction(probs, meta)
 
+    @_torch_work
     def predict_prepared(self, images: list[torch.Tensor], metas: list[Metadata]) -> list[Prediction]:
         """Predictions for already prepared inputs (see ``prepare``), as one batch."""
         probs = self.calibrate(self.member_logits(torch.cat(images), torch.stack([encode_metadata(m) for m in metas])))
         return [self._prediction(probs[:, i:i + 1], m) for i, m in enumerate(metas)]
 
+    @_torch_work
     def diagnose(self, image: ImageSource, age=None, sex=None, site=None,
                  target: str | None = None) -> tuple[Prediction, Explanation]:
         """Prediction and Grad-CAM from one forward and one backward pass.
@@ -131,9 +149,6 @@ class SkinClassifier:
         """
         if target is not None and target not in vocab.CLASSES:
             raise ValueError(f"Unknown class {target!r}; expected one of {', '.join(vocab.CLASSES)}")
-        return self._on_model_thread(self._diagnose, image, age, sex, site, target)
-
-    def _diagnose(self, image, age, sex, site, target) -> tuple[Prediction, Explanation]:
         pil, x, meta = self.prepare(image, age, sex, site)
         # Weights are frozen; gradients flow from the input, so the backward pass
         # computes only what Grad-CAM needs (no weight gradients).

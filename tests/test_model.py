@@ -1,6 +1,7 @@
 """Training, the artifact and the predictor, on a model trained in seconds on synthetic data."""
 import json
 import shutil
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -11,6 +12,7 @@ from safetensors.torch import load_file, save_file
 from skin_model import vocab
 from skin_model.artifact import ModelArtifactError, load_artifact
 from skin_model.config import CARD_FILE, WEIGHTS_FILE
+from skin_model.network import encode_metadata
 from skin_model.gradcam import grayscale_png, overlay
 from skin_model.predictor import SkinClassifier
 
@@ -114,6 +116,31 @@ def test_threads_share_one_model_safely(tiny_model):
     for (p1, h1), (p2, h2) in zip(alone, together):
         assert p1 == pytest.approx(p2, abs=1e-6)
         np.testing.assert_allclose(h1, h2, atol=1e-5)
+
+
+@pytest.mark.parametrize("call", ["predict", "diagnose", "prepare", "member_logits", "predict_prepared"])
+def test_torch_work_runs_on_the_one_torch_thread(tiny_model, monkeypatch, call):
+    seen = []
+    net = tiny_model.members[0]
+    monkeypatch.setattr(net, "forward_views", _recording(net.forward_views, seen))
+    monkeypatch.setattr(tiny_model, "inputs", _recording(tiny_model.inputs, seen))
+    img = synthetic_lesion("df", 11)
+    _, x, meta = tiny_model.prepare(img)
+    seen.clear()
+    calls = {"predict": lambda: tiny_model.predict(img), "diagnose": lambda: tiny_model.diagnose(img),
+             "prepare": lambda: tiny_model.prepare(img),
+             "member_logits": lambda: tiny_model.member_logits(x, encode_metadata(meta).unsqueeze(0)),
+             "predict_prepared": lambda: tiny_model.predict_prepared([x], [meta])}
+    with ThreadPoolExecutor(max_workers=1) as caller:  # e.g. a Streamlit script thread
+        caller.submit(calls[call]).result()
+    assert seen and all(name.startswith("skin-model-torch") for name in seen), seen
+
+
+def _recording(fn, seen):
+    def wrapped(*args, **kwargs):
+        seen.append(threading.current_thread().name)
+        return fn(*args, **kwargs)
+    return wrapped
 
 
 # -- a damaged artifact fails loudly, naming the file, never with random weights -------------
