@@ -46,7 +46,8 @@ with inputs_col:
             st.caption(f"{tr('meta.age')}: {age} · {tr('meta.sex')}: {tr('sex.' + sex)} · "
                        f"{tr('meta.site')}: {tr('site.' + site)}")
         else:
-            age = st.number_input(tr("meta.age"), min_value=0, max_value=100, value=None, step=1, key="age")
+            age = st.number_input(tr("meta.age"), min_value=vocab.AGE_MIN, max_value=vocab.AGE_MAX, value=None, step=1,
+                                  key="age")
             sex = st.selectbox(tr("meta.sex"), vocab.SEXES, index=vocab.SEXES.index(vocab.UNKNOWN),
                                format_func=lambda s: tr(f"sex.{s}"), key="sex")
             site = st.selectbox(tr("meta.site"), vocab.SITES, index=vocab.SITES.index(vocab.UNKNOWN),

@@ -143,9 +143,27 @@ def test_hostile_uploads_keep_the_page_working():
             assert "diagnosis" in at.session_state, name
         else:
             assert len(at.error) == 1 and "diagnosis" not in at.session_state, name
+            assert at.error[0].value.startswith(t(f"error.{error.__name__}", "en")), name  # its own message
             assert "Traceback" not in at.error[0].value
         _upload(at, "lesion.jpg", good)
         assert not at.error and at.session_state["diagnosis"]["prediction"].label in vocab.CLASSES, name
+
+
+def test_impossible_ages_never_reach_the_model_from_the_page():
+    """The Diagnose page's age widget is bounded by the vocabulary; values a hostile client
+    sends outside it are dropped by Streamlit (the age becomes unknown), never a traceback."""
+    at = _app()
+    _upload(at, "lesion.jpg", SAMPLE.read_bytes())
+    assert at.number_input(key="age").min == vocab.AGE_MIN and at.number_input(key="age").max == vocab.AGE_MAX
+    assert at.selectbox(key="sex").options == [t(f"sex.{s}", "en") for s in vocab.SEXES]
+    assert at.selectbox(key="site").options == [t(f"site.{s}", "en") for s in vocab.SITES]
+    for age in (-1, 101, 10_000):
+        at.number_input(key="age").set_value(70).run()
+        at.number_input(key="age").set_value(age).run()
+        assert not at.exception and not at.error, age
+        assert at.session_state["diagnosis"]["prediction"].metadata.age is None, age
+    at.number_input(key="age").set_value(35).run()
+    assert at.session_state["diagnosis"]["prediction"].metadata.age == 35
 
 
 @pytest.mark.parametrize("damage", ["missing", "corrupted"])
