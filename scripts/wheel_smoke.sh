@@ -25,4 +25,10 @@ pred = SkinClassifier.load().predict("ISIC_0027622.jpg", age=40, sex="female", s
 print("API:", pred.label, f"{pred.confidence:.3f}")
 assert pathlib.Path("cams/ISIC_0027622.png").exists()
 PY
+# The app's install has no training stack: `train` says what to install, no traceback.
+if "$WORK/venv/bin/skin-model" train --arch mobilenet_v2 2> train.err; then
+    echo "train ran without scikit-learn and tqdm installed?"; exit 1
+fi
+grep "is not installed" train.err
+! grep -q Traceback train.err
 echo "wheel smoke test passed ($WORK)"

@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except ModuleNotFoundError as err:  # training and evaluation need more than the app
         log.error("%s is not installed: training and evaluation need `pip install -r requirements-dev.txt` "
-                  "(or the package's [train] extra)", err.name)
+                  "(or the package's [train] extra)", (err.name or "a module").split(".")[0])
         return 1
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         log.error("%s", err)

@@ -96,3 +96,16 @@ def test_cli_version():
     card = json.loads((MODEL_DIR / CARD_FILE).read_text())
     assert done.returncode == 0
     assert done.stdout.strip() == f"skin_model {__version__}, model {card['model_version']}"
+
+
+@pytest.mark.parametrize("missing", ["sklearn", "tqdm"])
+def test_cli_train_without_the_training_extras_says_what_to_install(monkeypatch, caplog, missing,
+                                                                    synthetic_data, tmp_path):
+    from skin_model import cli
+
+    monkeypatch.setitem(sys.modules, missing, None)  # as in the app's install: not importable
+    for name in ("skin_model.train", "skin_model.data"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    args = ["train", "--arch", "mobilenet_v2:1", "--size", "32", "--data", str(synthetic_data), "--run", str(tmp_path)]
+    assert cli.main(args) == 1
+    assert f"{missing} is not installed" in caplog.text and "requirements-dev.txt" in caplog.text
