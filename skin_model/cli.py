@@ -18,11 +18,13 @@ def _train(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     run = Run(args.run)
+    tuning = {k: v for k, v in (("class_weight_power", args.class_weight_power),
+                                ("meta_dropout", args.meta_dropout)) if v is not None}
     for spec in args.arch or []:
         arch, _, epochs = spec.partition(":")
         cfg = TrainConfig(arch=arch, epochs=int(epochs or args.epochs), size=args.size,
                           batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                          pretrained=arch in args.pretrained)
+                          pretrained=arch in args.pretrained, **tuning)
         data = load_splits(args.data, run, cfg.size, cfg.seed)
         train_member(data, run, cfg, resume=args.resume)
     if args.out:
@@ -65,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int, default=64)
     train.add_argument("--lr", type=float, default=1e-3)
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--class-weight-power", type=float, default=None,
+                       help="loss weight of a class ~ (1 / frequency) ** POWER (0: none, 1: fully balanced; "
+                            "default: TrainConfig's)")
+    train.add_argument("--meta-dropout", type=float, default=None,
+                       help="chance that each metadata field is hidden during training (default: TrainConfig's)")
     train.add_argument("--threads", type=int, default=None)
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     train.add_argument("--out", type=Path, default=None, help="export the artifact of all finished members here")
