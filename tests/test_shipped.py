@@ -103,7 +103,8 @@ def test_cli_train_without_the_training_extras_says_what_to_install(monkeypatch,
                                                                     synthetic_data, tmp_path):
     from skin_model import cli
 
-    monkeypatch.setitem(sys.modules, missing, None)  # as in the app's install: not importable
+    for name in [m for m in sys.modules if m == missing or m.startswith(missing + ".")] + [missing]:
+        monkeypatch.setitem(sys.modules, name, None)  # as in the app's install: not importable
     for name in ("skin_model.train", "skin_model.data"):
         monkeypatch.delitem(sys.modules, name, raising=False)
     args = ["train", "--arch", "mobilenet_v2:1", "--size", "32", "--data", str(synthetic_data), "--run", str(tmp_path)]
