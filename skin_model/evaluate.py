@@ -15,7 +15,7 @@ from . import artifact
 from .data import find_images, find_metadata_csv, metadata_of, read_metadata
 from .metrics import classification_report, expected_calibration_error, reliability
 from .network import encode_metadata
-from .predictor import FUSED, IMAGE_ONLY, SkinClassifier
+from .predictor import FUSED, IMAGE_ONLY, SkinClassifier, on_torch_thread
 
 log = logging.getLogger(__name__)
 VIEWS = {"fused": FUSED, "image_only": IMAGE_ONLY}
@@ -30,12 +30,15 @@ def test_frame(data_dir: Path, run_dir: Path) -> pd.DataFrame:
 def collect_logits(model: SkinClassifier, df: pd.DataFrame, paths: dict[str, Path],
                    batch_size: int = 64) -> torch.Tensor:
     """Member logits (members, views, N, classes) through the same path as the app."""
-    out = []
-    for start in tqdm(range(0, len(df), batch_size), desc="test logits", unit="batch", mininterval=5):
-        rows = df.iloc[start:start + batch_size]
+    def batch_logits(rows: pd.DataFrame) -> torch.Tensor:
         images = torch.cat([model.prepare(paths[i])[1] for i in rows["image_id"]])
         metas = torch.stack([encode_metadata(metadata_of(r)) for r in rows.itertuples()])
-        out.append(model.member_logits(images, metas))
+        return model.member_logits(images, metas)
+
+    out = []
+    for start in tqdm(range(0, len(df), batch_size), desc="test logits", unit="batch", mininterval=5):
+        # Batches are assembled on the model's torch thread too: see predictor.on_torch_thread.
+        out.append(on_torch_thread(batch_logits, df.iloc[start:start + batch_size]))
     return torch.cat(out, dim=2)
 
 
