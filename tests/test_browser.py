@@ -17,7 +17,9 @@ ARTIFACTS = REPO / "test-artifacts"
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (CI installs it with apt-get)")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
                  "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
+                 "--disable-sync",
+                 # a generated test pattern as the camera, allowed without a prompt
+                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 
 
 def _free_port() -> int:
@@ -102,6 +104,28 @@ def test_diagnose_in_a_real_browser(server, browser, diagnose_state):
     page.close()
     diagnose_state["answered"] = True
 
+
+def test_camera_photo_gets_an_answer(server, browser):
+    """The camera source, with Chromium's fake camera (a generated test pattern)."""
+    context = browser.new_context(permissions=["camera"], viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(server[0])
+    page.get_by_text(t("diag.title", "en")).wait_for(timeout=60_000)
+    page.get_by_text(t("diag.source.camera", "en"), exact=True).click()
+    # The button takes a photo only once the stream plays.
+    page.wait_for_function("(() => { const v = document.querySelector('video'); return v && v.readyState >= 2; })()",
+                           timeout=60_000)
+    page.wait_for_timeout(1000)
+    page.get_by_role("button", name="Take Photo").click(timeout=60_000)
+    answer = page.get_by_text("Most likely:")
+    try:
+        answer.wait_for(timeout=90_000)
+    finally:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "camera-1280.png"))
+    assert any(code in answer.inner_text() for code in ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"))
+    assert page.locator("[data-testid=stException]").count() == 0
+    context.close()
 
 
 def test_nothing_of_the_upload_reaches_the_server_log(server, diagnose_state):
