@@ -9,7 +9,7 @@
 # empties those two modules, in this throwaway venv only: the app's models
 # (ResNet18, MobileNetV2) use none of torchvision's custom operators.
 #
-#   bash scripts/cpu_torch_proxy.sh [VENV=/tmp/cpu-proxy]
+#   bash scripts/cpu_torch_proxy.sh [VENV, default /tmp/cpu-proxy]
 #   python benchmarks/bench_inference.py --app-python "$VENV/bin/python" --app-python .venv/bin/python
 set -euo pipefail
 VENV=${1:-/tmp/cpu-proxy}
