@@ -10,8 +10,8 @@ from pathlib import Path
 import streamlit as st
 
 from skin_model import vocab
-from skin_model.artifact import ModelArtifactError, read_card_of_shipped
-from skin_model.i18n import class_label, t
+from skin_model.card import ModelArtifactError, read_card_of_shipped
+from skin_model.i18n import class_label, percent, t
 from skin_model.inputs import IMAGE_SUFFIXES
 from skin_model import load_model
 from skin_model.predictor import SkinClassifier
@@ -53,6 +53,20 @@ def tr(key: str, **values) -> str:
     return t(key, lang(), **values)
 
 
+def pct(p: float) -> str:
+    return percent(p, lang())
+
+
+@st.cache_data(show_spinner=False)
+def colour_legend(width: int = 256, height: int = 12):
+    """The heatmap's colour scale, low (blue) to high (red), as a thin strip."""
+    import numpy as np
+    from skin_model.gradcam import jet
+
+    strip = np.tile(jet(np.linspace(0.0, 1.0, width))[None], (height, 1, 1))
+    return (strip * 255).round().astype(np.uint8)
+
+
 def label(code: str) -> str:
     return class_label(code, lang())
 
@@ -83,8 +97,8 @@ def probability_chart(probabilities: dict[str, float], highlight: str):
         # Codes on the axis keep the chart readable on a phone; full names on hover.
         x=[probabilities[c] for c in order], y=order, orientation="h", customdata=[label(c) for c in order],
         marker_color=["#d62728" if c == highlight else "#9aa5b1" for c in order],
-        text=[f"{probabilities[c]:.1%}" for c in order], textposition="outside", cliponaxis=False,
-        hovertemplate="%{customdata}: %{x:.1%}<extra></extra>"))
+        text=[pct(probabilities[c]) for c in order], textposition="outside", cliponaxis=False,
+        hovertemplate="%{customdata}: %{text}<extra></extra>"))
     fig.update_layout(xaxis=dict(range=[0, 1.15], tickformat=".0%", title=tr("chart.probability")),
                       yaxis=dict(automargin=True), height=280, margin=dict(l=10, r=10, t=10, b=40))
     return fig

@@ -11,6 +11,8 @@ from skin_model.i18n import error_text
 from skin_model.inputs import InvalidInputError, load_image
 from skin_model.gradcam import overlay
 
+UNLIKELY = 0.05   # a Grad-CAM of a class below this probability says so
+
 log = logging.getLogger(__name__)
 tr = ui.tr
 
@@ -53,17 +55,20 @@ with inputs_col:
             site = st.selectbox(tr("meta.site"), vocab.SITES, index=vocab.SITES.index(vocab.UNKNOWN),
                                 format_func=lambda s: tr(f"site.{s}"), key="site")
 
-# -- the model runs only when the image or the metadata change --------------------------------------------
+    prior = st.radio(tr("diag.prior"), vocab.PRIOR_NAMES, format_func=lambda p: tr(f"prior.{p}"),
+                     key="prior", help=tr("diag.prior_help"))
+
+# -- the model runs only when the image, the metadata or the prior change -------------------------------------
 result = None
 if data is not None:
-    key = (hashlib.sha256(data).hexdigest(), age, sex, site)
+    key = (hashlib.sha256(data).hexdigest(), age, sex, site, prior)
     result = st.session_state.get("diagnosis")
     if result is None or result["key"] != key:
         st.session_state.pop("diagnosis", None)
         try:
             with result_col, st.spinner(tr("diag.running")):
                 image = load_image(data)
-                prediction, explanation = model.diagnose(image, age=age, sex=sex, site=site)
+                prediction, explanation = model.diagnose(image, age=age, sex=sex, site=site, prior=prior)
             st.session_state["model_calls"] = st.session_state.get("model_calls", 0) + 1
             result = {"key": key, "image": image, "prediction": prediction,
                       "heatmaps": {explanation.target: explanation.heatmap}}
@@ -86,10 +91,16 @@ with result_col:
         st.stop()
     pred = result["prediction"]
     diagnosis = vocab.BY_CODE[pred.label]
-    st.subheader(tr("diag.result", code=pred.label, name=diagnosis.name(ui.lang())))
-    st.markdown(ui.badge(pred.label))
-    st.metric(tr("diag.confidence"), f"{pred.confidence:.1%}")
+    if pred.uncertain_between:
+        # A near tie is said in words, without a coloured verdict.
+        st.subheader(tr("diag.uncertain", a=pred.uncertain_between[0], b=pred.uncertain_between[1]))
+    else:
+        st.subheader(tr("diag.result", code=pred.label, name=diagnosis.name(ui.lang())))
+        st.markdown(ui.badge(pred.label))
+    st.markdown(tr("diag.malignant", p=ui.pct(pred.malignant_probability)))
+    st.metric(tr("diag.confidence"), ui.pct(pred.confidence))
     st.markdown(f"**{tr('diag.chart')}**")
+    st.caption(tr("diag.prior_in_force", prior=tr(f"prior.{pred.prior}")))
     st.plotly_chart(ui.probability_chart(pred.probabilities, pred.label), config={"displayModeBar": False})
 
     st.markdown(f"**{tr('diag.cam')}**")
@@ -98,18 +109,23 @@ with result_col:
     opacity = st.slider(tr("diag.opacity"), 0.0, 1.0, 0.45, 0.05, key="opacity")
     if target not in result["heatmaps"]:
         with st.spinner(tr("diag.running")):
-            result["heatmaps"][target] = model.explain(result["image"], target, age=age, sex=sex, site=site).heatmap
+            result["heatmaps"][target] = model.diagnose(result["image"], age=age, sex=sex, site=site, target=target,
+                                                        prior=prior)[1].heatmap
         st.session_state["model_calls"] += 1
     original, explained = st.columns(2)
     original.image(result["image"], caption=tr("diag.original"), width="stretch")
     explained.image(overlay(result["image"], result["heatmaps"][target], opacity),
                     caption=tr("diag.overlay", code=target), width="stretch")
+    explained.image(ui.colour_legend(), width="stretch")
+    explained.caption(tr("diag.legend", code=target))
+    if pred.probabilities[target] < UNLIKELY:
+        st.warning(tr("diag.cam_unlikely", code=target, p=ui.pct(pred.probabilities[target])))
 
     st.markdown(f"**{tr('diag.metadata_effect')}**")
     if pred.metadata == type(pred.metadata).unknown():
         st.caption(tr("diag.no_metadata"))
     # A markdown table (codes and percentages) stays narrow on a phone and needs no pandas.
-    rows = [f"| {c} | {pred.probabilities[c]:.1%} | {pred.image_only[c]:.1%} |"
+    rows = [f"| {c} | {ui.pct(pred.probabilities[c])} | {ui.pct(pred.image_only[c])} |"
             for c in sorted(vocab.CLASSES, key=pred.probabilities.get, reverse=True)]
     st.markdown("\n".join([f"| {tr('chart.class')} | {tr('diag.fused')} | {tr('diag.image_only')} |",
                            "|:--|--:|--:|", *rows]))

@@ -9,67 +9,89 @@ from skin_model import vocab
 tr = ui.tr
 card = ui.model().card
 st.title(tr("card.title"))
-members = " + ".join(m["architecture"] for m in card["members"])
+members = " + ".join(f"{m['architecture']} ({m['input']['width']}×{m['input']['height']} px)" for m in card["members"])
 st.write(tr("card.summary", members=members, version=card["model_version"], date=card["created"],
-            size=card["input"]["size"]))
+            views=len(card["tta"]["views"]), strength=card["prior"]["equal_strength"]))
 
 metrics = card.get("test_metrics")
 if not metrics:
     st.warning(tr("card.no_metrics"))
 else:
-    fused = metrics["ensemble"]["fused"]
+    splits = metrics["splits"]
+
+    def report(split, name="ensemble", tta="tta", prior="equal", view="fused"):
+        return splits[split]["models"][name][tta][prior][view]
+
+    val, test = report("val"), report("test")
     st.subheader(tr("card.headline"))
     cols = st.columns(4)
-    cols[0].metric(tr("card.bal_acc"), f"{fused['balanced_accuracy']:.3f}")
-    cols[1].metric(tr("card.auc"), f"{fused['macro_auc']:.3f}")
-    cols[2].metric(tr("card.ece"), f"{fused['ece_15']:.3f}")
-    cols[3].metric(tr("card.accuracy"), f"{fused['accuracy']:.3f}")
+    for col, key, label in ((cols[0], "balanced_accuracy", "card.bal_acc"), (cols[2], "macro_auc", "card.auc")):
+        col.metric(tr(label) + " · " + tr("card.test"), f"{test[key]:.3f}")
+        col.caption(f"{tr('card.val')}: {val[key]:.3f}")
+    cols[1].metric(tr("card.mel_recall") + " · " + tr("card.test"), f"{test['recall']['mel']:.3f}")
+    cols[1].caption(f"{tr('card.val')}: {val['recall']['mel']:.3f}")
+    calibrated = report("test", prior="training")
+    cols[3].metric(tr("card.ece") + " · " + tr("card.test"), f"{calibrated['ece_15']:.3f}")
+    cols[3].caption(f"{tr('card.val')}: {report('val', prior='training')['ece_15']:.3f} · {tr('prior.training')}")
     base = metrics["majority_baseline"]
     st.caption(tr("card.baseline", acc=base["accuracy"], bal=base["balanced_accuracy"]))
 
     st.subheader(tr("card.table"))
     rows = []
-    for name, views in metrics.items():
-        if name.startswith(("member_", "ensemble")):
-            for view, r in views.items():
-                model_name = tr("card.ensemble") if name == "ensemble" else name.split("_", 2)[2]
-                rows.append({tr("card.model"): model_name,
-                             tr("card.view"): tr("diag.fused") if view == "fused" else tr("diag.image_only"),
-                             tr("card.accuracy"): r["accuracy"], tr("card.bal_acc"): r["balanced_accuracy"],
-                             tr("card.auc"): r["macro_auc"], tr("card.ece_raw"): r["ece_15_before_calibration"],
-                             tr("card.ece"): r["ece_15"]})
+    for name, by_tta in splits["test"]["models"].items():
+        model_name = tr("card.ensemble") if name == "ensemble" else name.split("_", 2)[2]
+        if name != "ensemble" and len(card["members"]) == 1:
+            continue  # one member: its rows are the shipped model's
+        for tta, by_prior in by_tta.items():
+            for prior, by_view in by_prior.items():
+                for view in by_view:
+                    v, r = report("val", name, tta, prior, view), report("test", name, tta, prior, view)
+                    rows.append({tr("card.model"): model_name, "TTA": tta == "tta", tr("card.prior"): prior,
+                                 tr("card.view"): tr("diag.fused") if view == "fused" else tr("diag.image_only"),
+                                 tr("card.bal_acc") + " (val)": v["balanced_accuracy"],
+                                 tr("card.bal_acc") + " (test)": r["balanced_accuracy"],
+                                 "mel (test)": r["recall"]["mel"], "AUC (test)": r["macro_auc"],
+                                 "ECE (test)": r["ece_15"]})
     table = pd.DataFrame(rows)
     st.dataframe(table, hide_index=True, width="stretch",
-                 column_config={c: st.column_config.NumberColumn(format="%.3f") for c in table.columns[2:]})
+                 column_config={c: st.column_config.NumberColumn(format="%.3f") for c in table.columns[4:]})
 
     left, right = st.columns(2)
     with left:
         st.subheader(tr("card.recall"))
-        recall = fused["recall"]
+        recall = test["recall"]
         fig = go.Figure(go.Bar(x=list(vocab.CLASSES), y=[recall[c] for c in vocab.CLASSES],
                                text=[f"{recall[c]:.2f}" for c in vocab.CLASSES], textposition="outside"))
         fig.update_layout(yaxis=dict(range=[0, 1.1]), height=320, margin=dict(l=10, r=10, t=10, b=10))
         st.plotly_chart(fig, config={"displayModeBar": False})
     with right:
         st.subheader(tr("card.confusion"))
-        fig = go.Figure(go.Heatmap(z=fused["confusion_matrix"], x=list(vocab.CLASSES), y=list(vocab.CLASSES),
-                                   colorscale="Blues", text=fused["confusion_matrix"], texttemplate="%{text}",
+        counts = test["confusion_matrix"]
+        # Each row divided by its total (recall), so that small classes are as visible as nv.
+        shares = [[n / max(sum(row), 1) for n in row] for row in counts]
+        fig = go.Figure(go.Heatmap(z=shares, x=list(vocab.CLASSES), y=list(vocab.CLASSES), zmin=0, zmax=1,
+                                   colorscale="Blues", customdata=counts, texttemplate="%{z:.2f}",
+                                   hovertemplate="%{y} → %{x}: %{customdata} (%{z:.1%})<extra></extra>",
                                    showscale=False))
         fig.update_layout(xaxis_title=tr("card.predicted"), yaxis_title=tr("card.truth"),
                           yaxis_autorange="reversed", height=320, margin=dict(l=10, r=10, t=10, b=10))
         st.plotly_chart(fig, config={"displayModeBar": False})
 
     st.subheader(tr("card.reliability"))
-    rel = fused["reliability"]
+    rel = splits["test"]["reliability_training_prior"]
     bins = [(c, a, n) for c, a, n in zip(rel["confidence"], rel["accuracy"], rel["count"]) if n]
     fig = go.Figure([
         go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name=tr("card.ideal"), line=dict(dash="dash", color="grey")),
         go.Scatter(x=[b[0] for b in bins], y=[b[1] for b in bins], mode="lines+markers", name="ECE "
-                   f"{fused['ece_15']:.3f}", marker=dict(size=[max(6, min(30, n ** 0.5)) for *_, n in bins]),
-                   text=[f"n={n}" for *_, n in bins])])
+                   f"{calibrated['ece_15']:.3f}", marker=dict(size=[max(6, min(24, n ** 0.5)) for *_, n in bins]),
+                   text=[f"n={n}" for *_, n in bins], cliponaxis=False)])
     fig.update_layout(xaxis_title=tr("card.confidence"), yaxis_title=tr("card.observed"), height=360,
-                      xaxis_range=[0, 1], yaxis_range=[0, 1], margin=dict(l=10, r=10, t=10, b=10))
+                      xaxis_range=[0, 1.02], yaxis_range=[0, 1.02], margin=dict(l=10, r=20, t=20, b=10),
+                      legend=dict(orientation="h", y=-0.25))
     st.plotly_chart(fig, config={"displayModeBar": False})
+    malignant = splits["test"]["malignant_probability_calibration"]
+    st.caption(tr("card.malignant", ece=malignant["training"]["ece"], brier=malignant["training"]["brier"],
+                  ece_equal=malignant["equal"]["ece"]))
     cam = metrics.get("gradcam_mask_share")
     if cam:
         st.caption(tr("card.cam", inside=cam["mean_energy_in_mask"], area=cam["mean_mask_area_share"]))
@@ -83,7 +105,7 @@ st.dataframe(counts, width="stretch")
 
 st.subheader(tr("card.use"))
 st.info(tr("app.disclaimer"))
-st.markdown(tr("card.limitations", size=card["input"]["size"]))
+st.markdown(tr("card.limitations"))
 
 st.subheader(tr("card.licence"))
 st.write(data["licence"])

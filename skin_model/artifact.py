@@ -1,30 +1,25 @@
 """The self-describing model artifact: safetensors weights plus a JSON model card.
 
-The card carries everything needed to rebuild and feed the network: members
-and their architectures, input size and normalisation, class order, metadata
-vocabulary and temperatures. Weights load without pickle.
+The card (``card.py``) carries everything needed to rebuild and feed the
+network: members and their architectures, each member's input shape and
+normalisation, the test-time views, class order, metadata vocabulary,
+temperatures and the training class frequencies behind the prior correction.
+Weights load without pickle.
 """
 from __future__ import annotations
 
-import json
 import logging
-from contextlib import ExitStack
-from importlib import resources
 from pathlib import Path
 
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from . import vocab
-from .config import CARD_FILE, MODEL_PACKAGE, WEIGHTS_FILE, settings
+from .card import FORMAT, ModelArtifactError, model_folder, read_card, write_card
+from .config import WEIGHTS_FILE
 from .network import SkinNet
 
 log = logging.getLogger(__name__)
-FORMAT = "skin_model-artifact/1"
-
-
-class ModelArtifactError(RuntimeError):
-    """The model artifact is missing, corrupted or does not match its card."""
+__all__ = ["FORMAT", "ModelArtifactError", "save_artifact", "load_members", "load_artifact", "read_card"]
 
 
 def save_artifact(out_dir: Path, members: list[SkinNet], card: dict) -> None:
@@ -38,25 +33,6 @@ def save_artifact(out_dir: Path, members: list[SkinNet], card: dict) -> None:
             tensors[f"members.{i}.{key}"] = value.contiguous()
     save_file(tensors, str(out_dir / WEIGHTS_FILE), metadata={"format": FORMAT})
     write_card(out_dir, card)
-
-
-def write_card(out_dir: Path, card: dict) -> None:
-    (Path(out_dir) / CARD_FILE).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
-
-
-def read_card(model_dir: Path) -> dict:
-    path = Path(model_dir) / CARD_FILE
-    try:
-        card = json.loads(path.read_text())
-    except FileNotFoundError as err:
-        raise ModelArtifactError(f"The model card {path} is missing.") from err
-    except (OSError, json.JSONDecodeError) as err:
-        raise ModelArtifactError(f"The model card {path} cannot be read: {err}") from err
-    if card.get("format") != FORMAT:
-        raise ModelArtifactError(f"{path} is not a {FORMAT} model card.")
-    if card["vocabulary"] != vocab.vocabulary():
-        raise ModelArtifactError(f"{path} was made for another class or metadata vocabulary.")
-    return card
 
 
 def load_members(model_dir: Path, card: dict) -> list[SkinNet]:
@@ -85,23 +61,11 @@ def load_members(model_dir: Path, card: dict) -> list[SkinNet]:
     return members
 
 
-def read_card_of_shipped() -> dict:
-    """The shipped model card (or the one at ``SKIN_MODEL_DIR``)."""
-    model_dir = settings().model_dir
-    if model_dir is not None:
-        return read_card(model_dir)
-    with resources.as_file(resources.files(MODEL_PACKAGE)) as path:
-        return read_card(path)
-
-
 def load_artifact(model_dir: Path | None = None) -> tuple[list[SkinNet], dict]:
     """Members (eval mode, fp32) and card; the shipped artifact unless told otherwise."""
-    model_dir = model_dir or settings().model_dir
-    with ExitStack() as stack:
-        if model_dir is None:
-            model_dir = stack.enter_context(resources.as_file(resources.files(MODEL_PACKAGE)))
+    with model_folder(model_dir) as model_dir:
         card = read_card(model_dir)
         members = load_members(model_dir, card)
     log.info("loaded model %s (%s) from %s", card["model_version"],
-             "+".join(m["architecture"] for m in card["members"]), model_dir)
+             "+".join(m["name"] for m in card["members"]), model_dir)
     return members, card

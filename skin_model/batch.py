@@ -5,17 +5,20 @@ import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import pandas as pd
-import torch
 
 from . import vocab
 from .inputs import IMAGE_SUFFIXES, InvalidInputError
+from .vocab import DEFAULT_PRIOR
+
+if TYPE_CHECKING:
+    from .predictor import Prepared
 
 log = logging.getLogger(__name__)
 
-RESULT_COLUMNS = ("image_id", "prediction", *vocab.CLASSES)
+RESULT_COLUMNS = ("image_id", "prediction", "malignant_probability", *vocab.CLASSES, "prior")
 
 
 def collect_images(paths: Iterable[Path]) -> list[Path]:
@@ -60,8 +63,9 @@ class BatchItem:
 
 
 def predict_items(model, items: list[BatchItem], cam_dir: Path | None = None, progress=None,
-                  batch_size: int = 32) -> pd.DataFrame:
-    """One row per item: image_id, prediction, 7 probabilities; an ``error`` column for refusals.
+                  batch_size: int = 32, prior: str = DEFAULT_PRIOR) -> pd.DataFrame:
+    """One row per item: image_id, prediction, P(malignant or pre-malignant), 7 probabilities
+    under ``prior``; an ``error`` column for refusals.
 
     Without heatmaps, images go through the network in batches; with heatmaps,
     one at a time (each needs its own backward pass).
@@ -69,18 +73,20 @@ def predict_items(model, items: list[BatchItem], cam_dir: Path | None = None, pr
     from .gradcam import grayscale_png
 
     rows: dict[int, dict] = {}
-    pending: list[tuple[int, torch.Tensor, object]] = []
+    pending: list[tuple[int, Prepared]] = []
 
     def refuse(n, item, err):
-        log.warning("%s: %s", item.image_id, err)
-        rows[n] = {"image_id": item.image_id, "prediction": "", **{c: None for c in vocab.CLASSES}, "error": str(err)}
+        rows[n] = {"image_id": item.image_id, "prediction": "", "malignant_probability": None,
+                   **{c: None for c in vocab.CLASSES}, "prior": prior, "error": str(err)}
 
     def accept(n, item, pred):
-        rows[n] = {"image_id": item.image_id, "prediction": pred.label, **pred.probabilities, "error": ""}
+        rows[n] = {"image_id": item.image_id, "prediction": pred.label,
+                   "malignant_probability": pred.malignant_probability, **pred.probabilities,
+                   "prior": pred.prior, "error": ""}
 
     def flush():
-        preds = model.predict_prepared([x for _, x, _ in pending], [m for *_, m in pending])
-        for (n, _, _), pred in zip(pending, preds):
+        preds = model.predict_prepared([p for _, p in pending], prior)
+        for (n, _), pred in zip(pending, preds):
             accept(n, items[n], pred)
         pending.clear()
 
@@ -89,12 +95,11 @@ def predict_items(model, items: list[BatchItem], cam_dir: Path | None = None, pr
         kwargs = dict(age=meta.get("age"), sex=meta.get("sex"), site=meta.get("localization"))
         try:
             if cam_dir is None:
-                _, x, parsed = model.prepare(item.source, **kwargs)
-                pending.append((n, x, parsed))
+                pending.append((n, model.prepare(item.source, **kwargs)))
                 if len(pending) == batch_size:
                     flush()
             else:
-                pred, explanation = model.diagnose(item.source, **kwargs)
+                pred, explanation = model.diagnose(item.source, **kwargs, prior=prior)
                 grayscale_png(explanation.heatmap).save(Path(cam_dir) / f"{item.image_id}.png")
                 accept(n, item, pred)
         except InvalidInputError as err:
@@ -107,7 +112,8 @@ def predict_items(model, items: list[BatchItem], cam_dir: Path | None = None, pr
 
 
 def predict_paths(paths, metadata_csv: Path | None = None, out_csv: Path | None = None,
-                  cam_dir: Path | None = None, model_dir: Path | None = None) -> pd.DataFrame:
+                  cam_dir: Path | None = None, model_dir: Path | None = None,
+                  prior: str = DEFAULT_PRIOR) -> pd.DataFrame:
     from .predictor import SkinClassifier
 
     files = collect_images(paths)
@@ -118,7 +124,7 @@ def predict_paths(paths, metadata_csv: Path | None = None, out_csv: Path | None 
     if cam_dir is not None:
         Path(cam_dir).mkdir(parents=True, exist_ok=True)
     model = SkinClassifier.load(model_dir)
-    result = predict_items(model, items, cam_dir=cam_dir)
+    result = predict_items(model, items, cam_dir=cam_dir, prior=prior)
     if not result["error"].any():
         result = result.drop(columns="error")
     if out_csv is None:

@@ -7,28 +7,35 @@ from pathlib import Path
 
 from . import __version__
 from .config import settings
+from .vocab import DEFAULT_PRIOR, PRIOR_NAMES
 
 log = logging.getLogger(__name__)
 
 
 def _train(args) -> int:
     import torch
+    from .preprocess import SourceSize
     from .train import Run, TrainConfig, export, load_splits, train_member
 
     if args.threads:
         torch.set_num_threads(args.threads)
     run = Run(args.run)
+    height = args.height or args.size
+    width = args.width or args.size
     tuning = {k: v for k, v in (("class_weight_power", args.class_weight_power),
-                                ("meta_dropout", args.meta_dropout)) if v is not None}
+                                ("meta_dropout", args.meta_dropout), ("meta_drop_all", args.meta_drop_all),
+                                ("label_smoothing", args.label_smoothing), ("ema_decay", args.ema_decay),
+                                ("weight_decay", args.weight_decay)) if v is not None}
     for spec in args.arch or []:
-        arch, _, epochs = spec.partition(":")
-        cfg = TrainConfig(arch=arch, epochs=int(epochs or args.epochs), size=args.size,
-                          batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+        name, _, rest = spec.rpartition("=")
+        arch, _, epochs = rest.partition(":")
+        cfg = TrainConfig(arch=arch, name=name, epochs=int(epochs or args.epochs), height=height, width=width,
+                          batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device,
                           pretrained=arch in args.pretrained, **tuning)
-        data = load_splits(args.data, run, cfg.size, cfg.seed)
+        data = load_splits(args.data, run, SourceSize.for_inputs(cfg.height), cfg.seed)
         train_member(data, run, cfg, resume=args.resume)
     if args.out:
-        export(run, args.data, Path(args.out), args.model_version, archs=args.export_members)
+        export(run, args.data, Path(args.out), args.model_version, names=args.export_members)
     return 0
 
 
@@ -45,7 +52,7 @@ def _predict(args) -> int:
     from .batch import predict_paths
 
     predict_paths(args.paths, metadata_csv=args.metadata, out_csv=args.out, cam_dir=args.cam_dir,
-                  model_dir=args.model)
+                  model_dir=args.model, prior=args.prior)
     return 0
 
 
@@ -59,26 +66,35 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", type=Path, default=settings().data_dir, help="HAM10000 folder")
     train.add_argument("--run", type=Path, default=Path("runs/default"), help="run folder (split, checkpoints)")
     train.add_argument("--arch", action="append", default=None,
-                       help="member NAME[:EPOCHS] to train, repeatable (resnet18, mobilenet_v2); none: only export")
+                       help="member [NAME=]ARCH[:EPOCHS] to train, repeatable (ARCH: resnet18, mobilenet_v2, "
+                            "efficientnet_lite0; NAME defaults to ARCH); none: only export")
     train.add_argument("--pretrained", action="append", default=[],
-                       help="architecture(s) to start from torchvision's ImageNet weights")
+                       help="architecture(s) to start from ImageNet weights (sha256-checked files on disk)")
     train.add_argument("--epochs", type=int, default=14)
-    train.add_argument("--size", type=int, default=112)
+    train.add_argument("--size", type=int, default=112, help="square input side (see --height/--width)")
+    train.add_argument("--height", type=int, default=None, help="input height (default: --size)")
+    train.add_argument("--width", type=int, default=None, help="input width (default: --size)")
     train.add_argument("--batch-size", type=int, default=64)
     train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--weight-decay", type=float, default=None)
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", default=settings().device, help="cpu or cuda (default: SKIN_MODEL_DEVICE or cpu)")
     train.add_argument("--class-weight-power", type=float, default=None,
                        help="loss weight of a class ~ (1 / frequency) ** POWER (0: none, 1: fully balanced; "
                             "default: TrainConfig's)")
     train.add_argument("--meta-dropout", type=float, default=None,
                        help="chance that each metadata field is hidden during training (default: TrainConfig's)")
+    train.add_argument("--meta-drop-all", type=float, default=None,
+                       help="chance that the whole metadata vector is hidden (trains the image-only view)")
+    train.add_argument("--label-smoothing", type=float, default=None)
+    train.add_argument("--ema-decay", type=float, default=None, help="EMA of the weights (0: off)")
     train.add_argument("--threads", type=int, default=None)
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    train.add_argument("--out", type=Path, default=None, help="export the artifact of all finished members here")
+    train.add_argument("--out", type=Path, default=None, help="export the artifact of the finished members here")
     train.add_argument("--model-version", default=__version__)
     train.add_argument("--export-members", nargs="+", default=None,
-                       help="architectures to put in the artifact (default: every finished member; "
-                            "'auto': the best on validation among each member alone and all together)")
+                       help="member names to put in the artifact (default: every finished member; "
+                            "'auto': the subset that scores best on validation)")
     train.set_defaults(func=_train)
 
     ev = sub.add_parser("evaluate", help="test-split metrics of an artifact")
@@ -95,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", type=Path, default=None, help="CSV to write (default: stdout)")
     pr.add_argument("--cam-dir", type=Path, default=None, help="write <image_id>.png Grad-CAM heatmaps here")
     pr.add_argument("--model", type=Path, default=None, help="artifact folder (default: the shipped one)")
+    pr.add_argument("--prior", choices=PRIOR_NAMES, default=DEFAULT_PRIOR,
+                    help="equal: every diagnosis equally likely before the image is seen (default); "
+                         "training: HAM10000's own frequencies (nv 67%%)")
     pr.set_defaults(func=_predict)
     return parser
 
@@ -105,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.version:
-        from .artifact import read_card_of_shipped
+        from .card import read_card_of_shipped
         print(f"skin_model {__version__}, model {read_card_of_shipped().get('model_version', '?')}")
         return 0
     if args.command is None:

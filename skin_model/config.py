@@ -22,6 +22,7 @@ class Settings:
     num_threads: int | None  # None: torch's default
     max_image_pixels: int    # larger images are refused (decompression bombs)
     min_image_side: int      # smaller images carry too little to read
+    max_working_side: int    # decoded images are shrunk to this longest side at once
 
 
 def settings() -> Settings:
@@ -34,4 +35,5 @@ def settings() -> Settings:
         num_threads=int(threads) if threads else None,
         max_image_pixels=int(env("SKIN_MODEL_MAX_PIXELS", str(40_000_000))),
         min_image_side=int(env("SKIN_MODEL_MIN_SIDE", "32")),
+        max_working_side=int(env("SKIN_MODEL_MAX_SIDE", "1024")),
     )

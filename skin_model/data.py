@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
 
 from . import vocab
-from .inputs import IMAGE_SUFFIXES, Metadata, parse_metadata
+from .inputs import IMAGE_SUFFIXES, Metadata, load_image, parse_metadata
 from .network import encode_metadata
+from .preprocess import SourceSize
 
 log = logging.getLogger(__name__)
 
@@ -95,18 +95,14 @@ class Dataset:
         return Dataset(self.df.iloc[idx], self.images[idx])
 
     @classmethod
-    def load(cls, df: pd.DataFrame, image_root: Path, cache_hw: tuple[int, int]) -> "Dataset":
+    def load(cls, df: pd.DataFrame, image_root: Path, source: SourceSize) -> "Dataset":
+        """Every image decoded as the app decodes it (``inputs.load_image``), at the source size."""
         paths = find_images(image_root)
         absent = [i for i in df["image_id"] if i not in paths]
         if absent:
             raise FileNotFoundError(f"{len(absent)} images are missing below {image_root}, e.g. {absent[0]}")
-        height, width = cache_hw
-        images = torch.empty((len(df), 3, height, width), dtype=torch.uint8)
-        log.info("decoding %d images into memory at %dx%d", len(df), width, height)
+        images = torch.empty((len(df), 3, source.height, source.width), dtype=torch.uint8)
+        log.info("decoding %d images into memory at %dx%d", len(df), source.width, source.height)
         for i, image_id in enumerate(df["image_id"]):
-            with Image.open(paths[image_id]) as img:
-                img = img.convert("RGB")
-                if img.size != (width, height):
-                    img = img.resize((width, height), Image.BILINEAR, reducing_gap=3.0)
-                images[i] = torch.from_numpy(np.array(img)).permute(2, 0, 1)
+            images[i] = source.to_uint8(load_image(paths[image_id]))
         return cls(df, images)

@@ -1,4 +1,5 @@
-"""Held-out test metrics of an artifact: per member and ensemble, fused and image-only."""
+"""Metrics of an artifact on the validation and test splits: per member and ensemble,
+fused and image-only, with and without test-time flips, under both priors."""
 from __future__ import annotations
 
 import logging
@@ -10,44 +11,69 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from . import card as model_card
 from . import vocab
-from . import artifact
 from .data import find_images, find_metadata_csv, metadata_of, read_metadata
-from .metrics import classification_report, expected_calibration_error, reliability
+from .metrics import binary_calibration, classification_report, expected_calibration_error, reliability
 from .network import encode_metadata
-from .predictor import FUSED, IMAGE_ONLY, SkinClassifier, on_torch_thread
+from .predictor import FUSED, IMAGE_ONLY, MALIGNANT_OR_PREMALIGNANT, SkinClassifier
+from .priors import PRIORS, apply_prior
 
 log = logging.getLogger(__name__)
 VIEWS = {"fused": FUSED, "image_only": IMAGE_ONLY}
+HEADLINE = ("ensemble", "tta", "equal", "fused")   # what the app shows by default
 
 
-def test_frame(data_dir: Path, run_dir: Path) -> pd.DataFrame:
+def split_frame(data_dir: Path, run_dir: Path, split: str) -> pd.DataFrame:
     df = read_metadata(find_metadata_csv(data_dir))
-    split = pd.read_csv(Path(run_dir) / "split.csv", dtype=str).set_index("image_id")["split"]
-    return df[df["image_id"].map(split) == "test"].reset_index(drop=True)
+    saved = pd.read_csv(Path(run_dir) / "split.csv", dtype=str).set_index("image_id")["split"]
+    return df[df["image_id"].map(saved) == split].reset_index(drop=True)
 
 
-def collect_logits(model: SkinClassifier, df: pd.DataFrame, paths: dict[str, Path],
+def collect_logits(model: SkinClassifier, df: pd.DataFrame, paths: dict[str, Path], tta: bool = True,
                    batch_size: int = 64) -> torch.Tensor:
     """Member logits (members, views, N, classes) through the same path as the app."""
-    def batch_logits(rows: pd.DataFrame) -> torch.Tensor:
-        images = torch.cat([model.prepare(paths[i])[1] for i in rows["image_id"]])
-        metas = torch.stack([encode_metadata(metadata_of(r)) for r in rows.itertuples()])
-        return model.member_logits(images, metas)
-
     out = []
-    for start in tqdm(range(0, len(df), batch_size), desc="test logits", unit="batch", mininterval=5):
-        # Batches are assembled on the model's torch thread too: see predictor.on_torch_thread.
-        out.append(on_torch_thread(batch_logits, df.iloc[start:start + batch_size]))
+    for start in tqdm(range(0, len(df), batch_size), desc="logits", unit="batch", mininterval=5):
+        rows = df.iloc[start:start + batch_size]
+        pixels = torch.cat([model.prepare(paths[i]).pixels for i in rows["image_id"]])
+        metas = torch.stack([encode_metadata(metadata_of(r)) for r in rows.itertuples()])
+        out.append(model.member_logits(pixels, metas, tta))
     return torch.cat(out, dim=2)
 
 
-def _report(logits: torch.Tensor, temperature: float, labels: np.ndarray) -> dict:
-    raw = torch.softmax(logits, -1).numpy()
-    probs = torch.softmax(logits / temperature, -1).numpy()
-    report = classification_report(probs, labels)
-    report["ece_15_before_calibration"] = expected_calibration_error(raw, labels)
+def _report(logits: torch.Tensor, temperature: float, labels: np.ndarray, train_prior: torch.Tensor,
+            prior: str, strength: float) -> dict:
+    probs = torch.softmax(logits.double() / temperature, -1)
+    if prior != "training":
+        probs = apply_prior(probs, train_prior, PRIORS[prior](train_prior), strength)
+    report = classification_report(probs.numpy(), labels)
+    if prior == "training":
+        report["ece_15_before_calibration"] = expected_calibration_error(torch.softmax(logits, -1).numpy(), labels)
     return report
+
+
+def split_reports(model: SkinClassifier, logits_by_tta: dict[str, torch.Tensor], labels: np.ndarray) -> dict:
+    """``{model: {tta: {prior: {view: report}}}}`` for each member and the ensemble."""
+    strength = model.prior_strength
+    models = {f"member_{i}_{spec['name']}": (lambda lg, i=i: lg[i], model.member_temperatures[i])
+              for i, spec in enumerate(model.card["members"])}
+    models["ensemble"] = (lambda lg: lg.mean(0), model.temperature)
+    out: dict = {}
+    for name, (pick, temperature) in models.items():
+        out[name] = {tta: {prior: {view: _report(pick(lg)[v], temperature, labels, model.train_prior, prior, strength)
+                                   for view, v in VIEWS.items()}
+                           for prior in PRIORS}
+                     for tta, lg in logits_by_tta.items()}
+    return out
+
+
+def malignant_calibration(model: SkinClassifier, logits: torch.Tensor, labels: np.ndarray) -> dict:
+    """How well P(mel + bcc + akiec) is calibrated, under each prior (headline model, fused, TTA)."""
+    malignant = np.isin(labels, [vocab.CLASSES.index(c) for c in MALIGNANT_OR_PREMALIGNANT])
+    idx = [vocab.CLASSES.index(c) for c in MALIGNANT_OR_PREMALIGNANT]
+    return {prior: binary_calibration(model.calibrate(logits, prior)[FUSED][:, idx].sum(-1).numpy(), malignant)
+            for prior in PRIORS}
 
 
 def cam_mask_share(model: SkinClassifier, df: pd.DataFrame, paths: dict[str, Path], mask_dir: Path,
@@ -76,50 +102,60 @@ def cam_mask_share(model: SkinClassifier, df: pd.DataFrame, paths: dict[str, Pat
 def evaluate(data_dir: Path, run_dir: Path, model_dir: Path | None = None, write_card: bool = False,
              cam_limit: int | None = None) -> dict:
     model = SkinClassifier.load(model_dir)
-    df = test_frame(data_dir, run_dir)
     paths = find_images(data_dir)
-    labels = df["label"].to_numpy()
-    logits = collect_logits(model, df, paths)
-    results: dict = {"n_test_images": len(df), "n_test_lesions": int(df["lesion_id"].nunique())}
-    for i, spec in enumerate(model.card["members"]):
-        name = f"member_{i}_{spec['architecture']}"
-        results[name] = {view: _report(logits[i, v], model.member_temperatures[i], labels)
-                         for view, v in VIEWS.items()}
-    ensemble = logits.mean(0)
-    results["ensemble"] = {view: _report(ensemble[v], model.temperature, labels) for view, v in VIEWS.items()}
-    fused = torch.softmax(ensemble[FUSED] / model.temperature, -1).numpy()
-    results["ensemble"]["fused"]["reliability"] = reliability(fused, labels)
+    results: dict = {"headline": "/".join(HEADLINE), "splits": {}}
+    for split in ("val", "test"):
+        df = split_frame(data_dir, run_dir, split)
+        labels = df["label"].to_numpy()
+        logits = {"tta": collect_logits(model, df, paths, tta=True),
+                  "no_tta": collect_logits(model, df, paths, tta=False)}
+        reports = split_reports(model, logits, labels)
+        headline = torch.softmax(logits["tta"].double().mean(0)[FUSED] / model.temperature, -1).numpy()
+        results["splits"][split] = {
+            "n_images": len(df), "n_lesions": int(df["lesion_id"].nunique()),
+            "models": reports,
+            "reliability_training_prior": reliability(headline, labels),
+            "malignant_probability_calibration": malignant_calibration(model, logits["tta"], labels),
+        }
+        if split == "test":
+            mask_dir = Path(data_dir) / "masks"
+            results["gradcam_mask_share"] = (cam_mask_share(model, df, paths, mask_dir, cam_limit)
+                                             if mask_dir.is_dir() else None)
     # The constant baseline: always nv, with the training split's class frequencies.
-    split = pd.read_csv(Path(run_dir) / "split.csv", dtype=str)
-    train_freq = split.loc[split["split"] == "train", "dx"].value_counts().reindex(vocab.CLASSES, fill_value=0)
-    majority = np.tile(train_freq.to_numpy() / train_freq.sum(), (len(labels), 1))
-    majority_report = classification_report(majority, labels)
+    test_labels = split_frame(data_dir, run_dir, "test")["label"].to_numpy()
+    majority = np.tile(model.train_prior.numpy(), (len(test_labels), 1))
+    majority_report = classification_report(majority, test_labels)
     majority_report["macro_auc"] = 0.5  # constant scores: no ranking, by definition
     results["majority_baseline"] = majority_report
-    mask_dir = Path(data_dir) / "masks"
-    results["gradcam_mask_share"] = cam_mask_share(model, df, paths, mask_dir, cam_limit) if mask_dir.is_dir() else None
     if write_card:
-        target = Path(model_dir) if model_dir else None
-        if target is None:
-            from .config import PACKAGE_DIR
-            target = PACKAGE_DIR / "model"
-        card = artifact.read_card(target)
-        card["test_metrics"] = results
-        artifact.write_card(target, card)
-        log.info("test metrics written into %s", target)
+        # Into the card of the model that was evaluated, wherever it was loaded from.
+        with model_card.model_folder(model_dir) as folder:
+            card = model_card.read_card(folder)
+            card["test_metrics"] = results
+            model_card.write_card(folder, card)
+            log.info("metrics written into %s", folder)
     return results
 
 
+def headline(results: dict, split: str = "test", name: str = "ensemble", tta: str = "tta",
+             prior: str = "equal", view: str = "fused") -> dict:
+    return results["splits"][split]["models"][name][tta][prior][view]
+
+
 def summary_table(results: dict) -> str:
-    lines = [f"{'model':<28}{'view':<12}{'acc':>7}{'bal.acc':>9}{'AUC':>7}{'ECE raw':>9}{'ECE cal':>9}"]
-    for name, views in results.items():
-        if not name.startswith(("member_", "ensemble")):
-            continue
-        for view, r in views.items():
-            lines.append(f"{name:<28}{view:<12}{r['accuracy']:>7.3f}{r['balanced_accuracy']:>9.3f}"
-                         f"{r['macro_auc']:>7.3f}{r['ece_15_before_calibration']:>9.3f}{r['ece_15']:>9.3f}")
+    lines = [f"{'model':<30}{'tta':<7}{'prior':<9}{'view':<11}{'val BA':>7}{'test BA':>8}{'mel rec':>8}"
+             f"{'AUC':>7}{'ECE':>7}"]
+    for name in results["splits"]["test"]["models"]:
+        for tta in ("tta", "no_tta"):
+            for prior in PRIORS:
+                for view in VIEWS:
+                    v = headline(results, "val", name, tta, prior, view)
+                    r = headline(results, "test", name, tta, prior, view)
+                    lines.append(f"{name:<30}{tta:<7}{prior:<9}{view:<11}{v['balanced_accuracy']:>7.3f}"
+                                 f"{r['balanced_accuracy']:>8.3f}{r['recall']['mel']:>8.3f}"
+                                 f"{r['macro_auc']:>7.3f}{r['ece_15']:>7.3f}")
     m = results["majority_baseline"]
-    lines.append(f"{'majority class (nv)':<28}{'-':<12}{m['accuracy']:>7.3f}{m['balanced_accuracy']:>9.3f}{0.5:>7.3f}")
+    lines.append(f"majority class (nv) on test: accuracy {m['accuracy']:.3f}, balanced accuracy {m['balanced_accuracy']:.3f}")
     cam = results.get("gradcam_mask_share")
     if cam:
         lines.append(f"Grad-CAM energy inside lesion masks: {cam['mean_energy_in_mask']:.3f} "

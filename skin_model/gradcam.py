@@ -62,9 +62,11 @@ def upsample(maps: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     width, height = size
     heat = F.interpolate(maps[None, None].float(), size=(height, width), mode="bilinear",
                          align_corners=False)[0, 0]
-    heat = heat - heat.min()
-    top = float(heat.max())
-    return (heat / top if top > 0 else heat).numpy()
+    low, top = float(heat.min()), float(heat.max())
+    # A map flat to within float noise shows no place: all zeros, not its noise stretched to [0, 1].
+    if top - low <= 1e-5 * max(abs(top), 1e-12):
+        return torch.zeros_like(heat).numpy()
+    return ((heat - low) / (top - low)).numpy()
 
 
 def jet(values: np.ndarray) -> np.ndarray:

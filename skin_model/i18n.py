@@ -96,6 +96,25 @@ TEXT: dict[str, dict[str, str]] = {
     "diag.no_metadata": {"en": "No patient information given: both columns are the image-only answer.",
                          "fr": "Aucune information patient : les deux colonnes sont la réponse sur l'image seule."},
     "diag.download": {"en": "Download the result (JSON)", "fr": "Télécharger le résultat (JSON)"},
+    "diag.uncertain": {"en": "Uncertain between **{a}** and **{b}**: the model cannot tell these two apart here.",
+                       "fr": "Incertain entre **{a}** et **{b}** : le modèle ne sait pas les départager ici."},
+    "diag.malignant": {"en": "Probability of a malignant or pre-malignant lesion (mel + bcc + akiec): **{p}**",
+                       "fr": "Probabilité d'une lésion maligne ou précancéreuse (mel + bcc + akiec) : **{p}**"},
+    "diag.prior": {"en": "Before the image is seen, assume", "fr": "Avant de voir l'image, supposer"},
+    "prior.equal": {"en": "every diagnosis equally likely", "fr": "tous les diagnostics également probables"},
+    "prior.training": {"en": "HAM10000's own frequencies (nv 67%)", "fr": "les fréquences de HAM10000 (nv 67 %)"},
+    "diag.prior_help": {
+        "en": "Base rates change the answer: in HAM10000 two lesions in three are nevi, so a model that keeps those "
+              "odds calls doubtful lesions nevi and misses melanomas; assuming every diagnosis equally likely weighs "
+              "the image's evidence alone.",
+        "fr": "Les fréquences de base changent la réponse : dans HAM10000, deux lésions sur trois sont des nævus ; un modèle "
+              "qui garde ces chances classe les lésions douteuses en nævus et manque des mélanomes ; supposer tous les "
+              "diagnostics également probables ne pèse que les indices de l'image."},
+    "diag.prior_in_force": {"en": "Probabilities under the prior: {prior}.", "fr": "Probabilités sous l'a priori : {prior}."},
+    "diag.cam_unlikely": {"en": "The model gives {code} only {p}: this map explains a class it finds unlikely.",
+                          "fr": "Le modèle ne donne que {p} à {code} : cette carte explique une classe qu'il juge improbable."},
+    "diag.legend": {"en": "blue: little influence · red: most raised the score of {code}",
+                    "fr": "bleu : peu d'influence · rouge : a le plus augmenté le score de {code}"},
     # -- batch page -------------------------------------------------------------------------------
     "batch.title": {"en": "Analyse several images", "fr": "Analyser plusieurs images"},
     "batch.images": {"en": "Images", "fr": "Images"},
@@ -111,18 +130,31 @@ TEXT: dict[str, dict[str, str]] = {
     "batch.empty": {"en": "Upload images to start.", "fr": "Déposez des images pour commencer."},
     # -- model card page --------------------------------------------------------------------------------
     "card.title": {"en": "Model card", "fr": "Fiche du modèle"},
-    "card.summary": {"en": "{members}, version {version}, trained on {date}. Input {size}×{size} px.",
-                     "fr": "{members}, version {version}, entraîné le {date}. Entrée {size}×{size} px."},
-    "card.headline": {"en": "Held-out test split, ensemble with patient information",
-                      "fr": "Jeu de test réservé, ensemble avec informations patient"},
+    "card.summary": {"en": "{members}; version {version}, exported on {date}. Each answer averages {views} flipped "
+                           "views of the image; decisions assume every diagnosis equally likely (correction "
+                           "strength {strength}, chosen on validation).",
+                     "fr": "{members} ; version {version}, exportée le {date}. Chaque réponse moyenne {views} vues "
+                           "retournées de l'image ; les décisions supposent tous les diagnostics également probables "
+                           "(force de correction {strength}, choisie sur la validation)."},
+    "card.headline": {"en": "The answer the app gives: held-out test split, validation beside it",
+                      "fr": "La réponse que donne l'appli : jeu de test réservé, validation à côté"},
+    "card.test": {"en": "test", "fr": "test"},
+    "card.val": {"en": "validation", "fr": "validation"},
+    "card.mel_recall": {"en": "Melanomas found", "fr": "Mélanomes trouvés"},
+    "card.prior": {"en": "Prior", "fr": "A priori"},
+    "card.malignant": {
+        "en": "P(malignant or pre-malignant) on the test split: ECE {ece:.3f}, Brier {brier:.3f} under HAM10000's "
+              "frequencies (ECE {ece_equal:.3f} under the equal prior, which deliberately over-states rare diagnoses).",
+        "fr": "P(maligne ou précancéreuse) sur le test : ECE {ece:.3f}, Brier {brier:.3f} sous les fréquences de "
+              "HAM10000 (ECE {ece_equal:.3f} sous l'a priori égal, qui surestime exprès les diagnostics rares)."},
     "card.bal_acc": {"en": "Balanced accuracy", "fr": "Exactitude équilibrée"},
     "card.auc": {"en": "Macro ROC AUC", "fr": "AUC ROC macro"},
     "card.ece": {"en": "Calibration error (ECE)", "fr": "Erreur de calibration (ECE)"},
     "card.ece_raw": {"en": "ECE before calibration", "fr": "ECE avant calibration"},
-    "card.ensemble": {"en": "ensemble (shipped)", "fr": "ensemble (livré)"},
+    "card.ensemble": {"en": "shipped model", "fr": "modèle livré"},
     "card.accuracy": {"en": "Accuracy", "fr": "Exactitude"},
-    "card.table": {"en": "Every model, with and without patient information",
-                   "fr": "Chaque modèle, avec et sans informations patient"},
+    "card.table": {"en": "Every model, with and without test-time flips, under both priors, with and without patient information",
+                   "fr": "Chaque modèle, avec et sans vues retournées, sous les deux a priori, avec et sans informations patient"},
     "card.model": {"en": "Model", "fr": "Modèle"},
     "card.view": {"en": "Input", "fr": "Entrée"},
     "card.recall": {"en": "Recall per diagnosis", "fr": "Rappel par diagnostic"},
@@ -145,11 +177,11 @@ TEXT: dict[str, dict[str, str]] = {
     "card.limitations": {
         "en": "- Trained on HAM10000 only: dermoscopic images of pigmented lesions from two centres (Austria, Australia), mostly fair skin.\n"
               "- Seven classes only: any other lesion (e.g. squamous cell carcinoma) is forced into one of them.\n"
-              "- Low input resolution ({size} px); clinical (non-dermoscopic) photos are out of distribution.\n"
+              "- Low input resolution (about 160×120 px); clinical (non-dermoscopic) photos are out of distribution.\n"
               "- Calibration was measured on data like the training data; on other images probabilities may be over-confident.",
         "fr": "- Entraîné uniquement sur HAM10000 : images dermoscopiques de lésions pigmentées de deux centres (Autriche, Australie), surtout peaux claires.\n"
               "- Sept classes seulement : toute autre lésion (p. ex. carcinome épidermoïde) est rangée dans l'une d'elles.\n"
-              "- Faible résolution d'entrée ({size} px) ; les photos cliniques (non dermoscopiques) sont hors distribution.\n"
+              "- Faible résolution d'entrée (environ 160×120 px) ; les photos cliniques (non dermoscopiques) sont hors distribution.\n"
               "- La calibration a été mesurée sur des données semblables ; sur d'autres images, les probabilités peuvent être trop confiantes."},
     "card.licence": {"en": "Licence and citation", "fr": "Licence et citation"},
     # -- about page ----------------------------------------------------------------------------------------
@@ -205,6 +237,20 @@ def t(key: str, lang: str = "en", **values) -> str:
     entry = TEXT[key]
     text = entry.get(lang) or entry["en"]
     return text.format(**values) if values else text
+
+
+def percent(p: float, lang: str = "en") -> str:
+    """A probability as a percentage with one decimal, never rounded to a false certainty:
+    ">99.9%" and "<0.1%" unless it is exactly 1 or 0. French writes "59,0 %"."""
+    if 0.999 < p < 1.0:
+        text, sign = "99.9", ">"
+    elif 0.0 < p < 0.0005:
+        text, sign = "0.1", "<"
+    else:
+        text, sign = f"{p * 100:.1f}", ""
+    if lang == "fr":
+        return f"{sign}{text.replace('.', ',')}\u202f%"
+    return f"{sign}{text}%"
 
 
 def class_label(code: str, lang: str = "en") -> str:

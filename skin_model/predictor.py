@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import functools
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -14,28 +12,19 @@ from PIL import Image
 
 from . import vocab
 from .artifact import load_artifact
+from .card import ModelArtifactError, model_folder
+from .index import INDEX_FILE, K_OOD, CaseIndex, Neighbour, member_embedding
 from .config import settings
-from .inputs import ImageSource, Metadata, load_image, parse_metadata
 from .gradcam import GradCAM, upsample
-from .network import SkinNet, encode_metadata
-from .preprocess import InputConfig
+from .inputs import ImageSource, Metadata, load_image, parse_metadata
+from .network import SkinNet, encode_metadata, flip_views, unflip
+from .preprocess import InputConfig, SourceSize
+from .priors import DEFAULT_PRIOR, PRIORS, apply_prior
+from .torch_thread import on_torch_thread
+from .uncertainty import uncertain_pair
 
 FUSED, IMAGE_ONLY = 0, 1  # the two metadata views computed for every image
-
-# All of the predictor's torch work runs on one thread per process. torch keeps an
-# OpenMP thread pool per calling thread: Streamlit runs every script run on a new
-# thread, each of which used to bring its own pool (up to ~50 MB more memory), and on
-# 2 cores two live pools throttle each other (a forward pass ran ~4x slower). Calls
-# queue on this thread, which also keeps one call's Grad-CAM hooks from another's.
-_TORCH_THREAD = "skin-model-torch"
-_torch_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=_TORCH_THREAD)
-
-
-def on_torch_thread(fn, *args, **kwargs):
-    """``fn(*args, **kwargs)``, run on the predictor's torch thread (directly if already there)."""
-    if threading.current_thread().name.startswith(_TORCH_THREAD):
-        return fn(*args, **kwargs)
-    return _torch_executor.submit(fn, *args, **kwargs).result()
+MALIGNANT_OR_PREMALIGNANT = tuple(d.code for d in vocab.DIAGNOSES if d.group != "benign")
 
 
 def _torch_work(method):
@@ -48,18 +37,32 @@ def _torch_work(method):
 
 @dataclass(frozen=True)
 class Prediction:
-    label: str                        # most likely class code
-    probabilities: dict[str, float]   # calibrated, with the metadata given
-    image_only: dict[str, float]      # calibrated, with all metadata unknown
+    label: str                        # most likely class code under ``prior``
+    probabilities: dict[str, float]   # calibrated, with the metadata given, under ``prior``
+    image_only: dict[str, float]      # the same with all metadata unknown
     metadata: Metadata
     model_version: str
+    prior: str = DEFAULT_PRIOR
+    uncertain_between: tuple[str, str] | None = None   # the top two, when they are too close to call
+    ood: bool = False                 # the image does not look like the dermoscopy the model learnt from
+    ood_score: float = 0.0            # higher: less like the training images (see index.py)
+    neighbours: tuple[Neighbour, ...] = ()   # the most similar training images, with confirmed diagnoses
 
     @property
     def confidence(self) -> float:
         return self.probabilities[self.label]
 
+    @property
+    def malignant_probability(self) -> float:
+        """P(melanoma, basal cell carcinoma or actinic keratosis / Bowen's), the question asked first."""
+        return sum(self.probabilities[c] for c in MALIGNANT_OR_PREMALIGNANT)
+
     def as_dict(self) -> dict:
-        return {"prediction": self.label, "confidence": self.confidence,
+        return {"prediction": self.label, "confidence": self.confidence, "prior": self.prior,
+                "uncertain_between": list(self.uncertain_between) if self.uncertain_between else None,
+                "ood": self.ood, "ood_score": self.ood_score,
+                "similar_cases": [n.as_dict() for n in self.neighbours],
+                "malignant_probability": self.malignant_probability,
                 "probabilities": self.probabilities, "image_only_probabilities": self.image_only,
                 "metadata": self.metadata.as_dict(), "model_version": self.model_version}
 
@@ -70,26 +73,41 @@ class Explanation:
     heatmap: np.ndarray   # float32 (H, W) in [0, 1], aligned with the input image
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """Validated inputs, decoded off the torch thread: what the network needs of one image."""
+    image: Image.Image        # upright RGB, at a bounded working size (see inputs.load_image)
+    pixels: torch.Tensor      # uint8 (1, 3, H, W) at the artifact's source size
+    metadata: Metadata = field(default_factory=Metadata.unknown)
+
+
 def _probs_dict(probs: torch.Tensor) -> dict[str, float]:
     return {c: float(p) for c, p in zip(vocab.CLASSES, probs)}
 
 
 class SkinClassifier:
-    """An ensemble of multimodal members, calibrated by temperature.
+    """An ensemble of multimodal members, calibrated by temperature, decided under a prior.
 
-    Safe to share between threads: its work runs on the one torch thread (see
-    ``on_torch_thread``), one call at a time.
+    Safe to share between threads: its network work runs on the one torch thread
+    (see ``torch_thread``), one call at a time; decoding runs on the caller's thread.
     """
 
-    def __init__(self, members: list[SkinNet], card: dict, device: str | None = None):
+    def __init__(self, members: list[SkinNet], card: dict, index: CaseIndex, device: str | None = None):
         self.device = torch.device(device or settings().device)
         self.members = [m.eval().requires_grad_(False).to(self.device) for m in members]
         self.card = card
-        self.inputs = InputConfig.from_card(card)
+        self.source = SourceSize.from_card(card)
+        self.member_inputs = [InputConfig.from_card(m["input"]) for m in card["members"]]
+        self.views = tuple(card["tta"]["views"])
         self.temperature = float(card["temperature"])
         self.member_temperatures = [float(m["temperature"]) for m in card["members"]]
+        self.train_prior = torch.tensor([card["prior"]["training_frequencies"][c] for c in vocab.CLASSES],
+                                        dtype=torch.float64)
+        self.prior_strength = float(card["prior"]["equal_strength"])
+        self.uncertainty_gap = float(card["uncertainty"]["gap"])
         self.version = card["model_version"]
         self._unknown = encode_metadata(Metadata.unknown())
+        self.index = index
 
     @classmethod
     @_torch_work
@@ -98,73 +116,120 @@ class SkinClassifier:
         if threads:
             torch.set_num_threads(threads)
         members, card = load_artifact(model_dir)
-        return cls(members, card)
+        with model_folder(model_dir) as folder:
+            try:
+                index = CaseIndex.load(folder)
+            except Exception as err:  # missing or damaged: name the file, as for the weights
+                raise ModelArtifactError(f"The similar-cases index {folder / INDEX_FILE} cannot be read: {err}") from err
+        return cls(members, card, index)
 
     # -- batch logits, shared by prediction and evaluation ---------------------------------
-    @_torch_work
-    def member_logits(self, images: torch.Tensor, metas: torch.Tensor) -> torch.Tensor:
-        """Raw logits (members, views, N, classes) for normalised images; views = fused, image-only."""
-        images, metas = images.to(self.device), metas.to(self.device)
-        unknown = self._unknown.to(self.device).expand(len(images), -1)
-        with torch.inference_mode():
-            return torch.stack([m.forward_views(images, (metas, unknown)) for m in self.members]).cpu()
+    def _member_views(self, member: SkinNet, x: torch.Tensor, metas: torch.Tensor,
+                      views: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """One member's logits (metadata views, N, classes) and pooled image features (N, F) for
+        its normalised input ``x``, both averaged over the flipped views (one batch)."""
+        x = flip_views(x, views)
+        unknown = self._unknown.to(self.device).expand(len(metas), -1)
+        features = member.backbone(x)                                  # (V * N, F)
+        logits = torch.stack([member.classify(features, m.repeat(len(views), 1)) for m in (metas, unknown)])
+        n = len(metas)
+        return (logits.reshape(2, len(views), n, -1).mean(1),
+                features.reshape(len(views), n, -1).mean(0))
 
-    def calibrate(self, member_logits: torch.Tensor) -> torch.Tensor:
-        """Ensemble probabilities from member logits (members first): softmax(mean / T)."""
-        return torch.softmax(member_logits.mean(0) / self.temperature, dim=-1)
+    @_torch_work
+    def member_outputs(self, pixels: torch.Tensor, metas: torch.Tensor,
+                       tta: bool = True) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Raw logits (members, metadata views, N, classes) and each member's image features
+        (N, F) for uint8 images at the source size; metadata views = fused, image-only;
+        averaged over the test-time flips unless ``tta`` is off."""
+        views = self.views if tta else ("identity",)
+        pixels, metas = pixels.to(self.device), metas.to(self.device)
+        with torch.inference_mode():
+            outputs = [self._member_views(m, inp.normalize(pixels), metas, views)
+                       for m, inp in zip(self.members, self.member_inputs)]
+        return torch.stack([lg for lg, _ in outputs]).cpu(), [f.cpu() for _, f in outputs]
+
+    def member_logits(self, pixels: torch.Tensor, metas: torch.Tensor, tta: bool = True) -> torch.Tensor:
+        """The logits of ``member_outputs``."""
+        return self.member_outputs(pixels, metas, tta)[0]
+
+    def calibrate(self, member_logits: torch.Tensor, prior: str = DEFAULT_PRIOR) -> torch.Tensor:
+        """Ensemble probabilities from member logits (members first): softmax(mean / T), under ``prior``."""
+        probs = torch.softmax(member_logits.double().mean(0) / self.temperature, dim=-1)
+        if prior not in PRIORS:
+            raise ValueError(f"Unknown prior {prior!r}; expected one of {', '.join(PRIORS)}")
+        if prior == "training":
+            return probs
+        return apply_prior(probs, self.train_prior, PRIORS[prior](self.train_prior), self.prior_strength)
 
     # -- one image ---------------------------------------------------------------------------
-    @_torch_work
-    def prepare(self, image: ImageSource, age=None, sex=None, site=None) -> tuple[Image.Image, torch.Tensor, Metadata]:
-        """Validate the inputs; raises an ``InvalidInputError`` subclass for anything unusable."""
+    def prepare(self, image: ImageSource, age=None, sex=None, site=None) -> Prepared:
+        """Validate and decode, on the caller's thread; raises an ``InvalidInputError`` subclass
+        for anything unusable."""
         meta = parse_metadata(age, sex, site)
         pil = load_image(image)
-        return pil, self.inputs(pil), meta
+        return Prepared(pil, self.source.to_uint8(pil).unsqueeze(0), meta)
 
-    def _prediction(self, probs: torch.Tensor, meta: Metadata) -> Prediction:
+    def _prediction(self, probs: torch.Tensor, features: list[torch.Tensor], meta: Metadata,
+                    prior: str) -> Prediction:
+        """One image's prediction from its probabilities (views, 1, classes) and member features."""
         fused = _probs_dict(probs[FUSED, 0])
+        sims = self.index.similarities(member_embedding(features))[0]   # one matrix product
+        ood_score = float(1.0 - sims.topk(K_OOD).values[-1])
         return Prediction(label=max(fused, key=fused.get), probabilities=fused,
                           image_only=_probs_dict(probs[IMAGE_ONLY, 0]), metadata=meta,
-                          model_version=self.version)
+                          model_version=self.version, prior=prior,
+                          uncertain_between=uncertain_pair(fused, self.uncertainty_gap),
+                          ood=ood_score > self.index.threshold, ood_score=ood_score,
+                          neighbours=tuple(self.index.neighbours(sims)))
 
-    @_torch_work
-    def predict(self, image: ImageSource, age=None, sex=None, site=None) -> Prediction:
-        """The calibrated 7-class prediction, with and without the metadata."""
-        _, x, meta = self.prepare(image, age, sex, site)
-        probs = self.calibrate(self.member_logits(x, encode_metadata(meta).unsqueeze(0)))
-        return self._prediction(probs, meta)
+    def predict(self, image: ImageSource, age=None, sex=None, site=None, prior: str = DEFAULT_PRIOR) -> Prediction:
+        """The calibrated 7-class prediction under ``prior`` ("equal" or "training"),
+        with and without the metadata."""
+        return self.predict_prepared([self.prepare(image, age, sex, site)], prior)[0]
 
-    @_torch_work
-    def predict_prepared(self, images: list[torch.Tensor], metas: list[Metadata]) -> list[Prediction]:
+    def predict_prepared(self, prepared: list[Prepared], prior: str = DEFAULT_PRIOR) -> list[Prediction]:
         """Predictions for already prepared inputs (see ``prepare``), as one batch."""
-        probs = self.calibrate(self.member_logits(torch.cat(images), torch.stack([encode_metadata(m) for m in metas])))
-        return [self._prediction(probs[:, i:i + 1], m) for i, m in enumerate(metas)]
+        pixels = torch.cat([p.pixels for p in prepared])
+        metas = torch.stack([encode_metadata(p.metadata) for p in prepared])
+        logits, features = self.member_outputs(pixels, metas)
+        probs = self.calibrate(logits, prior)
+        return [self._prediction(probs[:, i:i + 1], [f[i:i + 1] for f in features], p.metadata, prior)
+                for i, p in enumerate(prepared)]
 
-    @_torch_work
-    def diagnose(self, image: ImageSource, age=None, sex=None, site=None,
-                 target: str | None = None) -> tuple[Prediction, Explanation]:
-        """Prediction and Grad-CAM from one forward and one backward pass.
+    def diagnose(self, image: ImageSource, age=None, sex=None, site=None, target: str | None = None,
+                 prior: str = DEFAULT_PRIOR) -> tuple[Prediction, Explanation]:
+        """Prediction and Grad-CAM from one forward and one backward pass over the view set.
 
         ``target`` is the class to explain; by default the predicted one.
         """
         if target is not None and target not in vocab.CLASSES:
             raise ValueError(f"Unknown class {target!r}; expected one of {', '.join(vocab.CLASSES)}")
-        pil, x, meta = self.prepare(image, age, sex, site)
-        # Weights are frozen; gradients flow from the input, so the backward pass
-        # computes only what Grad-CAM needs (no weight gradients).
-        x = x.to(self.device).requires_grad_(True)
-        views = (encode_metadata(meta).unsqueeze(0).to(self.device), self._unknown.unsqueeze(0).to(self.device))
+        return self.diagnose_prepared(self.prepare(image, age, sex, site), target, prior)
+
+    @_torch_work
+    def diagnose_prepared(self, prepared: Prepared, target: str | None = None,
+                          prior: str = DEFAULT_PRIOR) -> tuple[Prediction, Explanation]:
+        pixels = prepared.pixels.to(self.device)
+        meta = encode_metadata(prepared.metadata).unsqueeze(0).to(self.device)
         with ExitStack() as stack:
             cams = [stack.enter_context(GradCAM(m.cam_layer)) for m in self.members]
-            logits = torch.stack([m.forward_views(x, views) for m in self.members])  # (members, views, 1, classes)
-            prediction = self._prediction(self.calibrate(logits.detach().cpu()), meta)
+            # Weights are frozen; gradients flow from the input, so the backward pass
+            # computes only what Grad-CAM needs (no weight gradients).
+            outputs = [self._member_views(m, inp.normalize(pixels).requires_grad_(True), meta, self.views)
+                       for m, inp in zip(self.members, self.member_inputs)]
+            logits = torch.stack([lg for lg, _ in outputs])                     # (members, 2, 1, C)
+            prediction = self._prediction(self.calibrate(logits.detach().cpu(), prior),
+                                          [f.detach().cpu() for _, f in outputs], prepared.metadata, prior)
             target = target or prediction.label
-            # Members share no weights, so one backward of their summed scores
-            # gives each member the gradient of its own score.
+            # Members share no weights, so one backward of their summed scores gives each
+            # member the gradient of its own (view-averaged) score.
             logits[:, FUSED, 0, vocab.CLASSES.index(target)].sum().backward()
-            maps = [cam.maps()[0].cpu() for cam in cams]
-        heat = np.mean([upsample(m, pil.size) for m in maps], axis=0)
-        return prediction, Explanation(target, (heat / max(float(heat.max()), 1e-12)).astype(np.float32))
+            # Each view's map is flipped back onto the image before averaging.
+            maps = [unflip(cam.maps(), self.views).mean(0)[0].cpu() for cam in cams]
+        heat = np.mean([upsample(m, prepared.image.size) for m in maps], axis=0)
+        explanation = Explanation(target, (heat / max(float(heat.max()), 1e-12)).astype(np.float32))
+        return prediction, explanation
 
     def explain(self, image: ImageSource, target: str | None = None, age=None, sex=None, site=None) -> Explanation:
         """Grad-CAM of ``target`` (default: the predicted class) through the fused model."""

@@ -1,17 +1,21 @@
 """Training of ensemble members, then calibration and export of the artifact.
 
-A run folder holds the split (``split.csv``), one sub-folder per member with
-its checkpoint, best weights and per-epoch log, and the exported artifact.
+A run folder holds the split (``split.csv``), one sub-folder per member (named
+by the member, so one architecture may appear several times) with its
+checkpoint, best weights and per-epoch log, and the exported artifact.
 """
 from __future__ import annotations
 
+import copy
 import csv
+import itertools
 import json
 import logging
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, fields
 from datetime import date
 from pathlib import Path
 
@@ -20,33 +24,59 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
-from torchvision.transforms import v2
 from tqdm import tqdm
 
 from . import __version__, vocab
 from .artifact import FORMAT, save_artifact
 from .calibration import fit_temperature
 from .data import Dataset, find_metadata_csv, read_metadata, split_by_lesion
+from .index import INDEX_FILE, THUMB_SIZE, CaseIndex, member_embedding, thumbnail_jpeg
 from .metrics import classification_report
-from .network import BACKBONES, META_DIM, SkinNet
-from .preprocess import InputConfig
+from .network import BACKBONES, FLIPS, META_DIM, SkinNet, flip_views
+from .preprocess import InputConfig, SourceSize
+from .priors import PRIORS, apply_prior, choose_prior_strength
+from .uncertainty import choose_gap
 
 log = logging.getLogger(__name__)
+TTA_VIEWS = tuple(FLIPS)
 
 
 @dataclass
 class TrainConfig:
     arch: str = "resnet18"
+    name: str = ""                    # the member's folder and name; default: the architecture
     epochs: int = 14
-    size: int = 112
+    height: int = 112
+    width: int = 112
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 1e-4
     pretrained: bool = False
     meta_dropout: float = 0.25        # chance that each metadata field is hidden
+    meta_drop_all: float = 0.0        # chance that the whole metadata vector is hidden (image-only rows)
     class_weight_power: float = 0.5   # loss weight of a class ~ (1 / frequency) ** power
+    label_smoothing: float = 0.0
+    ema_decay: float = 0.0            # 0: no exponential moving average of the weights
     seed: int = 0
     meta_hidden: int = 32
+    device: str = "cpu"
+
+    def __post_init__(self):
+        self.name = self.name or self.arch
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrainConfig":
+        raw = json.loads(text)
+        if "size" in raw:  # configs written before members had a 4:3 shape
+            raw.setdefault("height", raw["size"])
+            raw.setdefault("width", raw.pop("size"))
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in known})
+
+    @property
+    def inputs(self) -> InputConfig:
+        spec = BACKBONES[self.arch]
+        return InputConfig(self.height, self.width, spec.mean, spec.std)
 
 
 @dataclass
@@ -59,8 +89,8 @@ class Run:
         self.root = Path(self.root)
         self.split_csv = self.root / "split.csv"
 
-    def member_dir(self, arch: str) -> Path:
-        return self.root / arch
+    def member_dir(self, name: str) -> Path:
+        return self.root / name
 
 
 def seed_everything(seed: int) -> None:
@@ -69,10 +99,8 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def cache_hw(size: int) -> tuple[int, int]:
-    """Height and width (4:3, like HAM10000) at which training images are kept in memory."""
-    height = max(150, size)
-    return height, round(height * 4 / 3)
+class SplitLeakError(RuntimeError):
+    """A lesion appears in two splits."""
 
 
 def prepare_split(data_dir: Path, run: Run, seed: int) -> pd.DataFrame:
@@ -87,38 +115,71 @@ def prepare_split(data_dir: Path, run: Run, seed: int) -> pd.DataFrame:
         df["split"] = split_by_lesion(df, seed=seed)
         run.root.mkdir(parents=True, exist_ok=True)
         df[["image_id", "lesion_id", "dx", "split"]].to_csv(run.split_csv, index=False)
-    leaks = df.groupby("lesion_id")["split"].nunique().gt(1).sum()
-    assert leaks == 0, f"{leaks} lesions span two splits"
+    leaks = int(df.groupby("lesion_id")["split"].nunique().gt(1).sum())
+    if leaks:  # an exception, not an assert: `python -O` must not skip it
+        raise SplitLeakError(f"{leaks} lesions span two splits in {run.split_csv}")
     return df
 
 
-def load_splits(data_dir: Path, run: Run, size: int, seed: int) -> dict[str, Dataset]:
+def load_splits(data_dir: Path, run: Run, source: SourceSize, seed: int) -> dict[str, Dataset]:
     df = prepare_split(data_dir, run, seed)
-    full = Dataset.load(df, Path(data_dir), cache_hw(size))
+    full = Dataset.load(df, Path(data_dir), source)
     return {name: full.subset(df["split"] == name) for name in ("train", "val", "test")}
 
 
-def augmenter(size: int) -> v2.Compose:
-    """Dermoscopy-sensible augmentation: a lesion has no up, no left, no fixed scale."""
-    return v2.Compose([
-        v2.RandomResizedCrop(size, scale=(0.35, 1.0), ratio=(0.75, 1.78), antialias=True),
-        v2.RandomHorizontalFlip(),
-        v2.RandomVerticalFlip(),
-        v2.RandomApply([v2.RandomRotation(45)], p=0.5),
-        v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.03),
-    ])
+def augment_batch(images: torch.Tensor, out_hw: tuple[int, int], gen: torch.Generator) -> torch.Tensor:
+    """Dermoscopy-sensible augmentation of a whole batch at once, on the batch's device.
+
+    uint8 (N, 3, H, W) -> float (N, 3, h, w) in [0, 1]. Per image: a random crop of
+    35-100% of the area (aspect jitter 3:4 to 4:3), flips, a rotation of up to 45°
+    for half of them, and brightness / contrast / saturation jitter of ±20%. A lesion
+    has no up, no left and no fixed scale. One ``grid_sample`` replaces a per-image
+    pipeline that would starve a GPU.
+    """
+    n, device = images.shape[0], images.device
+
+    def uniform(lo, hi):
+        return (torch.rand(n, generator=gen) * (hi - lo) + lo).to(device)
+
+    area, log_ratio = uniform(0.35, 1.0), uniform(math.log(3 / 4), math.log(4 / 3))
+    sx = torch.sqrt(area * log_ratio.exp()).clamp(max=1.0)      # half-extent of the crop, in [-1, 1] units
+    sy = torch.sqrt(area / log_ratio.exp()).clamp(max=1.0)
+    tx, ty = uniform(-1, 1) * (1 - sx), uniform(-1, 1) * (1 - sy)
+    flip_x = torch.where(uniform(0, 1) < 0.5, -1.0, 1.0)
+    flip_y = torch.where(uniform(0, 1) < 0.5, -1.0, 1.0)
+    angle = torch.where(uniform(0, 1) < 0.5, uniform(-math.pi / 4, math.pi / 4), torch.zeros(n, device=device))
+    cos, sin = angle.cos(), angle.sin()
+    theta = torch.stack([torch.stack([cos * sx * flip_x, -sin * sy * flip_y, tx], 1),
+                         torch.stack([sin * sx * flip_x, cos * sy * flip_y, ty], 1)], 1)
+    grid = F.affine_grid(theta, (n, 3, *out_hw), align_corners=False)
+    x = images.float().div_(255.0)
+    # Downscale first so bilinear sampling does not alias.
+    scale = min(1.0, out_hw[0] / x.shape[-2])
+    if scale < 0.75:
+        x = F.interpolate(x, scale_factor=scale / 0.75, mode="bilinear", antialias=True, align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    view = (n, 1, 1, 1)
+    x = x * uniform(0.8, 1.2).view(view)                                             # brightness
+    gray = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
+    x = (x - gray.mean((2, 3), keepdim=True)) * uniform(0.8, 1.2).view(view) + gray.mean((2, 3), keepdim=True)
+    gray = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
+    x = gray + (x - gray) * uniform(0.8, 1.2).view(view)                             # saturation
+    return x.clamp_(0.0, 1.0)
 
 
-def hide_metadata(meta: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tensor:
-    """Metadata dropout: each field of each row becomes 'unknown' with chance ``p``."""
+def hide_metadata(meta: torch.Tensor, p: float, gen: torch.Generator, p_all: float = 0.0) -> torch.Tensor:
+    """Metadata dropout: each field of each row becomes 'unknown' with chance ``p``, and the
+    whole row with chance ``p_all`` (so that the image-only view is trained, not a 1.6% corner)."""
     meta = meta.clone()
     n = meta.shape[0]
     n_sex = len(vocab.SEXES)
     sex = slice(2, 2 + n_sex)
     site = slice(2 + n_sex, META_DIM)
-    unknown_sex = torch.zeros(n_sex); unknown_sex[vocab.SEXES.index(vocab.UNKNOWN)] = 1
-    unknown_site = torch.zeros(META_DIM - 2 - n_sex); unknown_site[vocab.SITES.index(vocab.UNKNOWN)] = 1
-    hide = torch.rand((n, 3), generator=gen) < p
+    unknown_sex = torch.zeros(n_sex)
+    unknown_sex[vocab.SEXES.index(vocab.UNKNOWN)] = 1
+    unknown_site = torch.zeros(META_DIM - 2 - n_sex)
+    unknown_site[vocab.SITES.index(vocab.UNKNOWN)] = 1
+    hide = (torch.rand((n, 3), generator=gen) < p) | (torch.rand((n, 1), generator=gen) < p_all)
     meta[hide[:, 0], 0] = 0.0
     meta[hide[:, 0], 1] = 1.0
     meta[hide[:, 1], sex] = unknown_sex
@@ -132,12 +193,52 @@ def class_weights(labels: torch.Tensor, power: float) -> torch.Tensor:
     return weights / (weights * counts).sum() * counts.sum()  # mean weight per sample = 1
 
 
+def class_frequencies(labels: torch.Tensor) -> torch.Tensor:
+    counts = torch.bincount(labels, minlength=len(vocab.CLASSES)).double()
+    return counts / counts.sum()
+
+
 @torch.inference_mode()
-def predict_logits(net: SkinNet, data: Dataset, inputs: InputConfig, batch_size: int = 128) -> torch.Tensor:
-    net.eval()
-    out = [net(inputs.normalize(data.images[i:i + batch_size]), data.meta[i:i + batch_size])
-           for i in range(0, len(data), batch_size)]
-    return torch.cat(out)
+def predict_outputs(net: SkinNet, data: Dataset, inputs: InputConfig, views: tuple[str, ...] = ("identity",),
+                    batch_size: int = 128, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Fused logits (N, classes) and pooled image features (N, F), averaged over the test-time views."""
+    net.eval().to(device)
+    logits, features = [], []
+    for i in range(0, len(data), batch_size):
+        x = flip_views(inputs.normalize(data.images[i:i + batch_size].to(device)), views)
+        meta = data.meta[i:i + batch_size].to(device).repeat(len(views), 1)
+        f = net.backbone(x)
+        logits.append(net.classify(f, meta).reshape(len(views), -1, len(vocab.CLASSES)).mean(0).float().cpu())
+        features.append(f.reshape(len(views), -1, f.shape[-1]).mean(0).float().cpu())
+    return torch.cat(logits), torch.cat(features)
+
+
+def predict_logits(net: SkinNet, data: Dataset, inputs: InputConfig, views: tuple[str, ...] = ("identity",),
+                   batch_size: int = 128, device: str = "cpu") -> torch.Tensor:
+    """Fused logits (N, classes), averaged over the test-time views."""
+    return predict_outputs(net, data, inputs, views, batch_size, device)[0]
+
+
+def balanced_accuracy(probs: torch.Tensor, labels: torch.Tensor) -> float:
+    return classification_report(probs.numpy(), labels.numpy())["balanced_accuracy"]
+
+
+class EMA:
+    """Exponential moving average of a network's weights (buffers copied as they are)."""
+
+    def __init__(self, net: SkinNet, decay: float):
+        self.net = copy.deepcopy(net).eval().requires_grad_(False)
+        self.decay, self.steps = decay, 0
+
+    @torch.no_grad()
+    def update(self, net: SkinNet) -> None:
+        self.steps += 1
+        d = min(self.decay, (1 + self.steps) / (10 + self.steps))  # short memory while young
+        for avg, cur in zip(self.net.state_dict().values(), net.state_dict().values()):
+            if avg.is_floating_point():
+                avg.mul_(d).add_(cur.detach(), alpha=1 - d)
+            else:
+                avg.copy_(cur)
 
 
 def _checkpoint_path(member_dir: Path) -> Path:
@@ -145,13 +246,17 @@ def _checkpoint_path(member_dir: Path) -> Path:
 
 
 def train_member(data: dict[str, Dataset], run: Run, cfg: TrainConfig, resume: bool = False) -> Path:
-    """Train one member; checkpoint every epoch; keep the best by validation balanced accuracy."""
-    member_dir = run.member_dir(cfg.arch)
+    """Train one member; checkpoint every epoch; keep the best epoch by validation balanced
+    accuracy under the ``equal`` prior (the decision rule the app uses)."""
+    member_dir = run.member_dir(cfg.name)
     member_dir.mkdir(parents=True, exist_ok=True)
+    (member_dir / "done.json").unlink(missing_ok=True)  # a member in training is not finished
     seed_everything(cfg.seed)
-    inputs = InputConfig(cfg.size)
-    net = SkinNet(cfg.arch, pretrained=cfg.pretrained, meta_hidden=cfg.meta_hidden)
+    device = torch.device(cfg.device)
+    inputs = cfg.inputs
+    net = SkinNet(cfg.arch, pretrained=cfg.pretrained, meta_hidden=cfg.meta_hidden).to(device)
     net = net.to(memory_format=torch.channels_last)  # ~10-50% faster on CPU
+    ema = EMA(net, cfg.ema_decay) if cfg.ema_decay > 0 else None
     train = data["train"]
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
@@ -163,42 +268,59 @@ def train_member(data: dict[str, Dataset], run: Run, cfg: TrainConfig, resume: b
     start_epoch, best = 0, -1.0
     ckpt = _checkpoint_path(member_dir)
     if resume and ckpt.exists():
-        state = torch.load(ckpt, weights_only=True)   # no arbitrary pickle
+        state = torch.load(ckpt, weights_only=True, map_location=device)   # no arbitrary pickle
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
-        gen.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
+        gen.set_state(state["generator"].cpu())
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if ema is not None:
+            ema.net.load_state_dict(state["ema"])
+            ema.steps = int(state["ema_steps"])
         start_epoch, best = state["epoch"], state["best"]
-        log.info("%s: resumed after epoch %d (best val balanced accuracy %.4f)", cfg.arch, start_epoch, best)
+        log.info("%s: resumed after epoch %d (best val balanced accuracy %.4f)", cfg.name, start_epoch, best)
     (member_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
-    weights = class_weights(train.labels, cfg.class_weight_power)
-    augment = augmenter(cfg.size)
+    weights = class_weights(train.labels, cfg.class_weight_power).to(device)
+    train_prior = class_frequencies(train.labels).float()
+    # bf16 autocast on a GPU; full precision on the CPU, where autocast is slower.
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else nullcontext
+    images_on_device = train.images.to(device)
+    labels_on_device = train.labels.to(device)
     log_path = member_dir / "log.csv"
     for epoch in range(start_epoch, cfg.epochs):
         net.train()
         order = torch.randperm(len(train), generator=gen)
         seen, loss_sum, t0 = 0, 0.0, time.time()
-        bar = tqdm(range(0, len(train), cfg.batch_size), desc=f"{cfg.arch} epoch {epoch + 1}/{cfg.epochs}",
+        bar = tqdm(range(0, len(train), cfg.batch_size), desc=f"{cfg.name} epoch {epoch + 1}/{cfg.epochs}",
                    unit="batch", mininterval=5)
         for start in bar:
             idx = order[start:start + cfg.batch_size]
-            images = torch.stack([augment(img) for img in train.images[idx]])
+            dev_idx = idx.to(device)
+            images = augment_batch(images_on_device[dev_idx], (cfg.height, cfg.width), gen)
             x = inputs.normalize(images).contiguous(memory_format=torch.channels_last)
-            meta = hide_metadata(train.meta[idx], cfg.meta_dropout, gen)
-            loss = F.cross_entropy(net(x, meta), train.labels[idx], weight=weights)
+            meta = hide_metadata(train.meta[idx], cfg.meta_dropout, gen, cfg.meta_drop_all).to(device)
+            with autocast():
+                logits = net(x, meta)
+            loss = F.cross_entropy(logits.float(), labels_on_device[dev_idx], weight=weights,
+                                   label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
+            if ema is not None:
+                ema.update(net)
             seen += len(idx)
             loss_sum += loss.item() * len(idx)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", img_s=f"{seen / (time.time() - t0):.1f}")
-        logits = predict_logits(net, data["val"], inputs)
-        val = classification_report(torch.softmax(logits, 1).numpy(), data["val"].labels.numpy())
-        val_loss = F.cross_entropy(logits, data["val"].labels).item()
-        row = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "val_loss": val_loss,
+        scored = ema.net if ema is not None else net
+        logits = predict_logits(scored, data["val"], inputs, device=cfg.device)
+        probs = torch.softmax(logits, 1)
+        val = classification_report(probs.numpy(), data["val"].labels.numpy())
+        val_equal = balanced_accuracy(apply_prior(probs, train_prior, PRIORS["equal"](train_prior)), data["val"].labels)
+        row = {"epoch": epoch + 1, "train_loss": loss_sum / seen,
+               "val_loss": F.cross_entropy(logits, data["val"].labels).item(),
                "val_accuracy": val["accuracy"], "val_balanced_accuracy": val["balanced_accuracy"],
+               "val_balanced_accuracy_equal_prior": val_equal,
                "val_macro_auc": val["macro_auc"], "lr": sched.get_last_lr()[0],
                "seconds": time.time() - t0}
         with log_path.open("a", newline="") as fh:
@@ -206,20 +328,24 @@ def train_member(data: dict[str, Dataset], run: Run, cfg: TrainConfig, resume: b
             if fh.tell() == 0:
                 writer.writeheader()
             writer.writerow(row)
-        log.info("%s epoch %d: %s", cfg.arch, epoch + 1,
+        log.info("%s epoch %d: %s", cfg.name, epoch + 1,
                  ", ".join(f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float)))
-        if val["balanced_accuracy"] > best:
-            best = val["balanced_accuracy"]
-            save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(member_dir / "best.safetensors"))
-        torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
-                    "epoch": epoch + 1, "best": best}, ckpt)
-    (member_dir / "done.json").write_text(json.dumps({"epochs": cfg.epochs, "best_val_balanced_accuracy": best}))
+        if val_equal > best:
+            best = val_equal
+            save_file({k: v.detach().cpu().contiguous() for k, v in scored.state_dict().items()},
+                      str(member_dir / "best.safetensors"))
+        state = {"model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                 "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+                 "epoch": epoch + 1, "best": best}
+        if ema is not None:
+            state |= {"ema": ema.net.state_dict(), "ema_steps": ema.steps}
+        torch.save(state, ckpt)
+    (member_dir / "done.json").write_text(json.dumps({"epochs": cfg.epochs, "best_val_balanced_accuracy_equal_prior": best}))
     return member_dir
 
 
 def load_member(member_dir: Path) -> tuple[SkinNet, TrainConfig]:
-    cfg = TrainConfig(**json.loads((member_dir / "config.json").read_text()))
+    cfg = TrainConfig.from_json((member_dir / "config.json").read_text())
     net = SkinNet(cfg.arch, meta_hidden=cfg.meta_hidden)
     net.load_state_dict(load_file(str(member_dir / "best.safetensors")))
     return net.eval(), cfg
@@ -229,49 +355,59 @@ def finished_members(run: Run) -> list[Path]:
     return sorted(p.parent for p in run.root.glob("*/done.json"))
 
 
-def export(run: Run, data_dir: Path, out_dir: Path, model_version: str, archs: list[str] | None = None) -> dict:
-    """Fit temperatures on the validation split and write the artifact of the finished members
-    (all of them, or those named in ``archs``)."""
-    # Every finished member is scored on validation, so that the card shows why
-    # the shipped selection (``archs``) was made; only the selection is exported.
+def export(run: Run, data_dir: Path, out_dir: Path, model_version: str, names: list[str] | None = None,
+           tta: tuple[str, ...] = TTA_VIEWS) -> dict:
+    """Calibrate on the validation split and write the artifact of the finished members:
+    all of them, those named in ``names``, or with ``["auto"]`` the subset that scores best
+    on validation (balanced accuracy under the equal prior, with test-time augmentation)."""
     finished = finished_members(run)
     if not finished:
         raise RuntimeError(f"No finished member in {run.root}")
     candidates = [load_member(d) for d in finished]
-    sizes = {cfg.size for _, cfg in candidates}
-    if len(sizes) != 1:
-        raise ValueError(f"Members were trained at different input sizes: {sizes}")
-    inputs = InputConfig(sizes.pop())
-    data = load_splits(data_dir, run, inputs.size, candidates[0][1].seed)
-    val = data["val"]
-    candidate_logits = [predict_logits(net, val, inputs) for net, _ in candidates]
+    source = SourceSize.for_inputs(max(cfg.height for _, cfg in candidates))
+    data = load_splits(data_dir, run, source, candidates[0][1].seed)
+    val, train_prior = data["val"], class_frequencies(data["train"].labels)
+    candidate_outputs = [predict_outputs(net, val, cfg.inputs, tta) for net, cfg in candidates]
+    candidate_logits = [logits for logits, _ in candidate_outputs]
 
-    def val_balanced_accuracy(logits: torch.Tensor) -> float:
-        return classification_report(torch.softmax(logits, 1).numpy(), val.labels.numpy())["balanced_accuracy"]
+    def score(members: tuple[int, ...]) -> float:
+        """Validation balanced accuracy of a subset as it would ship: calibrated, then the
+        equal prior at its best strength."""
+        logits = torch.stack([candidate_logits[i] for i in members]).mean(0)
+        probs = torch.softmax(logits / fit_temperature(logits, val.labels), 1).double()
+        return max(choose_prior_strength(probs, val.labels, train_prior)[1].values())
 
-    validation = {cfg.arch: val_balanced_accuracy(l) for (_, cfg), l in zip(candidates, candidate_logits)}
-    validation["ensemble of all finished members"] = val_balanced_accuracy(torch.stack(candidate_logits).mean(0))
-    if archs == ["auto"]:
-        # The best on validation among each member alone and all of them together.
-        options = {cfg.arch: [i] for i, (_, cfg) in enumerate(candidates)}
-        options["ensemble of all finished members"] = list(range(len(candidates)))
-        chosen = options[max(options, key=validation.get)]
+    subsets = [s for k in range(1, len(candidates) + 1) for s in itertools.combinations(range(len(candidates)), k)]
+    label = {s: "+".join(candidates[i][1].name for i in s) for s in subsets}
+    validation = {label[s]: score(s) for s in subsets}
+    if names == ["auto"]:
+        chosen = max(subsets, key=lambda s: (validation[label[s]], -len(s)))  # ties: fewer members
     else:
-        chosen = [i for i, (_, cfg) in enumerate(candidates) if archs is None or cfg.arch in archs]
+        chosen = tuple(i for i, (_, cfg) in enumerate(candidates) if names is None or cfg.name in names)
     if not chosen:
-        raise ValueError(f"None of {archs} has finished training in {run.root}")
+        raise ValueError(f"None of {names} has finished training in {run.root}")
     loaded = [candidates[i] for i in chosen]
     member_logits = [candidate_logits[i] for i in chosen]
     member_specs = []
     for (net, cfg), logits in zip(loaded, member_logits):
-        member_specs.append({"architecture": cfg.arch, "meta_hidden": cfg.meta_hidden,
+        member_specs.append({"name": cfg.name, "architecture": cfg.arch, "meta_hidden": cfg.meta_hidden,
+                             "input": cfg.inputs.to_card(),
                              "cam_layer": BACKBONES[cfg.arch].cam_layer,
                              "temperature": fit_temperature(logits, val.labels),
-                             "pretrained": "ImageNet (torchvision IMAGENET1K_V1)" if cfg.pretrained else "none (from scratch)",
+                             "pretrained": "ImageNet" if cfg.pretrained else "none (from scratch)",
                              "training": asdict(cfg)})
     ensemble_logits = torch.stack(member_logits).mean(0)
     ensemble_t = fit_temperature(ensemble_logits, val.labels)
-    validation["shipped"] = val_balanced_accuracy(ensemble_logits)
+    calibrated = torch.softmax(ensemble_logits / ensemble_t, 1).double()
+    strength, strength_scores = choose_prior_strength(calibrated, val.labels, train_prior)
+    decided = apply_prior(calibrated, train_prior, PRIORS["equal"](train_prior), strength)
+    uncertainty = choose_gap(decided.numpy(), val.labels.numpy())
+    # Similar cases and the out-of-domain check, in the shipped members' own feature space.
+    train = data["train"]
+    train_features = member_embedding([predict_outputs(net, train, cfg.inputs, tta)[1] for net, cfg in loaded])
+    index = CaseIndex.build(train_features, train.labels, list(train.df["dx_type"]), list(train.df["image_id"]),
+                            [thumbnail_jpeg(img) for img in train.images])
+    ood = index.calibrate(member_embedding([candidate_outputs[i][1] for i in chosen]))
     counts = {name: {"images": len(d), "lesions": int(d.df["lesion_id"].nunique()),
                      "per_class": {c: int((d.labels == i).sum()) for i, c in enumerate(vocab.CLASSES)}}
               for name, d in data.items()}
@@ -281,11 +417,25 @@ def export(run: Run, data_dir: Path, out_dir: Path, model_version: str, archs: l
         "model_version": model_version,
         "package_version": __version__,
         "created": date.today().isoformat(),
-        "input": inputs.to_card(),
+        "source": source.to_card(),
+        "tta": {"views": list(tta), "rule": "member logits averaged over the flipped views, one batch"},
         "vocabulary": vocab.vocabulary(),
         "members": member_specs,
-        "ensemble": "softmax(mean of member logits / temperature)",
+        "ensemble": "softmax(mean of member logits / temperature), then the prior correction",
         "temperature": ensemble_t,
+        "prior": {
+            "default": "equal",
+            "training_frequencies": {c: float(f) for c, f in zip(vocab.CLASSES, train_prior)},
+            "equal_strength": strength,
+            "rule": "p'(c|x) ~ p(c|x) * (prior(c) / training frequency(c)) ** strength; "
+                    "strength chosen on validation balanced accuracy (1 = full Bayes correction)",
+            "strength_validation_balanced_accuracy": strength_scores,
+        },
+        "uncertainty": uncertainty,
+        "ood": ood,
+        "similar_cases": {"source": "training split", "count": len(index.image_ids),
+                          "thumbnail": f"{THUMB_SIZE[0]}x{THUMB_SIZE[1]} JPEG", "file": INDEX_FILE,
+                          "licence": "CC BY-NC-SA 4.0 (HAM10000, Tschandl et al. 2018)"},
         "metadata_encoding": "age/100 and an age-missing flag, one-hot sex, one-hot site",
         "data": {
             "dataset": "HAM10000 (working copy: 8,499 images, 85% of the published set)",
@@ -299,14 +449,15 @@ def export(run: Run, data_dir: Path, out_dir: Path, model_version: str, archs: l
                         "Sci. Data 5, 180161 (2018). doi:10.1038/sdata.2018.161",
         },
         "calibration": "temperature scaling fitted on the validation split (per member and for the ensemble)",
-        "validation_balanced_accuracy": validation,
-        "selection": ("best validation balanced accuracy among each member alone and the ensemble of all"
-                      if archs == ["auto"] else f"members named at export: {archs or 'all finished'}"),
+        "validation_balanced_accuracy_equal_prior_tta": validation,
+        "selection": ("the subset of finished members with the best validation balanced accuracy "
+                      "(equal prior, test-time flips); ties go to fewer members"
+                      if names == ["auto"] else f"members named at export: {names or 'all finished'}"),
         "intended_use": "Research and teaching demonstrator. Not a medical device; no substitute for a dermatologist.",
         "test_metrics": None,
     }
-    members = [net for net, _ in loaded]
-    save_artifact(out_dir, members, card)
-    log.info("exported %d member(s) to %s (ensemble temperature %.3f)", len(members), out_dir, ensemble_t)
+    save_artifact(out_dir, [net for net, _ in loaded], card)
+    index.save(out_dir)
+    log.info("exported %s to %s (ensemble temperature %.3f, prior strength %.2f)",
+             label[chosen], out_dir, ensemble_t, strength)
     return card
-

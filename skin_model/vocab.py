@@ -44,6 +44,11 @@ SITES: tuple[str, ...] = (
     "lower extremity", "neck", "scalp", "trunk", UNKNOWN, "upper extremity",
 )
 
+# Priors under which the answer is decided (see priors.py): "equal" before the image is
+# seen every diagnosis is as likely; "training": HAM10000's own frequencies.
+PRIOR_NAMES: tuple[str, ...] = ("equal", "training")
+DEFAULT_PRIOR = "equal"
+
 
 def vocabulary() -> dict:
     """The vocabulary as plain data, as written into the model card."""

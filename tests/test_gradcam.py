@@ -23,7 +23,7 @@ class WithMetadata(nn.Module):
         return self.net(image, self.meta.expand(len(image), -1))
 
 
-@pytest.mark.parametrize("member", [0, 1])
+@pytest.mark.parametrize("member", [0, 1, 2])
 @pytest.mark.parametrize("lesion", ["mel", "vasc"])
 def test_maps_match_pytorch_grad_cam(tiny_model, member, lesion):
     pytorch_grad_cam = pytest.importorskip("pytorch_grad_cam")
@@ -31,7 +31,8 @@ def test_maps_match_pytorch_grad_cam(tiny_model, member, lesion):
 
     net = tiny_model.members[member]
     model = WithMetadata(net, encode_metadata(parse_metadata(50, "female", "back")))
-    x = tiny_model.inputs(synthetic_lesion(lesion, 3)).requires_grad_(True)  # weights are frozen
+    pixels = tiny_model.prepare(synthetic_lesion(lesion, 3)).pixels
+    x = tiny_model.member_inputs[member].normalize(pixels).requires_grad_(True)  # weights are frozen
     index = int(model(x).argmax())  # the top class: its map is not all negative
     size = tuple(x.shape[-2:])
 

@@ -7,25 +7,28 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from safetensors.torch import load_file, save_file
 
 from skin_model import vocab
 from skin_model.artifact import ModelArtifactError, load_artifact
 from skin_model.config import CARD_FILE, WEIGHTS_FILE
-from skin_model.network import encode_metadata
+from skin_model.network import BACKBONES, encode_metadata
 from skin_model.gradcam import grayscale_png, overlay
 from skin_model.predictor import SkinClassifier
+from skin_model.preprocess import SIGNED_MEAN
 
-from .conftest import synthetic_lesion
+from .conftest import synthetic_lesion, tiny_config
 
 
-def test_training_lowers_the_loss(trained_run):
+@pytest.mark.parametrize("arch", sorted(BACKBONES))
+def test_training_lowers_the_loss(trained_run, arch):
     run, _ = trained_run
-    for arch in ("resnet18", "mobilenet_v2"):
-        log = pd.read_csv(run.member_dir(arch) / "log.csv")
-        assert list(log["epoch"]) == [1, 2]
-        assert log["train_loss"].iloc[1] < log["train_loss"].iloc[0]
-        assert (run.member_dir(arch) / "best.safetensors").exists()
+    log = pd.read_csv(run.member_dir(arch) / "log.csv")
+    assert list(log["epoch"]) == [1, 2]
+    assert log["train_loss"].iloc[1] < log["train_loss"].iloc[0]
+    assert (run.member_dir(arch) / "best.safetensors").exists()
+    assert (run.member_dir(arch) / "done.json").exists()
 
 
 def test_split_is_saved_and_grouped(trained_run):
@@ -35,21 +38,58 @@ def test_split_is_saved_and_grouped(trained_run):
 
 def test_artifact_describes_itself(trained_run):
     card = json.loads((trained_run[1] / CARD_FILE).read_text())
-    assert sorted(m["architecture"] for m in card["members"]) == ["mobilenet_v2", "resnet18"]
-    assert card["input"]["size"] == 64 and len(card["input"]["mean"]) == 3
+    members = {m["architecture"]: m for m in card["members"]}
+    assert sorted(members) == sorted(BACKBONES)
+    for member in members.values():  # each member carries its own preprocessing
+        assert (member["input"]["height"], member["input"]["width"]) == (48, 64)
+        assert len(member["input"]["mean"]) == 3 and member["temperature"] > 0
+    assert tuple(members["efficientnet_lite0"]["input"]["mean"]) == SIGNED_MEAN
+    assert (card["source"]["height"], card["source"]["width"]) == (150, 200)
+    assert card["tta"]["views"] == ["identity", "hflip", "vflip", "hvflip"]
+    frequencies = card["prior"]["training_frequencies"]
+    assert list(frequencies) == list(vocab.CLASSES) and sum(frequencies.values()) == pytest.approx(1.0)
+    assert 0.0 <= card["prior"]["equal_strength"] <= 1.0
     assert card["vocabulary"]["classes"] == list(vocab.CLASSES)
-    assert card["temperature"] > 0 and all(m["temperature"] > 0 for m in card["members"])
+    assert card["temperature"] > 0
     assert "Tschandl" in card["data"]["citation"]
 
 
-def test_resume_continues_from_the_checkpoint(trained_run, synthetic_data):
-    from skin_model.train import TrainConfig, load_splits, train_member
+def test_resume_restores_the_interrupted_state(synthetic_data, tmp_path, monkeypatch):
+    """Training interrupted after epoch 2 and resumed ends with the very weights of an
+    uninterrupted run: model, optimiser, schedule, EMA and random streams all restored."""
+    from safetensors.torch import load_file as load
+    from skin_model import train
+    from skin_model.preprocess import SourceSize
 
-    run, _ = trained_run
-    cfg = TrainConfig(arch="mobilenet_v2", epochs=3, size=64, batch_size=16, lr=2e-3)
-    train_member(load_splits(synthetic_data, run, cfg.size, cfg.seed), run, cfg, resume=True)
-    log = pd.read_csv(run.member_dir("mobilenet_v2") / "log.csv")
+    cfg = tiny_config("mobilenet_v2", epochs=3)
+    straight, interrupted = train.Run(tmp_path / "straight"), train.Run(tmp_path / "interrupted")
+    data = train.load_splits(synthetic_data, straight, SourceSize.for_inputs(48), seed=0)
+    shutil.copytree(straight.root, interrupted.root)   # the same split
+    train.train_member(data, straight, cfg)
+
+    scored_epochs = []
+    real_predict = train.predict_logits
+
+    def crash_in_epoch_3(*args, **kwargs):
+        scored_epochs.append(1)
+        if len(scored_epochs) == 3:
+            raise KeyboardInterrupt
+        return real_predict(*args, **kwargs)
+
+    monkeypatch.setattr(train, "predict_logits", crash_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        train.train_member(data, interrupted, cfg)
+    assert not (interrupted.member_dir("mobilenet_v2") / "done.json").exists()
+    monkeypatch.setattr(train, "predict_logits", real_predict)
+    train.train_member(data, interrupted, cfg, resume=True)
+
+    log = pd.read_csv(interrupted.member_dir("mobilenet_v2") / "log.csv")
     assert list(log["epoch"]) == [1, 2, 3]  # epochs 1-2 were not redone
+    a = load(str(straight.member_dir("mobilenet_v2") / "best.safetensors"))
+    b = load(str(interrupted.member_dir("mobilenet_v2") / "best.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
 
 
 def test_prediction_is_a_distribution(tiny_model):
@@ -118,22 +158,25 @@ def test_threads_share_one_model_safely(tiny_model):
         np.testing.assert_allclose(h1, h2, atol=1e-5)
 
 
-@pytest.mark.parametrize("call", ["predict", "diagnose", "prepare", "member_logits", "predict_prepared"])
-def test_torch_work_runs_on_the_one_torch_thread(tiny_model, monkeypatch, call):
-    seen = []
-    net = tiny_model.members[0]
-    monkeypatch.setattr(net, "forward_views", _recording(net.forward_views, seen))
-    monkeypatch.setattr(tiny_model, "inputs", _recording(tiny_model.inputs, seen))
+@pytest.mark.parametrize("call", ["predict", "diagnose", "member_logits", "predict_prepared", "diagnose_prepared"])
+def test_network_runs_on_the_torch_thread_and_decoding_does_not(tiny_model, monkeypatch, call):
+    import skin_model.predictor as predictor
+
+    network, decoding = [], []
+    for net in tiny_model.members:
+        monkeypatch.setattr(net, "classify", _recording(net.classify, network))
+    monkeypatch.setattr(predictor, "load_image", _recording(predictor.load_image, decoding))
     img = synthetic_lesion("df", 11)
-    _, x, meta = tiny_model.prepare(img)
-    seen.clear()
+    prepared = tiny_model.prepare(img)
+    network.clear(), decoding.clear()
     calls = {"predict": lambda: tiny_model.predict(img), "diagnose": lambda: tiny_model.diagnose(img),
-             "prepare": lambda: tiny_model.prepare(img),
-             "member_logits": lambda: tiny_model.member_logits(x, encode_metadata(meta).unsqueeze(0)),
-             "predict_prepared": lambda: tiny_model.predict_prepared([x], [meta])}
-    with ThreadPoolExecutor(max_workers=1) as caller:  # e.g. a Streamlit script thread
+             "member_logits": lambda: tiny_model.member_logits(prepared.pixels, encode_metadata(prepared.metadata)[None]),
+             "predict_prepared": lambda: tiny_model.predict_prepared([prepared]),
+             "diagnose_prepared": lambda: tiny_model.diagnose_prepared(prepared)}
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="caller") as caller:  # e.g. a Streamlit script thread
         caller.submit(calls[call]).result()
-    assert seen and all(name.startswith("skin-model-torch") for name in seen), seen
+    assert network and all(name == "skin-model-torch" for name in network), network
+    assert all(name.startswith("caller") for name in decoding), decoding
 
 
 def _recording(fn, seen):
@@ -213,12 +256,14 @@ def test_batched_prediction_equals_one_by_one(tiny_model):
         assert row[list(vocab.CLASSES)].to_numpy(float) == pytest.approx(list(alone.probabilities.values()), abs=1e-5)
 
 
-def test_auto_export_ships_the_best_on_validation(trained_run, synthetic_data, tmp_path):
+def test_auto_export_ships_the_best_subset_on_validation(trained_run, synthetic_data, tmp_path):
     from skin_model.train import export
 
-    card = export(trained_run[0], synthetic_data, tmp_path / "auto", "0.0.auto", archs=["auto"])
-    validation = card["validation_balanced_accuracy"]
-    candidates = {k: v for k, v in validation.items() if k != "shipped"}
-    assert set(candidates) == {"resnet18", "mobilenet_v2", "ensemble of all finished members"}
-    assert validation["shipped"] == pytest.approx(max(candidates.values()))
+    card = export(trained_run[0], synthetic_data, tmp_path / "auto", "0.0.auto", names=["auto"])
+    validation = card["validation_balanced_accuracy_equal_prior_tta"]
+    assert len(validation) == 2 ** len(BACKBONES) - 1           # every non-empty subset scored
+    best = max(validation.values())
+    shipped = "+".join(m["name"] for m in card["members"])
+    assert validation[shipped] == best
+    assert all(len(k.split("+")) >= len(card["members"]) for k, v in validation.items() if v == best)
     assert SkinClassifier.load(tmp_path / "auto").predict(synthetic_lesion("nv", 3)).label in vocab.CLASSES

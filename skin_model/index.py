@@ -1,0 +1,143 @@
+"""The training split in the model's own feature space: similar confirmed cases and the
+out-of-domain check.
+
+Built by the export stage and shipped beside the weights (``index.safetensors``):
+- an embedding: each member's pooled image features (averaged over the test-time
+  flips), L2-normalised, concatenated, centred and projected by PCA to ``DIM``
+  dimensions, then L2-normalised again;
+- the training images' embeddings (fp16), diagnoses, how each was confirmed
+  (``dx_type``) and a small JPEG thumbnail of each.
+
+Similar cases are the nearest training embeddings by cosine similarity (one
+matrix product). The out-of-domain score is the k-nearest-neighbour distance of
+Sun et al. (ICML 2022): 1 - cosine similarity to the k-th nearest training image;
+higher means less like the training images. Its threshold is fixed on the
+validation split so that ``PASS_RATE`` of in-domain validation images pass.
+"""
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from safetensors.torch import load_file, safe_open, save_file
+
+from . import vocab
+
+INDEX_FILE = "index.safetensors"
+DIM = 128
+K_OOD = 5
+PASS_RATE = 0.97
+THUMB_SIZE = (96, 72)
+DX_TYPES = ("histo", "follow_up", "consensus", "confocal")   # HAM10000's ways of confirming a diagnosis
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    image_id: str
+    dx: str              # confirmed diagnosis
+    dx_type: str         # how it was confirmed (one of DX_TYPES)
+    similarity: float    # cosine similarity in the model's feature space
+    thumbnail: bytes     # JPEG
+
+    def as_dict(self) -> dict:
+        return {"image_id": self.image_id, "dx": self.dx, "dx_type": self.dx_type, "similarity": self.similarity}
+
+
+def member_embedding(features: list[torch.Tensor]) -> torch.Tensor:
+    """Per-member features (N, F_i) -> one (N, sum F_i) vector, each member's part L2-normalised."""
+    return torch.cat([F.normalize(f.float(), dim=1) for f in features], dim=1)
+
+
+def thumbnail_jpeg(pixels: torch.Tensor) -> bytes:
+    """uint8 (3, H, W) -> a small JPEG."""
+    img = Image.fromarray(pixels.permute(1, 2, 0).numpy()).resize(THUMB_SIZE, Image.Resampling.BILINEAR,
+                                                                   reducing_gap=2.0)
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=80)
+    return buf.getvalue()
+
+
+class CaseIndex:
+    """Embedding, neighbours and out-of-domain score over the training split."""
+
+    def __init__(self, mean: torch.Tensor, projection: torch.Tensor, embeddings: torch.Tensor,
+                 labels: torch.Tensor, dx_types: torch.Tensor, image_ids: list[str], thumbnails: list[bytes],
+                 threshold: float = float("inf")):
+        self.mean, self.projection = mean.float(), projection.float()
+        self.embeddings = embeddings          # (N, DIM) fp16, unit length
+        self.labels, self.dx_types = labels.long(), dx_types.long()
+        self.image_ids, self.thumbnails = image_ids, thumbnails
+        self.threshold = threshold
+
+    # -- building (export stage) -------------------------------------------------------------
+    @classmethod
+    def build(cls, train_features: torch.Tensor, labels: torch.Tensor, dx_types: list[str],
+              image_ids: list[str], thumbnails: list[bytes], dim: int = DIM) -> "CaseIndex":
+        mean = train_features.mean(0)
+        centred = train_features - mean
+        dim = min(dim, *centred.shape)
+        # PCA by SVD: the directions of largest variance among the training images.
+        _, _, vh = torch.linalg.svd(centred.double(), full_matrices=False)
+        projection = vh[:dim].T.float()
+        index = cls(mean, projection, torch.zeros(0, dim), labels,
+                    torch.tensor([DX_TYPES.index(t) for t in dx_types]), list(image_ids), list(thumbnails))
+        index.embeddings = index.embed(train_features).half()
+        return index
+
+    def calibrate(self, val_features: torch.Tensor) -> dict:
+        """Fix the threshold so that ``PASS_RATE`` of these in-domain images pass."""
+        scores = self.ood_scores(val_features)
+        self.threshold = float(np.quantile(scores.numpy(), PASS_RATE))
+        return {"method": f"kNN distance in the model's features (Sun et al. 2022), k={K_OOD}, "
+                          f"embedding PCA-{self.projection.shape[1]} of the members' L2-normalised features",
+                "k": K_OOD, "threshold": self.threshold, "target_validation_pass_rate": PASS_RATE,
+                "validation_pass_rate": float((scores <= self.threshold).double().mean())}
+
+    # -- queries -------------------------------------------------------------------------------
+    def embed(self, features: torch.Tensor) -> torch.Tensor:
+        return F.normalize((features.float() - self.mean) @ self.projection, dim=1)
+
+    def similarities(self, features: torch.Tensor) -> torch.Tensor:
+        return self.embed(features) @ self.embeddings.float().T      # (N, train)
+
+    def ood_scores(self, features: torch.Tensor, batch: int = 512) -> torch.Tensor:
+        out = []
+        for i in range(0, len(features), batch):
+            sims = self.similarities(features[i:i + batch])
+            out.append(1.0 - sims.topk(K_OOD, dim=1).values[:, -1])
+        return torch.cat(out)
+
+    def neighbours(self, sims: torch.Tensor, k: int = 6) -> list[Neighbour]:
+        """The k most similar training images for one query's similarity row."""
+        values, idx = sims.topk(min(k, len(sims)))
+        return [Neighbour(self.image_ids[i], vocab.CLASSES[self.labels[i]], DX_TYPES[self.dx_types[i]],
+                          float(v), self.thumbnails[i]) for v, i in zip(values.tolist(), idx.tolist())]
+
+    # -- storage ---------------------------------------------------------------------------------
+    def save(self, folder: Path) -> None:
+        blob = np.frombuffer(b"".join(self.thumbnails), dtype=np.uint8).copy()
+        offsets = np.cumsum([0] + [len(t) for t in self.thumbnails]).astype(np.int64)
+        save_file({"mean": self.mean.contiguous(), "projection": self.projection.contiguous(),
+                   "embeddings": self.embeddings.half().contiguous(),
+                   "labels": self.labels.to(torch.uint8), "dx_types": self.dx_types.to(torch.uint8),
+                   "thumbnails": torch.from_numpy(blob), "thumbnail_offsets": torch.from_numpy(offsets)},
+                  str(Path(folder) / INDEX_FILE),
+                  metadata={"image_ids": json.dumps(self.image_ids), "threshold": repr(self.threshold),
+                            "licence": "HAM10000 thumbnails: CC BY-NC-SA 4.0 (Tschandl et al. 2018)"})
+
+    @classmethod
+    def load(cls, folder: Path) -> "CaseIndex":
+        path = str(Path(folder) / INDEX_FILE)
+        tensors = load_file(path)
+        with safe_open(path, "pt") as f:
+            meta = f.metadata()
+        blob, offsets = tensors["thumbnails"].numpy().tobytes(), tensors["thumbnail_offsets"].tolist()
+        thumbs = [blob[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
+        return cls(tensors["mean"], tensors["projection"], tensors["embeddings"], tensors["labels"],
+                   tensors["dx_types"], json.loads(meta["image_ids"]), thumbs, float(meta["threshold"]))

@@ -1,0 +1,45 @@
+"""Decisions under a stated prior: Bayes correction of calibrated probabilities.
+
+The calibrated probabilities reflect HAM10000's own mix of diagnoses (nv 67%).
+Under another prior pi' they become p'(c|x) ~ p(c|x) * pi'(c) / pi_train(c)
+(Saerens et al. 2002). ``equal`` (every diagnosis as likely before the image is
+seen) is what balanced accuracy, the ISIC challenge metric, rewards; ``training``
+keeps the dataset's frequencies. The correction may be tempered by a strength
+in [0, 1], chosen on validation and recorded in the model card.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .vocab import DEFAULT_PRIOR
+
+# Keyed as vocab.PRIOR_NAMES, the list the CLI and the app offer.
+PRIORS = {
+    "equal": lambda train: torch.full_like(train, 1.0 / len(train)),
+    "training": lambda train: train.clone(),
+}
+__all__ = ["DEFAULT_PRIOR", "PRIORS", "apply_prior", "choose_prior_strength"]
+
+
+def apply_prior(probs: torch.Tensor, train_prior: torch.Tensor, prior: torch.Tensor,
+                strength: float = 1.0) -> torch.Tensor:
+    """(..., classes) probabilities under ``train_prior`` -> the same under ``prior``."""
+    ratio = (prior.to(probs) / train_prior.to(probs)) ** strength
+    out = probs * ratio
+    return out / out.sum(-1, keepdim=True)
+
+
+def choose_prior_strength(probs: torch.Tensor, labels: torch.Tensor, train_prior: torch.Tensor,
+                          grid: np.ndarray = np.round(np.arange(0.0, 1.0001, 0.1), 2)) -> tuple[float, dict]:
+    """The strength of the ``equal`` correction with the best validation balanced accuracy
+    (ties: the weakest), and the score of each strength tried."""
+    from .metrics import classification_report
+
+    equal = PRIORS["equal"](train_prior)
+    scores = {}
+    for s in grid:
+        corrected = apply_prior(probs, train_prior, equal, float(s))
+        scores[f"{s:.1f}"] = classification_report(corrected.numpy(), labels.numpy())["balanced_accuracy"]
+    best = max(scores, key=lambda k: (round(scores[k], 6), -float(k)))
+    return float(best), scores

@@ -1,0 +1,85 @@
+"""One thread per process for all of the predictor's torch work.
+
+Why: torch keeps an OpenMP thread pool per calling thread. Streamlit runs every
+script run on a new thread, each of which used to bring its own pool (up to
+~50 MB more memory), and on 2 cores two live pools throttle each other (a forward
+pass ran ~4x slower). Calls queue on this thread, which also keeps one call's
+Grad-CAM hooks from another's.
+
+Safety: the worker is a daemon thread (a stuck call cannot hang interpreter
+exit); a forked child starts a fresh worker (``os.register_at_fork``); the queue
+is bounded and every wait has a timeout, so a caller gets a clear
+``TorchThreadError`` instead of a hang; a call from the worker itself runs inline.
+Only tensor work belongs here: decoding runs on the caller's thread.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+
+THREAD_NAME = "skin-model-torch"
+MAX_WAITING = 64          # calls queued at once; more are refused at once
+TIMEOUT_S = float(os.environ.get("SKIN_MODEL_TORCH_TIMEOUT", "120"))
+
+
+class TorchThreadError(RuntimeError):
+    """The model's thread is overloaded or did not answer in time."""
+
+
+class TorchThread:
+    def __init__(self):
+        self._reset()
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._queue: queue.Queue = queue.Queue(maxsize=MAX_WAITING)
+        self._thread: threading.Thread | None = None
+
+    def _worker(self) -> None:
+        while True:
+            future, fn, args, kwargs = self._queue.get()
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn(*args, **kwargs))
+                except BaseException as err:  # handed to the caller, who re-raises it
+                    future.set_exception(err)
+
+    def _ensure_started(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._worker, name=THREAD_NAME, daemon=True)
+                self._thread.start()
+
+    def is_current(self) -> bool:
+        return threading.current_thread() is self._thread
+
+    def run(self, fn, *args, **kwargs):
+        """``fn(*args, **kwargs)`` on the torch thread (inline if already there)."""
+        if self.is_current():
+            return fn(*args, **kwargs)
+        self._ensure_started()
+        future: Future = Future()
+        try:
+            self._queue.put_nowait((future, fn, args, kwargs))
+        except queue.Full:
+            raise TorchThreadError("The model is busy with too many requests; please try again shortly.") from None
+        try:
+            return future.result(timeout=TIMEOUT_S)
+        except FutureTimeout:
+            future.cancel()
+            raise TorchThreadError(
+                f"The model did not answer within {TIMEOUT_S:.0f} s (is a call waiting on another "
+                "call to the model?).") from None
+
+
+_default = TorchThread()
+# A forked child has no worker thread (only the forking thread survives a fork): start afresh.
+os.register_at_fork(after_in_child=_default._reset)
+
+
+def on_torch_thread(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)``, run on the predictor's torch thread (directly if already there)."""
+    return _default.run(fn, *args, **kwargs)
