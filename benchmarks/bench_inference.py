@@ -67,23 +67,23 @@ def in_process(repeats: int) -> dict:
     model = SkinClassifier.load()
     data = (SAMPLES / "ISIC_0027622.jpg").read_bytes()
     meta = dict(age=40, sex="female", site="upper extremity")
-    size = model.inputs.size
-    x = on_torch_thread(torch.randn, 1, 3, size, size)  # no torch work on this thread (see predictor)
-    m = encode_metadata(Metadata(40, "female", "upper extremity")).unsqueeze(0)
+    views = len(model.views)
+    # The floor: each member's bare network on its own input shape, all test-time views as one batch.
+    xs = [on_torch_thread(torch.randn, views, 3, inp.height, inp.width) for inp in model.member_inputs]
+    m = encode_metadata(Metadata(40, "female", "upper extremity")).unsqueeze(0).expand(views, -1)
 
     # The floors run where the model's own passes run: on its torch thread.
-    def bare_forward(batch=x, metas=m):
+    def bare_forward(batches=xs, metas=m):
         def run():
             with torch.inference_mode():
-                for net in model.members:
+                for net, batch in zip(model.members, batches):
                     net(batch, metas)
         on_torch_thread(run)
 
     def bare_forward_backward():
         def run():
-            xi = x.clone().requires_grad_(True)
-            for net in model.members:
-                net(xi, m)[0, 0].backward()
+            for net, x in zip(model.members, xs):
+                net(x.clone().requires_grad_(True), m).sum().backward()
         on_torch_thread(run)
 
     results = {
@@ -92,7 +92,8 @@ def in_process(repeats: int) -> dict:
         "bare_forward_s": median_seconds(bare_forward, repeats),
         "bare_forward_backward_s": median_seconds(bare_forward_backward, repeats),
     }
-    x32, m32 = on_torch_thread(torch.randn, 32, 3, size, size), m.expand(32, -1)
+    x32 = [on_torch_thread(torch.randn, 32 * views, 3, inp.height, inp.width) for inp in model.member_inputs]
+    m32 = m[:1].expand(32 * views, -1)
     results["bare_forward_batch32_img_s"] = 32 / median_seconds(lambda: bare_forward(x32, m32), max(3, repeats // 4))
     with tempfile.TemporaryDirectory() as folder:
         images = sorted(SAMPLES.glob("*.jpg"))
@@ -125,7 +126,7 @@ def app_memory(answers: int = 20, python: str = sys.executable) -> dict:
         page.get_by_text("Analyse a lesion").wait_for(timeout=60_000)
         for i in range(answers):
             page.locator("input[type=file]").first.set_input_files(str(images[i % len(images)]))
-            page.get_by_text("Most likely:").wait_for(timeout=60_000)
+            page.get_by_text("Probability of a malignant").wait_for(timeout=60_000)
             page.wait_for_function("document.querySelectorAll('[data-testid=stImage] img').length >= 2")
             page.wait_for_timeout(300)
         after_diagnose = peak_rss_mb(pid)

@@ -29,7 +29,7 @@ async def one_session(browser, url: str, image: Path) -> tuple[str, float]:
     await page.get_by_text("Analyse a lesion").wait_for(timeout=120_000)
     start = time.perf_counter()
     await page.locator("input[type=file]").first.set_input_files(str(image))
-    answer = page.get_by_text("Most likely:")
+    answer = page.get_by_text("Probability of a malignant")
     await answer.wait_for(timeout=120_000)
     await page.wait_for_function("document.querySelectorAll('[data-testid=stImage] img').length >= 2",
                                  timeout=120_000)

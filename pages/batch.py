@@ -31,7 +31,7 @@ elif st.button(tr("batch.run", n=len(files)), type="primary", key="batch_run"):
     items = [BatchItem(Path(f.name).stem, f.getvalue(), table.get(Path(f.name).stem, {})) for f in files]
     bar = st.progress(0.0)
     st.session_state["batch_result"] = predict_items(
-        model, items, progress=lambda i, n: bar.progress(i / n, text=tr("batch.progress", i=i, n=n)))
+        model, items, prior=vocab.DEFAULT_PRIOR, progress=lambda i, n: bar.progress(i / n, text=tr("batch.progress", i=i, n=n)))
     bar.empty()
 
 result = st.session_state.get("batch_result")
@@ -39,6 +39,9 @@ if result is not None:
     failed = int((result["error"] != "").sum())
     if failed:
         st.warning(tr("batch.failed", n=failed))
+    flagged = int((result["ood"] == 1).sum())
+    if flagged:
+        st.warning(tr("batch.ood", n=flagged))
     st.dataframe(result, hide_index=True, width="stretch",
                  column_config={c: st.column_config.NumberColumn(format="%.3f") for c in vocab.CLASSES})
     counts = result.loc[result["prediction"] != "", "prediction"].value_counts().reindex(vocab.CLASSES, fill_value=0)

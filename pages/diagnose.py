@@ -91,7 +91,13 @@ with result_col:
         st.stop()
     pred = result["prediction"]
     diagnosis = vocab.BY_CODE[pred.label]
-    if pred.uncertain_between:
+    if pred.ood:
+        # Not dermoscopy of a lesion: the warning comes first and the answer only on request.
+        st.warning(tr("diag.ood"), icon=":material/warning:")
+        if not st.checkbox(tr("diag.show_anyway"), key=f"show_anyway_{result['key'][0][:16]}"):
+            st.stop()
+        st.subheader(tr("diag.ood_answer", code=pred.label))
+    elif pred.uncertain_between:
         # A near tie is said in words, without a coloured verdict.
         st.subheader(tr("diag.uncertain", a=pred.uncertain_between[0], b=pred.uncertain_between[1]))
     else:
@@ -129,6 +135,11 @@ with result_col:
             for c in sorted(vocab.CLASSES, key=pred.probabilities.get, reverse=True)]
     st.markdown("\n".join([f"| {tr('chart.class')} | {tr('diag.fused')} | {tr('diag.image_only')} |",
                            "|:--|--:|--:|", *rows]))
+
+    st.markdown(f"**{tr('diag.similar')}**")
+    cases = pred.neighbours
+    st.image([n.thumbnail for n in cases], width=96,
+             caption=[tr("diag.similar_caption", code=n.dx, how=tr(f"dx_type.{n.dx_type}")) for n in cases])
 
     report = {"disclaimer": "Research and teaching demonstrator; not a medical device.",
               **pred.as_dict(), "image_sha256": result["key"][0]}

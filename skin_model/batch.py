@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RESULT_COLUMNS = ("image_id", "prediction", "malignant_probability", *vocab.CLASSES, "prior")
+RESULT_COLUMNS = ("image_id", "prediction", "uncertain_between", "malignant_probability", *vocab.CLASSES, "prior",
+                  "ood", "ood_score")
 
 
 def collect_images(paths: Iterable[Path]) -> list[Path]:
@@ -64,8 +65,9 @@ class BatchItem:
 
 def predict_items(model, items: list[BatchItem], cam_dir: Path | None = None, progress=None,
                   batch_size: int = 32, prior: str = DEFAULT_PRIOR) -> pd.DataFrame:
-    """One row per item: image_id, prediction, P(malignant or pre-malignant), 7 probabilities
-    under ``prior``; an ``error`` column for refusals.
+    """One row per item: image_id, prediction, the uncertain pair if any, P(malignant or
+    pre-malignant), 7 probabilities under ``prior``, the out-of-domain verdict (``ood`` 0/1)
+    and score; an ``error`` column for refusals.
 
     Without heatmaps, images go through the network in batches; with heatmaps,
     one at a time (each needs its own backward pass).
@@ -76,13 +78,15 @@ def predict_items(model, items: list[BatchItem], cam_dir: Path | None = None, pr
     pending: list[tuple[int, Prepared]] = []
 
     def refuse(n, item, err):
-        rows[n] = {"image_id": item.image_id, "prediction": "", "malignant_probability": None,
-                   **{c: None for c in vocab.CLASSES}, "prior": prior, "error": str(err)}
+        rows[n] = {"image_id": item.image_id, "prediction": "", "uncertain_between": "", "malignant_probability": None,
+                   **{c: None for c in vocab.CLASSES}, "prior": prior, "ood": None, "ood_score": None,
+                   "error": str(err)}
 
     def accept(n, item, pred):
         rows[n] = {"image_id": item.image_id, "prediction": pred.label,
+                   "uncertain_between": "/".join(pred.uncertain_between or ()),
                    "malignant_probability": pred.malignant_probability, **pred.probabilities,
-                   "prior": pred.prior, "error": ""}
+                   "prior": pred.prior, "ood": int(pred.ood), "ood_score": pred.ood_score, "error": ""}
 
     def flush():
         preds = model.predict_prepared([p for _, p in pending], prior)

@@ -15,7 +15,9 @@ from . import card as model_card
 from . import vocab
 from .data import find_images, find_metadata_csv, metadata_of, read_metadata
 from .metrics import binary_calibration, classification_report, expected_calibration_error, reliability
+from .index import member_embedding
 from .network import encode_metadata
+from .ood_set import out_of_domain_images
 from .predictor import FUSED, IMAGE_ONLY, MALIGNANT_OR_PREMALIGNANT, SkinClassifier
 from .priors import PRIORS, apply_prior
 
@@ -30,16 +32,51 @@ def split_frame(data_dir: Path, run_dir: Path, split: str) -> pd.DataFrame:
     return df[df["image_id"].map(saved) == split].reset_index(drop=True)
 
 
-def collect_logits(model: SkinClassifier, df: pd.DataFrame, paths: dict[str, Path], tta: bool = True,
-                   batch_size: int = 64) -> torch.Tensor:
-    """Member logits (members, views, N, classes) through the same path as the app."""
-    out = []
+def collect_outputs(model: SkinClassifier, df: pd.DataFrame, paths: dict[str, Path], tta: bool = True,
+                    batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Member logits (members, views, N, classes) and the embedding input (N, features),
+    through the same path as the app."""
+    logits, features = [], []
     for start in tqdm(range(0, len(df), batch_size), desc="logits", unit="batch", mininterval=5):
         rows = df.iloc[start:start + batch_size]
         pixels = torch.cat([model.prepare(paths[i]).pixels for i in rows["image_id"]])
         metas = torch.stack([encode_metadata(metadata_of(r)) for r in rows.itertuples()])
-        out.append(model.member_logits(pixels, metas, tta))
-    return torch.cat(out, dim=2)
+        lg, feats = model.member_outputs(pixels, metas, tta)
+        logits.append(lg)
+        features.append(member_embedding(feats))
+    return torch.cat(logits, dim=2), torch.cat(features)
+
+
+def collect_logits(model: SkinClassifier, df: pd.DataFrame, paths: dict[str, Path], tta: bool = True,
+                   batch_size: int = 64) -> torch.Tensor:
+    return collect_outputs(model, df, paths, tta, batch_size)[0]
+
+
+def neighbour_vote(model: SkinClassifier, features: torch.Tensor, labels: np.ndarray, k: int = 6) -> dict:
+    """How often the majority diagnosis of the k most similar training images is the truth
+    (ties: the larger summed similarity)."""
+    votes = []
+    for row in model.index.similarities(features):
+        values, idx = row.topk(k)
+        score = np.zeros(len(vocab.CLASSES))
+        np.add.at(score, model.index.labels[idx].numpy(), 1.0 + 1e-3 * values.numpy())
+        votes.append(score)
+    report = classification_report(np.array(votes) / k, labels)
+    return {"k": k, "balanced_accuracy": report["balanced_accuracy"], "accuracy": report["accuracy"],
+            "recall": report["recall"]}
+
+
+def out_of_domain_report(model: SkinClassifier, in_domain_scores: dict[str, torch.Tensor]) -> dict:
+    """Share flagged per category of the synthetic and packaged non-skin images, and of the in-domain splits."""
+    report = {"threshold": model.index.threshold, "categories": {}}
+    for category, images in out_of_domain_images().items():
+        flagged = [model.predict(img).ood for img in images]
+        report["categories"][category] = {"n": len(images), "flagged": float(np.mean(flagged))}
+    all_flags = [c["flagged"] * c["n"] for c in report["categories"].values()]
+    report["non_skin_flagged"] = float(sum(all_flags) / sum(c["n"] for c in report["categories"].values()))
+    for split, scores in in_domain_scores.items():
+        report[f"{split}_flagged"] = float((scores > model.index.threshold).double().mean())
+    return report
 
 
 def _report(logits: torch.Tensor, temperature: float, labels: np.ndarray, train_prior: torch.Tensor,
@@ -104,11 +141,13 @@ def evaluate(data_dir: Path, run_dir: Path, model_dir: Path | None = None, write
     model = SkinClassifier.load(model_dir)
     paths = find_images(data_dir)
     results: dict = {"headline": "/".join(HEADLINE), "splits": {}}
+    ood_scores = {}
     for split in ("val", "test"):
         df = split_frame(data_dir, run_dir, split)
         labels = df["label"].to_numpy()
-        logits = {"tta": collect_logits(model, df, paths, tta=True),
-                  "no_tta": collect_logits(model, df, paths, tta=False)}
+        tta_logits, features = collect_outputs(model, df, paths, tta=True)
+        logits = {"tta": tta_logits, "no_tta": collect_logits(model, df, paths, tta=False)}
+        ood_scores[split] = model.index.ood_scores(features)
         reports = split_reports(model, logits, labels)
         headline = torch.softmax(logits["tta"].double().mean(0)[FUSED] / model.temperature, -1).numpy()
         results["splits"][split] = {
@@ -116,11 +155,13 @@ def evaluate(data_dir: Path, run_dir: Path, model_dir: Path | None = None, write
             "models": reports,
             "reliability_training_prior": reliability(headline, labels),
             "malignant_probability_calibration": malignant_calibration(model, logits["tta"], labels),
+            "similar_cases_majority": neighbour_vote(model, features, labels),
         }
         if split == "test":
             mask_dir = Path(data_dir) / "masks"
             results["gradcam_mask_share"] = (cam_mask_share(model, df, paths, mask_dir, cam_limit)
                                              if mask_dir.is_dir() else None)
+    results["out_of_domain"] = out_of_domain_report(model, ood_scores)
     # The constant baseline: always nv, with the training split's class frequencies.
     test_labels = split_frame(data_dir, run_dir, "test")["label"].to_numpy()
     majority = np.tile(model.train_prior.numpy(), (len(test_labels), 1))
@@ -156,6 +197,13 @@ def summary_table(results: dict) -> str:
                                  f"{r['macro_auc']:>7.3f}{r['ece_15']:>7.3f}")
     m = results["majority_baseline"]
     lines.append(f"majority class (nv) on test: accuracy {m['accuracy']:.3f}, balanced accuracy {m['balanced_accuracy']:.3f}")
+    ood = results["out_of_domain"]
+    lines.append("out of domain flagged: " + ", ".join(f"{k} {v['flagged']:.0%}" for k, v in ood["categories"].items())
+                 + f"; all non-skin {ood['non_skin_flagged']:.1%}; in-domain val {ood['val_flagged']:.1%}, "
+                   f"test {ood['test_flagged']:.1%}")
+    knn = results["splits"]["test"]["similar_cases_majority"]
+    lines.append(f"majority of the {knn['k']} most similar training images on test: balanced accuracy "
+                 f"{knn['balanced_accuracy']:.3f}")
     cam = results.get("gradcam_mask_share")
     if cam:
         lines.append(f"Grad-CAM energy inside lesion masks: {cam['mean_energy_in_mask']:.3f} "

@@ -30,12 +30,13 @@ class TorchThreadError(RuntimeError):
 
 
 class TorchThread:
-    def __init__(self):
+    def __init__(self, timeout_s: float = TIMEOUT_S, max_waiting: int = MAX_WAITING):
+        self.timeout_s, self.max_waiting = timeout_s, max_waiting
         self._reset()
 
     def _reset(self) -> None:
         self._lock = threading.Lock()
-        self._queue: queue.Queue = queue.Queue(maxsize=MAX_WAITING)
+        self._queue: queue.Queue = queue.Queue(maxsize=self.max_waiting)
         self._thread: threading.Thread | None = None
 
     def _worker(self) -> None:
@@ -67,11 +68,11 @@ class TorchThread:
         except queue.Full:
             raise TorchThreadError("The model is busy with too many requests; please try again shortly.") from None
         try:
-            return future.result(timeout=TIMEOUT_S)
+            return future.result(timeout=self.timeout_s)
         except FutureTimeout:
             future.cancel()
             raise TorchThreadError(
-                f"The model did not answer within {TIMEOUT_S:.0f} s (is a call waiting on another "
+                f"The model did not answer within {self.timeout_s:.0f} s (is a call waiting on another "
                 "call to the model?).") from None
 
 

@@ -215,3 +215,37 @@ def test_hostile_metadata_csvs_on_the_batch_page():
     at.run()
     at.button(key="batch_run").click().run()
     assert not at.error and at.session_state["batch_result"].loc[0, "error"] == ""
+
+
+def test_an_image_that_is_not_dermoscopy_gets_the_warning_first():
+    """A flagged image: the warning, no answer and no badge; the answer only on request."""
+    from PIL import Image
+
+    from .conftest import encode
+
+    at = _app()
+    _upload(at, "black.png", encode(Image.new("RGB", (320, 240), (0, 0, 0))), "image/png")
+    assert at.session_state["diagnosis"]["prediction"].ood
+    assert [w.value for w in at.warning][:1] == [t("diag.ood", "en")]
+    assert not at.subheader and not any("-badge[" in m.value for m in at.markdown)
+    shown = next(c for c in at.checkbox if c.label == t("diag.show_anyway", "en"))
+    shown.check().run()
+    assert not at.exception, at.exception
+    label = at.session_state["diagnosis"]["prediction"].label
+    assert [s.value for s in at.subheader] == [t("diag.ood_answer", "en", code=label)]
+    assert not any("-badge[" in m.value for m in at.markdown)   # never a confident badge
+    assert at.warning[0].value == t("diag.ood", "en")             # the warning stays
+
+
+def test_a_sample_gets_the_malignancy_line_the_prior_and_similar_cases():
+    at = _app()
+    _upload(at, "lesion.jpg", SAMPLE.read_bytes())
+    pred = at.session_state["diagnosis"]["prediction"]
+    assert not pred.ood
+    text = _texts(at)
+    assert t("diag.malignant", "en", p=percent(pred.malignant_probability)) in text
+    assert t("diag.prior_in_force", "en", prior=t("prior.equal", "en")) in text
+    assert len(pred.neighbours) == 6
+    at.radio(key="prior").set_value("training").run()
+    assert at.session_state["diagnosis"]["prediction"].prior == "training"
+    assert t("diag.prior_in_force", "en", prior=t("prior.training", "en")) in _texts(at)

@@ -128,3 +128,23 @@ def test_site_is_normalised(site, expected):
 def test_unknown_choices(field, value, error):
     with pytest.raises(error):
         parse_metadata(**{field: value})
+
+
+@pytest.mark.parametrize("fmt, size", [("PNG", (6300, 6300)), ("JPEG", (4000, 3000)), ("PNG", (3000, 200))])
+def test_large_images_are_brought_to_a_bounded_working_size(fmt, size):
+    """A 131 kB flat PNG of 6300x6300 or a camera photo: everything after decoding works at <= 1024 px."""
+    from skin_model.config import settings
+
+    img = Image.new("RGB", size, (180, 120, 100))
+    buf = io.BytesIO()
+    img.save(buf, fmt)
+    out = load_image(buf.getvalue())
+    side = settings().max_working_side
+    assert max(out.size) == side and out.mode == "RGB"
+    assert abs(out.size[0] / out.size[1] - size[0] / size[1]) < 0.02   # the shape is kept
+
+
+def test_a_large_pil_image_given_by_the_caller_is_not_changed():
+    img = Image.new("RGB", (2048, 1536), (10, 20, 30))
+    out = load_image(img)
+    assert img.size == (2048, 1536) and max(out.size) == 1024

@@ -1,0 +1,79 @@
+"""The one torch thread: never a hang (fork, waiting on itself, overload), always a clear error."""
+import multiprocessing
+import threading
+import time
+
+import pytest
+
+from skin_model.torch_thread import THREAD_NAME, TorchThread, TorchThreadError, on_torch_thread
+
+
+def test_calls_run_on_the_named_daemon_thread():
+    worker = TorchThread()
+    assert worker.run(lambda: threading.current_thread().name) == THREAD_NAME
+    assert worker._thread.daemon            # a stuck call cannot hang interpreter exit
+    assert worker.run(lambda: worker.run(lambda: 41) + 1) == 42   # nested: inline, no deadlock
+
+
+def test_errors_reach_the_caller():
+    with pytest.raises(ZeroDivisionError):
+        TorchThread().run(lambda: 1 / 0)
+
+
+def _child(results):
+    results.put(on_torch_thread(lambda: threading.current_thread().name))
+
+
+def test_a_forked_child_gets_a_working_thread():
+    assert on_torch_thread(lambda: 1) == 1   # the parent's worker exists before the fork
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Queue()
+    child = ctx.Process(target=_child, args=(results,))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0, "the child hung or failed"
+    assert results.get(timeout=5) == THREAD_NAME
+
+
+def test_waiting_on_another_call_from_the_thread_is_an_error_not_a_hang():
+    """Work on the torch thread that waits for another thread calling the model used to
+    deadlock the whole process; now both callers get a clear error and the thread recovers."""
+    worker = TorchThread(timeout_s=1)
+    inner = []
+
+    def waits_for_a_second_caller():
+        helper = threading.Thread(target=lambda: inner.append(_try(lambda: worker.run(lambda: 1))))
+        helper.start()
+        helper.join(timeout=10)
+
+    start = time.monotonic()
+    with pytest.raises(TorchThreadError, match="did not answer"):
+        worker.run(waits_for_a_second_caller)
+    assert time.monotonic() - start < 5
+    deadline = time.monotonic() + 10
+    while not inner and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert isinstance(inner[0], TorchThreadError)
+    assert worker.run(lambda: 3) == 3
+
+
+def test_an_overloaded_queue_refuses_at_once():
+    worker = TorchThread(timeout_s=5, max_waiting=2)
+    gate = threading.Event()
+    blockers = [threading.Thread(target=lambda: _try(lambda: worker.run(gate.wait))) for _ in range(3)]
+    for b in blockers:
+        b.start()
+    time.sleep(0.5)   # one running, two waiting: the queue is full
+    with pytest.raises(TorchThreadError, match="busy"):
+        worker.run(lambda: 1)
+    gate.set()
+    for b in blockers:
+        b.join(timeout=10)
+    assert worker.run(lambda: 2) == 2   # and it recovers
+
+
+def _try(fn):
+    try:
+        return fn()
+    except TorchThreadError as err:
+        return err
