@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import shutil
 import statistics
 import sys
@@ -29,13 +30,14 @@ async def one_session(browser, url: str, image: Path) -> tuple[str, float]:
     await page.get_by_text("Analyse a lesion").wait_for(timeout=120_000)
     start = time.perf_counter()
     await page.locator("input[type=file]").first.set_input_files(str(image))
-    answer = page.get_by_text("Probability of a malignant")
-    await answer.wait_for(timeout=120_000)
+    await page.get_by_text("Probability of a malignant").wait_for(timeout=120_000)
     await page.wait_for_function("document.querySelectorAll('[data-testid=stImage] img').length >= 2",
                                  timeout=120_000)
     seconds = time.perf_counter() - start
-    text = await answer.inner_text()
-    return text.split(":", 1)[1].split("—")[0].strip(), seconds
+    text = await page.locator("h3").filter(has_text=re.compile("Most likely|Uncertain between")).first.inner_text()
+    # "Most likely: CODE — name" or "Uncertain between CODE and OTHER: ..." (CODE: the top class)
+    first = text.split(":", 1)[1] if text.startswith("Most likely") else text.removeprefix("Uncertain between")
+    return first.replace("—", " ").split()[0], seconds
 
 
 async def run(url: str, sessions: int) -> list[tuple[str, float]]:

@@ -95,6 +95,14 @@ else:
     cam = metrics.get("gradcam_mask_share")
     if cam:
         st.caption(tr("card.cam", inside=cam["mean_energy_in_mask"], area=cam["mean_mask_area_share"]))
+        st.caption(tr("card.cam_meaning"))
+
+    st.subheader(tr("card.ood"))
+    ood = metrics["out_of_domain"]
+    st.write(tr("card.ood_text", non_skin=ood["non_skin_flagged"], val=ood["val_flagged"], test=ood["test_flagged"]))
+    st.markdown(" · ".join(f"{name} {c['flagged']:.0%} (n={c['n']})" for name, c in ood["categories"].items()))
+    knn = splits["test"]["similar_cases_majority"]
+    st.caption(tr("card.similar", k=knn["k"], bal=knn["balanced_accuracy"]))
 
 st.subheader(tr("card.data"))
 data = card["data"]

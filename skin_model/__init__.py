@@ -1,5 +1,5 @@
 """Multimodal skin-lesion classification on HAM10000 (research and teaching only)."""
-__version__ = "1.0.0"
+__version__ = "2.0.0"
 
 
 def load_model(model_dir=None):

@@ -15,7 +15,7 @@ from . import card as model_card
 from . import vocab
 from .data import find_images, find_metadata_csv, metadata_of, read_metadata
 from .metrics import binary_calibration, classification_report, expected_calibration_error, reliability
-from .index import member_embedding
+from .index import image_statistics, member_embedding
 from .network import encode_metadata
 from .ood_set import out_of_domain_images
 from .predictor import FUSED, IMAGE_ONLY, MALIGNANT_OR_PREMALIGNANT, SkinClassifier
@@ -34,9 +34,9 @@ def split_frame(data_dir: Path, run_dir: Path, split: str) -> pd.DataFrame:
 
 def collect_outputs(model: SkinClassifier, df: pd.DataFrame, paths: dict[str, Path], tta: bool = True,
                     batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-    """Member logits (members, views, N, classes) and the embedding input (N, features),
-    through the same path as the app."""
-    logits, features = [], []
+    """Member logits (members, views, N, classes), the embedding input (N, features) and the
+    image statistics (N, 8), through the same path as the app."""
+    logits, features, stats = [], [], []
     for start in tqdm(range(0, len(df), batch_size), desc="logits", unit="batch", mininterval=5):
         rows = df.iloc[start:start + batch_size]
         pixels = torch.cat([model.prepare(paths[i]).pixels for i in rows["image_id"]])
@@ -44,7 +44,8 @@ def collect_outputs(model: SkinClassifier, df: pd.DataFrame, paths: dict[str, Pa
         lg, feats = model.member_outputs(pixels, metas, tta)
         logits.append(lg)
         features.append(member_embedding(feats))
-    return torch.cat(logits, dim=2), torch.cat(features)
+        stats.append(image_statistics(pixels))
+    return torch.cat(logits, dim=2), torch.cat(features), torch.cat(stats)
 
 
 def collect_logits(model: SkinClassifier, df: pd.DataFrame, paths: dict[str, Path], tta: bool = True,
@@ -145,9 +146,9 @@ def evaluate(data_dir: Path, run_dir: Path, model_dir: Path | None = None, write
     for split in ("val", "test"):
         df = split_frame(data_dir, run_dir, split)
         labels = df["label"].to_numpy()
-        tta_logits, features = collect_outputs(model, df, paths, tta=True)
+        tta_logits, features, stats = collect_outputs(model, df, paths, tta=True)
         logits = {"tta": tta_logits, "no_tta": collect_logits(model, df, paths, tta=False)}
-        ood_scores[split] = model.index.ood_scores(features)
+        ood_scores[split] = model.index.ood_scores(features, stats)
         reports = split_reports(model, logits, labels)
         headline = torch.softmax(logits["tta"].double().mean(0)[FUSED] / model.temperature, -1).numpy()
         results["splits"][split] = {

@@ -184,6 +184,19 @@ TEXT: dict[str, dict[str, str]] = {
                       "fr": "Répondre toujours nv (classe majoritaire) donne une exactitude de {acc:.3f} et une exactitude équilibrée de {bal:.3f}."},
     "card.cam": {"en": "Grad-CAM energy inside the lesion masks: {inside:.1%} (the masks cover {area:.1%} of the images).",
                  "fr": "Énergie Grad-CAM dans les masques de lésion : {inside:.1%} (les masques couvrent {area:.1%} des images)."},
+    "card.cam_meaning": {
+        "en": "That is, the network mostly looks at the lesion rather than at the skin, hair or dermoscope around it; "
+              "it says where it looked, not whether it was right.",
+        "fr": "Autrement dit, le réseau regarde surtout la lésion plutôt que la peau, les poils ou le dermoscope autour ; "
+              "cela dit où il a regardé, pas s'il a raison."},
+    "card.ood": {"en": "Knowing when not to answer", "fr": "Savoir ne pas répondre"},
+    "card.ood_text": {
+        "en": "Images that are not dermoscopy flagged: {non_skin:.0%} (synthetic images and packaged photos). "
+              "In-domain images flagged: {val:.1%} of validation, {test:.1%} of test.",
+        "fr": "Images non dermoscopiques signalées : {non_skin:.0%} (images synthétiques et photos fournies). "
+              "Images du domaine signalées : {val:.1%} de la validation, {test:.1%} du test."},
+    "card.similar": {"en": "The majority diagnosis of the {k} most similar training images is right with balanced accuracy {bal:.3f} on test.",
+                     "fr": "Le diagnostic majoritaire des {k} images d'entraînement les plus proches atteint une exactitude équilibrée de {bal:.3f} sur le test."},
     "card.data": {"en": "Training data", "fr": "Données d'entraînement"},
     "card.split": {"en": "Split", "fr": "Partition"},
     "card.no_metrics": {"en": "This model card has no test metrics yet.", "fr": "Cette fiche n'a pas encore de métriques de test."},

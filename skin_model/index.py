@@ -9,10 +9,15 @@ Built by the export stage and shipped beside the weights (``index.safetensors``)
   (``dx_type``) and a small JPEG thumbnail of each.
 
 Similar cases are the nearest training embeddings by cosine similarity (one
-matrix product). The out-of-domain score is the k-nearest-neighbour distance of
-Sun et al. (ICML 2022): 1 - cosine similarity to the k-th nearest training image;
-higher means less like the training images. Its threshold is fixed on the
-validation split so that ``PASS_RATE`` of in-domain validation images pass.
+matrix product). The out-of-domain score combines two distances, each divided by
+its own 98.5th percentile on the validation split, taking the larger:
+- the k-nearest-neighbour distance of Sun et al. (ICML 2022): 1 - cosine
+  similarity to the k-th nearest training image, in the model's features;
+- the Mahalanobis distance (Lee et al. 2018) of cheap image statistics (colour,
+  contrast, texture) from the training images': deep features of a flat or
+  synthetic image can land near real ones, its statistics cannot.
+Higher means less like the training images. The threshold on the combined score
+is fixed on the validation split so that ``PASS_RATE`` of in-domain images pass.
 """
 from __future__ import annotations
 
@@ -33,6 +38,7 @@ INDEX_FILE = "index.safetensors"
 DIM = 128
 K_OOD = 5
 PASS_RATE = 0.97
+PART_QUANTILE = 0.985   # each distance's scale: its validation quantile
 THUMB_SIZE = (96, 72)
 DX_TYPES = ("histo", "follow_up", "consensus", "confocal")   # HAM10000's ways of confirming a diagnosis
 
@@ -47,6 +53,20 @@ class Neighbour:
 
     def as_dict(self) -> dict:
         return {"image_id": self.image_id, "dx": self.dx, "dx_type": self.dx_type, "similarity": self.similarity}
+
+
+def image_statistics(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, 3, H, W) -> (N, 8): chromaticity (r, g) mean and spread, brightness mean and
+    spread, edge strength, saturation. Dermoscopy has skin colours, soft texture and a lesion."""
+    x = pixels.float() / 255.0
+    total = x.sum(1).clamp(min=1e-3)
+    chroma = x[:, :2] / total[:, None]
+    gray = x.mean(1)
+    edges = (gray[:, 1:, :] - gray[:, :-1, :]).abs().mean((1, 2)) + (gray[:, :, 1:] - gray[:, :, :-1]).abs().mean((1, 2))
+    top, low = x.max(1).values, x.min(1).values
+    saturation = ((top - low) / top.clamp(min=1e-3)).mean((1, 2))
+    return torch.stack([chroma[:, 0].mean((1, 2)), chroma[:, 1].mean((1, 2)), chroma[:, 0].std((1, 2)),
+                        chroma[:, 1].std((1, 2)), gray.mean((1, 2)), gray.std((1, 2)), edges, saturation], 1)
 
 
 def member_embedding(features: list[torch.Tensor]) -> torch.Tensor:
@@ -68,35 +88,46 @@ class CaseIndex:
 
     def __init__(self, mean: torch.Tensor, projection: torch.Tensor, embeddings: torch.Tensor,
                  labels: torch.Tensor, dx_types: torch.Tensor, image_ids: list[str], thumbnails: list[bytes],
-                 threshold: float = float("inf")):
+                 stats_mean: torch.Tensor, stats_precision: torch.Tensor,
+                 scales: tuple[float, float] = (1.0, 1.0), threshold: float = float("inf")):
         self.mean, self.projection = mean.float(), projection.float()
         self.embeddings = embeddings          # (N, DIM) fp16, unit length
         self.labels, self.dx_types = labels.long(), dx_types.long()
         self.image_ids, self.thumbnails = image_ids, thumbnails
+        self.stats_mean, self.stats_precision = stats_mean.double(), stats_precision.double()
+        self.scales = scales                  # (kNN, statistics) distance scales
         self.threshold = threshold
 
     # -- building (export stage) -------------------------------------------------------------
     @classmethod
-    def build(cls, train_features: torch.Tensor, labels: torch.Tensor, dx_types: list[str],
-              image_ids: list[str], thumbnails: list[bytes], dim: int = DIM) -> "CaseIndex":
+    def build(cls, train_features: torch.Tensor, train_stats: torch.Tensor, labels: torch.Tensor,
+              dx_types: list[str], image_ids: list[str], thumbnails: list[bytes], dim: int = DIM) -> "CaseIndex":
         mean = train_features.mean(0)
         centred = train_features - mean
         dim = min(dim, *centred.shape)
         # PCA by SVD: the directions of largest variance among the training images.
         _, _, vh = torch.linalg.svd(centred.double(), full_matrices=False)
         projection = vh[:dim].T.float()
+        stats = train_stats.double()
+        covariance = torch.cov(stats.T) + 1e-6 * torch.eye(stats.shape[1], dtype=torch.float64)
         index = cls(mean, projection, torch.zeros(0, dim), labels,
-                    torch.tensor([DX_TYPES.index(t) for t in dx_types]), list(image_ids), list(thumbnails))
+                    torch.tensor([DX_TYPES.index(t) for t in dx_types]), list(image_ids), list(thumbnails),
+                    stats.mean(0), torch.linalg.inv(covariance))
         index.embeddings = index.embed(train_features).half()
         return index
 
-    def calibrate(self, val_features: torch.Tensor) -> dict:
-        """Fix the threshold so that ``PASS_RATE`` of these in-domain images pass."""
-        scores = self.ood_scores(val_features)
+    def calibrate(self, val_features: torch.Tensor, val_stats: torch.Tensor) -> dict:
+        """Fix the scales and the threshold so that ``PASS_RATE`` of these in-domain images pass."""
+        knn, stats = self._distances(val_features, val_stats)
+        self.scales = (float(np.quantile(knn.numpy(), PART_QUANTILE)), float(np.quantile(stats.numpy(), PART_QUANTILE)))
+        scores = self.ood_scores(val_features, val_stats)
         self.threshold = float(np.quantile(scores.numpy(), PASS_RATE))
-        return {"method": f"kNN distance in the model's features (Sun et al. 2022), k={K_OOD}, "
-                          f"embedding PCA-{self.projection.shape[1]} of the members' L2-normalised features",
-                "k": K_OOD, "threshold": self.threshold, "target_validation_pass_rate": PASS_RATE,
+        return {"method": f"max of two distances, each over its validation {PART_QUANTILE} quantile: kNN distance "
+                          f"in the model's features (Sun et al. 2022), k={K_OOD}, embedding PCA-"
+                          f"{self.projection.shape[1]} of the members' L2-normalised features; Mahalanobis "
+                          "distance of 8 image statistics (colour, contrast, texture; Lee et al. 2018)",
+                "k": K_OOD, "scales": {"knn": self.scales[0], "statistics": self.scales[1]},
+                "threshold": self.threshold, "target_validation_pass_rate": PASS_RATE,
                 "validation_pass_rate": float((scores <= self.threshold).double().mean())}
 
     # -- queries -------------------------------------------------------------------------------
@@ -106,12 +137,18 @@ class CaseIndex:
     def similarities(self, features: torch.Tensor) -> torch.Tensor:
         return self.embed(features) @ self.embeddings.float().T      # (N, train)
 
-    def ood_scores(self, features: torch.Tensor, batch: int = 512) -> torch.Tensor:
-        out = []
-        for i in range(0, len(features), batch):
-            sims = self.similarities(features[i:i + batch])
-            out.append(1.0 - sims.topk(K_OOD, dim=1).values[:, -1])
-        return torch.cat(out)
+    def _distances(self, features: torch.Tensor, stats: torch.Tensor,
+                   batch: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+        knn = torch.cat([1.0 - self.similarities(features[i:i + batch]).topk(K_OOD, dim=1).values[:, -1]
+                         for i in range(0, len(features), batch)])
+        d = stats.double() - self.stats_mean
+        mahalanobis = torch.einsum("ni,ij,nj->n", d, self.stats_precision, d).clamp(min=0).sqrt()
+        return knn.double(), mahalanobis
+
+    def ood_scores(self, features: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
+        """(N,) out-of-domain scores; above ``threshold``: not like the training images."""
+        knn, mahalanobis = self._distances(features, stats)
+        return torch.maximum(knn / self.scales[0], mahalanobis / self.scales[1])
 
     def neighbours(self, sims: torch.Tensor, k: int = 6) -> list[Neighbour]:
         """The k most similar training images for one query's similarity row."""
@@ -126,9 +163,11 @@ class CaseIndex:
         save_file({"mean": self.mean.contiguous(), "projection": self.projection.contiguous(),
                    "embeddings": self.embeddings.half().contiguous(),
                    "labels": self.labels.to(torch.uint8), "dx_types": self.dx_types.to(torch.uint8),
+                   "stats_mean": self.stats_mean.contiguous(), "stats_precision": self.stats_precision.contiguous(),
                    "thumbnails": torch.from_numpy(blob), "thumbnail_offsets": torch.from_numpy(offsets)},
                   str(Path(folder) / INDEX_FILE),
                   metadata={"image_ids": json.dumps(self.image_ids), "threshold": repr(self.threshold),
+                            "scales": json.dumps(list(self.scales)),
                             "licence": "HAM10000 thumbnails: CC BY-NC-SA 4.0 (Tschandl et al. 2018)"})
 
     @classmethod
@@ -140,4 +179,5 @@ class CaseIndex:
         blob, offsets = tensors["thumbnails"].numpy().tobytes(), tensors["thumbnail_offsets"].tolist()
         thumbs = [blob[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
         return cls(tensors["mean"], tensors["projection"], tensors["embeddings"], tensors["labels"],
-                   tensors["dx_types"], json.loads(meta["image_ids"]), thumbs, float(meta["threshold"]))
+                   tensors["dx_types"], json.loads(meta["image_ids"]), thumbs, tensors["stats_mean"],
+                   tensors["stats_precision"], tuple(json.loads(meta["scales"])), float(meta["threshold"]))

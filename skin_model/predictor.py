@@ -13,7 +13,7 @@ from PIL import Image
 from . import vocab
 from .artifact import load_artifact
 from .card import ModelArtifactError, model_folder
-from .index import INDEX_FILE, K_OOD, CaseIndex, Neighbour, member_embedding
+from .index import INDEX_FILE, CaseIndex, Neighbour, image_statistics, member_embedding
 from .config import settings
 from .gradcam import GradCAM, upsample
 from .inputs import ImageSource, Metadata, load_image, parse_metadata
@@ -170,12 +170,13 @@ class SkinClassifier:
         pil = load_image(image)
         return Prepared(pil, self.source.to_uint8(pil).unsqueeze(0), meta)
 
-    def _prediction(self, probs: torch.Tensor, features: list[torch.Tensor], meta: Metadata,
-                    prior: str) -> Prediction:
-        """One image's prediction from its probabilities (views, 1, classes) and member features."""
+    def _prediction(self, probs: torch.Tensor, features: list[torch.Tensor], pixels: torch.Tensor,
+                    meta: Metadata, prior: str) -> Prediction:
+        """One image's prediction from its probabilities (views, 1, classes), member features and pixels."""
         fused = _probs_dict(probs[FUSED, 0])
-        sims = self.index.similarities(member_embedding(features))[0]   # one matrix product
-        ood_score = float(1.0 - sims.topk(K_OOD).values[-1])
+        embedding = member_embedding(features)
+        sims = self.index.similarities(embedding)[0]   # one matrix product
+        ood_score = float(self.index.ood_scores(embedding, image_statistics(pixels))[0])
         return Prediction(label=max(fused, key=fused.get), probabilities=fused,
                           image_only=_probs_dict(probs[IMAGE_ONLY, 0]), metadata=meta,
                           model_version=self.version, prior=prior,
@@ -194,7 +195,7 @@ class SkinClassifier:
         metas = torch.stack([encode_metadata(p.metadata) for p in prepared])
         logits, features = self.member_outputs(pixels, metas)
         probs = self.calibrate(logits, prior)
-        return [self._prediction(probs[:, i:i + 1], [f[i:i + 1] for f in features], p.metadata, prior)
+        return [self._prediction(probs[:, i:i + 1], [f[i:i + 1] for f in features], p.pixels, p.metadata, prior)
                 for i, p in enumerate(prepared)]
 
     def diagnose(self, image: ImageSource, age=None, sex=None, site=None, target: str | None = None,
@@ -220,7 +221,8 @@ class SkinClassifier:
                        for m, inp in zip(self.members, self.member_inputs)]
             logits = torch.stack([lg for lg, _ in outputs])                     # (members, 2, 1, C)
             prediction = self._prediction(self.calibrate(logits.detach().cpu(), prior),
-                                          [f.detach().cpu() for _, f in outputs], prepared.metadata, prior)
+                                          [f.detach().cpu() for _, f in outputs], prepared.pixels,
+                                          prepared.metadata, prior)
             target = target or prediction.label
             # Members share no weights, so one backward of their summed scores gives each
             # member the gradient of its own (view-averaged) score.

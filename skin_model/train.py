@@ -30,7 +30,7 @@ from . import __version__, vocab
 from .artifact import FORMAT, save_artifact
 from .calibration import fit_temperature
 from .data import Dataset, find_metadata_csv, read_metadata, split_by_lesion
-from .index import INDEX_FILE, THUMB_SIZE, CaseIndex, member_embedding, thumbnail_jpeg
+from .index import INDEX_FILE, THUMB_SIZE, CaseIndex, image_statistics, member_embedding, thumbnail_jpeg
 from .metrics import classification_report
 from .network import BACKBONES, FLIPS, META_DIM, SkinNet, flip_views
 from .preprocess import InputConfig, SourceSize
@@ -405,9 +405,9 @@ def export(run: Run, data_dir: Path, out_dir: Path, model_version: str, names: l
     # Similar cases and the out-of-domain check, in the shipped members' own feature space.
     train = data["train"]
     train_features = member_embedding([predict_outputs(net, train, cfg.inputs, tta)[1] for net, cfg in loaded])
-    index = CaseIndex.build(train_features, train.labels, list(train.df["dx_type"]), list(train.df["image_id"]),
-                            [thumbnail_jpeg(img) for img in train.images])
-    ood = index.calibrate(member_embedding([candidate_outputs[i][1] for i in chosen]))
+    index = CaseIndex.build(train_features, image_statistics(train.images), train.labels, list(train.df["dx_type"]),
+                            list(train.df["image_id"]), [thumbnail_jpeg(img) for img in train.images])
+    ood = index.calibrate(member_embedding([candidate_outputs[i][1] for i in chosen]), image_statistics(val.images))
     counts = {name: {"images": len(d), "lesions": int(d.df["lesion_id"].nunique()),
                      "per_class": {c: int((d.labels == i).sum()) for i, c in enumerate(vocab.CLASSES)}}
               for name, d in data.items()}

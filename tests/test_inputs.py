@@ -141,7 +141,7 @@ def test_large_images_are_brought_to_a_bounded_working_size(fmt, size):
     out = load_image(buf.getvalue())
     side = settings().max_working_side
     assert max(out.size) == side and out.mode == "RGB"
-    assert abs(out.size[0] / out.size[1] - size[0] / size[1]) < 0.02   # the shape is kept
+    assert out.size[0] / out.size[1] == pytest.approx(size[0] / size[1], rel=0.02)   # the shape is kept
 
 
 def test_a_large_pil_image_given_by_the_caller_is_not_changed():

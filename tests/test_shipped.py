@@ -1,4 +1,5 @@
 """The model shipped in the repository: it loads offline, predicts the samples, the CLI works."""
+import io
 import json
 import os
 import subprocess
@@ -116,3 +117,37 @@ def test_cli_train_without_the_training_extras_says_what_to_install(monkeypatch,
     args = ["train", "--arch", "mobilenet_v2:1", "--size", "32", "--data", str(synthetic_data), "--run", str(tmp_path)]
     assert cli.main(args) == 1
     assert f"{missing} is not installed" in caplog.text and "requirements-dev.txt" in caplog.text
+
+
+def test_committed_samples_pass_the_out_of_domain_check(shipped):
+    for row in SAMPLES.itertuples():
+        pred = shipped.predict(SAMPLES_DIR / f"{row.image_id}.jpg", row.age, row.sex, row.localization)
+        assert not pred.ood, (row.image_id, pred.ood_score)
+        assert len(pred.neighbours) == 6
+        split = pd.read_csv(REPO / "runs" / "v1" / "split.csv").set_index("image_id")["split"]
+        for case in pred.neighbours:  # similar cases come from the training split only
+            assert split[case.image_id] == "train" and case.dx in vocab.CLASSES
+            assert case.dx_type in ("histo", "follow_up", "consensus", "confocal")
+            with Image.open(io.BytesIO(case.thumbnail)) as thumb:
+                assert thumb.size == (96, 72)
+
+
+@pytest.mark.parametrize("category", ["noise", "checkerboard", "text"])
+def test_shipped_model_flags_images_that_are_not_skin(shipped, category):
+    from skin_model.ood_set import out_of_domain_images
+
+    images = out_of_domain_images()[category]
+    assert all(shipped.predict(img).ood for img in images)
+
+
+def test_in_domain_test_split_mostly_passes(shipped):
+    from .conftest import SHARED_DATA
+
+    if not (SHARED_DATA / "HAM10000_metadata.csv").exists():
+        pytest.skip(f"HAM10000 is not at {SHARED_DATA}")
+    split = pd.read_csv(REPO / "runs" / "v1" / "split.csv")
+    test_ids = split.loc[split["split"] == "test", "image_id"].iloc[:200]
+    from skin_model.data import find_images
+    paths = find_images(SHARED_DATA)
+    flagged = [shipped.predict(paths[i]).ood for i in test_ids]
+    assert np.mean(flagged) <= 0.05
