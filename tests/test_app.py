@@ -114,8 +114,10 @@ def test_batch_with_two_images_and_a_csv():
 def test_model_card_renders_its_metrics():
     at = _app("pages/model_card.py")
     labels = [m.label for m in at.metric]
-    assert t("card.bal_acc", "en") in labels and t("card.auc", "en") in labels
+    test = f" · {t('card.test', 'en')}"
+    assert labels == [t(k, "en") + test for k in ("card.bal_acc", "card.mel_recall", "card.auc", "card.ece")]
     assert all(0 < float(m.value) <= 1 for m in at.metric)
+    assert sum(c.value.startswith(t("card.val", "en") + ":") for c in at.caption) == 4   # validation beside test
     assert len(at.get("plotly_chart")) == 3
 
 
