@@ -63,7 +63,10 @@ def test_an_overloaded_queue_refuses_at_once():
     blockers = [threading.Thread(target=lambda: _try(lambda: worker.run(gate.wait))) for _ in range(3)]
     for b in blockers:
         b.start()
-    time.sleep(0.5)   # one running, two waiting: the queue is full
+    deadline = time.monotonic() + 10
+    while not worker._queue.full() and time.monotonic() < deadline:   # one running, two waiting
+        time.sleep(0.01)
+    assert worker._queue.full()
     with pytest.raises(TorchThreadError, match="busy"):
         worker.run(lambda: 1)
     gate.set()
