@@ -118,7 +118,7 @@ class CaseIndex:
 
     def calibrate(self, val_features: torch.Tensor, val_stats: torch.Tensor) -> dict:
         """Fix the scales and the threshold so that ``PASS_RATE`` of these in-domain images pass."""
-        knn, stats = self._distances(val_features, val_stats)
+        knn, stats = self._distances(self.similarities(val_features), val_stats)
         self.scales = (float(np.quantile(knn.numpy(), PART_QUANTILE)), float(np.quantile(stats.numpy(), PART_QUANTILE)))
         scores = self.ood_scores(val_features, val_stats)
         self.threshold = float(np.quantile(scores.numpy(), PASS_RATE))
@@ -137,18 +137,22 @@ class CaseIndex:
     def similarities(self, features: torch.Tensor) -> torch.Tensor:
         return self.embed(features) @ self.embeddings.float().T      # (N, train)
 
-    def _distances(self, features: torch.Tensor, stats: torch.Tensor,
-                   batch: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
-        knn = torch.cat([1.0 - self.similarities(features[i:i + batch]).topk(K_OOD, dim=1).values[:, -1]
-                         for i in range(0, len(features), batch)])
+    def _distances(self, sims: torch.Tensor, stats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """kNN distance from similarities to the training images, and the statistics' Mahalanobis distance."""
+        knn = 1.0 - sims.topk(K_OOD, dim=1).values[:, -1]
         d = stats.double() - self.stats_mean
         mahalanobis = torch.einsum("ni,ij,nj->n", d, self.stats_precision, d).clamp(min=0).sqrt()
         return knn.double(), mahalanobis
 
-    def ood_scores(self, features: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
-        """(N,) out-of-domain scores; above ``threshold``: not like the training images."""
-        knn, mahalanobis = self._distances(features, stats)
+    def scores_from_similarities(self, sims: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
+        """(N,) out-of-domain scores from ``similarities(features)``; above ``threshold``: not like
+        the training images."""
+        knn, mahalanobis = self._distances(sims, stats)
         return torch.maximum(knn / self.scales[0], mahalanobis / self.scales[1])
+
+    def ood_scores(self, features: torch.Tensor, stats: torch.Tensor, batch: int = 512) -> torch.Tensor:
+        return torch.cat([self.scores_from_similarities(self.similarities(features[i:i + batch]), stats[i:i + batch])
+                          for i in range(0, len(features), batch)])
 
     def neighbours(self, sims: torch.Tensor, k: int = 6) -> list[Neighbour]:
         """The k most similar training images for one query's similarity row."""

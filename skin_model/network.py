@@ -130,14 +130,16 @@ class SkinNet(nn.Module):
     def forward(self, image: torch.Tensor, meta: torch.Tensor) -> torch.Tensor:
         return self.classify(self.backbone(image), meta)
 
-    def forward_views(self, image: torch.Tensor, metas: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        """Logits of shape (len(metas), N, classes): one image pass, several metadata views.
+    def forward_views(self, image: torch.Tensor,
+                      metas: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (len(metas), N, classes) and the pooled image features (N, F): one image
+        pass, several metadata views.
 
         The image branch runs once; only the small metadata branch and the
         classifier run per view (e.g. fused and image-only).
         """
         features = self.backbone(image)
-        return torch.stack([self.classify(features, m) for m in metas])
+        return torch.stack([self.classify(features, m) for m in metas]), features
 
 
 

@@ -128,10 +128,9 @@ class SkinClassifier:
                       views: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         """One member's logits (metadata views, N, classes) and pooled image features (N, F) for
         its normalised input ``x``, both averaged over the flipped views (one batch)."""
-        x = flip_views(x, views)
         unknown = self._unknown.to(self.device).expand(len(metas), -1)
-        features = member.backbone(x)                                  # (V * N, F)
-        logits = torch.stack([member.classify(features, m.repeat(len(views), 1)) for m in (metas, unknown)])
+        logits, features = member.forward_views(flip_views(x, views),
+                                                (metas.repeat(len(views), 1), unknown.repeat(len(views), 1)))
         n = len(metas)
         return (logits.reshape(2, len(views), n, -1).mean(1),
                 features.reshape(len(views), n, -1).mean(0))
@@ -174,15 +173,14 @@ class SkinClassifier:
                     meta: Metadata, prior: str) -> Prediction:
         """One image's prediction from its probabilities (views, 1, classes), member features and pixels."""
         fused = _probs_dict(probs[FUSED, 0])
-        embedding = member_embedding(features)
-        sims = self.index.similarities(embedding)[0]   # one matrix product
-        ood_score = float(self.index.ood_scores(embedding, image_statistics(pixels))[0])
+        sims = self.index.similarities(member_embedding(features))   # one matrix product
+        ood_score = float(self.index.scores_from_similarities(sims, image_statistics(pixels))[0])
         return Prediction(label=max(fused, key=fused.get), probabilities=fused,
                           image_only=_probs_dict(probs[IMAGE_ONLY, 0]), metadata=meta,
                           model_version=self.version, prior=prior,
                           uncertain_between=uncertain_pair(fused, self.uncertainty_gap),
                           ood=ood_score > self.index.threshold, ood_score=ood_score,
-                          neighbours=tuple(self.index.neighbours(sims)))
+                          neighbours=tuple(self.index.neighbours(sims[0])))
 
     def predict(self, image: ImageSource, age=None, sex=None, site=None, prior: str = DEFAULT_PRIOR) -> Prediction:
         """The calibrated 7-class prediction under ``prior`` ("equal" or "training"),

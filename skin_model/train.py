@@ -207,8 +207,8 @@ def predict_outputs(net: SkinNet, data: Dataset, inputs: InputConfig, views: tup
     for i in range(0, len(data), batch_size):
         x = flip_views(inputs.normalize(data.images[i:i + batch_size].to(device)), views)
         meta = data.meta[i:i + batch_size].to(device).repeat(len(views), 1)
-        f = net.backbone(x)
-        logits.append(net.classify(f, meta).reshape(len(views), -1, len(vocab.CLASSES)).mean(0).float().cpu())
+        fused, f = net.forward_views(x, (meta,))
+        logits.append(fused[0].reshape(len(views), -1, len(vocab.CLASSES)).mean(0).float().cpu())
         features.append(f.reshape(len(views), -1, f.shape[-1]).mean(0).float().cpu())
     return torch.cat(logits), torch.cat(features)
 

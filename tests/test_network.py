@@ -22,10 +22,11 @@ def test_forward_shapes_with_and_without_metadata(arch):
     unknown = encode_metadata(Metadata.unknown()).expand(3, -1)
     with torch.no_grad():
         fused, image_only = net(x, known), net(x, unknown)
-        views = net.forward_views(x, (known, unknown))
+        views, features = net.forward_views(x, (known, unknown))
     assert fused.shape == image_only.shape == (3, 7)
     assert not torch.allclose(fused, image_only)  # the metadata reaches the output
     torch.testing.assert_close(views, torch.stack([fused, image_only]))
+    assert features.shape == (3, BACKBONES[arch].features)
     assert net.cam_layer is not None
 
 
