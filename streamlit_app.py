@@ -3,17 +3,19 @@ import streamlit as st
 
 from skin_model import __version__
 from skin_model.i18n import LANGUAGES
-from ui import ASSETS, model_version, tr
+from ui import ASSETS, lang, model_version, tr
 
 st.set_page_config(page_title=tr("app.title"), page_icon=str(ASSETS / "logo.png"), layout="wide")
 
 with st.sidebar:
-    st.selectbox(tr("app.language"), list(LANGUAGES), format_func=LANGUAGES.get, key="lang")
+    st.selectbox(tr("app.language"), list(LANGUAGES), index=list(LANGUAGES).index(lang()),
+                 format_func=LANGUAGES.get, key="lang")
+    st.query_params["lang"] = lang()   # in the URL, so that a reload or a shared link keeps it
     st.caption(tr("app.versions", app=__version__, model=model_version()))
 
 st.logo(str(ASSETS / "logo.png"))
 pages = [
-    st.Page("pages/diagnose.py", title=tr("page.diagnose"), icon=":material/biotech:", default=True),
+    st.Page("pages/analyse.py", title=tr("page.analyse"), icon=":material/biotech:", default=True),
     st.Page("pages/batch.py", title=tr("page.batch"), icon=":material/photo_library:"),
     st.Page("pages/model_card.py", title=tr("page.card"), icon=":material/analytics:"),
     st.Page("pages/about.py", title=tr("page.about"), icon=":material/info:"),

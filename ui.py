@@ -11,7 +11,7 @@ import streamlit as st
 
 from skin_model import vocab
 from skin_model.card import ModelArtifactError, read_card_of_shipped
-from skin_model.i18n import class_label, percent, t
+from skin_model.i18n import LANGUAGES, class_label, percent, t
 from skin_model.inputs import IMAGE_SUFFIXES
 from skin_model import load_model
 from skin_model.predictor import SkinClassifier
@@ -28,9 +28,11 @@ def _load_model() -> SkinClassifier:
 
 
 def model() -> SkinClassifier:
-    """The one model of this process; a clear error (naming the file) stops the page if it cannot load."""
+    """The one model of this process; a clear error (naming the file) stops the page if it cannot load.
+    The first visitor after a start waits for it to load, and is told so."""
     try:
-        return _load_model()
+        with st.spinner(tr("app.loading")):
+            return _load_model()
     except ModelArtifactError as err:
         st.error(t("app.model_error", lang(), error=err))
         st.stop()
@@ -46,7 +48,56 @@ def model_version() -> str:
 
 
 def lang() -> str:
-    return st.session_state.get("lang", "en")
+    """The page language: the sidebar's choice, else the URL's ``?lang=`` (a reload or a shared
+    link keeps it), else English."""
+    chosen = st.session_state.get("lang") or st.query_params.get("lang")
+    return chosen if chosen in LANGUAGES else "en"
+
+
+def choice(widget, label: str, options, name: str, default, format_func, **kwargs):
+    """A selectbox or radio whose value outlives a language switch and a visit to another page.
+
+    Streamlit remembers a keyed widget's choice by its shown text, which a language switch
+    changes (the widget then shows a stale or empty choice), and forgets it when the page is
+    left. So there is one widget per language (key ``name.<lang>``), and the value itself is
+    kept in the session under ``name``.
+    """
+    options, key = list(options), f"{name}.{lang()}"
+    kept = st.session_state.get(name, default)
+    index = options.index(kept if kept in options else default)
+
+    def remember():   # before the rerun, so that code above the widget sees the new value
+        st.session_state[name] = st.session_state[key]
+
+    return widget(label, options, index=index, format_func=format_func, key=key, on_change=remember, **kwargs)
+
+
+def forget(name: str) -> None:
+    """Reset a ``choice`` or ``kept`` value to its default, with its widgets."""
+    for key in [k for k in st.session_state if k == name or str(k).startswith(f"{name}.")]:
+        del st.session_state[key]
+
+
+def kept(widget, name: str, default, **kwargs):
+    """A number input or slider whose value is kept in the session under ``name`` across
+    pages (its widget key is ``name.widget``)."""
+    key = f"{name}.widget"
+
+    def remember():
+        st.session_state[name] = st.session_state[key]
+
+    return widget(value=st.session_state.get(name, default), key=key, on_change=remember, **kwargs)
+
+
+def resize_heatmap(heatmap, size: tuple[int, int]):
+    """A [0, 1] heatmap resized bilinearly to ``size`` = (width, height), as the display needs it."""
+    import numpy as np
+    from PIL import Image
+
+    if heatmap.shape[::-1] == tuple(size):
+        return heatmap
+    resized = Image.fromarray(heatmap.astype(np.float32), mode="F").resize(size, Image.Resampling.BILINEAR)
+    return np.clip(np.asarray(resized), 0.0, 1.0)
 
 
 def tr(key: str, **values) -> str:

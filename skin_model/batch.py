@@ -1,16 +1,19 @@
 """Prediction over files and folders, as the ``predict`` command and the app's batch page use it."""
 from __future__ import annotations
 
+import io
 import logging
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import pandas as pd
 
 from . import vocab
-from .inputs import IMAGE_SUFFIXES, InvalidInputError
+from .i18n import unread_field_text
+from .inputs import IMAGE_SUFFIXES, InvalidInputError, MetadataError, MetadataFileError, parse_metadata_leniently
 from .vocab import DEFAULT_PRIOR
 
 if TYPE_CHECKING:
@@ -19,20 +22,40 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RESULT_COLUMNS = ("image_id", "prediction", "uncertain_between", "malignant_probability", *vocab.CLASSES, "prior",
-                  "ood", "ood_score")
+                  "ood", "ood_score", "warning", "error")
 
 
-def collect_images(paths: Iterable[Path]) -> list[Path]:
-    """Image files given directly or found (sorted) inside the given folders."""
-    files = []
+@dataclass
+class Collected:
+    """What was found in the given paths: images, each with a unique id, and files skipped."""
+    images: list[tuple[str, Path]]
+    skipped: list[Path]
+
+
+def collect_images(paths: Iterable[Path]) -> Collected:
+    """Image files given directly or found (sorted) inside the given folders.
+
+    An image's id is its file name without extension, or, where two images share that
+    name (``a/x.jpg``, ``b/x.jpg``), its path without extension, so that ids are unique.
+    Other files inside folders are skipped and listed; a file named directly is always
+    tried (it gets a clear error if it is no image).
+    """
+    files, skipped = [], []
     for path in map(Path, paths):
         if path.is_dir():
-            files += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            for child in sorted(path.iterdir()):
+                if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES:
+                    files.append(child)
+                elif child.is_file() and not child.name.startswith("."):
+                    skipped.append(child)
         elif path.is_file():
             files.append(path)
         else:
             raise FileNotFoundError(f"No such file or folder: {path}")
-    return files
+    files = list(dict.fromkeys(files))      # the same file named twice is analysed once
+    stems = Counter(f.stem for f in files)
+    ids = [f.stem if stems[f.stem] == 1 else f.with_suffix("").as_posix().lstrip("/") for f in files]
+    return Collected(list(zip(ids, files)), skipped)
 
 
 def read_metadata_table(source) -> dict[str, dict]:
@@ -41,52 +64,74 @@ def read_metadata_table(source) -> dict[str, dict]:
     Only ``image_id`` is required; absent columns and empty cells mean unknown.
     A repeated ``image_id`` is refused, since it would be ambiguous.
     """
+    data = Path(source).read_bytes() if isinstance(source, (str, Path)) else source.read()
     try:
-        table = pd.read_csv(source, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise InvalidInputError(f"The metadata file is not a readable CSV: {err}") from err
+        if b"\x00" in data[:65536]:
+            raise ValueError("binary data")   # an image or an archive given as the table
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            text = data.decode("cp1252", errors="replace")   # as spreadsheets save CSV on Windows
+        table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError as err:
+        raise MetadataFileError("The metadata file is empty.", "metadata.empty") from err
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
+        raise MetadataFileError("The metadata file is not a CSV table (text with comma-separated columns).",
+                                "metadata.not_csv") from err
     table.columns = [c.strip().lower() for c in table.columns]
     if "image_id" not in table.columns:
-        raise InvalidInputError("The metadata CSV needs an 'image_id' column (HAM10000 columns).")
+        raise MetadataFileError("The metadata CSV needs an 'image_id' column (HAM10000 columns).", "metadata.no_id")
     ids = table["image_id"].str.strip()
     duplicated = sorted(set(ids[ids.duplicated()]))
     if duplicated:
-        raise InvalidInputError(f"The metadata CSV repeats image_id {duplicated[0]!r}.")
+        raise MetadataFileError(f"The metadata CSV repeats image_id {duplicated[0]!r}.", "metadata.repeated_id",
+                                image_id=duplicated[0])
     fields = [c for c in ("age", "sex", "localization") if c in table.columns]
     return {i: {f: row[f] for f in fields} for i, (_, row) in zip(ids, table.iterrows())}
+
+
+def metadata_for(table: dict[str, dict], image_id: str) -> dict:
+    """A row of the metadata table by image id, or by file name where ids are paths."""
+    return table.get(image_id) or table.get(Path(image_id).name, {})
 
 
 @dataclass
 class BatchItem:
     image_id: str
     source: object              # path or bytes
-    metadata: dict              # raw age / sex / localization (validated by the model)
+    metadata: dict              # raw age / sex / localization, read by the batch rule
 
 
 def predict_items(model, items: list[BatchItem], cam_dir: Path | None = None, progress=None,
-                  batch_size: int = 32, prior: str = DEFAULT_PRIOR) -> pd.DataFrame:
+                  batch_size: int = 32, prior: str = DEFAULT_PRIOR,
+                  error_text: Callable[[Exception], str] = str,
+                  warning_text: Callable[[MetadataError], str] = unread_field_text) -> pd.DataFrame:
     """One row per item: image_id, prediction, the uncertain pair if any, P(malignant or
     pre-malignant), 7 probabilities under ``prior``, the out-of-domain verdict (``ood`` 0/1)
-    and score; an ``error`` column for refusals.
+    and score, a ``warning`` for metadata fields taken as unknown, an ``error`` for refusals.
 
-    Without heatmaps, images go through the network in batches; with heatmaps,
-    one at a time (each needs its own backward pass).
+    A metadata field that cannot be read never refuses the image: it becomes unknown and
+    the row says so (``parse_metadata_leniently``). Without heatmaps, images go through the
+    network in batches; with heatmaps, one at a time (each needs its own backward pass).
+    ``error_text`` and ``warning_text`` word the messages (the app passes its language's).
     """
     from .gradcam import grayscale_png
 
     rows: dict[int, dict] = {}
     pending: list[tuple[int, Prepared]] = []
+    warnings: dict[int, str] = {}
 
     def refuse(n, item, err):
         rows[n] = {"image_id": item.image_id, "prediction": "", "uncertain_between": "", "malignant_probability": None,
                    **{c: None for c in vocab.CLASSES}, "prior": prior, "ood": None, "ood_score": None,
-                   "error": str(err)}
+                   "warning": warnings.get(n, ""), "error": error_text(err)}
 
     def accept(n, item, pred):
         rows[n] = {"image_id": item.image_id, "prediction": pred.label,
                    "uncertain_between": "/".join(pred.uncertain_between or ()),
                    "malignant_probability": pred.malignant_probability, **pred.probabilities,
-                   "prior": pred.prior, "ood": int(pred.ood), "ood_score": pred.ood_score, "error": ""}
+                   "prior": pred.prior, "ood": int(pred.ood), "ood_score": pred.ood_score,
+                   "warning": warnings.get(n, ""), "error": ""}
 
     def flush():
         preds = model.predict_prepared([p for _, p in pending], prior)
@@ -95,8 +140,11 @@ def predict_items(model, items: list[BatchItem], cam_dir: Path | None = None, pr
         pending.clear()
 
     for n, item in enumerate(items):
-        meta = item.metadata
-        kwargs = dict(age=meta.get("age"), sex=meta.get("sex"), site=meta.get("localization"))
+        raw = item.metadata
+        meta, unread = parse_metadata_leniently(raw.get("age"), raw.get("sex"), raw.get("localization"))
+        if unread:
+            warnings[n] = "; ".join(warning_text(err) for err in unread)
+        kwargs = dict(age=meta.age, sex=meta.sex, site=meta.site)
         try:
             if cam_dir is None:
                 pending.append((n, model.prepare(item.source, **kwargs)))
@@ -104,7 +152,9 @@ def predict_items(model, items: list[BatchItem], cam_dir: Path | None = None, pr
                     flush()
             else:
                 pred, explanation = model.diagnose(item.source, **kwargs, prior=prior)
-                grayscale_png(explanation.heatmap).save(Path(cam_dir) / f"{item.image_id}.png")
+                cam_path = Path(cam_dir) / f"{item.image_id}.png"
+                cam_path.parent.mkdir(parents=True, exist_ok=True)
+                grayscale_png(explanation.heatmap).save(cam_path)
                 accept(n, item, pred)
         except InvalidInputError as err:
             refuse(n, item, err)
@@ -112,28 +162,43 @@ def predict_items(model, items: list[BatchItem], cam_dir: Path | None = None, pr
             progress(n + 1, len(items))
     if pending:
         flush()
-    return pd.DataFrame([rows[n] for n in range(len(items))], columns=[*RESULT_COLUMNS, "error"])
+    return pd.DataFrame([rows[n] for n in range(len(items))], columns=list(RESULT_COLUMNS))
+
+
+@dataclass
+class BatchOutcome:
+    """What ``predict_paths`` did, for the command line's summary and exit status."""
+    table: pd.DataFrame
+    skipped: list[Path]
+
+    @property
+    def predicted(self) -> int:
+        return int((self.table["error"] == "").sum())
+
+    @property
+    def failed(self) -> int:
+        return len(self.table) - self.predicted
+
+    @property
+    def warned(self) -> int:
+        return int((self.table["warning"] != "").sum())
 
 
 def predict_paths(paths, metadata_csv: Path | None = None, out_csv: Path | None = None,
                   cam_dir: Path | None = None, model_dir: Path | None = None,
-                  prior: str = DEFAULT_PRIOR) -> pd.DataFrame:
+                  prior: str = DEFAULT_PRIOR) -> BatchOutcome:
     from .predictor import SkinClassifier
 
-    files = collect_images(paths)
-    if not files:
-        raise FileNotFoundError("No image files found in the given paths.")
+    collected = collect_images(paths)
+    if not collected.images:
+        raise FileNotFoundError("No image files found in the given paths "
+                                f"(looked for {', '.join(IMAGE_SUFFIXES)}).")
     table = read_metadata_table(metadata_csv) if metadata_csv else {}
-    items = [BatchItem(p.stem, p, table.get(p.stem, {})) for p in files]
-    if cam_dir is not None:
-        Path(cam_dir).mkdir(parents=True, exist_ok=True)
+    items = [BatchItem(image_id, path, metadata_for(table, image_id)) for image_id, path in collected.images]
     model = SkinClassifier.load(model_dir)
     result = predict_items(model, items, cam_dir=cam_dir, prior=prior)
-    if not result["error"].any():
-        result = result.drop(columns="error")
     if out_csv is None:
         result.to_csv(sys.stdout, index=False)
     else:
         result.to_csv(out_csv, index=False)
-        log.info("wrote %d predictions to %s", len(result), out_csv)
-    return result
+    return BatchOutcome(result, collected.skipped)

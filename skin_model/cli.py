@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 from . import __version__
@@ -49,10 +50,29 @@ def _evaluate(args) -> int:
 
 
 def _predict(args) -> int:
+    """Exit 0 when at least one image was predicted (with a one-line summary on stderr if some
+    were not), 1 when none was."""
     from .batch import predict_paths
 
-    predict_paths(args.paths, metadata_csv=args.metadata, out_csv=args.out, cam_dir=args.cam_dir,
-                  model_dir=args.model, prior=args.prior)
+    outcome = predict_paths(args.paths, metadata_csv=args.metadata, out_csv=args.out, cam_dir=args.cam_dir,
+                            model_dir=args.model, prior=args.prior)
+    # Messages for the person at the terminal go to stderr, not to the log: they name files.
+    if outcome.skipped:
+        names = ", ".join(str(p) for p in outcome.skipped[:10])
+        more = f" and {len(outcome.skipped) - 10} more" if len(outcome.skipped) > 10 else ""
+        print(f"warning: skipped {len(outcome.skipped)} file(s) that are not images: {names}{more}", file=sys.stderr)
+    total = len(outcome.table)
+    if outcome.warned:
+        print(f"warning: {outcome.warned} of {total} image(s) had metadata taken as unknown "
+              "(see the warning column)", file=sys.stderr)
+    if outcome.predicted == 0:
+        print(f"error: none of the {total} image(s) could be predicted (see the error column)", file=sys.stderr)
+        return 1
+    if outcome.failed:
+        print(f"predicted {outcome.predicted} of {total} image(s); {outcome.failed} could not be read "
+              "(see the error column)", file=sys.stderr)
+    elif args.out is not None:
+        print(f"predicted {total} image(s) into {args.out}", file=sys.stderr)
     return 0
 
 
@@ -137,5 +157,8 @@ def main(argv: list[str] | None = None) -> int:
                   "(or the package's [train] extra)", (err.name or "a module").split(".")[0])
         return 1
     except (ValueError, FileNotFoundError, RuntimeError) as err:
-        log.error("%s", err)
+        if args.verbose:
+            log.exception("%s", err)   # -v: the whole traceback, for a bug report
+        else:
+            log.error("%s (run with -v for the details)", err)
         return 1

@@ -22,7 +22,9 @@ TEXT: dict[str, dict[str, str]] = {
     "app.model_error": {
         "en": "The model could not be loaded: {error}",
         "fr": "Le modèle n'a pas pu être chargé : {error}"},
-    "page.diagnose": {"en": "Diagnose", "fr": "Analyser"},
+    "page.analyse": {"en": "Analyse", "fr": "Analyser"},
+    "app.loading": {"en": "Loading the model (only the first visitor after a start waits for this)…",
+                    "fr": "Chargement du modèle (seul le premier visiteur après un démarrage l'attend)…"},
     "page.batch": {"en": "Batch", "fr": "Lot d'images"},
     "page.card": {"en": "Model card", "fr": "Fiche du modèle"},
     "page.about": {"en": "About", "fr": "À propos"},
@@ -32,24 +34,6 @@ TEXT: dict[str, dict[str, str]] = {
     "meta.age": {"en": "Age (years, leave empty if unknown)", "fr": "Âge (années, vide si inconnu)"},
     "meta.sex": {"en": "Sex", "fr": "Sexe"},
     "meta.site": {"en": "Body site", "fr": "Localisation"},
-    "sex.female": {"en": "female", "fr": "femme"},
-    "sex.male": {"en": "male", "fr": "homme"},
-    "sex.unknown": {"en": "unknown", "fr": "inconnu"},
-    "site.abdomen": {"en": "abdomen", "fr": "abdomen"},
-    "site.acral": {"en": "acral", "fr": "acral"},
-    "site.back": {"en": "back", "fr": "dos"},
-    "site.chest": {"en": "chest", "fr": "poitrine"},
-    "site.ear": {"en": "ear", "fr": "oreille"},
-    "site.face": {"en": "face", "fr": "visage"},
-    "site.foot": {"en": "foot", "fr": "pied"},
-    "site.genital": {"en": "genital", "fr": "génital"},
-    "site.hand": {"en": "hand", "fr": "main"},
-    "site.lower extremity": {"en": "lower extremity", "fr": "membre inférieur"},
-    "site.neck": {"en": "neck", "fr": "cou"},
-    "site.scalp": {"en": "scalp", "fr": "cuir chevelu"},
-    "site.trunk": {"en": "trunk", "fr": "tronc"},
-    "site.unknown": {"en": "unknown", "fr": "inconnue"},
-    "site.upper extremity": {"en": "upper extremity", "fr": "membre supérieur"},
     "chart.probability": {"en": "Probability", "fr": "Probabilité"},
     "chart.class": {"en": "Diagnosis", "fr": "Diagnostic"},
     # -- input errors (by exception class) ------------------------------------------------------
@@ -57,16 +41,32 @@ TEXT: dict[str, dict[str, str]] = {
                               "fr": "Ce fichier n'est pas une image lisible. Utilisez JPEG, PNG, WebP, BMP ou TIFF."},
     "error.TruncatedImageError": {"en": "The image file is incomplete (truncated). Please send it again.",
                                   "fr": "Le fichier image est incomplet (tronqué). Merci de le renvoyer."},
-    "error.ImageTooSmallError": {"en": "The image is too small to be read.",
-                                 "fr": "L'image est trop petite pour être analysée."},
-    "error.ImageTooLargeError": {"en": "The image is far too large. Please send a smaller copy.",
-                                 "fr": "L'image est beaucoup trop grande. Merci d'en envoyer une copie réduite."},
+    "error.ImageTooSmallError": {
+        "en": "The image is too small ({width}×{height} pixels): at least {side} pixels on each side are needed.",
+        "fr": "L'image est trop petite ({width}×{height} pixels) : il faut au moins {side} pixels de côté."},
+    "error.ImageTooLargeError": {
+        "en": "The image is too large: the limit is {limit} megapixels. Please send a smaller copy.",
+        "fr": "L'image est trop grande : la limite est de {limit} mégapixels. Merci d'en envoyer une copie réduite."},
     "error.InvalidAgeError": {"en": "The age must be a number of years between 0 and 100.",
                               "fr": "L'âge doit être un nombre d'années entre 0 et 100."},
     "error.UnknownSexError": {"en": "Unknown sex value.", "fr": "Valeur de sexe inconnue."},
     "error.UnknownSiteError": {"en": "Unknown body site.", "fr": "Localisation inconnue."},
+    "error.metadata.empty": {"en": "The metadata file is empty.", "fr": "Le fichier de métadonnées est vide."},
+    "error.metadata.not_csv": {
+        "en": "The metadata file is not a CSV table (text with comma-separated columns).",
+        "fr": "Le fichier de métadonnées n'est pas un tableau CSV (texte aux colonnes séparées par des virgules)."},
+    "error.metadata.no_id": {
+        "en": "The metadata CSV needs an image_id column (HAM10000 columns: image_id, age, sex, localization).",
+        "fr": "Le CSV de métadonnées doit avoir une colonne image_id (colonnes HAM10000 : image_id, age, sex, localization)."},
+    "error.metadata.repeated_id": {
+        "en": "The metadata CSV gives image_id {image_id} twice.",
+        "fr": "Le CSV de métadonnées donne deux fois l'image_id {image_id}."},
     "error.InvalidInputError": {"en": "This input cannot be used.", "fr": "Cette entrée est inutilisable."},
-    "error.detail": {"en": "Details: {detail}", "fr": "Détail : {detail}"},
+    "field.age": {"en": "age", "fr": "âge"},
+    "field.sex": {"en": "sex", "fr": "sexe"},
+    "field.site": {"en": "localization", "fr": "localisation"},
+    "warning.unread_field": {"en": "{field} “{value}” not understood, taken as unknown",
+                             "fr": "{field} « {value} » non compris, pris comme inconnu"},
     # -- diagnose page ---------------------------------------------------------------------------
     "diag.title": {"en": "Analyse a lesion", "fr": "Analyser une lésion"},
     "diag.source": {"en": "Image source", "fr": "Source de l'image"},
@@ -77,6 +77,11 @@ TEXT: dict[str, dict[str, str]] = {
                     "fr": "Image dermoscopique (JPEG, PNG, WebP, BMP, TIFF)"},
     "diag.camera": {"en": "Take a photo", "fr": "Prendre une photo"},
     "diag.sample": {"en": "Sample image (HAM10000 test split)", "fr": "Image d'exemple (test HAM10000)"},
+    "diag.kept": {"en": "Kept from before: {name}", "fr": "Conservée : {name}"},
+    "diag.remove": {"en": "Remove", "fr": "Retirer"},
+    "diag.confirmed_short": {"en": "confirmed diagnosis {code}", "fr": "diagnostic confirmé {code}"},
+    "diag.confirmed": {"en": "Confirmed diagnosis of this sample ({how}): **{code}** — {name}",
+                       "fr": "Diagnostic confirmé de cet exemple ({how}) : **{code}** — {name}"},
     "diag.sample_meta": {"en": "Use this sample's recorded age, sex and site",
                          "fr": "Utiliser l'âge, le sexe et la localisation enregistrés"},
     "diag.patient": {"en": "What you know of the patient (optional)", "fr": "Ce que vous savez du patient (facultatif)"},
@@ -259,6 +264,11 @@ TEXT: dict[str, dict[str, str]] = {
 }
 
 
+# Metadata values as the app shows them, from the vocabulary's own names.
+TEXT |= {f"sex.{value}": {"en": en, "fr": fr} for value, (en, fr) in vocab.SEX_NAMES.items()}
+TEXT |= {f"site.{value}": {"en": en, "fr": fr} for value, (en, fr) in vocab.SITE_NAMES.items()}
+
+
 def t(key: str, lang: str = "en", **values) -> str:
     """The text of ``key`` in ``lang`` (English if the language lacks it), formatted."""
     entry = TEXT[key]
@@ -285,9 +295,19 @@ def class_label(code: str, lang: str = "en") -> str:
 
 
 def error_text(err: Exception, lang: str = "en") -> str:
-    """A plain-language message for a refused input, in the chosen language."""
-    for cls in type(err).__mro__:
-        key = f"error.{cls.__name__}"
+    """A plain-language message for a refused input, in the chosen language: the text of the
+    error's key (or of its nearest class that has one), filled in with its parameters."""
+    params = getattr(err, "params", {})
+    keys = [f"error.{getattr(err, 'key', '')}"] + [f"error.{cls.__name__}" for cls in type(err).__mro__]
+    for key in keys:
         if key in TEXT:
-            return f"{t(key, lang)} {t('error.detail', lang, detail=err)}"
-    return str(err)
+            try:
+                return t(key, lang, **params)
+            except KeyError:   # raised without the numbers this text needs: its class's text
+                continue
+    return t("error.InvalidInputError", lang)
+
+
+def unread_field_text(err, lang: str = "en") -> str:
+    """The batch warning for a metadata field taken as unknown (``inputs.MetadataError``)."""
+    return t("warning.unread_field", lang, field=t(f"field.{err.field}", lang), value=err.value)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import math
+import unicodedata
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,17 @@ from .config import settings
 
 
 class InvalidInputError(ValueError):
-    """Base class of every input the model refuses."""
+    """Base class of every input the model refuses.
+
+    ``str(err)`` is a plain English sentence (the API and the command line show it); the
+    app words it in its own language from the class name, or ``key`` where one class has
+    several messages, and the ``params`` (see ``i18n.error_text``).
+    """
+
+    def __init__(self, message: str, key: str | None = None, **params):
+        super().__init__(message)
+        self.key = key or type(self).__name__
+        self.params = params
 
 
 class NotAnImageError(InvalidInputError):
@@ -38,16 +49,29 @@ class ImageTooLargeError(InvalidInputError):
     pass
 
 
-class InvalidAgeError(InvalidInputError):
-    pass
+class MetadataError(InvalidInputError):
+    """A metadata field that cannot be read; ``field`` and ``value`` say which and what."""
+    field = ""
+
+    def __init__(self, message: str, value=None):
+        super().__init__(message, value=value)
+        self.value = value
 
 
-class UnknownSexError(InvalidInputError):
-    pass
+class MetadataFileError(InvalidInputError):
+    """A metadata table (CSV) that cannot be used as a whole."""
 
 
-class UnknownSiteError(InvalidInputError):
-    pass
+class InvalidAgeError(MetadataError):
+    field = "age"
+
+
+class UnknownSexError(MetadataError):
+    field = "sex"
+
+
+class UnknownSiteError(MetadataError):
+    field = "site"
 
 
 ImageSource = Union[Image.Image, bytes, bytearray, str, Path, BinaryIO]
@@ -73,7 +97,9 @@ def _open(source: ImageSource) -> Image.Image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             return Image.open(source)
     except Image.DecompressionBombError as err:
-        raise ImageTooLargeError("The image is far too large to be a photograph of a lesion.") from err
+        limit = settings().max_image_pixels // 1_000_000
+        raise ImageTooLargeError(f"The image is far too large; the limit is {limit} megapixels.",
+                                 limit=limit) from err
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise NotAnImageError(
             "This file is not an image that can be read (use JPEG, PNG, WebP, BMP or TIFF).") from err
@@ -122,13 +148,14 @@ def load_image(source: ImageSource) -> Image.Image:
     img = _open(source)
     width, height = img.size
     if width * height > cfg.max_image_pixels:
+        limit = cfg.max_image_pixels // 1_000_000
         raise ImageTooLargeError(
-            f"The image is too large ({width}×{height} pixels); the limit is "
-            f"{cfg.max_image_pixels // 1_000_000} megapixels. Please send a smaller copy.")
+            f"The image is too large ({width}×{height} pixels); the limit is {limit} megapixels.", limit=limit)
     if min(width, height) < cfg.min_image_side:
         raise ImageTooSmallError(
             f"The image is too small ({width}×{height} pixels); at least "
-            f"{cfg.min_image_side} pixels on each side are needed.")
+            f"{cfg.min_image_side} pixels on each side are needed.", width=width, height=height,
+            side=cfg.min_image_side)
     side = cfg.max_working_side
     try:
         img.seek(0)
@@ -139,7 +166,7 @@ def load_image(source: ImageSource) -> Image.Image:
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         if "truncated" in str(err).lower() or isinstance(err, EOFError):
             raise TruncatedImageError(
-                "The image file is incomplete (truncated); please upload it again.") from err
+                "The image file is incomplete (truncated).") from err
         raise NotAnImageError("The image file is damaged and cannot be read.") from err
     return _to_rgb(img)
 
@@ -164,38 +191,81 @@ def _is_missing(value) -> bool:
         return True
     if isinstance(value, float) and math.isnan(value):
         return True
-    return isinstance(value, str) and value.strip().lower() in ("", vocab.UNKNOWN, "nan", "none")
+    return isinstance(value, str) and _spelling_key(value) in ("", vocab.UNKNOWN, "nan", "none", "na", "n/a",
+                                                                 "?", "inconnu", "inconnue")
+
+
+def _spelling_key(value: str) -> str:
+    """Lower case, no accents, single spaces: how spellings are matched."""
+    text = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode()
+    return " ".join(text.lower().replace("_", " ").split())
+
+
+def _spellings(names: dict[str, tuple[str, str]], others: dict[str, str]) -> dict[str, str]:
+    table = {_spelling_key(spelling): value for spelling, value in others.items()}
+    for value, (english, french) in names.items():
+        table |= {_spelling_key(value): value, _spelling_key(english): value, _spelling_key(french): value}
+    return table
+
+
+_SEX_SPELLINGS = _spellings(vocab.SEX_NAMES, vocab.SEX_SPELLINGS)
+_SITE_SPELLINGS = _spellings(vocab.SITE_NAMES, vocab.SITE_SPELLINGS)
 
 
 def parse_age(value) -> float | None:
     if _is_missing(value):
         return None
     if isinstance(value, bool):
-        raise InvalidAgeError("The age must be a number of years between 0 and 100.")
+        raise InvalidAgeError("The age must be a number of years between 0 and 100.", value)
     try:
-        age = float(value)
+        # "45,5": a decimal comma, as French writes it
+        age = float(value.strip().replace(",", ".") if isinstance(value, str) else value)
     except (TypeError, ValueError) as err:
-        raise InvalidAgeError(f"The age {value!r} is not a number of years.") from err
+        raise InvalidAgeError(f"The age {value!r} is not a number of years.", value) from err
     if not vocab.AGE_MIN <= age <= vocab.AGE_MAX:
         raise InvalidAgeError(
-            f"The age must be between {vocab.AGE_MIN} and {vocab.AGE_MAX} years (got {value}).")
+            f"The age must be between {vocab.AGE_MIN} and {vocab.AGE_MAX} years (got {value}).", value)
     return age
 
 
-def _parse_choice(value, allowed: tuple[str, ...], error: type[InvalidInputError], what: str) -> str:
+def _parse_choice(value, spellings: dict[str, str], allowed: tuple[str, ...],
+                  error: type[MetadataError], what: str) -> str:
     if _is_missing(value):
         return vocab.UNKNOWN
     if not isinstance(value, str):
-        raise error(f"The {what} must be one of: {', '.join(allowed)}.")
-    key = " ".join(value.strip().lower().replace("_", " ").split())
-    if key not in allowed:
-        raise error(f"Unknown {what} {value!r}; expected one of: {', '.join(allowed)}.")
-    return key
+        raise error(f"The {what} must be one of: {', '.join(allowed)}.", value)
+    try:
+        return spellings[_spelling_key(value)]
+    except KeyError:
+        raise error(f"Unknown {what} {value!r}; expected one of: {', '.join(allowed)}.", value) from None
+
+
+def parse_sex(value) -> str:
+    return _parse_choice(value, _SEX_SPELLINGS, vocab.SEXES, UnknownSexError, "sex")
+
+
+def parse_site(value) -> str:
+    return _parse_choice(value, _SITE_SPELLINGS, vocab.SITES, UnknownSiteError, "anatomical site")
 
 
 def parse_metadata(age=None, sex=None, site=None) -> Metadata:
-    return Metadata(
-        age=parse_age(age),
-        sex=_parse_choice(sex, vocab.SEXES, UnknownSexError, "sex"),
-        site=_parse_choice(site, vocab.SITES, UnknownSiteError, "anatomical site"),
-    )
+    """Validated metadata; raises a ``MetadataError`` for a field it cannot read. Besides the
+    vocabulary's values, common spellings are understood (M/F, homme/femme, French site names)."""
+    return Metadata(age=parse_age(age), sex=parse_sex(sex), site=parse_site(site))
+
+
+def parse_metadata_leniently(age=None, sex=None, site=None) -> tuple[Metadata, tuple[MetadataError, ...]]:
+    """The batch rule: a field that cannot be read becomes unknown, and its error is returned
+    so that the row can carry a warning; the image is still analysed."""
+    unread: list[MetadataError] = []
+
+    def read(parse, value, unknown):
+        try:
+            return parse(value)
+        except MetadataError as err:
+            unread.append(err)
+            return unknown
+
+    meta = Metadata(age=read(parse_age, age, None), sex=read(parse_sex, sex, vocab.UNKNOWN),
+                    site=read(parse_site, site, vocab.UNKNOWN))
+    return meta, tuple(unread)

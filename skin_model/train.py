@@ -219,10 +219,6 @@ def predict_logits(net: SkinNet, data: Dataset, inputs: InputConfig, views: tupl
     return predict_outputs(net, data, inputs, views, batch_size, device)[0]
 
 
-def balanced_accuracy(probs: torch.Tensor, labels: torch.Tensor) -> float:
-    return classification_report(probs.numpy(), labels.numpy())["balanced_accuracy"]
-
-
 class EMA:
     """Exponential moving average of a network's weights (buffers copied as they are)."""
 
@@ -247,7 +243,7 @@ def _checkpoint_path(member_dir: Path) -> Path:
 
 def train_member(data: dict[str, Dataset], run: Run, cfg: TrainConfig, resume: bool = False) -> Path:
     """Train one member; checkpoint every epoch; keep the best epoch by validation balanced
-    accuracy under the ``equal`` prior (the decision rule the app uses)."""
+    accuracy under the ``equal`` prior at its best strength (the decision rule the app uses)."""
     member_dir = run.member_dir(cfg.name)
     member_dir.mkdir(parents=True, exist_ok=True)
     (member_dir / "done.json").unlink(missing_ok=True)  # a member in training is not finished
@@ -316,11 +312,14 @@ def train_member(data: dict[str, Dataset], run: Run, cfg: TrainConfig, resume: b
         logits = predict_logits(scored, data["val"], inputs, device=cfg.device)
         probs = torch.softmax(logits, 1)
         val = classification_report(probs.numpy(), data["val"].labels.numpy())
-        val_equal = balanced_accuracy(apply_prior(probs, train_prior, PRIORS["equal"](train_prior)), data["val"].labels)
+        # Scored as export will use it: the equal prior at its best strength (a class-weighted
+        # loss already leans towards rare classes, so the full correction over-corrects).
+        strength, strength_scores = choose_prior_strength(probs, data["val"].labels, train_prior)
+        val_equal = strength_scores[f"{strength:.1f}"]
         row = {"epoch": epoch + 1, "train_loss": loss_sum / seen,
                "val_loss": F.cross_entropy(logits, data["val"].labels).item(),
                "val_accuracy": val["accuracy"], "val_balanced_accuracy": val["balanced_accuracy"],
-               "val_balanced_accuracy_equal_prior": val_equal,
+               "val_balanced_accuracy_equal_prior": val_equal, "equal_prior_strength": strength,
                "val_macro_auc": val["macro_auc"], "lr": sched.get_last_lr()[0],
                "seconds": time.time() - t0}
         with log_path.open("a", newline="") as fh:

@@ -37,12 +37,32 @@ GROUPS: tuple[str, ...] = ("malignant", "premalignant", "benign")
 
 UNKNOWN = "unknown"
 AGE_MIN, AGE_MAX = 0, 100
-SEXES: tuple[str, ...] = ("female", "male", UNKNOWN)
+# value -> (English, French) name as the app shows it.
+SEX_NAMES: dict[str, tuple[str, str]] = {
+    "female": ("female", "femme"), "male": ("male", "homme"), UNKNOWN: ("unknown", "inconnu")}
+SEXES: tuple[str, ...] = tuple(SEX_NAMES)
 # The 15 HAM10000 `localization` values, in the dataset's own spelling.
-SITES: tuple[str, ...] = (
-    "abdomen", "acral", "back", "chest", "ear", "face", "foot", "genital", "hand",
-    "lower extremity", "neck", "scalp", "trunk", UNKNOWN, "upper extremity",
-)
+SITE_NAMES: dict[str, tuple[str, str]] = {
+    "abdomen": ("abdomen", "abdomen"), "acral": ("acral", "acral"), "back": ("back", "dos"),
+    "chest": ("chest", "poitrine"), "ear": ("ear", "oreille"), "face": ("face", "visage"),
+    "foot": ("foot", "pied"), "genital": ("genital", "génital"), "hand": ("hand", "main"),
+    "lower extremity": ("lower extremity", "membre inférieur"), "neck": ("neck", "cou"),
+    "scalp": ("scalp", "cuir chevelu"), "trunk": ("trunk", "tronc"), UNKNOWN: ("unknown", "inconnue"),
+    "upper extremity": ("upper extremity", "membre supérieur"),
+}
+SITES: tuple[str, ...] = tuple(SITE_NAMES)
+# Other spellings that metadata files use for the same values (matched without case or
+# accents), beside the values and their French names above.
+SEX_SPELLINGS: dict[str, str] = {
+    "f": "female", "w": "female", "woman": "female", "feminin": "female", "feminine": "female",
+    "m": "male", "h": "male", "man": "male", "masculin": "male", "masculine": "male",
+    "u": UNKNOWN, "?": UNKNOWN, "inconnue": UNKNOWN,
+}
+SITE_SPELLINGS: dict[str, str] = {
+    "leg": "lower extremity", "lower limb": "lower extremity", "jambe": "lower extremity",
+    "arm": "upper extremity", "upper limb": "upper extremity", "bras": "upper extremity",
+    "palms/soles": "acral", "posterior torso": "back", "inconnu": UNKNOWN,
+}
 
 # Priors under which the answer is decided (see priors.py): "equal" before the image is
 # seen every diagnosis is as likely; "training": HAM10000's own frequencies.

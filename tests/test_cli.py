@@ -1,0 +1,136 @@
+"""The command line's contract: exit status, unique ids, skipped files, the batch metadata rule,
+messages fit for a terminal, and tracebacks only with -v."""
+import logging
+
+import pandas as pd
+import pytest
+
+from skin_model import cli, vocab
+from skin_model.batch import RESULT_COLUMNS
+
+from .conftest import encode, synthetic_lesion
+
+
+@pytest.fixture
+def predict(trained_run, capsys, caplog):
+    """Runs ``predict`` in-process on the tiny model; returns (exit status, table, stderr, log)."""
+    def run(*args, verbose=False):
+        out = args[0].parent / "out.csv" if hasattr(args[0], "parent") else None
+        argv = (["-v"] if verbose else []) + ["predict", *map(str, args), "--model", str(trained_run[1]),
+                                             "--out", str(out)]
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG):
+            status = cli.main(argv)
+        table = pd.read_csv(out, keep_default_na=False) if out.exists() else None
+        return status, table, capsys.readouterr().err, caplog.records
+    return run
+
+
+def _lesion(path, seed=1):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(encode(synthetic_lesion("nv", seed), "JPEG"))
+    return path
+
+
+def test_every_file_failing_exits_non_zero(tmp_path, predict):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(b"not an image")
+    (folder / "b.png").write_bytes(b"")
+    status, table, err, _ = predict(folder)
+    assert status == 1
+    assert "none of the 2 image(s) could be predicted" in err
+    assert (table["error"] != "").all()
+
+
+def test_some_failing_exits_zero_with_a_one_line_summary(tmp_path, predict):
+    folder = tmp_path / "mixed"
+    _lesion(folder / "good.jpg")
+    (folder / "bad.jpg").write_bytes(b"not an image")
+    status, table, err, _ = predict(folder)
+    assert status == 0
+    assert "predicted 1 of 2 image(s); 1 could not be read" in err
+    assert table.set_index("image_id").loc["good", "prediction"] in vocab.CLASSES
+
+
+def test_one_name_in_two_folders_gets_two_ids_and_two_heatmaps(tmp_path, predict, trained_run):
+    _lesion(tmp_path / "a" / "x.jpg", 1)
+    _lesion(tmp_path / "b" / "x.jpg", 2)
+    _lesion(tmp_path / "b" / "y.jpg", 3)
+    cams = tmp_path / "cams"
+    status, table, _, _ = predict(tmp_path / "a", tmp_path / "b", "--cam-dir", cams)
+    assert status == 0
+    ids = list(table["image_id"])
+    assert len(set(ids)) == 3 and "y" in ids
+    x_ids = [i for i in ids if i.endswith("/x")]
+    assert len(x_ids) == 2 and x_ids[0] != x_ids[1]
+    for image_id in ids:
+        assert (cams / f"{image_id}.png").is_file(), image_id
+
+
+def test_files_that_are_not_images_are_listed(tmp_path, predict):
+    folder = tmp_path / "mixed"
+    _lesion(folder / "lesion.jpg")
+    (folder / "notes.txt").write_text("patient notes")
+    status, table, err, _ = predict(folder)
+    assert status == 0 and list(table["image_id"]) == ["lesion"]
+    assert "skipped 1 file(s) that are not images" in err and "notes.txt" in err
+
+
+@pytest.mark.parametrize("age, sex, site, warned", [
+    ("abc", "", "", ["age"]),
+    ("", "robot", "elbow", ["sex", "localization"]),
+    ("45,5", "M", "Dos", []),
+    ("70", "femme", "membre inférieur", []),
+    ("300", "F", "", ["age"]),
+])
+def test_a_bad_metadata_field_becomes_unknown_with_a_warning(tmp_path, predict, age, sex, site, warned):
+    folder = tmp_path / "imgs"
+    _lesion(folder / "img0.jpg")
+    csv = tmp_path / "meta.csv"
+    csv.write_text(f"image_id,age,sex,localization\nimg0,{age},{sex},{site}\n")
+    status, table, err, _ = predict(folder, "--metadata", csv)
+    assert status == 0 and list(table.columns) == list(RESULT_COLUMNS)
+    row = table.iloc[0]
+    assert row["prediction"] in vocab.CLASSES and row["error"] == ""
+    for field in ("age", "sex", "localization"):
+        assert (field in row["warning"]) == (field in warned), row["warning"]
+    assert ("had metadata taken as unknown" in err) == bool(warned)
+
+
+def test_messages_do_not_ask_to_upload(tmp_path, predict):
+    folder = tmp_path / "cut"
+    data = encode(synthetic_lesion("mel", 3, (400, 300)), "JPEG")
+    (folder).mkdir()
+    (folder / "cut.jpg").write_bytes(data[: len(data) // 2])
+    (folder / "big.png").write_bytes(b"")
+    status, table, err, _ = predict(folder)
+    text = " ".join(table["error"]) + err
+    assert status == 1 and "truncated" in text
+    assert "upload" not in text.lower()
+
+
+def test_traceback_only_with_verbose(tmp_path, predict):
+    folder = tmp_path / "imgs"
+    _lesion(folder / "img0.jpg")
+    junk = tmp_path / "meta.csv"
+    junk.write_bytes(b"\x00\x01binary" * 100)
+    status, _, _, records = predict(folder, "--metadata", junk)
+    errors = [r for r in records if r.levelno >= logging.ERROR]
+    assert status == 1 and "not a CSV table" in errors[0].getMessage() and errors[0].exc_info is None
+    status, _, _, records = predict(folder, "--metadata", junk, verbose=True)
+    errors = [r for r in records if r.levelno >= logging.ERROR]
+    assert status == 1 and errors[0].exc_info is not None
+
+
+def test_no_file_name_or_metadata_reaches_the_log(tmp_path, predict):
+    folder = tmp_path / "imgs"
+    _lesion(folder / "patient_dupont.jpg")
+    (folder / "secret_notes.txt").write_text("x")
+    csv = tmp_path / "meta.csv"
+    csv.write_text("image_id,age,sex,localization\npatient_dupont,63,robot,scalp\n")
+    status, _, err, records = predict(folder, "--metadata", csv, verbose=True)
+    assert status == 0 and "secret_notes.txt" in err   # the person at the terminal is told
+    logged = " ".join(r.getMessage() for r in records)
+    for private in ("patient_dupont", "secret_notes", "robot", "scalp"):
+        assert private not in logged
