@@ -2,52 +2,90 @@
 import io
 from pathlib import Path
 
-import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
 
 import ui
 from skin_model import vocab
-from skin_model.batch import BatchItem, predict_items, read_metadata_table
-from skin_model.i18n import error_text
+from skin_model.batch import BatchItem, metadata_for, predict_items, read_metadata_table
+from skin_model.config import settings
+from skin_model.i18n import error_text, unread_field_text
 from skin_model.inputs import InvalidInputError
 
 tr = ui.tr
 model = ui.model()
+limit = settings().max_batch_files
 st.title(tr("batch.title"))
 st.info(tr("app.disclaimer"), icon=":material/medical_information:")
 
-files = st.file_uploader(tr("batch.images"), type=ui.UPLOAD_TYPES,
-                         accept_multiple_files=True, key="batch_images")
-csv = st.file_uploader(tr("batch.metadata"), type=["csv"], key="batch_csv")
+# Every file is accepted and read by the model's own decoder, which names what it refuses.
+files = st.file_uploader(tr("batch.images"), accept_multiple_files=True, key="batch_images")
+csv = st.file_uploader(tr("batch.metadata"), type=["csv", "txt"], key="batch_csv")
+inputs = (tuple(f.file_id for f in files or ()), csv.file_id if csv else None)
+
+kept = st.session_state.get("batch")
+if kept is not None and files and kept["inputs"] != inputs:
+    # New files: the old table described other inputs, so it goes.
+    st.session_state.pop("batch")
+    kept = None
 
 if not files:
-    st.caption(tr("batch.empty"))
+    if kept is None:
+        st.caption(tr("batch.empty", limit=limit))
+elif len(files) > limit:
+    st.error(tr("batch.too_many", limit=limit, n=len(files)))
 elif st.button(tr("batch.run", n=len(files)), type="primary", key="batch_run"):
     try:
         table = read_metadata_table(io.BytesIO(csv.getvalue())) if csv else {}
     except InvalidInputError as err:
         st.error(error_text(err, ui.lang()))
         st.stop()
-    items = [BatchItem(Path(f.name).stem, f.getvalue(), table.get(Path(f.name).stem, {})) for f in files]
+    items = [BatchItem(Path(f.name).stem, f.getvalue(), metadata_for(table, Path(f.name).stem)) for f in files]
     bar = st.progress(0.0)
-    st.session_state["batch_result"] = predict_items(
-        model, items, prior=vocab.DEFAULT_PRIOR, progress=lambda i, n: bar.progress(i / n, text=tr("batch.progress", i=i, n=n)))
+    lang = ui.lang()
+    result = predict_items(
+        model, items, prior=st.session_state.get("prior", vocab.DEFAULT_PRIOR),
+        error_text=lambda err: error_text(err, lang), warning_text=lambda err: unread_field_text(err, lang),
+        progress=lambda i, n: bar.progress(i / n, text=tr("batch.progress", i=i, n=n)))
     bar.empty()
+    kept = st.session_state["batch"] = {"inputs": inputs, "result": result}
 
-result = st.session_state.get("batch_result")
-if result is not None:
+if kept is not None:
+    result = kept["result"]
+    if not files:   # back from another page: the uploaders are empty, the results are kept
+        line, clear = st.columns([4, 1], vertical_alignment="center")
+        line.caption(tr("batch.kept", n=len(result)))
+        if clear.button(tr("batch.clear"), key="batch_clear"):
+            st.session_state.pop("batch")
+            st.rerun()
     failed = int((result["error"] != "").sum())
     if failed:
-        st.warning(tr("batch.failed", n=failed))
+        st.warning(tr("batch.failed", n=failed, column=tr("column.error")))
+    warned = int((result["warning"] != "").sum())
+    if warned:
+        st.warning(tr("batch.warned", n=warned, column=tr("column.warning")))
     flagged = int((result["ood"] == 1).sum())
     if flagged:
-        st.warning(tr("batch.ood", n=flagged))
-    st.dataframe(result, hide_index=True, width="stretch",
-                 column_config={c: st.column_config.NumberColumn(format="%.3f") for c in vocab.CLASSES})
+        st.warning(tr("batch.ood", n=flagged, column=tr("column.ood")))
+    labels = {c: tr(f"column.{c}") if c not in vocab.CLASSES else c for c in result.columns}
+    config = {c: st.column_config.Column(label) for c, label in labels.items()}
+    config |= {c: st.column_config.NumberColumn(c, format="%.3f") for c in vocab.CLASSES}
+    config["malignant_probability"] = st.column_config.NumberColumn(labels["malignant_probability"], format="%.3f")
+    st.dataframe(result, hide_index=True, width="stretch", column_config=config)
+
     counts = result.loc[result["prediction"] != "", "prediction"].value_counts().reindex(vocab.CLASSES, fill_value=0)
-    fig = px.bar(x=[ui.label(c) for c in counts.index], y=counts.values,
-                 labels={"x": tr("chart.class"), "y": tr("batch.count")}, title=tr("batch.summary"))
-    fig.update_layout(height=320, margin=dict(l=10, r=10, t=40, b=10))
-    st.plotly_chart(fig, config={"displayModeBar": False})
+    if counts.sum() == 0:
+        st.caption(tr("batch.none"))
+    else:
+        # Horizontal bars with codes: readable on a phone; full names on hover; whole counts only.
+        fig = go.Figure(go.Bar(x=counts.values, y=list(counts.index), orientation="h",
+                               customdata=[ui.label(c) for c in counts.index], text=counts.values,
+                               textposition="outside", cliponaxis=False,
+                               hovertemplate="%{customdata}: %{x}<extra></extra>", marker_color="#9aa5b1"))
+        fig.update_layout(title=tr("batch.summary"), height=300, margin=dict(l=10, r=30, t=40, b=40),
+                          xaxis=dict(title=tr("batch.count"), rangemode="tozero", tickformat="d",
+                                     dtick=max(1, int(counts.max()) // 5)),
+                          yaxis=dict(autorange="reversed", automargin=True))
+        st.plotly_chart(fig, config={"displayModeBar": False})
     st.download_button(tr("batch.download"), result.to_csv(index=False), file_name="skin_model_batch.csv",
                        mime="text/csv", icon=":material/download:")

@@ -23,6 +23,7 @@ class Settings:
     max_image_pixels: int    # larger images are refused (decompression bombs)
     min_image_side: int      # smaller images carry too little to read
     max_working_side: int    # decoded images are shrunk to this longest side at once
+    max_batch_files: int     # images per batch in the app (the command line has no limit)
 
 
 def settings() -> Settings:
@@ -36,4 +37,5 @@ def settings() -> Settings:
         max_image_pixels=int(env("SKIN_MODEL_MAX_PIXELS", str(40_000_000))),
         min_image_side=int(env("SKIN_MODEL_MIN_SIDE", "32")),
         max_working_side=int(env("SKIN_MODEL_MAX_SIDE", "1024")),
+        max_batch_files=int(env("SKIN_MODEL_MAX_BATCH", "100")),
     )

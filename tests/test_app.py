@@ -122,10 +122,66 @@ def test_batch_with_two_images_and_a_csv():
     at.run()
     at.button(key="batch_run").click().run()
     assert not at.exception, at.exception
-    result = at.session_state["batch_result"]
+    result = at.session_state["batch"]["result"]
     assert list(result["image_id"]) == ["ISIC_0027622", "ISIC_0029827"]
     assert (result["error"] == "").all()
     assert len(at.dataframe) == 1 and len(at.get("plotly_chart")) == 1
+
+
+def _batch(at, files, csv=None):
+    at.file_uploader(key="batch_images").set_value(files)
+    at.file_uploader(key="batch_csv").set_value(("meta.csv", csv, "text/csv") if csv else None)
+    at.run()
+    at.button(key="batch_run").click().run()
+    assert not at.exception, at.exception
+    return at.session_state["batch"]["result"]
+
+
+def test_batch_metadata_in_common_spellings_is_understood_and_a_bad_field_only_warns():
+    """M/F and French spellings are read; an unknown value becomes unknown with a row warning,
+    and is never blamed on the image."""
+    at = _app("pages/batch.py")
+    images = [(f"img{i}.jpg", SAMPLE.read_bytes(), "image/jpeg") for i in range(4)]
+    csv = ("image_id,age,sex,localization\nimg0,40,M,back\nimg1,55,f,Dos\nimg2,70,homme,membre inférieur\n"
+           "img3,abc,robot,elbow\n").encode()
+    result = _batch(at, images, csv)
+    assert (result["error"] == "").all() and result["prediction"].isin(vocab.CLASSES).all()
+    assert list(result["warning"] != "") == [False, False, False, True]
+    assert "robot" in result.loc[3, "warning"] and "elbow" in result.loc[3, "warning"]
+    warnings = [w.value for w in at.warning]
+    assert t("batch.warned", "en", n=1, column=t("column.warning", "en")) in warnings
+    assert not any("could not be read" in w for w in warnings)
+
+
+def test_batch_refuses_more_files_than_its_limit(monkeypatch):
+    monkeypatch.setenv("SKIN_MODEL_MAX_BATCH", "3")
+    at = _app("pages/batch.py")
+    at.file_uploader(key="batch_images").set_value([(f"i{i}.jpg", SAMPLE.read_bytes(), "image/jpeg")
+                                                    for i in range(4)])
+    at.run()
+    assert [e.value for e in at.error] == [t("batch.too_many", "en", limit=3, n=4)]
+    assert not at.button and "batch" not in at.session_state
+
+
+def test_batch_results_survive_another_page_and_never_sit_under_new_files():
+    at = _app("pages/batch.py")
+    first = _batch(at, [("a.jpg", SAMPLE.read_bytes(), "image/jpeg")])
+    at.switch_page("pages/about.py").run()
+    at.switch_page("pages/batch.py").run()
+    assert at.session_state["batch"]["result"] is first and len(at.dataframe) == 1
+    assert any(c.value == t("batch.kept", "en", n=1) for c in at.caption)
+    at.file_uploader(key="batch_images").set_value([("b.jpg", SAMPLE.read_bytes(), "image/jpeg"),
+                                                    ("c.jpg", SAMPLE.read_bytes(), "image/jpeg")])
+    at.run()
+    assert "batch" not in at.session_state and not at.dataframe   # the old table is gone
+    assert at.button(key="batch_run").label == t("batch.run", "en", n=2)
+
+
+def test_batch_chart_when_nothing_could_be_read():
+    at = _app("pages/batch.py")
+    result = _batch(at, [("x.jpg", b"junk", "image/jpeg")])
+    assert (result["error"] != "").all()
+    assert not at.get("plotly_chart") and any(c.value == t("batch.none", "en") for c in at.caption)
 
 
 def test_model_card_renders_its_metrics():
@@ -282,13 +338,13 @@ def test_hostile_metadata_csvs_on_the_batch_page():
         assert not at.exception, (name, at.exception)
         if error is None:
             assert not at.error, name
-            assert at.session_state["batch_result"].loc[0, "prediction"] in vocab.CLASSES, name
+            assert at.session_state["batch"]["result"].loc[0, "prediction"] in vocab.CLASSES, name
         else:
             assert len(at.error) == 1 and "Traceback" not in at.error[0].value, name
     at.file_uploader(key="batch_csv").set_value(None)
     at.run()
     at.button(key="batch_run").click().run()
-    assert not at.error and at.session_state["batch_result"].loc[0, "error"] == ""
+    assert not at.error and at.session_state["batch"]["result"].loc[0, "error"] == ""
 
 
 def test_an_image_that_is_not_dermoscopy_gets_the_warning_first():
