@@ -1,4 +1,5 @@
 """Entry point: page config, shared sidebar, and the page list (nothing else)."""
+
 import streamlit as st
 
 from skin_model import __version__
@@ -8,9 +9,10 @@ from ui import ASSETS, lang, model_version, tr
 st.set_page_config(page_title=tr("app.title"), page_icon=str(ASSETS / "logo.png"), layout="wide")
 
 with st.sidebar:
-    st.selectbox(tr("app.language"), list(LANGUAGES), index=list(LANGUAGES).index(lang()),
-                 format_func=LANGUAGES.get, key="lang")
-    st.query_params["lang"] = lang()   # in the URL, so that a reload or a shared link keeps it
+    st.selectbox(
+        tr("app.language"), list(LANGUAGES), index=list(LANGUAGES).index(lang()), format_func=LANGUAGES.get, key="lang"
+    )
+    st.query_params["lang"] = lang()  # in the URL, so that a reload or a shared link keeps it
     st.caption(tr("app.versions", app=__version__, model=model_version()))
 
 st.logo(str(ASSETS / "logo.png"))

@@ -2,6 +2,7 @@
 
 No model logic here: that lives in ``skin_model``.
 """
+
 from __future__ import annotations
 
 import csv
@@ -9,11 +10,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from skin_model import vocab
+from skin_model import load_model, vocab
 from skin_model.card import ModelArtifactError, read_card_of_shipped
 from skin_model.i18n import LANGUAGES, class_label, percent, t
 from skin_model.inputs import IMAGE_SUFFIXES
-from skin_model import load_model
 from skin_model.predictor import SkinClassifier
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -66,7 +66,7 @@ def choice(widget, label: str, options, name: str, default, format_func, **kwarg
     kept = st.session_state.get(name, default)
     index = options.index(kept if kept in options else default)
 
-    def remember():   # before the rerun, so that code above the widget sees the new value
+    def remember():  # before the rerun, so that code above the widget sees the new value
         st.session_state[name] = st.session_state[key]
 
     return widget(label, options, index=index, format_func=format_func, key=key, on_change=remember, **kwargs)
@@ -112,6 +112,7 @@ def pct(p: float) -> str:
 def colour_legend(width: int = 256, height: int = 12):
     """The heatmap's colour scale, low (blue) to high (red), as a thin strip."""
     import numpy as np
+
     from skin_model.gradcam import jet
 
     strip = np.tile(jet(np.linspace(0.0, 1.0, width))[None], (height, 1, 1))
@@ -144,12 +145,24 @@ def probability_chart(probabilities: dict[str, float], highlight: str):
     import plotly.graph_objects as go
 
     order = sorted(probabilities, key=probabilities.get)
-    fig = go.Figure(go.Bar(
-        # Codes on the axis keep the chart readable on a phone; full names on hover.
-        x=[probabilities[c] for c in order], y=order, orientation="h", customdata=[label(c) for c in order],
-        marker_color=["#d62728" if c == highlight else "#9aa5b1" for c in order],
-        text=[pct(probabilities[c]) for c in order], textposition="outside", cliponaxis=False,
-        hovertemplate="%{customdata}: %{text}<extra></extra>"))
-    fig.update_layout(xaxis=dict(range=[0, 1.15], tickformat=".0%", title=tr("chart.probability")),
-                      yaxis=dict(automargin=True), height=280, margin=dict(l=10, r=10, t=10, b=40))
+    fig = go.Figure(
+        go.Bar(
+            # Codes on the axis keep the chart readable on a phone; full names on hover.
+            x=[probabilities[c] for c in order],
+            y=order,
+            orientation="h",
+            customdata=[label(c) for c in order],
+            marker_color=["#d62728" if c == highlight else "#9aa5b1" for c in order],
+            text=[pct(probabilities[c]) for c in order],
+            textposition="outside",
+            cliponaxis=False,
+            hovertemplate="%{customdata}: %{text}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        xaxis=dict(range=[0, 1.15], tickformat=".0%", title=tr("chart.probability")),
+        yaxis=dict(automargin=True),
+        height=280,
+        margin=dict(l=10, r=10, t=10, b=40),
+    )
     return fig

@@ -7,6 +7,7 @@ Run by hand (not part of the test suite):
 Every figure is the median over repeated runs in a warm process (cold start: over
 fresh processes). Floors are measured in the same run, so ratios hold on a noisy machine.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,10 @@ def median_seconds(fn, repeats: int, warmup: int = 2) -> float:
 
 def cold_start(repeats: int) -> dict:
     """Process start -> model ready, split into import and load, in fresh processes."""
-    code = ("import time, json; t0 = time.time(); from skin_model.predictor import SkinClassifier; "
-            "t1 = time.time(); SkinClassifier.load(); t2 = time.time(); print(json.dumps([t0, t1, t2]))")
+    code = (
+        "import time, json; t0 = time.time(); from skin_model.predictor import SkinClassifier; "
+        "t1 = time.time(); SkinClassifier.load(); t2 = time.time(); print(json.dumps([t0, t1, t2]))"
+    )
     totals, imports, loads = [], [], []
     for _ in range(repeats):
         start = time.time()
@@ -52,16 +55,19 @@ def cold_start(repeats: int) -> dict:
         totals.append(t2 - start)
         imports.append(t1 - t0)
         loads.append(t2 - t1)
-    return {"total_s": statistics.median(totals), "import_s": statistics.median(imports),
-            "load_s": statistics.median(loads)}
+    return {
+        "total_s": statistics.median(totals),
+        "import_s": statistics.median(imports),
+        "load_s": statistics.median(loads),
+    }
 
 
 def in_process(repeats: int) -> dict:
     import torch
 
+    from skin_model.batch import predict_paths
     from skin_model.inputs import Metadata
     from skin_model.network import encode_metadata
-    from skin_model.batch import predict_paths
     from skin_model.predictor import SkinClassifier, on_torch_thread
 
     model = SkinClassifier.load()
@@ -78,12 +84,14 @@ def in_process(repeats: int) -> dict:
             with torch.inference_mode():
                 for net, batch in zip(model.members, batches):
                     net(batch, metas)
+
         on_torch_thread(run)
 
     def bare_forward_backward():
         def run():
             for net, x in zip(model.members, xs):
                 net(x.clone().requires_grad_(True), m).sum().backward()
+
         on_torch_thread(run)
 
     results = {
@@ -100,9 +108,11 @@ def in_process(repeats: int) -> dict:
         for i in range(256):  # a folder of 256 files made from the samples
             shutil.copy(images[i % len(images)], Path(folder) / f"img{i:03d}.jpg")
         import logging
+
         logging.disable(logging.INFO)
-        seconds = median_seconds(lambda: predict_paths([Path(folder)], out_csv=Path(folder) / "out.csv"),
-                                 max(3, repeats // 4), warmup=1)
+        seconds = median_seconds(
+            lambda: predict_paths([Path(folder)], out_csv=Path(folder) / "out.csv"), max(3, repeats // 4), warmup=1
+        )
         results["batch_cli_img_s"] = 256 / seconds
     return results
 
@@ -145,8 +155,9 @@ def app_memory(answers: int = 20, python: str = sys.executable) -> dict:
 
 def app_memory_runs(python: str, repeats: int, answers: int = 20) -> dict:
     """Median (min, max) of ``app_memory`` over fresh app processes served by ``python``."""
-    torch_version = subprocess.run([python, "-c", "import torch; print(torch.__version__)"],
-                                   capture_output=True, text=True, check=True).stdout.strip()
+    torch_version = subprocess.run(
+        [python, "-c", "import torch; print(torch.__version__)"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     runs = [app_memory(answers, python) for _ in range(repeats)]
     if "skipped" in runs[0]:
         return runs[0]
@@ -162,18 +173,26 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--skip-app", action="store_true")
-    parser.add_argument("--app-python", action="append", default=None,
-                        help="interpreter that serves the app for the memory figures, repeatable "
-                             "(e.g. a venv with a CPU build of torch); default: this one")
+    parser.add_argument(
+        "--app-python",
+        action="append",
+        default=None,
+        help="interpreter that serves the app for the memory figures, repeatable "
+        "(e.g. a venv with a CPU build of torch); default: this one",
+    )
     parser.add_argument("--memory-repeats", type=int, default=3, help="app processes measured per interpreter")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results.json")
     args = parser.parse_args()
 
     import torch
 
-    results = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cores": os.cpu_count(),
-               "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-               "machine": platform.processor() or platform.machine()}
+    results = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "machine": platform.processor() or platform.machine(),
+    }
     results["cold_start"] = cold_start(max(3, args.repeats // 4))
     results.update(in_process(args.repeats))
     results["ratios"] = {
@@ -182,16 +201,22 @@ def main() -> None:
         "batch_cli_vs_bare_forward_batch32": results["batch_cli_img_s"] / results["bare_forward_batch32_img_s"],
     }
     if not args.skip_app:
-        results["app_memory"] = [app_memory_runs(python, args.memory_repeats)
-                                 for python in args.app_python or [sys.executable]]
+        results["app_memory"] = [
+            app_memory_runs(python, args.memory_repeats) for python in args.app_python or [sys.executable]
+        ]
     args.out.write_text(json.dumps(results, indent=2) + "\n")
-    rows = [("cold start (total / import / load)", "{total_s:.2f} s / {import_s:.2f} s / {load_s:.2f} s".format(**results["cold_start"])),
-            ("predict, one image with metadata", f"{results['predict_s'] * 1000:.1f} ms"),
-            ("predict + Grad-CAM", f"{results['predict_gradcam_s'] * 1000:.1f} ms"),
-            ("bare forward (all members)", f"{results['bare_forward_s'] * 1000:.1f} ms"),
-            ("bare forward + backward", f"{results['bare_forward_backward_s'] * 1000:.1f} ms"),
-            ("bare forward, batch 32", f"{results['bare_forward_batch32_img_s']:.1f} img/s"),
-            ("CLI over a folder (256 images)", f"{results['batch_cli_img_s']:.1f} img/s")]
+    rows = [
+        (
+            "cold start (total / import / load)",
+            "{total_s:.2f} s / {import_s:.2f} s / {load_s:.2f} s".format(**results["cold_start"]),
+        ),
+        ("predict, one image with metadata", f"{results['predict_s'] * 1000:.1f} ms"),
+        ("predict + Grad-CAM", f"{results['predict_gradcam_s'] * 1000:.1f} ms"),
+        ("bare forward (all members)", f"{results['bare_forward_s'] * 1000:.1f} ms"),
+        ("bare forward + backward", f"{results['bare_forward_backward_s'] * 1000:.1f} ms"),
+        ("bare forward, batch 32", f"{results['bare_forward_batch32_img_s']:.1f} img/s"),
+        ("CLI over a folder (256 images)", f"{results['batch_cli_img_s']:.1f} img/s"),
+    ]
     rows += [(f"ratio {k}", f"{v:.2f}") for k, v in results["ratios"].items()]
     if "app_memory" in results:
         for mem in results["app_memory"]:
@@ -199,10 +224,16 @@ def main() -> None:
                 rows.append(("app memory", mem["skipped"]))
                 continue
             rows.append((f"app peak memory after 20 answers (torch {mem['torch']})", f"{mem['peak_rss_mb']:.0f} MB"))
-            rows.append((f"app peak memory, every page visited (torch {mem['torch']})",
-                         f"{mem['peak_rss_all_pages_mb']:.0f} MB"))
+            rows.append(
+                (
+                    f"app peak memory, every page visited (torch {mem['torch']})",
+                    f"{mem['peak_rss_all_pages_mb']:.0f} MB",
+                )
+            )
     width = max(len(r[0]) for r in rows)
-    print(f"{results['date']} · {results['cores']} cores · torch {results['torch']} · {results['torch_threads']} threads")
+    print(
+        f"{results['date']} · {results['cores']} cores · torch {results['torch']} · {results['torch_threads']} threads"
+    )
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
 

@@ -5,6 +5,7 @@
 Each session uploads a different sample; its answer must equal the Python API's answer
 for that image. Prints p50/p95 time to answer and the server's peak memory (VmHWM).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,7 @@ async def one_session(browser, url: str, image: Path) -> tuple[str, float]:
     start = time.perf_counter()
     await page.locator("input[type=file]").first.set_input_files(str(image))
     await page.get_by_text("Probability of a malignant").wait_for(timeout=120_000)
-    await page.wait_for_function("document.querySelectorAll('[data-testid=stImage] img').length >= 2",
-                                 timeout=120_000)
+    await page.wait_for_function("document.querySelectorAll('[data-testid=stImage] img').length >= 2", timeout=120_000)
     seconds = time.perf_counter() - start
     text = await page.locator("h3").filter(has_text=re.compile("Most likely|Uncertain between")).first.inner_text()
     # "Most likely: CODE — name" or "Uncertain between CODE and OTHER: ..." (CODE: the top class)
@@ -54,8 +54,11 @@ async def run(url: str, sessions: int) -> list[tuple[str, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sessions", type=int, default=8)
-    parser.add_argument("--app-python", default=sys.executable,
-                        help="interpreter that serves the app (e.g. a venv with a CPU build of torch)")
+    parser.add_argument(
+        "--app-python",
+        default=sys.executable,
+        help="interpreter that serves the app (e.g. a venv with a CPU build of torch)",
+    )
     args = parser.parse_args()
     import skin_model
 
@@ -66,9 +69,15 @@ def main() -> None:
         peak = peak_rss_mb(pid)
     times = sorted(t for _, t in results)
     correct = sum(label == want for (label, _), want in zip(results, expected))
-    report = {"app_python": args.app_python, "sessions": args.sessions, "answered": len(results), "correct": correct,
-              "p50_s": statistics.median(times), "p95_s": times[min(len(times) - 1, round(0.95 * (len(times) - 1)))],
-              "peak_rss_mb": peak}
+    report = {
+        "app_python": args.app_python,
+        "sessions": args.sessions,
+        "answered": len(results),
+        "correct": correct,
+        "p50_s": statistics.median(times),
+        "p95_s": times[min(len(times) - 1, round(0.95 * (len(times) - 1)))],
+        "peak_rss_mb": peak,
+    }
     print(json.dumps(report, indent=2))
     if correct != args.sessions:
         sys.exit(f"{args.sessions - correct} session(s) got a wrong or no answer")

@@ -1,4 +1,5 @@
 """About: the seven diagnoses in plain words, how to read Grad-CAM, how to run the app."""
+
 import streamlit as st
 
 import ui

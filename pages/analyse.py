@@ -1,10 +1,10 @@
 """Analyse: one image plus what is known of the patient -> answer, probabilities, Grad-CAM."""
+
 import hashlib
 import json
 import logging
 
 import streamlit as st
-from PIL import Image
 
 import ui
 from skin_model import vocab
@@ -12,8 +12,8 @@ from skin_model.gradcam import overlay
 from skin_model.i18n import error_text
 from skin_model.inputs import InvalidInputError, load_image
 
-UNLIKELY = 0.05      # a Grad-CAM of a class below this probability says so
-DISPLAY_SIDE = 640   # images and overlays are shown at most this large: no work for pixels nobody sees
+UNLIKELY = 0.05  # a Grad-CAM of a class below this probability says so
+DISPLAY_SIDE = 640  # images and overlays are shown at most this large: no work for pixels nobody sees
 
 log = logging.getLogger(__name__)
 tr = ui.tr
@@ -36,7 +36,7 @@ def read_image(name: str, data: bytes) -> dict:
 def given_file(widget, name: str, **kwargs) -> dict | None:
     """The image of an uploader or camera, kept in the session (decoded, as ``read_image``) so that
     it outlives a visit to another page; removing it in the widget forgets it."""
-    returning = f"{name}.widget" not in st.session_state     # first visit, or back from another page
+    returning = f"{name}.widget" not in st.session_state  # first visit, or back from another page
     file = widget(key=f"{name}.widget", **kwargs)
     if file is not None:
         data = file.getvalue()
@@ -60,8 +60,15 @@ inputs_col, result_col = st.columns([2, 3], gap="large")
 
 # -- inputs ---------------------------------------------------------------------------------------
 with inputs_col:
-    source = ui.choice(st.radio, tr("diag.source"), ["upload", "camera", "sample"], "source", "upload",
-                       lambda s: tr(f"diag.source.{s}"), horizontal=True)
+    source = ui.choice(
+        st.radio,
+        tr("diag.source"),
+        ["upload", "camera", "sample"],
+        "source",
+        "upload",
+        lambda s: tr(f"diag.source.{s}"),
+        horizontal=True,
+    )
     sample = None
     if source == "upload":
         # Every file is accepted here and read by the model's own decoder, which refuses what
@@ -71,8 +78,14 @@ with inputs_col:
         given = given_file(st.camera_input, "camera", label=tr("diag.camera"))
     else:
         table = ui.samples()
-        index = ui.choice(st.selectbox, tr("diag.sample"), range(len(table)), "sample", 0,
-                          lambda i: f"{table[i]['image_id']} · {tr('diag.confirmed_short', code=table[i]['dx'])}")
+        index = ui.choice(
+            st.selectbox,
+            tr("diag.sample"),
+            range(len(table)),
+            "sample",
+            0,
+            lambda i: f"{table[i]['image_id']} · {tr('diag.confirmed_short', code=table[i]['dx'])}",
+        )
         sample = table[index]
         with open(sample["path"], "rb") as f:
             given = read_image(sample["image_id"], f.read())
@@ -82,22 +95,32 @@ with inputs_col:
     with st.expander(tr("diag.patient"), expanded=given is None):
         if sample is not None and use_recorded:
             age, sex, site = sample["age"], sample["sex"], sample["localization"]
-            st.caption(f"{tr('field.age').capitalize()}: {age} · {tr('field.sex').capitalize()}: {tr('sex.' + sex)}"
-                       f" · {tr('field.site').capitalize()}: {tr('site.' + site)}")
+            st.caption(
+                f"{tr('field.age').capitalize()}: {age} · {tr('field.sex').capitalize()}: {tr('sex.' + sex)}"
+                f" · {tr('field.site').capitalize()}: {tr('site.' + site)}"
+            )
         else:
-            age = ui.kept(st.number_input, "age", None, label=tr("meta.age"), min_value=vocab.AGE_MIN,
-                          max_value=vocab.AGE_MAX, step=1)
+            age = ui.kept(
+                st.number_input,
+                "age",
+                None,
+                label=tr("meta.age"),
+                min_value=vocab.AGE_MIN,
+                max_value=vocab.AGE_MAX,
+                step=1,
+            )
             sex = ui.choice(st.selectbox, tr("meta.sex"), vocab.SEXES, "sex", vocab.UNKNOWN, lambda s: tr(f"sex.{s}"))
-            site = ui.choice(st.selectbox, tr("meta.site"), vocab.SITES, "site", vocab.UNKNOWN,
-                             lambda s: tr(f"site.{s}"))
+            site = ui.choice(
+                st.selectbox, tr("meta.site"), vocab.SITES, "site", vocab.UNKNOWN, lambda s: tr(f"site.{s}")
+            )
 
-prior = st.session_state.get("prior", vocab.DEFAULT_PRIOR)   # its control sits by the probabilities
+prior = st.session_state.get("prior", vocab.DEFAULT_PRIOR)  # its control sits by the probabilities
 
 # -- the model runs only when the image, the metadata or the prior change -------------------------------------
 result = None
 with result_col:
     if given is None or "error" in given:
-        st.session_state.pop("diagnosis", None)   # an answer lives only as long as its image
+        st.session_state.pop("diagnosis", None)  # an answer lives only as long as its image
     if given is None:
         st.caption(tr("diag.waiting"))
         st.stop()
@@ -117,11 +140,10 @@ with result_col:
             st.stop()
         display = given["image"].copy()
         display.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE))
-        result = {"key": key, "image": given["image"], "display": display, "prediction": prediction,
-                  "heatmaps": {}}
+        result = {"key": key, "image": given["image"], "display": display, "prediction": prediction, "heatmaps": {}}
         result["heatmaps"][explanation.target] = ui.resize_heatmap(explanation.heatmap, display.size)
         st.session_state["diagnosis"] = result
-        ui.forget("cam_class")   # a new answer explains its own class first
+        ui.forget("cam_class")  # a new answer explains its own class first
 
 
 @st.fragment
@@ -133,15 +155,18 @@ def explain(result: dict) -> None:
         target = ui.choice(st.selectbox, tr("diag.cam_class"), vocab.CLASSES, "cam_class", pred.label, ui.label)
         if target not in result["heatmaps"]:
             with st.spinner(tr("diag.running")):
-                heatmap = model.diagnose(result["image"], age=age, sex=sex, site=site, target=target,
-                                         prior=prior)[1].heatmap
+                heatmap = model.diagnose(result["image"], age=age, sex=sex, site=site, target=target, prior=prior)[
+                    1
+                ].heatmap
             result["heatmaps"][target] = ui.resize_heatmap(heatmap, result["display"].size)
     original.image(result["display"], caption=tr("diag.original"), width="stretch")
     with explained:
-        opacity = ui.kept(st.slider, "opacity", 0.45, label=tr("diag.opacity"), min_value=0.0, max_value=1.0,
-                          step=0.05)
-        st.image(overlay(result["display"], result["heatmaps"][target], opacity),
-                 caption=tr("diag.overlay", code=target), width="stretch")
+        opacity = ui.kept(st.slider, "opacity", 0.45, label=tr("diag.opacity"), min_value=0.0, max_value=1.0, step=0.05)
+        st.image(
+            overlay(result["display"], result["heatmaps"][target], opacity),
+            caption=tr("diag.overlay", code=target),
+            width="stretch",
+        )
         st.image(ui.colour_legend(), width="stretch")
         st.caption(tr("diag.legend", code=target))
     if pred.probabilities[target] < UNLIKELY:
@@ -167,13 +192,26 @@ with result_col:
     st.markdown(tr("diag.malignant", p=ui.pct(pred.malignant_probability)))
     if sample is not None:
         # A teaching moment: the recorded diagnosis beside the model's answer.
-        st.markdown(tr("diag.confirmed", code=sample["dx"], name=vocab.BY_CODE[sample["dx"]].name(ui.lang()),
-                       how=tr(f"dx_type.{sample['dx_type']}")))
+        st.markdown(
+            tr(
+                "diag.confirmed",
+                code=sample["dx"],
+                name=vocab.BY_CODE[sample["dx"]].name(ui.lang()),
+                how=tr(f"dx_type.{sample['dx_type']}"),
+            )
+        )
     st.metric(tr("diag.confidence"), ui.pct(pred.confidence))
 
     st.markdown(f"**{tr('diag.chart')}**")
-    ui.choice(st.radio, tr("diag.prior"), vocab.PRIOR_NAMES, "prior", vocab.DEFAULT_PRIOR,
-              lambda p: tr(f"prior.{p}"), help=tr("diag.prior_help"))
+    ui.choice(
+        st.radio,
+        tr("diag.prior"),
+        vocab.PRIOR_NAMES,
+        "prior",
+        vocab.DEFAULT_PRIOR,
+        lambda p: tr(f"prior.{p}"),
+        help=tr("diag.prior_help"),
+    )
     st.caption(tr("diag.prior_in_force", prior=tr(f"prior.{pred.prior}")))
     st.plotly_chart(ui.probability_chart(pred.probabilities, pred.label), config={"displayModeBar": False})
 
@@ -184,17 +222,31 @@ with result_col:
     if pred.metadata == type(pred.metadata).unknown():
         st.caption(tr("diag.no_metadata"))
     # A markdown table (codes and percentages) stays narrow on a phone and needs no pandas.
-    rows = [f"| {c} | {ui.pct(pred.probabilities[c])} | {ui.pct(pred.image_only[c])} |"
-            for c in sorted(vocab.CLASSES, key=pred.probabilities.get, reverse=True)]
-    st.markdown("\n".join([f"| {tr('chart.class')} | {tr('diag.fused')} | {tr('diag.image_only')} |",
-                           "|:--|--:|--:|", *rows]))
+    rows = [
+        f"| {c} | {ui.pct(pred.probabilities[c])} | {ui.pct(pred.image_only[c])} |"
+        for c in sorted(vocab.CLASSES, key=pred.probabilities.get, reverse=True)
+    ]
+    st.markdown(
+        "\n".join([f"| {tr('chart.class')} | {tr('diag.fused')} | {tr('diag.image_only')} |", "|:--|--:|--:|", *rows])
+    )
 
     st.markdown(f"**{tr('diag.similar')}**")
     cases = pred.neighbours
-    st.image([n.thumbnail for n in cases], width=96,
-             caption=[tr("diag.similar_caption", code=n.dx, how=tr(f"dx_type.{n.dx_type}")) for n in cases])
+    st.image(
+        [n.thumbnail for n in cases],
+        width=96,
+        caption=[tr("diag.similar_caption", code=n.dx, how=tr(f"dx_type.{n.dx_type}")) for n in cases],
+    )
 
-    report = {"disclaimer": "Research and teaching demonstrator; not a medical device.",
-              **pred.as_dict(), "image_sha256": result["key"][0]}
-    st.download_button(tr("diag.download"), json.dumps(report, indent=2), file_name="skin_model_result.json",
-                       mime="application/json", icon=":material/download:")
+    report = {
+        "disclaimer": "Research and teaching demonstrator; not a medical device.",
+        **pred.as_dict(),
+        "image_sha256": result["key"][0],
+    }
+    st.download_button(
+        tr("diag.download"),
+        json.dumps(report, indent=2),
+        file_name="skin_model_result.json",
+        mime="application/json",
+        icon=":material/download:",
+    )

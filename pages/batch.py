@@ -1,4 +1,5 @@
 """Batch: several images and an optional metadata CSV -> a table, a summary chart, a CSV."""
+
 import io
 from pathlib import Path
 
@@ -44,15 +45,19 @@ elif st.button(tr("batch.run", n=len(files)), type="primary", key="batch_run"):
     bar = st.progress(0.0)
     lang = ui.lang()
     result = predict_items(
-        model, items, prior=st.session_state.get("prior", vocab.DEFAULT_PRIOR),
-        error_text=lambda err: error_text(err, lang), warning_text=lambda err: unread_field_text(err, lang),
-        progress=lambda i, n: bar.progress(i / n, text=tr("batch.progress", i=i, n=n)))
+        model,
+        items,
+        prior=st.session_state.get("prior", vocab.DEFAULT_PRIOR),
+        error_text=lambda err: error_text(err, lang),
+        warning_text=lambda err: unread_field_text(err, lang),
+        progress=lambda i, n: bar.progress(i / n, text=tr("batch.progress", i=i, n=n)),
+    )
     bar.empty()
     kept = st.session_state["batch"] = {"inputs": inputs, "result": result}
 
 if kept is not None:
     result = kept["result"]
-    if not files:   # back from another page: the uploaders are empty, the results are kept
+    if not files:  # back from another page: the uploaders are empty, the results are kept
         line, clear = st.columns([4, 1], vertical_alignment="center")
         line.caption(tr("batch.kept", n=len(result)))
         if clear.button(tr("batch.clear"), key="batch_clear"):
@@ -78,14 +83,33 @@ if kept is not None:
         st.caption(tr("batch.none"))
     else:
         # Horizontal bars with codes: readable on a phone; full names on hover; whole counts only.
-        fig = go.Figure(go.Bar(x=counts.values, y=list(counts.index), orientation="h",
-                               customdata=[ui.label(c) for c in counts.index], text=counts.values,
-                               textposition="outside", cliponaxis=False,
-                               hovertemplate="%{customdata}: %{x}<extra></extra>", marker_color="#9aa5b1"))
-        fig.update_layout(title=tr("batch.summary"), height=300, margin=dict(l=10, r=30, t=40, b=40),
-                          xaxis=dict(title=tr("batch.count"), rangemode="tozero", tickformat="d",
-                                     dtick=max(1, int(counts.max()) // 5)),
-                          yaxis=dict(autorange="reversed", automargin=True))
+        fig = go.Figure(
+            go.Bar(
+                x=counts.values,
+                y=list(counts.index),
+                orientation="h",
+                customdata=[ui.label(c) for c in counts.index],
+                text=counts.values,
+                textposition="outside",
+                cliponaxis=False,
+                hovertemplate="%{customdata}: %{x}<extra></extra>",
+                marker_color="#9aa5b1",
+            )
+        )
+        fig.update_layout(
+            title=tr("batch.summary"),
+            height=300,
+            margin=dict(l=10, r=30, t=40, b=40),
+            xaxis=dict(
+                title=tr("batch.count"), rangemode="tozero", tickformat="d", dtick=max(1, int(counts.max()) // 5)
+            ),
+            yaxis=dict(autorange="reversed", automargin=True),
+        )
         st.plotly_chart(fig, config={"displayModeBar": False})
-    st.download_button(tr("batch.download"), result.to_csv(index=False), file_name="skin_model_batch.csv",
-                       mime="text/csv", icon=":material/download:")
+    st.download_button(
+        tr("batch.download"),
+        result.to_csv(index=False),
+        file_name="skin_model_batch.csv",
+        mime="text/csv",
+        icon=":material/download:",
+    )

@@ -1,4 +1,5 @@
 """Model card: what the shipped model is, how it was trained, how well it does on held-out data."""
+
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -10,8 +11,16 @@ tr = ui.tr
 card = ui.model().card
 st.title(tr("card.title"))
 members = " + ".join(f"{m['architecture']} ({m['input']['width']}×{m['input']['height']} px)" for m in card["members"])
-st.write(tr("card.summary", members=members, version=card["model_version"], date=card["created"],
-            views=len(card["tta"]["views"]), strength=card["prior"]["equal_strength"]))
+st.write(
+    tr(
+        "card.summary",
+        members=members,
+        version=card["model_version"],
+        date=card["created"],
+        views=len(card["tta"]["views"]),
+        strength=card["prior"]["equal_strength"],
+    )
+)
 
 metrics = card.get("test_metrics")
 if not metrics:
@@ -46,22 +55,39 @@ else:
             for prior, by_view in by_prior.items():
                 for view in by_view:
                     v, r = report("val", name, tta, prior, view), report("test", name, tta, prior, view)
-                    rows.append({tr("card.model"): model_name, "TTA": tta == "tta", tr("card.prior"): prior,
-                                 tr("card.view"): tr("diag.fused") if view == "fused" else tr("diag.image_only"),
-                                 tr("card.bal_acc") + " (val)": v["balanced_accuracy"],
-                                 tr("card.bal_acc") + " (test)": r["balanced_accuracy"],
-                                 "mel (test)": r["recall"]["mel"], "AUC (test)": r["macro_auc"],
-                                 "ECE (test)": r["ece_15"]})
+                    rows.append(
+                        {
+                            tr("card.model"): model_name,
+                            "TTA": tta == "tta",
+                            tr("card.prior"): prior,
+                            tr("card.view"): tr("diag.fused") if view == "fused" else tr("diag.image_only"),
+                            tr("card.bal_acc") + " (val)": v["balanced_accuracy"],
+                            tr("card.bal_acc") + " (test)": r["balanced_accuracy"],
+                            "mel (test)": r["recall"]["mel"],
+                            "AUC (test)": r["macro_auc"],
+                            "ECE (test)": r["ece_15"],
+                        }
+                    )
     table = pd.DataFrame(rows)
-    st.dataframe(table, hide_index=True, width="stretch",
-                 column_config={c: st.column_config.NumberColumn(format="%.3f") for c in table.columns[4:]})
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        column_config={c: st.column_config.NumberColumn(format="%.3f") for c in table.columns[4:]},
+    )
 
     left, right = st.columns(2)
     with left:
         st.subheader(tr("card.recall"))
         recall = test["recall"]
-        fig = go.Figure(go.Bar(x=list(vocab.CLASSES), y=[recall[c] for c in vocab.CLASSES],
-                               text=[f"{recall[c]:.2f}" for c in vocab.CLASSES], textposition="outside"))
+        fig = go.Figure(
+            go.Bar(
+                x=list(vocab.CLASSES),
+                y=[recall[c] for c in vocab.CLASSES],
+                text=[f"{recall[c]:.2f}" for c in vocab.CLASSES],
+                textposition="outside",
+            )
+        )
         fig.update_layout(yaxis=dict(range=[0, 1.1]), height=320, margin=dict(l=10, r=10, t=10, b=10))
         st.plotly_chart(fig, config={"displayModeBar": False})
     with right:
@@ -69,29 +95,65 @@ else:
         counts = test["confusion_matrix"]
         # Each row divided by its total (recall), so that small classes are as visible as nv.
         shares = [[n / max(sum(row), 1) for n in row] for row in counts]
-        fig = go.Figure(go.Heatmap(z=shares, x=list(vocab.CLASSES), y=list(vocab.CLASSES), zmin=0, zmax=1,
-                                   colorscale="Blues", customdata=counts, texttemplate="%{z:.2f}",
-                                   hovertemplate="%{y} → %{x}: %{customdata} (%{z:.1%})<extra></extra>",
-                                   showscale=False))
-        fig.update_layout(xaxis_title=tr("card.predicted"), yaxis_title=tr("card.truth"),
-                          yaxis_autorange="reversed", height=320, margin=dict(l=10, r=10, t=10, b=10))
+        fig = go.Figure(
+            go.Heatmap(
+                z=shares,
+                x=list(vocab.CLASSES),
+                y=list(vocab.CLASSES),
+                zmin=0,
+                zmax=1,
+                colorscale="Blues",
+                customdata=counts,
+                texttemplate="%{z:.2f}",
+                hovertemplate="%{y} → %{x}: %{customdata} (%{z:.1%})<extra></extra>",
+                showscale=False,
+            )
+        )
+        fig.update_layout(
+            xaxis_title=tr("card.predicted"),
+            yaxis_title=tr("card.truth"),
+            yaxis_autorange="reversed",
+            height=320,
+            margin=dict(l=10, r=10, t=10, b=10),
+        )
         st.plotly_chart(fig, config={"displayModeBar": False})
 
     st.subheader(tr("card.reliability"))
     rel = splits["test"]["reliability_training_prior"]
     bins = [(c, a, n) for c, a, n in zip(rel["confidence"], rel["accuracy"], rel["count"]) if n]
-    fig = go.Figure([
-        go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name=tr("card.ideal"), line=dict(dash="dash", color="grey")),
-        go.Scatter(x=[b[0] for b in bins], y=[b[1] for b in bins], mode="lines+markers", name="ECE "
-                   f"{calibrated['ece_15']:.3f}", marker=dict(size=[max(6, min(24, n ** 0.5)) for *_, n in bins]),
-                   text=[f"n={n}" for *_, n in bins], cliponaxis=False)])
-    fig.update_layout(xaxis_title=tr("card.confidence"), yaxis_title=tr("card.observed"), height=360,
-                      xaxis_range=[0, 1.02], yaxis_range=[0, 1.02], margin=dict(l=10, r=20, t=20, b=10),
-                      legend=dict(orientation="h", y=-0.25))
+    fig = go.Figure(
+        [
+            go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name=tr("card.ideal"), line=dict(dash="dash", color="grey")),
+            go.Scatter(
+                x=[b[0] for b in bins],
+                y=[b[1] for b in bins],
+                mode="lines+markers",
+                name=f"ECE {calibrated['ece_15']:.3f}",
+                marker=dict(size=[max(6, min(24, n**0.5)) for *_, n in bins]),
+                text=[f"n={n}" for *_, n in bins],
+                cliponaxis=False,
+            ),
+        ]
+    )
+    fig.update_layout(
+        xaxis_title=tr("card.confidence"),
+        yaxis_title=tr("card.observed"),
+        height=360,
+        xaxis_range=[0, 1.02],
+        yaxis_range=[0, 1.02],
+        margin=dict(l=10, r=20, t=20, b=10),
+        legend=dict(orientation="h", y=-0.25),
+    )
     st.plotly_chart(fig, config={"displayModeBar": False})
     malignant = splits["test"]["malignant_probability_calibration"]
-    st.caption(tr("card.malignant", ece=malignant["training"]["ece"], brier=malignant["training"]["brier"],
-                  ece_equal=malignant["equal"]["ece"]))
+    st.caption(
+        tr(
+            "card.malignant",
+            ece=malignant["training"]["ece"],
+            brier=malignant["training"]["brier"],
+            ece_equal=malignant["equal"]["ece"],
+        )
+    )
     cam = metrics.get("gradcam_mask_share")
     if cam:
         st.caption(tr("card.cam", inside=cam["mean_energy_in_mask"], area=cam["mean_mask_area_share"]))
@@ -106,8 +168,9 @@ else:
 
 st.subheader(tr("card.data"))
 data = card["data"]
-counts = pd.DataFrame({name: {"images": c["images"], "lesions": c["lesions"], **c["per_class"]}
-                       for name, c in data["counts"].items()})
+counts = pd.DataFrame(
+    {name: {"images": c["images"], "lesions": c["lesions"], **c["per_class"]} for name, c in data["counts"].items()}
+)
 st.write(f"{data['dataset']}. {tr('card.split')}: {data['split_rule']}.")
 st.dataframe(counts, width="stretch")
 

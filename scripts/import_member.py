@@ -6,6 +6,7 @@ ensemble it with newly trained ones (e.g. v1's MobileNetV2 into runs/v4).
 Writes RUN_DIR/NAME/{best.safetensors, config.json, done.json}. The weights are the
 artifact's fp16 values widened to fp32. Reads the card as JSON: any artifact format.
 """
+
 import argparse
 import json
 from pathlib import Path
@@ -26,14 +27,18 @@ def main() -> None:
     spec = card["members"][args.index]
     cfg = TrainConfig.from_json(json.dumps({**spec["training"], "name": args.name}))
     prefix = f"members.{args.index}."
-    tensors = {k[len(prefix):]: (v.float() if v.is_floating_point() else v).contiguous()
-               for k, v in load_file(str(args.artifact / "model.safetensors")).items() if k.startswith(prefix)}
+    tensors = {
+        k[len(prefix) :]: (v.float() if v.is_floating_point() else v).contiguous()
+        for k, v in load_file(str(args.artifact / "model.safetensors")).items()
+        if k.startswith(prefix)
+    }
     out = args.run / args.name
     out.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(out / "best.safetensors"))
     (out / "config.json").write_text(json.dumps(cfg.__dict__, indent=2))
-    (out / "done.json").write_text(json.dumps({"imported_from": str(args.artifact),
-                                               "model_version": card["model_version"]}))
+    (out / "done.json").write_text(
+        json.dumps({"imported_from": str(args.artifact), "model_version": card["model_version"]})
+    )
     print(f"{out}: {cfg.arch} {cfg.height}x{cfg.width}, {len(tensors)} tensors")
 
 

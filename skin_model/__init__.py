@@ -1,4 +1,5 @@
 """Multimodal skin-lesion classification on HAM10000 (research and teaching only)."""
+
 __version__ = "2.0.0"
 
 

@@ -6,6 +6,7 @@ normalisation, the test-time views, class order, metadata vocabulary,
 temperatures and the training class frequencies behind the prior correction.
 Weights load without pickle.
 """
+
 from __future__ import annotations
 
 import logging
@@ -47,14 +48,18 @@ def load_members(model_dir: Path, card: dict) -> list[SkinNet]:
     for i, spec in enumerate(card["members"]):
         net = SkinNet(spec["architecture"], meta_hidden=spec["meta_hidden"])
         prefix = f"members.{i}."
-        state = {k[len(prefix):]: v.float() if v.is_floating_point() else v
-                 for k, v in tensors.items() if k.startswith(prefix)}
+        state = {
+            k[len(prefix) :]: v.float() if v.is_floating_point() else v
+            for k, v in tensors.items()
+            if k.startswith(prefix)
+        }
         try:
             net.load_state_dict(state, strict=True)
         except RuntimeError as err:
             raise ModelArtifactError(
                 f"The weights in {path} do not match member {i} ({spec['architecture']}) "
-                f"of the model card: {str(err).splitlines()[0]}") from err
+                f"of the model card: {str(err).splitlines()[0]}"
+            ) from err
         members.append(net.eval())
     if len(tensors) != sum(len(m.state_dict()) for m in members):
         raise ModelArtifactError(f"{path} holds tensors that the model card does not describe.")
@@ -66,6 +71,7 @@ def load_artifact(model_dir: Path | None = None) -> tuple[list[SkinNet], dict]:
     with model_folder(model_dir) as model_dir:
         card = read_card(model_dir)
         members = load_members(model_dir, card)
-    log.info("loaded model %s (%s) from %s", card["model_version"],
-             "+".join(m["name"] for m in card["members"]), model_dir)
+    log.info(
+        "loaded model %s (%s) from %s", card["model_version"], "+".join(m["name"] for m in card["members"]), model_dir
+    )
     return members, card

@@ -1,13 +1,15 @@
 """Prediction over files and folders, as the ``predict`` command and the app's batch page use it."""
+
 from __future__ import annotations
 
 import io
 import logging
 import sys
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -21,13 +23,24 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RESULT_COLUMNS = ("image_id", "prediction", "uncertain_between", "malignant_probability", *vocab.CLASSES, "prior",
-                  "ood", "ood_score", "warning", "error")
+RESULT_COLUMNS = (
+    "image_id",
+    "prediction",
+    "uncertain_between",
+    "malignant_probability",
+    *vocab.CLASSES,
+    "prior",
+    "ood",
+    "ood_score",
+    "warning",
+    "error",
+)
 
 
 @dataclass
 class Collected:
     """What was found in the given paths: images, each with a unique id, and files skipped."""
+
     images: list[tuple[str, Path]]
     skipped: list[Path]
 
@@ -52,7 +65,7 @@ def collect_images(paths: Iterable[Path]) -> Collected:
             files.append(path)
         else:
             raise FileNotFoundError(f"No such file or folder: {path}")
-    files = list(dict.fromkeys(files))      # the same file named twice is analysed once
+    files = list(dict.fromkeys(files))  # the same file named twice is analysed once
     stems = Counter(f.stem for f in files)
     ids = [f.stem if stems[f.stem] == 1 else f.with_suffix("").as_posix().lstrip("/") for f in files]
     return Collected(list(zip(ids, files)), skipped)
@@ -67,25 +80,27 @@ def read_metadata_table(source) -> dict[str, dict]:
     data = Path(source).read_bytes() if isinstance(source, (str, Path)) else source.read()
     try:
         if b"\x00" in data[:65536]:
-            raise ValueError("binary data")   # an image or an archive given as the table
+            raise ValueError("binary data")  # an image or an archive given as the table
         try:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError:
-            text = data.decode("cp1252", errors="replace")   # as spreadsheets save CSV on Windows
+            text = data.decode("cp1252", errors="replace")  # as spreadsheets save CSV on Windows
         table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError as err:
         raise MetadataFileError("The metadata file is empty.", "metadata.empty") from err
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
-        raise MetadataFileError("The metadata file is not a CSV table (text with comma-separated columns).",
-                                "metadata.not_csv") from err
+        raise MetadataFileError(
+            "The metadata file is not a CSV table (text with comma-separated columns).", "metadata.not_csv"
+        ) from err
     table.columns = [c.strip().lower() for c in table.columns]
     if "image_id" not in table.columns:
         raise MetadataFileError("The metadata CSV needs an 'image_id' column (HAM10000 columns).", "metadata.no_id")
     ids = table["image_id"].str.strip()
     duplicated = sorted(set(ids[ids.duplicated()]))
     if duplicated:
-        raise MetadataFileError(f"The metadata CSV repeats image_id {duplicated[0]!r}.", "metadata.repeated_id",
-                                image_id=duplicated[0])
+        raise MetadataFileError(
+            f"The metadata CSV repeats image_id {duplicated[0]!r}.", "metadata.repeated_id", image_id=duplicated[0]
+        )
     fields = [c for c in ("age", "sex", "localization") if c in table.columns]
     return {i: {f: row[f] for f in fields} for i, (_, row) in zip(ids, table.iterrows())}
 
@@ -98,14 +113,20 @@ def metadata_for(table: dict[str, dict], image_id: str) -> dict:
 @dataclass
 class BatchItem:
     image_id: str
-    source: object              # path or bytes
-    metadata: dict              # raw age / sex / localization, read by the batch rule
+    source: object  # path or bytes
+    metadata: dict  # raw age / sex / localization, read by the batch rule
 
 
-def predict_items(model, items: list[BatchItem], cam_dir: Path | None = None, progress=None,
-                  batch_size: int = 32, prior: str = DEFAULT_PRIOR,
-                  error_text: Callable[[Exception], str] = str,
-                  warning_text: Callable[[MetadataError], str] = unread_field_text) -> pd.DataFrame:
+def predict_items(
+    model,
+    items: list[BatchItem],
+    cam_dir: Path | None = None,
+    progress=None,
+    batch_size: int = 32,
+    prior: str = DEFAULT_PRIOR,
+    error_text: Callable[[Exception], str] = str,
+    warning_text: Callable[[MetadataError], str] = unread_field_text,
+) -> pd.DataFrame:
     """One row per item: image_id, prediction, the uncertain pair if any, P(malignant or
     pre-malignant), 7 probabilities under ``prior``, the out-of-domain verdict (``ood`` 0/1)
     and score, a ``warning`` for metadata fields taken as unknown, an ``error`` for refusals.
@@ -122,16 +143,32 @@ def predict_items(model, items: list[BatchItem], cam_dir: Path | None = None, pr
     warnings: dict[int, str] = {}
 
     def refuse(n, item, err):
-        rows[n] = {"image_id": item.image_id, "prediction": "", "uncertain_between": "", "malignant_probability": None,
-                   **{c: None for c in vocab.CLASSES}, "prior": prior, "ood": None, "ood_score": None,
-                   "warning": warnings.get(n, ""), "error": error_text(err)}
+        rows[n] = {
+            "image_id": item.image_id,
+            "prediction": "",
+            "uncertain_between": "",
+            "malignant_probability": None,
+            **{c: None for c in vocab.CLASSES},
+            "prior": prior,
+            "ood": None,
+            "ood_score": None,
+            "warning": warnings.get(n, ""),
+            "error": error_text(err),
+        }
 
     def accept(n, item, pred):
-        rows[n] = {"image_id": item.image_id, "prediction": pred.label,
-                   "uncertain_between": "/".join(pred.uncertain_between or ()),
-                   "malignant_probability": pred.malignant_probability, **pred.probabilities,
-                   "prior": pred.prior, "ood": int(pred.ood), "ood_score": pred.ood_score,
-                   "warning": warnings.get(n, ""), "error": ""}
+        rows[n] = {
+            "image_id": item.image_id,
+            "prediction": pred.label,
+            "uncertain_between": "/".join(pred.uncertain_between or ()),
+            "malignant_probability": pred.malignant_probability,
+            **pred.probabilities,
+            "prior": pred.prior,
+            "ood": int(pred.ood),
+            "ood_score": pred.ood_score,
+            "warning": warnings.get(n, ""),
+            "error": "",
+        }
 
     def flush():
         preds = model.predict_prepared([p for _, p in pending], prior)
@@ -168,6 +205,7 @@ def predict_items(model, items: list[BatchItem], cam_dir: Path | None = None, pr
 @dataclass
 class BatchOutcome:
     """What ``predict_paths`` did, for the command line's summary and exit status."""
+
     table: pd.DataFrame
     skipped: list[Path]
 
@@ -184,15 +222,19 @@ class BatchOutcome:
         return int((self.table["warning"] != "").sum())
 
 
-def predict_paths(paths, metadata_csv: Path | None = None, out_csv: Path | None = None,
-                  cam_dir: Path | None = None, model_dir: Path | None = None,
-                  prior: str = DEFAULT_PRIOR) -> BatchOutcome:
+def predict_paths(
+    paths,
+    metadata_csv: Path | None = None,
+    out_csv: Path | None = None,
+    cam_dir: Path | None = None,
+    model_dir: Path | None = None,
+    prior: str = DEFAULT_PRIOR,
+) -> BatchOutcome:
     from .predictor import SkinClassifier
 
     collected = collect_images(paths)
     if not collected.images:
-        raise FileNotFoundError("No image files found in the given paths "
-                                f"(looked for {', '.join(IMAGE_SUFFIXES)}).")
+        raise FileNotFoundError(f"No image files found in the given paths (looked for {', '.join(IMAGE_SUFFIXES)}).")
     table = read_metadata_table(metadata_csv) if metadata_csv else {}
     items = [BatchItem(image_id, path, metadata_for(table, image_id)) for image_id, path in collected.images]
     model = SkinClassifier.load(model_dir)

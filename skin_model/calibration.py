@@ -1,4 +1,5 @@
 """Temperature scaling (Guo et al. 2017), fitted on validation logits."""
+
 from __future__ import annotations
 
 import torch

@@ -3,6 +3,7 @@
 ``python -m skin_model --version`` and the app's start-up read it without
 importing torch; ``artifact`` adds the weights.
 """
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """Command line: ``python -m skin_model {train,evaluate,predict}`` (also ``skin-model``)."""
+
 from __future__ import annotations
 
 import argparse
@@ -15,6 +16,7 @@ log = logging.getLogger(__name__)
 
 def _train(args) -> int:
     import torch
+
     from .preprocess import SourceSize
     from .train import Run, TrainConfig, export, load_splits, train_member
 
@@ -23,16 +25,34 @@ def _train(args) -> int:
     run = Run(args.run)
     height = args.height or args.size
     width = args.width or args.size
-    tuning = {k: v for k, v in (("class_weight_power", args.class_weight_power),
-                                ("meta_dropout", args.meta_dropout), ("meta_drop_all", args.meta_drop_all),
-                                ("label_smoothing", args.label_smoothing), ("ema_decay", args.ema_decay),
-                                ("weight_decay", args.weight_decay)) if v is not None}
+    tuning = {
+        k: v
+        for k, v in (
+            ("class_weight_power", args.class_weight_power),
+            ("meta_dropout", args.meta_dropout),
+            ("meta_drop_all", args.meta_drop_all),
+            ("label_smoothing", args.label_smoothing),
+            ("ema_decay", args.ema_decay),
+            ("weight_decay", args.weight_decay),
+        )
+        if v is not None
+    }
     for spec in args.arch or []:
         name, _, rest = spec.rpartition("=")
         arch, _, epochs = rest.partition(":")
-        cfg = TrainConfig(arch=arch, name=name, epochs=int(epochs or args.epochs), height=height, width=width,
-                          batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=args.device,
-                          pretrained=arch in args.pretrained, **tuning)
+        cfg = TrainConfig(
+            arch=arch,
+            name=name,
+            epochs=int(epochs or args.epochs),
+            height=height,
+            width=width,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            seed=args.seed,
+            device=args.device,
+            pretrained=arch in args.pretrained,
+            **tuning,
+        )
         data = load_splits(args.data, run, SourceSize.for_inputs(cfg.height), cfg.seed)
         train_member(data, run, cfg, resume=args.resume)
     if args.out:
@@ -43,8 +63,7 @@ def _train(args) -> int:
 def _evaluate(args) -> int:
     from .evaluate import evaluate, summary_table
 
-    results = evaluate(args.data, Path(args.run), args.model, write_card=args.write_card,
-                       cam_limit=args.cam_limit)
+    results = evaluate(args.data, Path(args.run), args.model, write_card=args.write_card, cam_limit=args.cam_limit)
     print(summary_table(results))
     return 0
 
@@ -54,8 +73,14 @@ def _predict(args) -> int:
     were not), 1 when none was."""
     from .batch import predict_paths
 
-    outcome = predict_paths(args.paths, metadata_csv=args.metadata, out_csv=args.out, cam_dir=args.cam_dir,
-                            model_dir=args.model, prior=args.prior)
+    outcome = predict_paths(
+        args.paths,
+        metadata_csv=args.metadata,
+        out_csv=args.out,
+        cam_dir=args.cam_dir,
+        model_dir=args.model,
+        prior=args.prior,
+    )
     # Messages for the person at the terminal go to stderr, not to the log: they name files.
     if outcome.skipped:
         names = ", ".join(str(p) for p in outcome.skipped[:10])
@@ -63,14 +88,19 @@ def _predict(args) -> int:
         print(f"warning: skipped {len(outcome.skipped)} file(s) that are not images: {names}{more}", file=sys.stderr)
     total = len(outcome.table)
     if outcome.warned:
-        print(f"warning: {outcome.warned} of {total} image(s) had metadata taken as unknown "
-              "(see the warning column)", file=sys.stderr)
+        print(
+            f"warning: {outcome.warned} of {total} image(s) had metadata taken as unknown (see the warning column)",
+            file=sys.stderr,
+        )
     if outcome.predicted == 0:
         print(f"error: none of the {total} image(s) could be predicted (see the error column)", file=sys.stderr)
         return 1
     if outcome.failed:
-        print(f"predicted {outcome.predicted} of {total} image(s); {outcome.failed} could not be read "
-              "(see the error column)", file=sys.stderr)
+        print(
+            f"predicted {outcome.predicted} of {total} image(s); {outcome.failed} could not be read "
+            "(see the error column)",
+            file=sys.stderr,
+        )
     elif args.out is not None:
         print(f"predicted {total} image(s) into {args.out}", file=sys.stderr)
     return 0
@@ -85,11 +115,19 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train ensemble members, then calibrate and export")
     train.add_argument("--data", type=Path, default=settings().data_dir, help="HAM10000 folder")
     train.add_argument("--run", type=Path, default=Path("runs/default"), help="run folder (split, checkpoints)")
-    train.add_argument("--arch", action="append", default=None,
-                       help="member [NAME=]ARCH[:EPOCHS] to train, repeatable (ARCH: resnet18, mobilenet_v2, "
-                            "efficientnet_lite0; NAME defaults to ARCH); none: only export")
-    train.add_argument("--pretrained", action="append", default=[],
-                       help="architecture(s) to start from ImageNet weights (sha256-checked files on disk)")
+    train.add_argument(
+        "--arch",
+        action="append",
+        default=None,
+        help="member [NAME=]ARCH[:EPOCHS] to train, repeatable (ARCH: resnet18, mobilenet_v2, "
+        "efficientnet_lite0; NAME defaults to ARCH); none: only export",
+    )
+    train.add_argument(
+        "--pretrained",
+        action="append",
+        default=[],
+        help="architecture(s) to start from ImageNet weights (sha256-checked files on disk)",
+    )
     train.add_argument("--epochs", type=int, default=14)
     train.add_argument("--size", type=int, default=112, help="square input side (see --height/--width)")
     train.add_argument("--height", type=int, default=None, help="input height (default: --size)")
@@ -99,22 +137,37 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--weight-decay", type=float, default=None)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default=settings().device, help="cpu or cuda (default: SKIN_MODEL_DEVICE or cpu)")
-    train.add_argument("--class-weight-power", type=float, default=None,
-                       help="loss weight of a class ~ (1 / frequency) ** POWER (0: none, 1: fully balanced; "
-                            "default: TrainConfig's)")
-    train.add_argument("--meta-dropout", type=float, default=None,
-                       help="chance that each metadata field is hidden during training (default: TrainConfig's)")
-    train.add_argument("--meta-drop-all", type=float, default=None,
-                       help="chance that the whole metadata vector is hidden (trains the image-only view)")
+    train.add_argument(
+        "--class-weight-power",
+        type=float,
+        default=None,
+        help="loss weight of a class ~ (1 / frequency) ** POWER (0: none, 1: fully balanced; default: TrainConfig's)",
+    )
+    train.add_argument(
+        "--meta-dropout",
+        type=float,
+        default=None,
+        help="chance that each metadata field is hidden during training (default: TrainConfig's)",
+    )
+    train.add_argument(
+        "--meta-drop-all",
+        type=float,
+        default=None,
+        help="chance that the whole metadata vector is hidden (trains the image-only view)",
+    )
     train.add_argument("--label-smoothing", type=float, default=None)
     train.add_argument("--ema-decay", type=float, default=None, help="EMA of the weights (0: off)")
     train.add_argument("--threads", type=int, default=None)
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     train.add_argument("--out", type=Path, default=None, help="export the artifact of the finished members here")
     train.add_argument("--model-version", default=__version__)
-    train.add_argument("--export-members", nargs="+", default=None,
-                       help="member names to put in the artifact (default: every finished member; "
-                            "'auto': the subset that scores best on validation)")
+    train.add_argument(
+        "--export-members",
+        nargs="+",
+        default=None,
+        help="member names to put in the artifact (default: every finished member; "
+        "'auto': the subset that scores best on validation)",
+    )
     train.set_defaults(func=_train)
 
     ev = sub.add_parser("evaluate", help="test-split metrics of an artifact")
@@ -131,9 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", type=Path, default=None, help="CSV to write (default: stdout)")
     pr.add_argument("--cam-dir", type=Path, default=None, help="write <image_id>.png Grad-CAM heatmaps here")
     pr.add_argument("--model", type=Path, default=None, help="artifact folder (default: the shipped one)")
-    pr.add_argument("--prior", choices=PRIOR_NAMES, default=DEFAULT_PRIOR,
-                    help="equal: every diagnosis equally likely before the image is seen (default); "
-                         "training: HAM10000's own frequencies (nv 67%%)")
+    pr.add_argument(
+        "--prior",
+        choices=PRIOR_NAMES,
+        default=DEFAULT_PRIOR,
+        help="equal: every diagnosis equally likely before the image is seen (default); "
+        "training: HAM10000's own frequencies (nv 67%%)",
+    )
     pr.set_defaults(func=_predict)
     return parser
 
@@ -141,10 +198,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if args.version:
         from .card import read_card_of_shipped
+
         print(f"skin_model {__version__}, model {read_card_of_shipped().get('model_version', '?')}")
         return 0
     if args.command is None:
@@ -153,12 +212,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except ModuleNotFoundError as err:  # training and evaluation need more than the app
-        log.error("%s is not installed: training and evaluation need `pip install -r requirements-dev.txt` "
-                  "(or the package's [train] extra)", (err.name or "a module").split(".")[0])
+        log.error(
+            "%s is not installed: training and evaluation need `pip install -r requirements-dev.txt` "
+            "(or the package's [train] extra)",
+            (err.name or "a module").split(".")[0],
+        )
         return 1
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         if args.verbose:
-            log.exception("%s", err)   # -v: the whole traceback, for a bug report
+            log.exception("%s", err)  # -v: the whole traceback, for a bug report
         else:
             log.error("%s (run with -v for the details)", err)
         return 1

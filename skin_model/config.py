@@ -1,4 +1,5 @@
 """Paths and run-time settings, each overridable by an environment variable."""
+
 from __future__ import annotations
 
 import os
@@ -16,14 +17,14 @@ DEFAULT_DATA_DIR = REPO_DIR.parent / "shared" / "data" / "ham10000"
 
 @dataclass(frozen=True)
 class Settings:
-    model_dir: Path | None   # None: the artifact shipped inside the package
+    model_dir: Path | None  # None: the artifact shipped inside the package
     data_dir: Path
     device: str
     num_threads: int | None  # None: torch's default
-    max_image_pixels: int    # larger images are refused (decompression bombs)
-    min_image_side: int      # smaller images carry too little to read
-    max_working_side: int    # decoded images are shrunk to this longest side at once
-    max_batch_files: int     # images per batch in the app (the command line has no limit)
+    max_image_pixels: int  # larger images are refused (decompression bombs)
+    min_image_side: int  # smaller images carry too little to read
+    max_working_side: int  # decoded images are shrunk to this longest side at once
+    max_batch_files: int  # images per batch in the app (the command line has no limit)
 
 
 def settings() -> Settings:

@@ -1,4 +1,5 @@
 """HAM10000 on disk: metadata, image files, the lesion-grouped split, an in-memory cache."""
+
 from __future__ import annotations
 
 import logging
@@ -51,8 +52,11 @@ def read_metadata(csv_path: Path) -> pd.DataFrame:
 
 def find_images(root: Path) -> dict[str, Path]:
     """``image_id -> path`` for every image anywhere below ``root``."""
-    return {p.stem: p for p in Path(root).rglob("*")
-            if p.suffix.lower() in IMAGE_SUFFIXES and not p.stem.endswith("_segmentation")}
+    return {
+        p.stem: p
+        for p in Path(root).rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES and not p.stem.endswith("_segmentation")
+    }
 
 
 def split_by_lesion(df: pd.DataFrame, seed: int = 0, n_folds: int = 7) -> pd.Series:
@@ -83,19 +87,19 @@ class Dataset:
 
     def __init__(self, df: pd.DataFrame, images: torch.Tensor):
         self.df = df.reset_index(drop=True)
-        self.images = images                                          # (N, 3, H, W) uint8
+        self.images = images  # (N, 3, H, W) uint8
         self.labels = torch.tensor(self.df["label"].to_numpy(), dtype=torch.long)
         self.meta = torch.stack([encode_metadata(metadata_of(r)) for r in self.df.itertuples()])
 
     def __len__(self) -> int:
         return len(self.df)
 
-    def subset(self, mask) -> "Dataset":
+    def subset(self, mask) -> Dataset:
         idx = np.flatnonzero(np.asarray(mask))
         return Dataset(self.df.iloc[idx], self.images[idx])
 
     @classmethod
-    def load(cls, df: pd.DataFrame, image_root: Path, source: SourceSize) -> "Dataset":
+    def load(cls, df: pd.DataFrame, image_root: Path, source: SourceSize) -> Dataset:
         """Every image decoded as the app decodes it (``inputs.load_image``), at the source size."""
         paths = find_images(image_root)
         absent = [i for i in df["image_id"] if i not in paths]

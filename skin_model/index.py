@@ -19,6 +19,7 @@ its own 98.5th percentile on the validation split, taking the larger:
 Higher means less like the training images. The threshold on the combined score
 is fixed on the validation split so that ``PASS_RATE`` of in-domain images pass.
 """
+
 from __future__ import annotations
 
 import io
@@ -38,18 +39,18 @@ INDEX_FILE = "index.safetensors"
 DIM = 128
 K_OOD = 5
 PASS_RATE = 0.97
-PART_QUANTILE = 0.985   # each distance's scale: its validation quantile
+PART_QUANTILE = 0.985  # each distance's scale: its validation quantile
 THUMB_SIZE = (96, 72)
-DX_TYPES = ("histo", "follow_up", "consensus", "confocal")   # HAM10000's ways of confirming a diagnosis
+DX_TYPES = ("histo", "follow_up", "consensus", "confocal")  # HAM10000's ways of confirming a diagnosis
 
 
 @dataclass(frozen=True)
 class Neighbour:
     image_id: str
-    dx: str              # confirmed diagnosis
-    dx_type: str         # how it was confirmed (one of DX_TYPES)
-    similarity: float    # cosine similarity in the model's feature space
-    thumbnail: bytes     # JPEG
+    dx: str  # confirmed diagnosis
+    dx_type: str  # how it was confirmed (one of DX_TYPES)
+    similarity: float  # cosine similarity in the model's feature space
+    thumbnail: bytes  # JPEG
 
     def as_dict(self) -> dict:
         return {"image_id": self.image_id, "dx": self.dx, "dx_type": self.dx_type, "similarity": self.similarity}
@@ -62,11 +63,24 @@ def image_statistics(pixels: torch.Tensor) -> torch.Tensor:
     total = x.sum(1).clamp(min=1e-3)
     chroma = x[:, :2] / total[:, None]
     gray = x.mean(1)
-    edges = (gray[:, 1:, :] - gray[:, :-1, :]).abs().mean((1, 2)) + (gray[:, :, 1:] - gray[:, :, :-1]).abs().mean((1, 2))
+    edges = (gray[:, 1:, :] - gray[:, :-1, :]).abs().mean((1, 2)) + (gray[:, :, 1:] - gray[:, :, :-1]).abs().mean(
+        (1, 2)
+    )
     top, low = x.max(1).values, x.min(1).values
     saturation = ((top - low) / top.clamp(min=1e-3)).mean((1, 2))
-    return torch.stack([chroma[:, 0].mean((1, 2)), chroma[:, 1].mean((1, 2)), chroma[:, 0].std((1, 2)),
-                        chroma[:, 1].std((1, 2)), gray.mean((1, 2)), gray.std((1, 2)), edges, saturation], 1)
+    return torch.stack(
+        [
+            chroma[:, 0].mean((1, 2)),
+            chroma[:, 1].mean((1, 2)),
+            chroma[:, 0].std((1, 2)),
+            chroma[:, 1].std((1, 2)),
+            gray.mean((1, 2)),
+            gray.std((1, 2)),
+            edges,
+            saturation,
+        ],
+        1,
+    )
 
 
 def member_embedding(features: list[torch.Tensor]) -> torch.Tensor:
@@ -76,8 +90,9 @@ def member_embedding(features: list[torch.Tensor]) -> torch.Tensor:
 
 def thumbnail_jpeg(pixels: torch.Tensor) -> bytes:
     """uint8 (3, H, W) -> a small JPEG."""
-    img = Image.fromarray(pixels.permute(1, 2, 0).numpy()).resize(THUMB_SIZE, Image.Resampling.BILINEAR,
-                                                                   reducing_gap=2.0)
+    img = Image.fromarray(pixels.permute(1, 2, 0).numpy()).resize(
+        THUMB_SIZE, Image.Resampling.BILINEAR, reducing_gap=2.0
+    )
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=80)
     return buf.getvalue()
@@ -86,22 +101,40 @@ def thumbnail_jpeg(pixels: torch.Tensor) -> bytes:
 class CaseIndex:
     """Embedding, neighbours and out-of-domain score over the training split."""
 
-    def __init__(self, mean: torch.Tensor, projection: torch.Tensor, embeddings: torch.Tensor,
-                 labels: torch.Tensor, dx_types: torch.Tensor, image_ids: list[str], thumbnails: list[bytes],
-                 stats_mean: torch.Tensor, stats_precision: torch.Tensor,
-                 scales: tuple[float, float] = (1.0, 1.0), threshold: float = float("inf")):
+    def __init__(
+        self,
+        mean: torch.Tensor,
+        projection: torch.Tensor,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        dx_types: torch.Tensor,
+        image_ids: list[str],
+        thumbnails: list[bytes],
+        stats_mean: torch.Tensor,
+        stats_precision: torch.Tensor,
+        scales: tuple[float, float] = (1.0, 1.0),
+        threshold: float = float("inf"),
+    ):
         self.mean, self.projection = mean.float(), projection.float()
-        self.embeddings = embeddings          # (N, DIM) fp16, unit length
+        self.embeddings = embeddings  # (N, DIM) fp16, unit length
         self.labels, self.dx_types = labels.long(), dx_types.long()
         self.image_ids, self.thumbnails = image_ids, thumbnails
         self.stats_mean, self.stats_precision = stats_mean.double(), stats_precision.double()
-        self.scales = scales                  # (kNN, statistics) distance scales
+        self.scales = scales  # (kNN, statistics) distance scales
         self.threshold = threshold
 
     # -- building (export stage) -------------------------------------------------------------
     @classmethod
-    def build(cls, train_features: torch.Tensor, train_stats: torch.Tensor, labels: torch.Tensor,
-              dx_types: list[str], image_ids: list[str], thumbnails: list[bytes], dim: int = DIM) -> "CaseIndex":
+    def build(
+        cls,
+        train_features: torch.Tensor,
+        train_stats: torch.Tensor,
+        labels: torch.Tensor,
+        dx_types: list[str],
+        image_ids: list[str],
+        thumbnails: list[bytes],
+        dim: int = DIM,
+    ) -> CaseIndex:
         mean = train_features.mean(0)
         centred = train_features - mean
         dim = min(dim, *centred.shape)
@@ -110,9 +143,17 @@ class CaseIndex:
         projection = vh[:dim].T.float()
         stats = train_stats.double()
         covariance = torch.cov(stats.T) + 1e-6 * torch.eye(stats.shape[1], dtype=torch.float64)
-        index = cls(mean, projection, torch.zeros(0, dim), labels,
-                    torch.tensor([DX_TYPES.index(t) for t in dx_types]), list(image_ids), list(thumbnails),
-                    stats.mean(0), torch.linalg.inv(covariance))
+        index = cls(
+            mean,
+            projection,
+            torch.zeros(0, dim),
+            labels,
+            torch.tensor([DX_TYPES.index(t) for t in dx_types]),
+            list(image_ids),
+            list(thumbnails),
+            stats.mean(0),
+            torch.linalg.inv(covariance),
+        )
         index.embeddings = index.embed(train_features).half()
         return index
 
@@ -122,20 +163,24 @@ class CaseIndex:
         self.scales = (float(np.quantile(knn.numpy(), PART_QUANTILE)), float(np.quantile(stats.numpy(), PART_QUANTILE)))
         scores = self.ood_scores(val_features, val_stats)
         self.threshold = float(np.quantile(scores.numpy(), PASS_RATE))
-        return {"method": f"max of two distances, each over its validation {PART_QUANTILE} quantile: kNN distance "
-                          f"in the model's features (Sun et al. 2022), k={K_OOD}, embedding PCA-"
-                          f"{self.projection.shape[1]} of the members' L2-normalised features; Mahalanobis "
-                          "distance of 8 image statistics (colour, contrast, texture; Lee et al. 2018)",
-                "k": K_OOD, "scales": {"knn": self.scales[0], "statistics": self.scales[1]},
-                "threshold": self.threshold, "target_validation_pass_rate": PASS_RATE,
-                "validation_pass_rate": float((scores <= self.threshold).double().mean())}
+        return {
+            "method": f"max of two distances, each over its validation {PART_QUANTILE} quantile: kNN distance "
+            f"in the model's features (Sun et al. 2022), k={K_OOD}, embedding PCA-"
+            f"{self.projection.shape[1]} of the members' L2-normalised features; Mahalanobis "
+            "distance of 8 image statistics (colour, contrast, texture; Lee et al. 2018)",
+            "k": K_OOD,
+            "scales": {"knn": self.scales[0], "statistics": self.scales[1]},
+            "threshold": self.threshold,
+            "target_validation_pass_rate": PASS_RATE,
+            "validation_pass_rate": float((scores <= self.threshold).double().mean()),
+        }
 
     # -- queries -------------------------------------------------------------------------------
     def embed(self, features: torch.Tensor) -> torch.Tensor:
         return F.normalize((features.float() - self.mean) @ self.projection, dim=1)
 
     def similarities(self, features: torch.Tensor) -> torch.Tensor:
-        return self.embed(features) @ self.embeddings.float().T      # (N, train)
+        return self.embed(features) @ self.embeddings.float().T  # (N, train)
 
     def _distances(self, sims: torch.Tensor, stats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """kNN distance from similarities to the training images, and the statistics' Mahalanobis distance."""
@@ -151,37 +196,70 @@ class CaseIndex:
         return torch.maximum(knn / self.scales[0], mahalanobis / self.scales[1])
 
     def ood_scores(self, features: torch.Tensor, stats: torch.Tensor, batch: int = 512) -> torch.Tensor:
-        return torch.cat([self.scores_from_similarities(self.similarities(features[i:i + batch]), stats[i:i + batch])
-                          for i in range(0, len(features), batch)])
+        return torch.cat(
+            [
+                self.scores_from_similarities(self.similarities(features[i : i + batch]), stats[i : i + batch])
+                for i in range(0, len(features), batch)
+            ]
+        )
 
     def neighbours(self, sims: torch.Tensor, k: int = 6) -> list[Neighbour]:
         """The k most similar training images for one query's similarity row."""
         values, idx = sims.topk(min(k, len(sims)))
-        return [Neighbour(self.image_ids[i], vocab.CLASSES[self.labels[i]], DX_TYPES[self.dx_types[i]],
-                          float(v), self.thumbnails[i]) for v, i in zip(values.tolist(), idx.tolist())]
+        return [
+            Neighbour(
+                self.image_ids[i],
+                vocab.CLASSES[self.labels[i]],
+                DX_TYPES[self.dx_types[i]],
+                float(v),
+                self.thumbnails[i],
+            )
+            for v, i in zip(values.tolist(), idx.tolist())
+        ]
 
     # -- storage ---------------------------------------------------------------------------------
     def save(self, folder: Path) -> None:
         blob = np.frombuffer(b"".join(self.thumbnails), dtype=np.uint8).copy()
         offsets = np.cumsum([0] + [len(t) for t in self.thumbnails]).astype(np.int64)
-        save_file({"mean": self.mean.contiguous(), "projection": self.projection.contiguous(),
-                   "embeddings": self.embeddings.half().contiguous(),
-                   "labels": self.labels.to(torch.uint8), "dx_types": self.dx_types.to(torch.uint8),
-                   "stats_mean": self.stats_mean.contiguous(), "stats_precision": self.stats_precision.contiguous(),
-                   "thumbnails": torch.from_numpy(blob), "thumbnail_offsets": torch.from_numpy(offsets)},
-                  str(Path(folder) / INDEX_FILE),
-                  metadata={"image_ids": json.dumps(self.image_ids), "threshold": repr(self.threshold),
-                            "scales": json.dumps(list(self.scales)),
-                            "licence": "HAM10000 thumbnails: CC BY-NC-SA 4.0 (Tschandl et al. 2018)"})
+        save_file(
+            {
+                "mean": self.mean.contiguous(),
+                "projection": self.projection.contiguous(),
+                "embeddings": self.embeddings.half().contiguous(),
+                "labels": self.labels.to(torch.uint8),
+                "dx_types": self.dx_types.to(torch.uint8),
+                "stats_mean": self.stats_mean.contiguous(),
+                "stats_precision": self.stats_precision.contiguous(),
+                "thumbnails": torch.from_numpy(blob),
+                "thumbnail_offsets": torch.from_numpy(offsets),
+            },
+            str(Path(folder) / INDEX_FILE),
+            metadata={
+                "image_ids": json.dumps(self.image_ids),
+                "threshold": repr(self.threshold),
+                "scales": json.dumps(list(self.scales)),
+                "licence": "HAM10000 thumbnails: CC BY-NC-SA 4.0 (Tschandl et al. 2018)",
+            },
+        )
 
     @classmethod
-    def load(cls, folder: Path) -> "CaseIndex":
+    def load(cls, folder: Path) -> CaseIndex:
         path = str(Path(folder) / INDEX_FILE)
         tensors = load_file(path)
         with safe_open(path, "pt") as f:
             meta = f.metadata()
         blob, offsets = tensors["thumbnails"].numpy().tobytes(), tensors["thumbnail_offsets"].tolist()
         thumbs = [blob[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
-        return cls(tensors["mean"], tensors["projection"], tensors["embeddings"], tensors["labels"],
-                   tensors["dx_types"], json.loads(meta["image_ids"]), thumbs, tensors["stats_mean"],
-                   tensors["stats_precision"], tuple(json.loads(meta["scales"])), float(meta["threshold"]))
+        return cls(
+            tensors["mean"],
+            tensors["projection"],
+            tensors["embeddings"],
+            tensors["labels"],
+            tensors["dx_types"],
+            json.loads(meta["image_ids"]),
+            thumbs,
+            tensors["stats_mean"],
+            tensors["stats_precision"],
+            tuple(json.loads(meta["scales"])),
+            float(meta["threshold"]),
+        )

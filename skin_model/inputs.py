@@ -2,6 +2,7 @@
 
 Every refusal is a ``ValueError`` subclass whose message a person understands.
 """
+
 from __future__ import annotations
 
 import io
@@ -10,7 +11,7 @@ import unicodedata
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -51,6 +52,7 @@ class ImageTooLargeError(InvalidInputError):
 
 class MetadataError(InvalidInputError):
     """A metadata field that cannot be read; ``field`` and ``value`` say which and what."""
+
     field = ""
 
     def __init__(self, message: str, value=None):
@@ -74,7 +76,7 @@ class UnknownSiteError(MetadataError):
     field = "site"
 
 
-ImageSource = Union[Image.Image, bytes, bytearray, str, Path, BinaryIO]
+ImageSource = Image.Image | bytes | bytearray | str | Path | BinaryIO
 # File types offered for upload and picked up in folders (Pillow reads more).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -98,11 +100,9 @@ def _open(source: ImageSource) -> Image.Image:
             return Image.open(source)
     except Image.DecompressionBombError as err:
         limit = settings().max_image_pixels // 1_000_000
-        raise ImageTooLargeError(f"The image is far too large; the limit is {limit} megapixels.",
-                                 limit=limit) from err
+        raise ImageTooLargeError(f"The image is far too large; the limit is {limit} megapixels.", limit=limit) from err
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise NotAnImageError(
-            "This file is not an image that can be read (use JPEG, PNG, WebP, BMP or TIFF).") from err
+        raise NotAnImageError("This file is not an image that can be read (use JPEG, PNG, WebP, BMP or TIFF).") from err
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -150,23 +150,26 @@ def load_image(source: ImageSource) -> Image.Image:
     if width * height > cfg.max_image_pixels:
         limit = cfg.max_image_pixels // 1_000_000
         raise ImageTooLargeError(
-            f"The image is too large ({width}×{height} pixels); the limit is {limit} megapixels.", limit=limit)
+            f"The image is too large ({width}×{height} pixels); the limit is {limit} megapixels.", limit=limit
+        )
     if min(width, height) < cfg.min_image_side:
         raise ImageTooSmallError(
             f"The image is too small ({width}×{height} pixels); at least "
-            f"{cfg.min_image_side} pixels on each side are needed.", width=width, height=height,
-            side=cfg.min_image_side)
+            f"{cfg.min_image_side} pixels on each side are needed.",
+            width=width,
+            height=height,
+            side=cfg.min_image_side,
+        )
     side = cfg.max_working_side
     try:
         img.seek(0)
         if img.format == "JPEG" and max(width, height) > side:
-            img.draft("RGB", (side, side))   # DCT scaling: 1/2, 1/4 or 1/8, never below `side`
+            img.draft("RGB", (side, side))  # DCT scaling: 1/2, 1/4 or 1/8, never below `side`
         img.load()
         img = ImageOps.exif_transpose(_shrink(img, side))
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         if "truncated" in str(err).lower() or isinstance(err, EOFError):
-            raise TruncatedImageError(
-                "The image file is incomplete (truncated).") from err
+            raise TruncatedImageError("The image file is incomplete (truncated).") from err
         raise NotAnImageError("The image file is damaged and cannot be read.") from err
     return _to_rgb(img)
 
@@ -174,12 +177,13 @@ def load_image(source: ImageSource) -> Image.Image:
 @dataclass(frozen=True)
 class Metadata:
     """Validated clinical metadata; ``None`` / ``"unknown"`` mean not given."""
+
     age: float | None = None
     sex: str = vocab.UNKNOWN
     site: str = vocab.UNKNOWN
 
     @classmethod
-    def unknown(cls) -> "Metadata":
+    def unknown(cls) -> Metadata:
         return cls()
 
     def as_dict(self) -> dict:
@@ -191,8 +195,17 @@ def _is_missing(value) -> bool:
         return True
     if isinstance(value, float) and math.isnan(value):
         return True
-    return isinstance(value, str) and _spelling_key(value) in ("", vocab.UNKNOWN, "nan", "none", "na", "n/a",
-                                                                 "?", "inconnu", "inconnue")
+    return isinstance(value, str) and _spelling_key(value) in (
+        "",
+        vocab.UNKNOWN,
+        "nan",
+        "none",
+        "na",
+        "n/a",
+        "?",
+        "inconnu",
+        "inconnue",
+    )
 
 
 def _spelling_key(value: str) -> str:
@@ -224,12 +237,14 @@ def parse_age(value) -> float | None:
         raise InvalidAgeError(f"The age {value!r} is not a number of years.", value) from err
     if not vocab.AGE_MIN <= age <= vocab.AGE_MAX:
         raise InvalidAgeError(
-            f"The age must be between {vocab.AGE_MIN} and {vocab.AGE_MAX} years (got {value}).", value)
+            f"The age must be between {vocab.AGE_MIN} and {vocab.AGE_MAX} years (got {value}).", value
+        )
     return age
 
 
-def _parse_choice(value, spellings: dict[str, str], allowed: tuple[str, ...],
-                  error: type[MetadataError], what: str) -> str:
+def _parse_choice(
+    value, spellings: dict[str, str], allowed: tuple[str, ...], error: type[MetadataError], what: str
+) -> str:
     if _is_missing(value):
         return vocab.UNKNOWN
     if not isinstance(value, str):
@@ -266,6 +281,9 @@ def parse_metadata_leniently(age=None, sex=None, site=None) -> tuple[Metadata, t
             unread.append(err)
             return unknown
 
-    meta = Metadata(age=read(parse_age, age, None), sex=read(parse_sex, sex, vocab.UNKNOWN),
-                    site=read(parse_site, site, vocab.UNKNOWN))
+    meta = Metadata(
+        age=read(parse_age, age, None),
+        sex=read(parse_sex, sex, vocab.UNKNOWN),
+        site=read(parse_site, site, vocab.UNKNOWN),
+    )
     return meta, tuple(unread)

@@ -1,4 +1,5 @@
 """Classification and calibration metrics (numpy in, plain floats and lists out)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -87,5 +88,10 @@ def binary_calibration(probs: np.ndarray, positive: np.ndarray, bins: int = 10) 
         table["observed"].append(float(positive[inside].mean()) if inside.any() else None)
         if inside.any():
             ece += inside.mean() * abs(positive[inside].mean() - probs[inside].mean())
-    return {"ece": float(ece), "brier": float(np.mean((probs - positive) ** 2)),
-            "mean_probability": float(probs.mean()), "observed_rate": float(positive.mean()), "bins": table}
+    return {
+        "ece": float(ece),
+        "brier": float(np.mean((probs - positive) ** 2)),
+        "mean_probability": float(probs.mean()),
+        "observed_rate": float(positive.mean()),
+        "bins": table,
+    }

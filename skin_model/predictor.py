@@ -1,4 +1,5 @@
 """The loaded model: calibrated prediction and Grad-CAM for one image plus metadata."""
+
 from __future__ import annotations
 
 import functools
@@ -13,9 +14,9 @@ from PIL import Image
 from . import vocab
 from .artifact import load_artifact
 from .card import ModelArtifactError, model_folder
-from .index import INDEX_FILE, CaseIndex, Neighbour, image_statistics, member_embedding
 from .config import settings
 from .gradcam import GradCAM, upsample
+from .index import INDEX_FILE, CaseIndex, Neighbour, image_statistics, member_embedding
 from .inputs import ImageSource, Metadata, load_image, parse_metadata
 from .network import SkinNet, encode_metadata, flip_views, unflip
 from .preprocess import InputConfig, SourceSize
@@ -29,24 +30,26 @@ MALIGNANT_OR_PREMALIGNANT = tuple(d.code for d in vocab.DIAGNOSES if d.group != 
 
 def _torch_work(method):
     """Marks a method whose torch work must run on the torch thread."""
+
     @functools.wraps(method)
     def run(*args, **kwargs):
         return on_torch_thread(method, *args, **kwargs)
+
     return run
 
 
 @dataclass(frozen=True)
 class Prediction:
-    label: str                        # most likely class code under ``prior``
-    probabilities: dict[str, float]   # calibrated, with the metadata given, under ``prior``
-    image_only: dict[str, float]      # the same with all metadata unknown
+    label: str  # most likely class code under ``prior``
+    probabilities: dict[str, float]  # calibrated, with the metadata given, under ``prior``
+    image_only: dict[str, float]  # the same with all metadata unknown
     metadata: Metadata
     model_version: str
     prior: str = DEFAULT_PRIOR
-    uncertain_between: tuple[str, str] | None = None   # the top two, when they are too close to call
-    ood: bool = False                 # the image does not look like the dermoscopy the model learnt from
-    ood_score: float = 0.0            # higher: less like the training images (see index.py)
-    neighbours: tuple[Neighbour, ...] = ()   # the most similar training images, with confirmed diagnoses
+    uncertain_between: tuple[str, str] | None = None  # the top two, when they are too close to call
+    ood: bool = False  # the image does not look like the dermoscopy the model learnt from
+    ood_score: float = 0.0  # higher: less like the training images (see index.py)
+    neighbours: tuple[Neighbour, ...] = ()  # the most similar training images, with confirmed diagnoses
 
     @property
     def confidence(self) -> float:
@@ -58,26 +61,34 @@ class Prediction:
         return sum(self.probabilities[c] for c in MALIGNANT_OR_PREMALIGNANT)
 
     def as_dict(self) -> dict:
-        return {"prediction": self.label, "confidence": self.confidence, "prior": self.prior,
-                "uncertain_between": list(self.uncertain_between) if self.uncertain_between else None,
-                "ood": self.ood, "ood_score": self.ood_score,
-                "similar_cases": [n.as_dict() for n in self.neighbours],
-                "malignant_probability": self.malignant_probability,
-                "probabilities": self.probabilities, "image_only_probabilities": self.image_only,
-                "metadata": self.metadata.as_dict(), "model_version": self.model_version}
+        return {
+            "prediction": self.label,
+            "confidence": self.confidence,
+            "prior": self.prior,
+            "uncertain_between": list(self.uncertain_between) if self.uncertain_between else None,
+            "ood": self.ood,
+            "ood_score": self.ood_score,
+            "similar_cases": [n.as_dict() for n in self.neighbours],
+            "malignant_probability": self.malignant_probability,
+            "probabilities": self.probabilities,
+            "image_only_probabilities": self.image_only,
+            "metadata": self.metadata.as_dict(),
+            "model_version": self.model_version,
+        }
 
 
 @dataclass(frozen=True)
 class Explanation:
-    target: str           # the class code explained
-    heatmap: np.ndarray   # float32 (H, W) in [0, 1], aligned with the input image
+    target: str  # the class code explained
+    heatmap: np.ndarray  # float32 (H, W) in [0, 1], aligned with the input image
 
 
 @dataclass(frozen=True)
 class Prepared:
     """Validated inputs, decoded off the torch thread: what the network needs of one image."""
-    image: Image.Image        # upright RGB, at a bounded working size (see inputs.load_image)
-    pixels: torch.Tensor      # uint8 (1, 3, H, W) at the artifact's source size
+
+    image: Image.Image  # upright RGB, at a bounded working size (see inputs.load_image)
+    pixels: torch.Tensor  # uint8 (1, 3, H, W) at the artifact's source size
     metadata: Metadata = field(default_factory=Metadata.unknown)
 
 
@@ -101,8 +112,9 @@ class SkinClassifier:
         self.views = tuple(card["tta"]["views"])
         self.temperature = float(card["temperature"])
         self.member_temperatures = [float(m["temperature"]) for m in card["members"]]
-        self.train_prior = torch.tensor([card["prior"]["training_frequencies"][c] for c in vocab.CLASSES],
-                                        dtype=torch.float64)
+        self.train_prior = torch.tensor(
+            [card["prior"]["training_frequencies"][c] for c in vocab.CLASSES], dtype=torch.float64
+        )
         self.prior_strength = float(card["prior"]["equal_strength"])
         self.uncertainty_gap = float(card["uncertainty"]["gap"])
         self.version = card["model_version"]
@@ -111,7 +123,7 @@ class SkinClassifier:
 
     @classmethod
     @_torch_work
-    def load(cls, model_dir: Path | None = None) -> "SkinClassifier":
+    def load(cls, model_dir: Path | None = None) -> SkinClassifier:
         threads = settings().num_threads
         if threads:
             torch.set_num_threads(threads)
@@ -120,32 +132,38 @@ class SkinClassifier:
             try:
                 index = CaseIndex.load(folder)
             except Exception as err:  # missing or damaged: name the file, as for the weights
-                raise ModelArtifactError(f"The similar-cases index {folder / INDEX_FILE} cannot be read: {err}") from err
+                raise ModelArtifactError(
+                    f"The similar-cases index {folder / INDEX_FILE} cannot be read: {err}"
+                ) from err
         return cls(members, card, index)
 
     # -- batch logits, shared by prediction and evaluation ---------------------------------
-    def _member_views(self, member: SkinNet, x: torch.Tensor, metas: torch.Tensor,
-                      views: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _member_views(
+        self, member: SkinNet, x: torch.Tensor, metas: torch.Tensor, views: tuple[str, ...]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One member's logits (metadata views, N, classes) and pooled image features (N, F) for
         its normalised input ``x``, both averaged over the flipped views (one batch)."""
         unknown = self._unknown.to(self.device).expand(len(metas), -1)
-        logits, features = member.forward_views(flip_views(x, views),
-                                                (metas.repeat(len(views), 1), unknown.repeat(len(views), 1)))
+        logits, features = member.forward_views(
+            flip_views(x, views), (metas.repeat(len(views), 1), unknown.repeat(len(views), 1))
+        )
         n = len(metas)
-        return (logits.reshape(2, len(views), n, -1).mean(1),
-                features.reshape(len(views), n, -1).mean(0))
+        return (logits.reshape(2, len(views), n, -1).mean(1), features.reshape(len(views), n, -1).mean(0))
 
     @_torch_work
-    def member_outputs(self, pixels: torch.Tensor, metas: torch.Tensor,
-                       tta: bool = True) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def member_outputs(
+        self, pixels: torch.Tensor, metas: torch.Tensor, tta: bool = True
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Raw logits (members, metadata views, N, classes) and each member's image features
         (N, F) for uint8 images at the source size; metadata views = fused, image-only;
         averaged over the test-time flips unless ``tta`` is off."""
         views = self.views if tta else ("identity",)
         pixels, metas = pixels.to(self.device), metas.to(self.device)
         with torch.inference_mode():
-            outputs = [self._member_views(m, inp.normalize(pixels), metas, views)
-                       for m, inp in zip(self.members, self.member_inputs)]
+            outputs = [
+                self._member_views(m, inp.normalize(pixels), metas, views)
+                for m, inp in zip(self.members, self.member_inputs)
+            ]
         return torch.stack([lg for lg, _ in outputs]).cpu(), [f.cpu() for _, f in outputs]
 
     def member_logits(self, pixels: torch.Tensor, metas: torch.Tensor, tta: bool = True) -> torch.Tensor:
@@ -169,18 +187,25 @@ class SkinClassifier:
         pil = load_image(image)
         return Prepared(pil, self.source.to_uint8(pil).unsqueeze(0), meta)
 
-    def _prediction(self, probs: torch.Tensor, features: list[torch.Tensor], pixels: torch.Tensor,
-                    meta: Metadata, prior: str) -> Prediction:
+    def _prediction(
+        self, probs: torch.Tensor, features: list[torch.Tensor], pixels: torch.Tensor, meta: Metadata, prior: str
+    ) -> Prediction:
         """One image's prediction from its probabilities (views, 1, classes), member features and pixels."""
         fused = _probs_dict(probs[FUSED, 0])
-        sims = self.index.similarities(member_embedding(features))   # one matrix product
+        sims = self.index.similarities(member_embedding(features))  # one matrix product
         ood_score = float(self.index.scores_from_similarities(sims, image_statistics(pixels))[0])
-        return Prediction(label=max(fused, key=fused.get), probabilities=fused,
-                          image_only=_probs_dict(probs[IMAGE_ONLY, 0]), metadata=meta,
-                          model_version=self.version, prior=prior,
-                          uncertain_between=uncertain_pair(fused, self.uncertainty_gap),
-                          ood=ood_score > self.index.threshold, ood_score=ood_score,
-                          neighbours=tuple(self.index.neighbours(sims[0])))
+        return Prediction(
+            label=max(fused, key=fused.get),
+            probabilities=fused,
+            image_only=_probs_dict(probs[IMAGE_ONLY, 0]),
+            metadata=meta,
+            model_version=self.version,
+            prior=prior,
+            uncertain_between=uncertain_pair(fused, self.uncertainty_gap),
+            ood=ood_score > self.index.threshold,
+            ood_score=ood_score,
+            neighbours=tuple(self.index.neighbours(sims[0])),
+        )
 
     def predict(self, image: ImageSource, age=None, sex=None, site=None, prior: str = DEFAULT_PRIOR) -> Prediction:
         """The calibrated 7-class prediction under ``prior`` ("equal" or "training"),
@@ -193,11 +218,14 @@ class SkinClassifier:
         metas = torch.stack([encode_metadata(p.metadata) for p in prepared])
         logits, features = self.member_outputs(pixels, metas)
         probs = self.calibrate(logits, prior)
-        return [self._prediction(probs[:, i:i + 1], [f[i:i + 1] for f in features], p.pixels, p.metadata, prior)
-                for i, p in enumerate(prepared)]
+        return [
+            self._prediction(probs[:, i : i + 1], [f[i : i + 1] for f in features], p.pixels, p.metadata, prior)
+            for i, p in enumerate(prepared)
+        ]
 
-    def diagnose(self, image: ImageSource, age=None, sex=None, site=None, target: str | None = None,
-                 prior: str = DEFAULT_PRIOR) -> tuple[Prediction, Explanation]:
+    def diagnose(
+        self, image: ImageSource, age=None, sex=None, site=None, target: str | None = None, prior: str = DEFAULT_PRIOR
+    ) -> tuple[Prediction, Explanation]:
         """Prediction and Grad-CAM from one forward and one backward pass over the view set.
 
         ``target`` is the class to explain; by default the predicted one.
@@ -207,20 +235,27 @@ class SkinClassifier:
         return self.diagnose_prepared(self.prepare(image, age, sex, site), target, prior)
 
     @_torch_work
-    def diagnose_prepared(self, prepared: Prepared, target: str | None = None,
-                          prior: str = DEFAULT_PRIOR) -> tuple[Prediction, Explanation]:
+    def diagnose_prepared(
+        self, prepared: Prepared, target: str | None = None, prior: str = DEFAULT_PRIOR
+    ) -> tuple[Prediction, Explanation]:
         pixels = prepared.pixels.to(self.device)
         meta = encode_metadata(prepared.metadata).unsqueeze(0).to(self.device)
         with ExitStack() as stack:
             cams = [stack.enter_context(GradCAM(m.cam_layer)) for m in self.members]
             # Weights are frozen; gradients flow from the input, so the backward pass
             # computes only what Grad-CAM needs (no weight gradients).
-            outputs = [self._member_views(m, inp.normalize(pixels).requires_grad_(True), meta, self.views)
-                       for m, inp in zip(self.members, self.member_inputs)]
-            logits = torch.stack([lg for lg, _ in outputs])                     # (members, 2, 1, C)
-            prediction = self._prediction(self.calibrate(logits.detach().cpu(), prior),
-                                          [f.detach().cpu() for _, f in outputs], prepared.pixels,
-                                          prepared.metadata, prior)
+            outputs = [
+                self._member_views(m, inp.normalize(pixels).requires_grad_(True), meta, self.views)
+                for m, inp in zip(self.members, self.member_inputs)
+            ]
+            logits = torch.stack([lg for lg, _ in outputs])  # (members, 2, 1, C)
+            prediction = self._prediction(
+                self.calibrate(logits.detach().cpu(), prior),
+                [f.detach().cpu() for _, f in outputs],
+                prepared.pixels,
+                prepared.metadata,
+                prior,
+            )
             target = target or prediction.label
             # Members share no weights, so one backward of their summed scores gives each
             # member the gradient of its own (view-averaged) score.

@@ -6,6 +6,7 @@ Two stages, both described by the card:
 2. each member resizes that to its own input shape and normalises it
    (``InputConfig``, one per member: members may differ in size and scaling).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,29 +18,33 @@ from PIL import Image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-SIGNED_MEAN = (0.5, 0.5, 0.5)     # inputs scaled to [-1, 1] (TensorFlow-trained weights)
+SIGNED_MEAN = (0.5, 0.5, 0.5)  # inputs scaled to [-1, 1] (TensorFlow-trained weights)
 SIGNED_STD = (0.5, 0.5, 0.5)
 
 
 @dataclass(frozen=True)
 class SourceSize:
     """The size every image is brought to before any member sees it."""
+
     height: int = 150
     width: int = 200
 
     @classmethod
-    def for_inputs(cls, height: int) -> "SourceSize":
+    def for_inputs(cls, height: int) -> SourceSize:
         """At least 150 px high (HAM10000's working copy), 4:3, and never below a member's input."""
         h = max(150, height)
         return cls(h, round(h * 4 / 3))
 
     @classmethod
-    def from_card(cls, card: dict) -> "SourceSize":
+    def from_card(cls, card: dict) -> SourceSize:
         return cls(int(card["source"]["height"]), int(card["source"]["width"]))
 
     def to_card(self) -> dict:
-        return {"height": self.height, "width": self.width,
-                "resize": "whole image resized to width x height (no crop), bilinear, antialiased"}
+        return {
+            "height": self.height,
+            "width": self.width,
+            "resize": "whole image resized to width x height (no crop), bilinear, antialiased",
+        }
 
     def to_uint8(self, img: Image.Image) -> torch.Tensor:
         """An RGB PIL image at this size, as a uint8 tensor (3, H, W)."""
@@ -51,25 +56,30 @@ class SourceSize:
 @dataclass(frozen=True)
 class InputConfig:
     """One member's input: shape and normalisation."""
+
     height: int = 112
     width: int = 112
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
 
     @classmethod
-    def from_card(cls, spec: dict) -> "InputConfig":
+    def from_card(cls, spec: dict) -> InputConfig:
         return cls(int(spec["height"]), int(spec["width"]), tuple(spec["mean"]), tuple(spec["std"]))
 
     def to_card(self) -> dict:
-        return {"height": self.height, "width": self.width, "mean": list(self.mean), "std": list(self.std),
-                "resize": "source image squeezed to width x height (no crop), bilinear, antialiased"}
+        return {
+            "height": self.height,
+            "width": self.width,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "resize": "source image squeezed to width x height (no crop), bilinear, antialiased",
+        }
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 or [0, 1] float (N, 3, H, W) at any size -> normalised float (N, 3, height, width)."""
         x = images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()
         if x.shape[-2:] != (self.height, self.width):
-            x = F.interpolate(x, size=(self.height, self.width), mode="bilinear",
-                              antialias=True, align_corners=False)
+            x = F.interpolate(x, size=(self.height, self.width), mode="bilinear", antialias=True, align_corners=False)
         mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
         return (x - mean) / std

@@ -7,9 +7,9 @@ seen) is what balanced accuracy, the ISIC challenge metric, rewards; ``training`
 keeps the dataset's frequencies. The correction may be tempered by a strength
 in [0, 1], chosen on validation and recorded in the model card.
 """
+
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from .vocab import DEFAULT_PRIOR
@@ -22,16 +22,21 @@ PRIORS = {
 __all__ = ["DEFAULT_PRIOR", "PRIORS", "apply_prior", "choose_prior_strength"]
 
 
-def apply_prior(probs: torch.Tensor, train_prior: torch.Tensor, prior: torch.Tensor,
-                strength: float = 1.0) -> torch.Tensor:
+def apply_prior(
+    probs: torch.Tensor, train_prior: torch.Tensor, prior: torch.Tensor, strength: float = 1.0
+) -> torch.Tensor:
     """(..., classes) probabilities under ``train_prior`` -> the same under ``prior``."""
     ratio = (prior.to(probs) / train_prior.to(probs)) ** strength
     out = probs * ratio
     return out / out.sum(-1, keepdim=True)
 
 
-def choose_prior_strength(probs: torch.Tensor, labels: torch.Tensor, train_prior: torch.Tensor,
-                          grid: np.ndarray = np.round(np.arange(0.0, 1.0001, 0.1), 2)) -> tuple[float, dict]:
+STRENGTHS = tuple(round(0.1 * i, 1) for i in range(11))  # 0, 0.1, ..., 1
+
+
+def choose_prior_strength(
+    probs: torch.Tensor, labels: torch.Tensor, train_prior: torch.Tensor, grid: tuple[float, ...] = STRENGTHS
+) -> tuple[float, dict]:
     """The strength of the ``equal`` correction with the best validation balanced accuracy
     (ties: the weakest), and the score of each strength tried."""
     from .metrics import classification_report

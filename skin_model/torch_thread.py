@@ -12,6 +12,7 @@ is bounded and every wait has a timeout, so a caller gets a clear
 ``TorchThreadError`` instead of a hang; a call from the worker itself runs inline.
 Only tensor work belongs here: decoding runs on the caller's thread.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,7 +22,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 
 THREAD_NAME = "skin-model-torch"
-MAX_WAITING = 64          # calls queued at once; more are refused at once
+MAX_WAITING = 64  # calls queued at once; more are refused at once
 TIMEOUT_S = float(os.environ.get("SKIN_MODEL_TORCH_TIMEOUT", "120"))
 
 
@@ -73,7 +74,8 @@ class TorchThread:
             future.cancel()
             raise TorchThreadError(
                 f"The model did not answer within {self.timeout_s:.0f} s (is a call waiting on another "
-                "call to the model?).") from None
+                "call to the model?)."
+            ) from None
 
 
 _default = TorchThread()

@@ -4,6 +4,7 @@ A run folder holds the split (``split.csv``), one sub-folder per member (named
 by the member, so one architecture may appear several times) with its
 checkpoint, best weights and per-epoch log, and the exported artifact.
 """
+
 from __future__ import annotations
 
 import copy
@@ -44,7 +45,7 @@ TTA_VIEWS = tuple(FLIPS)
 @dataclass
 class TrainConfig:
     arch: str = "resnet18"
-    name: str = ""                    # the member's folder and name; default: the architecture
+    name: str = ""  # the member's folder and name; default: the architecture
     epochs: int = 14
     height: int = 112
     width: int = 112
@@ -52,11 +53,11 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     pretrained: bool = False
-    meta_dropout: float = 0.25        # chance that each metadata field is hidden
-    meta_drop_all: float = 0.0        # chance that the whole metadata vector is hidden (image-only rows)
-    class_weight_power: float = 0.5   # loss weight of a class ~ (1 / frequency) ** power
+    meta_dropout: float = 0.25  # chance that each metadata field is hidden
+    meta_drop_all: float = 0.0  # chance that the whole metadata vector is hidden (image-only rows)
+    class_weight_power: float = 0.5  # loss weight of a class ~ (1 / frequency) ** power
     label_smoothing: float = 0.0
-    ema_decay: float = 0.0            # 0: no exponential moving average of the weights
+    ema_decay: float = 0.0  # 0: no exponential moving average of the weights
     seed: int = 0
     meta_hidden: int = 32
     device: str = "cpu"
@@ -65,7 +66,7 @@ class TrainConfig:
         self.name = self.name or self.arch
 
     @classmethod
-    def from_json(cls, text: str) -> "TrainConfig":
+    def from_json(cls, text: str) -> TrainConfig:
         raw = json.loads(text)
         if "size" in raw:  # configs written before members had a 4:3 shape
             raw.setdefault("height", raw["size"])
@@ -82,6 +83,7 @@ class TrainConfig:
 @dataclass
 class Run:
     """Paths of one training run."""
+
     root: Path
     split_csv: Path = field(init=False)
 
@@ -142,15 +144,20 @@ def augment_batch(images: torch.Tensor, out_hw: tuple[int, int], gen: torch.Gene
         return (torch.rand(n, generator=gen) * (hi - lo) + lo).to(device)
 
     area, log_ratio = uniform(0.35, 1.0), uniform(math.log(3 / 4), math.log(4 / 3))
-    sx = torch.sqrt(area * log_ratio.exp()).clamp(max=1.0)      # half-extent of the crop, in [-1, 1] units
+    sx = torch.sqrt(area * log_ratio.exp()).clamp(max=1.0)  # half-extent of the crop, in [-1, 1] units
     sy = torch.sqrt(area / log_ratio.exp()).clamp(max=1.0)
     tx, ty = uniform(-1, 1) * (1 - sx), uniform(-1, 1) * (1 - sy)
     flip_x = torch.where(uniform(0, 1) < 0.5, -1.0, 1.0)
     flip_y = torch.where(uniform(0, 1) < 0.5, -1.0, 1.0)
     angle = torch.where(uniform(0, 1) < 0.5, uniform(-math.pi / 4, math.pi / 4), torch.zeros(n, device=device))
     cos, sin = angle.cos(), angle.sin()
-    theta = torch.stack([torch.stack([cos * sx * flip_x, -sin * sy * flip_y, tx], 1),
-                         torch.stack([sin * sx * flip_x, cos * sy * flip_y, ty], 1)], 1)
+    theta = torch.stack(
+        [
+            torch.stack([cos * sx * flip_x, -sin * sy * flip_y, tx], 1),
+            torch.stack([sin * sx * flip_x, cos * sy * flip_y, ty], 1),
+        ],
+        1,
+    )
     grid = F.affine_grid(theta, (n, 3, *out_hw), align_corners=False)
     x = images.float().div_(255.0)
     # Downscale first so bilinear sampling does not alias.
@@ -159,11 +166,11 @@ def augment_batch(images: torch.Tensor, out_hw: tuple[int, int], gen: torch.Gene
         x = F.interpolate(x, scale_factor=scale / 0.75, mode="bilinear", antialias=True, align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     view = (n, 1, 1, 1)
-    x = x * uniform(0.8, 1.2).view(view)                                             # brightness
+    x = x * uniform(0.8, 1.2).view(view)  # brightness
     gray = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
     x = (x - gray.mean((2, 3), keepdim=True)) * uniform(0.8, 1.2).view(view) + gray.mean((2, 3), keepdim=True)
     gray = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
-    x = gray + (x - gray) * uniform(0.8, 1.2).view(view)                             # saturation
+    x = gray + (x - gray) * uniform(0.8, 1.2).view(view)  # saturation
     return x.clamp_(0.0, 1.0)
 
 
@@ -199,22 +206,34 @@ def class_frequencies(labels: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def predict_outputs(net: SkinNet, data: Dataset, inputs: InputConfig, views: tuple[str, ...] = ("identity",),
-                    batch_size: int = 128, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+def predict_outputs(
+    net: SkinNet,
+    data: Dataset,
+    inputs: InputConfig,
+    views: tuple[str, ...] = ("identity",),
+    batch_size: int = 128,
+    device: str = "cpu",
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Fused logits (N, classes) and pooled image features (N, F), averaged over the test-time views."""
     net.eval().to(device)
     logits, features = [], []
     for i in range(0, len(data), batch_size):
-        x = flip_views(inputs.normalize(data.images[i:i + batch_size].to(device)), views)
-        meta = data.meta[i:i + batch_size].to(device).repeat(len(views), 1)
+        x = flip_views(inputs.normalize(data.images[i : i + batch_size].to(device)), views)
+        meta = data.meta[i : i + batch_size].to(device).repeat(len(views), 1)
         fused, f = net.forward_views(x, (meta,))
         logits.append(fused[0].reshape(len(views), -1, len(vocab.CLASSES)).mean(0).float().cpu())
         features.append(f.reshape(len(views), -1, f.shape[-1]).mean(0).float().cpu())
     return torch.cat(logits), torch.cat(features)
 
 
-def predict_logits(net: SkinNet, data: Dataset, inputs: InputConfig, views: tuple[str, ...] = ("identity",),
-                   batch_size: int = 128, device: str = "cpu") -> torch.Tensor:
+def predict_logits(
+    net: SkinNet,
+    data: Dataset,
+    inputs: InputConfig,
+    views: tuple[str, ...] = ("identity",),
+    batch_size: int = 128,
+    device: str = "cpu",
+) -> torch.Tensor:
     """Fused logits (N, classes), averaged over the test-time views."""
     return predict_outputs(net, data, inputs, views, batch_size, device)[0]
 
@@ -258,13 +277,14 @@ def train_member(data: dict[str, Dataset], run: Run, cfg: TrainConfig, resume: b
     total = steps_per_epoch * cfg.epochs
     warmup = steps_per_epoch // 2
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, warmup))
-                                              * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / max(1, warmup)) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
+    )
     gen = torch.Generator().manual_seed(cfg.seed)
     start_epoch, best = 0, -1.0
     ckpt = _checkpoint_path(member_dir)
     if resume and ckpt.exists():
-        state = torch.load(ckpt, weights_only=True, map_location=device)   # no arbitrary pickle
+        state = torch.load(ckpt, weights_only=True, map_location=device)  # no arbitrary pickle
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -287,18 +307,23 @@ def train_member(data: dict[str, Dataset], run: Run, cfg: TrainConfig, resume: b
         net.train()
         order = torch.randperm(len(train), generator=gen)
         seen, loss_sum, t0 = 0, 0.0, time.time()
-        bar = tqdm(range(0, len(train), cfg.batch_size), desc=f"{cfg.name} epoch {epoch + 1}/{cfg.epochs}",
-                   unit="batch", mininterval=5)
+        bar = tqdm(
+            range(0, len(train), cfg.batch_size),
+            desc=f"{cfg.name} epoch {epoch + 1}/{cfg.epochs}",
+            unit="batch",
+            mininterval=5,
+        )
         for start in bar:
-            idx = order[start:start + cfg.batch_size]
+            idx = order[start : start + cfg.batch_size]
             dev_idx = idx.to(device)
             images = augment_batch(images_on_device[dev_idx], (cfg.height, cfg.width), gen)
             x = inputs.normalize(images).contiguous(memory_format=torch.channels_last)
             meta = hide_metadata(train.meta[idx], cfg.meta_dropout, gen, cfg.meta_drop_all).to(device)
             with autocast():
                 logits = net(x, meta)
-            loss = F.cross_entropy(logits.float(), labels_on_device[dev_idx], weight=weights,
-                                   label_smoothing=cfg.label_smoothing)
+            loss = F.cross_entropy(
+                logits.float(), labels_on_device[dev_idx], weight=weights, label_smoothing=cfg.label_smoothing
+            )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -316,30 +341,50 @@ def train_member(data: dict[str, Dataset], run: Run, cfg: TrainConfig, resume: b
         # loss already leans towards rare classes, so the full correction over-corrects).
         strength, strength_scores = choose_prior_strength(probs, data["val"].labels, train_prior)
         val_equal = strength_scores[f"{strength:.1f}"]
-        row = {"epoch": epoch + 1, "train_loss": loss_sum / seen,
-               "val_loss": F.cross_entropy(logits, data["val"].labels).item(),
-               "val_accuracy": val["accuracy"], "val_balanced_accuracy": val["balanced_accuracy"],
-               "val_balanced_accuracy_equal_prior": val_equal, "equal_prior_strength": strength,
-               "val_macro_auc": val["macro_auc"], "lr": sched.get_last_lr()[0],
-               "seconds": time.time() - t0}
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": loss_sum / seen,
+            "val_loss": F.cross_entropy(logits, data["val"].labels).item(),
+            "val_accuracy": val["accuracy"],
+            "val_balanced_accuracy": val["balanced_accuracy"],
+            "val_balanced_accuracy_equal_prior": val_equal,
+            "equal_prior_strength": strength,
+            "val_macro_auc": val["macro_auc"],
+            "lr": sched.get_last_lr()[0],
+            "seconds": time.time() - t0,
+        }
         with log_path.open("a", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(row))
             if fh.tell() == 0:
                 writer.writeheader()
             writer.writerow(row)
-        log.info("%s epoch %d: %s", cfg.name, epoch + 1,
-                 ", ".join(f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float)))
+        log.info(
+            "%s epoch %d: %s",
+            cfg.name,
+            epoch + 1,
+            ", ".join(f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float)),
+        )
         if val_equal > best:
             best = val_equal
-            save_file({k: v.detach().cpu().contiguous() for k, v in scored.state_dict().items()},
-                      str(member_dir / "best.safetensors"))
-        state = {"model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                 "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
-                 "epoch": epoch + 1, "best": best}
+            save_file(
+                {k: v.detach().cpu().contiguous() for k, v in scored.state_dict().items()},
+                str(member_dir / "best.safetensors"),
+            )
+        state = {
+            "model": net.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "generator": gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "epoch": epoch + 1,
+            "best": best,
+        }
         if ema is not None:
             state |= {"ema": ema.net.state_dict(), "ema_steps": ema.steps}
         torch.save(state, ckpt)
-    (member_dir / "done.json").write_text(json.dumps({"epochs": cfg.epochs, "best_val_balanced_accuracy_equal_prior": best}))
+    (member_dir / "done.json").write_text(
+        json.dumps({"epochs": cfg.epochs, "best_val_balanced_accuracy_equal_prior": best})
+    )
     return member_dir
 
 
@@ -354,8 +399,14 @@ def finished_members(run: Run) -> list[Path]:
     return sorted(p.parent for p in run.root.glob("*/done.json"))
 
 
-def export(run: Run, data_dir: Path, out_dir: Path, model_version: str, names: list[str] | None = None,
-           tta: tuple[str, ...] = TTA_VIEWS) -> dict:
+def export(
+    run: Run,
+    data_dir: Path,
+    out_dir: Path,
+    model_version: str,
+    names: list[str] | None = None,
+    tta: tuple[str, ...] = TTA_VIEWS,
+) -> dict:
     """Calibrate on the validation split and write the artifact of the finished members:
     all of them, those named in ``names``, or with ``["auto"]`` the subset that scores best
     on validation (balanced accuracy under the equal prior, with test-time augmentation)."""
@@ -388,13 +439,19 @@ def export(run: Run, data_dir: Path, out_dir: Path, model_version: str, names: l
     loaded = [candidates[i] for i in chosen]
     member_logits = [candidate_logits[i] for i in chosen]
     member_specs = []
-    for (net, cfg), logits in zip(loaded, member_logits):
-        member_specs.append({"name": cfg.name, "architecture": cfg.arch, "meta_hidden": cfg.meta_hidden,
-                             "input": cfg.inputs.to_card(),
-                             "cam_layer": BACKBONES[cfg.arch].cam_layer,
-                             "temperature": fit_temperature(logits, val.labels),
-                             "pretrained": "ImageNet" if cfg.pretrained else "none (from scratch)",
-                             "training": asdict(cfg)})
+    for (_, cfg), logits in zip(loaded, member_logits):
+        member_specs.append(
+            {
+                "name": cfg.name,
+                "architecture": cfg.arch,
+                "meta_hidden": cfg.meta_hidden,
+                "input": cfg.inputs.to_card(),
+                "cam_layer": BACKBONES[cfg.arch].cam_layer,
+                "temperature": fit_temperature(logits, val.labels),
+                "pretrained": "ImageNet" if cfg.pretrained else "none (from scratch)",
+                "training": asdict(cfg),
+            }
+        )
     ensemble_logits = torch.stack(member_logits).mean(0)
     ensemble_t = fit_temperature(ensemble_logits, val.labels)
     calibrated = torch.softmax(ensemble_logits / ensemble_t, 1).double()
@@ -404,12 +461,23 @@ def export(run: Run, data_dir: Path, out_dir: Path, model_version: str, names: l
     # Similar cases and the out-of-domain check, in the shipped members' own feature space.
     train = data["train"]
     train_features = member_embedding([predict_outputs(net, train, cfg.inputs, tta)[1] for net, cfg in loaded])
-    index = CaseIndex.build(train_features, image_statistics(train.images), train.labels, list(train.df["dx_type"]),
-                            list(train.df["image_id"]), [thumbnail_jpeg(img) for img in train.images])
+    index = CaseIndex.build(
+        train_features,
+        image_statistics(train.images),
+        train.labels,
+        list(train.df["dx_type"]),
+        list(train.df["image_id"]),
+        [thumbnail_jpeg(img) for img in train.images],
+    )
     ood = index.calibrate(member_embedding([candidate_outputs[i][1] for i in chosen]), image_statistics(val.images))
-    counts = {name: {"images": len(d), "lesions": int(d.df["lesion_id"].nunique()),
-                     "per_class": {c: int((d.labels == i).sum()) for i, c in enumerate(vocab.CLASSES)}}
-              for name, d in data.items()}
+    counts = {
+        name: {
+            "images": len(d),
+            "lesions": int(d.df["lesion_id"].nunique()),
+            "per_class": {c: int((d.labels == i).sum()) for i, c in enumerate(vocab.CLASSES)},
+        }
+        for name, d in data.items()
+    }
     card = {
         "format": FORMAT,
         "name": "skin_model HAM10000 multimodal ensemble",
@@ -427,36 +495,48 @@ def export(run: Run, data_dir: Path, out_dir: Path, model_version: str, names: l
             "training_frequencies": {c: float(f) for c, f in zip(vocab.CLASSES, train_prior)},
             "equal_strength": strength,
             "rule": "p'(c|x) ~ p(c|x) * (prior(c) / training frequency(c)) ** strength; "
-                    "strength chosen on validation balanced accuracy (1 = full Bayes correction)",
+            "strength chosen on validation balanced accuracy (1 = full Bayes correction)",
             "strength_validation_balanced_accuracy": strength_scores,
         },
         "uncertainty": uncertainty,
         "ood": ood,
-        "similar_cases": {"source": "training split", "count": len(index.image_ids),
-                          "thumbnail": f"{THUMB_SIZE[0]}x{THUMB_SIZE[1]} JPEG", "file": INDEX_FILE,
-                          "licence": "CC BY-NC-SA 4.0 (HAM10000, Tschandl et al. 2018)"},
+        "similar_cases": {
+            "source": "training split",
+            "count": len(index.image_ids),
+            "thumbnail": f"{THUMB_SIZE[0]}x{THUMB_SIZE[1]} JPEG",
+            "file": INDEX_FILE,
+            "licence": "CC BY-NC-SA 4.0 (HAM10000, Tschandl et al. 2018)",
+        },
         "metadata_encoding": "age/100 and an age-missing flag, one-hot sex, one-hot site",
         "data": {
             "dataset": "HAM10000 (working copy: 8,499 images, 85% of the published set)",
             "split_rule": "lesion-grouped, class-stratified, seeded: no lesion_id in two splits "
-                          "(sklearn StratifiedGroupKFold, 1/7 test, 1/6 of the rest validation)",
+            "(sklearn StratifiedGroupKFold, 1/7 test, 1/6 of the rest validation)",
             "seed": candidates[0][1].seed,
             "counts": counts,
             "licence": "CC BY-NC-SA 4.0 (non-commercial, with attribution)",
             "citation": "Tschandl P., Rosendahl C., Kittler H. The HAM10000 dataset, a large collection of "
-                        "multi-source dermatoscopic images of common pigmented skin lesions. "
-                        "Sci. Data 5, 180161 (2018). doi:10.1038/sdata.2018.161",
+            "multi-source dermatoscopic images of common pigmented skin lesions. "
+            "Sci. Data 5, 180161 (2018). doi:10.1038/sdata.2018.161",
         },
         "calibration": "temperature scaling fitted on the validation split (per member and for the ensemble)",
         "validation_balanced_accuracy_equal_prior_tta": validation,
-        "selection": ("the subset of finished members with the best validation balanced accuracy "
-                      "(equal prior, test-time flips); ties go to fewer members"
-                      if names == ["auto"] else f"members named at export: {names or 'all finished'}"),
+        "selection": (
+            "the subset of finished members with the best validation balanced accuracy "
+            "(equal prior, test-time flips); ties go to fewer members"
+            if names == ["auto"]
+            else f"members named at export: {names or 'all finished'}"
+        ),
         "intended_use": "Research and teaching demonstrator. Not a medical device; no substitute for a dermatologist.",
         "test_metrics": None,
     }
     save_artifact(out_dir, [net for net, _ in loaded], card)
     index.save(out_dir)
-    log.info("exported %s to %s (ensemble temperature %.3f, prior strength %.2f)",
-             label[chosen], out_dir, ensemble_t, strength)
+    log.info(
+        "exported %s to %s (ensemble temperature %.3f, prior strength %.2f)",
+        label[chosen],
+        out_dir,
+        ensemble_t,
+        strength,
+    )
     return card

@@ -5,6 +5,7 @@ gap. The gap is chosen on validation: the smallest one for which the answers
 called certain are right at least ``TARGET_ACCURACY`` of the time (balanced over
 classes, like the rest of the model's decisions).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,16 +26,29 @@ def choose_gap(probs: np.ndarray, labels: np.ndarray, target: float = TARGET_ACC
     table = []
     for g in GAPS:
         certain = gaps >= g
-        recalls = [(preds[certain & (labels == c)] == c).mean() for c in np.unique(labels)
-                   if (certain & (labels == c)).any()]
-        table.append({"gap": float(g), "share_certain": float(certain.mean()),
-                      "balanced_accuracy_of_certain": float(np.mean(recalls)) if recalls else None})
-    reached = [row for row in table if row["balanced_accuracy_of_certain"] is not None
-               and row["balanced_accuracy_of_certain"] >= target]
+        recalls = [
+            (preds[certain & (labels == c)] == c).mean() for c in np.unique(labels) if (certain & (labels == c)).any()
+        ]
+        table.append(
+            {
+                "gap": float(g),
+                "share_certain": float(certain.mean()),
+                "balanced_accuracy_of_certain": float(np.mean(recalls)) if recalls else None,
+            }
+        )
+    reached = [
+        row
+        for row in table
+        if row["balanced_accuracy_of_certain"] is not None and row["balanced_accuracy_of_certain"] >= target
+    ]
     chosen = reached[0] if reached else table[-1]
-    return {"rule": f"uncertain when the top two probabilities differ by less than the gap; the gap is the "
-                    f"smallest for which certain answers reach balanced accuracy {target} on validation",
-            "gap": chosen["gap"], "target": target, "validation": chosen}
+    return {
+        "rule": f"uncertain when the top two probabilities differ by less than the gap; the gap is the "
+        f"smallest for which certain answers reach balanced accuracy {target} on validation",
+        "gap": chosen["gap"],
+        "target": target,
+        "validation": chosen,
+    }
 
 
 def uncertain_pair(probabilities: dict[str, float], gap: float) -> tuple[str, str] | None:

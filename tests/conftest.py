@@ -1,4 +1,5 @@
 """Shared fixtures: a synthetic HAM10000-style dataset and a model trained on it in seconds."""
+
 from __future__ import annotations
 
 import io
@@ -18,8 +19,9 @@ SAMPLES_DIR = REPO / "assets" / "samples"
 SHARED_DATA = Path(os.environ.get("SKIN_MODEL_DATA", DEFAULT_DATA_DIR))
 
 # A colour per class, so that a tiny network can tell the synthetic classes apart.
-CLASS_COLOURS = {c: tuple(int(v) for v in np.random.default_rng(i).integers(30, 225, 3))
-                 for i, c in enumerate(vocab.CLASSES)}
+CLASS_COLOURS = {
+    c: tuple(int(v) for v in np.random.default_rng(i).integers(30, 225, 3)) for i, c in enumerate(vocab.CLASSES)
+}
 
 
 def synthetic_lesion(dx: str, seed: int, size=(80, 60)) -> Image.Image:
@@ -30,7 +32,7 @@ def synthetic_lesion(dx: str, seed: int, size=(80, 60)) -> Image.Image:
     img[:] = (200, 160, 140)
     yy, xx = np.mgrid[0:h, 0:w]
     cx, cy, r = rng.uniform(0.3 * w, 0.7 * w), rng.uniform(0.3 * h, 0.7 * h), rng.uniform(0.3, 0.45) * h
-    blob = ((xx - cx) ** 2 + (yy - cy) ** 2) < r ** 2
+    blob = ((xx - cx) ** 2 + (yy - cy) ** 2) < r**2
     img[blob] = CLASS_COLOURS[dx]
     img += rng.normal(0, 8, img.shape)
     return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
@@ -52,10 +54,17 @@ def make_synthetic_dataset(root: Path, per_class: int = 24) -> Path:
             part = root / ("HAM10000_images_part_1" if j % 2 else "HAM10000_images_part_2")
             part.mkdir(parents=True, exist_ok=True)
             synthetic_lesion(dx, seed=100 * k + j).save(part / f"{image_id}.jpg", quality=95)
-            rows.append({"lesion_id": lesion, "image_id": image_id, "dx": dx, "dx_type": "histo",
-                         "age": "" if j == 0 else float(rng.integers(1, 18) * 5),
-                         "sex": ["male", "female", "unknown"][j % 3],
-                         "localization": vocab.SITES[(k + j) % len(vocab.SITES)]})
+            rows.append(
+                {
+                    "lesion_id": lesion,
+                    "image_id": image_id,
+                    "dx": dx,
+                    "dx_type": "histo",
+                    "age": "" if j == 0 else float(rng.integers(1, 18) * 5),
+                    "sex": ["male", "female", "unknown"][j % 3],
+                    "localization": vocab.SITES[(k + j) % len(vocab.SITES)],
+                }
+            )
     pd.DataFrame(rows).to_csv(root / "HAM10000_metadata.csv", index=False)
     return root
 
@@ -69,8 +78,19 @@ def tiny_config(arch: str, **kwargs):
     """The training recipe of the test members: 2 epochs at 48x64 px (4:3, like the real ones)."""
     from skin_model.train import TrainConfig
 
-    return TrainConfig(arch=arch, **{"epochs": 2, "height": 48, "width": 64, "batch_size": 16, "lr": 2e-3,
-                                     "ema_decay": 0.9, "meta_drop_all": 0.2, **kwargs})
+    return TrainConfig(
+        arch=arch,
+        **{
+            "epochs": 2,
+            "height": 48,
+            "width": 64,
+            "batch_size": 16,
+            "lr": 2e-3,
+            "ema_decay": 0.9,
+            "meta_drop_all": 0.2,
+            **kwargs,
+        },
+    )
 
 
 @pytest.fixture(scope="session")

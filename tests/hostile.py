@@ -1,4 +1,5 @@
 """Hostile inputs shared by the API and app tests: name -> (bytes, expected error or None)."""
+
 import io
 
 import numpy as np
@@ -50,8 +51,10 @@ def _exif(orientation: int) -> bytes:
     return encode(BASE, "JPEG", exif=exif)
 
 
-SVG = (b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="100" height="100">'
-       b'<circle cx="50" cy="50" r="40" fill="brown"/></svg>')
+SVG = (
+    b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="100" height="100">'
+    b'<circle cx="50" cy="50" r="40" fill="brown"/></svg>'
+)
 HEIC = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 200  # no HEIF plugin in Pillow
 
 # name -> (bytes, the error it must raise, or None when it is a readable image)

@@ -24,8 +24,9 @@ def _app(page: str | None = None) -> AppTest:
 
 
 def _texts(at) -> str:
-    return " ".join(str(e.value) for kind in ("markdown", "subheader", "title", "caption", "error", "info")
-                    for e in at.get(kind))
+    return " ".join(
+        str(e.value) for kind in ("markdown", "subheader", "title", "caption", "error", "info") for e in at.get(kind)
+    )
 
 
 @pytest.fixture
@@ -59,13 +60,16 @@ def test_diagnose_shows_answer_chart_and_heatmap(model_calls):
         a, b = prediction.uncertain_between
         assert any(t("diag.uncertain", a=a, b=b) == s.value for s in at.subheader)
     else:
-        assert any(prediction.label in s.value and vocab.BY_CODE[prediction.label].name_en in s.value
-                   for s in at.subheader)
+        assert any(
+            prediction.label in s.value and vocab.BY_CODE[prediction.label].name_en in s.value for s in at.subheader
+        )
     assert len(at.get("plotly_chart")) == 1
     assert len(at.get("imgs")) >= 1 or len(at.get("image")) >= 1
     table = next(m.value for m in at.markdown if m.value.startswith("| "))  # fused vs image-only
-    assert all(f"| {c} | {percent(prediction.probabilities[c])} | {percent(prediction.image_only[c])} |" in table
-               for c in vocab.CLASSES)
+    assert all(
+        f"| {c} | {percent(prediction.probabilities[c])} | {percent(prediction.image_only[c])} |" in table
+        for c in vocab.CLASSES
+    )
     assert len(model_calls) == 1
     at.slider(key="opacity.widget").set_value(0.8).run()
     at.number_input(key="age.widget")  # still there
@@ -89,9 +93,10 @@ def test_metadata_change_reruns_and_class_selector_explains(monkeypatch):
     assert not at.exception
 
 
-@pytest.mark.parametrize("name,data", [("notes.jpg", b"this is not an image at all"),
-                                       ("cut.jpg", SAMPLE.read_bytes()[:3000]),
-                                       ("empty.png", b"")])
+@pytest.mark.parametrize(
+    "name,data",
+    [("notes.jpg", b"this is not an image at all"), ("cut.jpg", SAMPLE.read_bytes()[:3000]), ("empty.png", b"")],
+)
 def test_bad_upload_shows_error_then_app_still_works(name, data):
     at = _app()
     _upload(at, name, data)
@@ -114,8 +119,10 @@ def test_sample_gallery():
 
 def test_batch_with_two_images_and_a_csv():
     at = _app("pages/batch.py")
-    files = [("ISIC_0027622.jpg", SAMPLE.read_bytes(), "image/jpeg"),
-             ("ISIC_0029827.jpg", (SAMPLES_DIR / "ISIC_0029827.jpg").read_bytes(), "image/jpeg")]
+    files = [
+        ("ISIC_0027622.jpg", SAMPLE.read_bytes(), "image/jpeg"),
+        ("ISIC_0029827.jpg", (SAMPLES_DIR / "ISIC_0029827.jpg").read_bytes(), "image/jpeg"),
+    ]
     at.file_uploader(key="batch_images").set_value(files)
     csv = b"image_id,age,sex,localization\nISIC_0027622,40,female,upper extremity\n"
     at.file_uploader(key="batch_csv").set_value(("meta.csv", csv, "text/csv"))
@@ -142,8 +149,10 @@ def test_batch_metadata_in_common_spellings_is_understood_and_a_bad_field_only_w
     and is never blamed on the image."""
     at = _app("pages/batch.py")
     images = [(f"img{i}.jpg", SAMPLE.read_bytes(), "image/jpeg") for i in range(4)]
-    csv = ("image_id,age,sex,localization\nimg0,40,M,back\nimg1,55,f,Dos\nimg2,70,homme,membre inférieur\n"
-           "img3,abc,robot,elbow\n").encode()
+    csv = (
+        "image_id,age,sex,localization\nimg0,40,M,back\nimg1,55,f,Dos\nimg2,70,homme,membre inférieur\n"
+        "img3,abc,robot,elbow\n"
+    ).encode()
     result = _batch(at, images, csv)
     assert (result["error"] == "").all() and result["prediction"].isin(vocab.CLASSES).all()
     assert list(result["warning"] != "") == [False, False, False, True]
@@ -156,8 +165,7 @@ def test_batch_metadata_in_common_spellings_is_understood_and_a_bad_field_only_w
 def test_batch_refuses_more_files_than_its_limit(monkeypatch):
     monkeypatch.setenv("SKIN_MODEL_MAX_BATCH", "3")
     at = _app("pages/batch.py")
-    at.file_uploader(key="batch_images").set_value([(f"i{i}.jpg", SAMPLE.read_bytes(), "image/jpeg")
-                                                    for i in range(4)])
+    at.file_uploader(key="batch_images").set_value([(f"i{i}.jpg", SAMPLE.read_bytes(), "image/jpeg") for i in range(4)])
     at.run()
     assert [e.value for e in at.error] == [t("batch.too_many", "en", limit=3, n=4)]
     assert not at.button and "batch" not in at.session_state
@@ -170,10 +178,11 @@ def test_batch_results_survive_another_page_and_never_sit_under_new_files():
     at.switch_page("pages/batch.py").run()
     assert at.session_state["batch"]["result"] is first and len(at.dataframe) == 1
     assert any(c.value == t("batch.kept", "en", n=1) for c in at.caption)
-    at.file_uploader(key="batch_images").set_value([("b.jpg", SAMPLE.read_bytes(), "image/jpeg"),
-                                                    ("c.jpg", SAMPLE.read_bytes(), "image/jpeg")])
+    at.file_uploader(key="batch_images").set_value(
+        [("b.jpg", SAMPLE.read_bytes(), "image/jpeg"), ("c.jpg", SAMPLE.read_bytes(), "image/jpeg")]
+    )
     at.run()
-    assert "batch" not in at.session_state and not at.dataframe   # the old table is gone
+    assert "batch" not in at.session_state and not at.dataframe  # the old table is gone
     assert at.button(key="batch_run").label == t("batch.run", "en", n=2)
 
 
@@ -190,7 +199,7 @@ def test_model_card_renders_its_metrics():
     test = f" · {t('card.test', 'en')}"
     assert labels == [t(k, "en") + test for k in ("card.bal_acc", "card.mel_recall", "card.auc", "card.ece")]
     assert all(0 < float(m.value) <= 1 for m in at.metric)
-    assert sum(c.value.startswith(t("card.val", "en") + ":") for c in at.caption) == 4   # validation beside test
+    assert sum(c.value.startswith(t("card.val", "en") + ":") for c in at.caption) == 4  # validation beside test
     assert len(at.get("plotly_chart")) == 3
 
 
@@ -223,8 +232,9 @@ def test_after_a_language_switch_every_selector_shows_french_values_and_keeps_it
     at.run()
     assert not at.exception and not at.warning
     source = at.radio(key="source.fr")
-    assert source.value == "sample" and source.options == [t(f"diag.source.{s}", "fr") for s in
-                                                           ("upload", "camera", "sample")]
+    assert source.value == "sample" and source.options == [
+        t(f"diag.source.{s}", "fr") for s in ("upload", "camera", "sample")
+    ]
     assert at.selectbox(key="sample.fr").value == 2
     assert at.selectbox(key="sex.fr").value == "female"
     assert at.selectbox(key="sex.fr").options == [t(f"sex.{s}", "fr") for s in vocab.SEXES]
@@ -232,7 +242,7 @@ def test_after_a_language_switch_every_selector_shows_french_values_and_keeps_it
     cam = at.selectbox(key="cam_class.fr")
     assert cam.value == label and cam.options[0] == f"akiec — {vocab.BY_CODE['akiec'].name_fr}"
     assert at.radio(key="prior.fr").options[0] == t("prior.equal", "fr")
-    assert at.session_state["diagnosis"]["prediction"].label == label   # the same answer, now in French
+    assert at.session_state["diagnosis"]["prediction"].label == label  # the same answer, now in French
 
 
 def test_an_answer_and_its_inputs_survive_a_visit_to_another_page(model_calls):
@@ -248,7 +258,7 @@ def test_an_answer_and_its_inputs_survive_a_visit_to_another_page(model_calls):
     assert at.number_input(key="age.widget").value == 55 and at.selectbox(key="site.en").value == "back"
     assert at.session_state["diagnosis"]["prediction"] is answer and len(model_calls) == calls
     assert any(t("diag.kept", "en", name="lesion.jpg") == c.value for c in at.caption)
-    assert at.subheader   # the answer is on the page
+    assert at.subheader  # the answer is on the page
     at.button(key="upload.remove").click().run()
     assert not at.subheader and any(t("diag.waiting", "en") == c.value for c in at.caption)
 
@@ -288,14 +298,17 @@ def test_impossible_ages_never_reach_the_model_from_the_page():
     sends outside it are dropped by Streamlit (the last valid age stays), never a traceback."""
     at = _app()
     _upload(at, "lesion.jpg", SAMPLE.read_bytes())
-    assert at.number_input(key="age.widget").min == vocab.AGE_MIN and at.number_input(key="age.widget").max == vocab.AGE_MAX
+    assert (
+        at.number_input(key="age.widget").min == vocab.AGE_MIN
+        and at.number_input(key="age.widget").max == vocab.AGE_MAX
+    )
     assert at.selectbox(key="sex.en").options == [t(f"sex.{s}", "en") for s in vocab.SEXES]
     assert at.selectbox(key="site.en").options == [t(f"site.{s}", "en") for s in vocab.SITES]
     for age in (-1, 101, 10_000):
         at.number_input(key="age.widget").set_value(70).run()
         at.number_input(key="age.widget").set_value(age).run()
         assert not at.exception and not at.error, age
-        assert at.session_state["diagnosis"]["prediction"].metadata.age == 70, age   # the last valid age
+        assert at.session_state["diagnosis"]["prediction"].metadata.age == 70, age  # the last valid age
     at.number_input(key="age.widget").set_value(35).run()
     assert at.session_state["diagnosis"]["prediction"].metadata.age == 35
 
@@ -363,8 +376,8 @@ def test_an_image_that_is_not_dermoscopy_gets_the_warning_first():
     assert not at.exception, at.exception
     label = at.session_state["diagnosis"]["prediction"].label
     assert [s.value for s in at.subheader] == [t("diag.ood_answer", "en", code=label)]
-    assert not any("-badge[" in m.value for m in at.markdown)   # never a confident badge
-    assert at.warning[0].value == t("diag.ood", "en")             # the warning stays
+    assert not any("-badge[" in m.value for m in at.markdown)  # never a confident badge
+    assert at.warning[0].value == t("diag.ood", "en")  # the warning stays
 
 
 def test_a_sample_gets_the_malignancy_line_the_prior_and_similar_cases():

@@ -1,4 +1,5 @@
 """End to end: `streamlit run` on a free loopback port, driven by Debian's Chromium via playwright."""
+
 import re
 import shutil
 import socket
@@ -16,11 +17,19 @@ from .conftest import REPO, SAMPLES_DIR
 CHROMIUM = shutil.which("chromium")
 ARTIFACTS = REPO / "test-artifacts"
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (CI installs it with apt-get)")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync",
-                 # a generated test pattern as the camera, allowed without a prompt
-                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    # a generated test pattern as the camera, allowed without a prompt
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+]
 
 
 def _free_port() -> int:
@@ -36,9 +45,25 @@ def server(tmp_path_factory):
     log_path = tmp_path_factory.mktemp("server") / "streamlit.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-             "--server.address", "127.0.0.1", "--server.headless", "true", "--logger.level", "info"],
-            cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                "streamlit_app.py",
+                "--server.port",
+                str(port),
+                "--server.address",
+                "127.0.0.1",
+                "--server.headless",
+                "true",
+                "--logger.level",
+                "info",
+            ],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(120):
@@ -115,8 +140,9 @@ def test_camera_test_pattern_is_flagged_as_not_dermoscopy(server, browser):
     page.get_by_text(t("diag.title", "en")).wait_for(timeout=60_000)
     page.get_by_text(t("diag.source.camera", "en"), exact=True).click()
     # The button takes a photo only once the stream plays.
-    page.wait_for_function("(() => { const v = document.querySelector('video'); return v && v.readyState >= 2; })()",
-                           timeout=60_000)
+    page.wait_for_function(
+        "(() => { const v = document.querySelector('video'); return v && v.readyState >= 2; })()", timeout=60_000
+    )
     page.wait_for_timeout(1000)
     page.get_by_role("button", name="Take Photo").click(timeout=60_000)
     warning = page.get_by_text(t("diag.ood", "en"))
@@ -125,7 +151,7 @@ def test_camera_test_pattern_is_flagged_as_not_dermoscopy(server, browser):
     finally:
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "camera-1280.png"))
-    assert page.get_by_text("Most likely:").count() == 0       # no confident answer
+    assert page.get_by_text("Most likely:").count() == 0  # no confident answer
     page.get_by_text(t("diag.show_anyway", "en")).click()
     page.get_by_text("The model's answer, for an image unlike").wait_for(timeout=60_000)
     assert page.locator("[data-testid=stException]").count() == 0

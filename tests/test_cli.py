@@ -1,5 +1,6 @@
 """The command line's contract: exit status, unique ids, skipped files, the batch metadata rule,
 messages fit for a terminal, and tracebacks only with -v."""
+
 import logging
 
 import pandas as pd
@@ -14,15 +15,23 @@ from .conftest import encode, synthetic_lesion
 @pytest.fixture
 def predict(trained_run, capsys, caplog):
     """Runs ``predict`` in-process on the tiny model; returns (exit status, table, stderr, log)."""
+
     def run(*args, verbose=False):
         out = args[0].parent / "out.csv" if hasattr(args[0], "parent") else None
-        argv = (["-v"] if verbose else []) + ["predict", *map(str, args), "--model", str(trained_run[1]),
-                                             "--out", str(out)]
+        argv = (["-v"] if verbose else []) + [
+            "predict",
+            *map(str, args),
+            "--model",
+            str(trained_run[1]),
+            "--out",
+            str(out),
+        ]
         caplog.clear()
         with caplog.at_level(logging.DEBUG):
             status = cli.main(argv)
         table = pd.read_csv(out, keep_default_na=False) if out.exists() else None
         return status, table, capsys.readouterr().err, caplog.records
+
     return run
 
 
@@ -77,13 +86,16 @@ def test_files_that_are_not_images_are_listed(tmp_path, predict):
     assert "skipped 1 file(s) that are not images" in err and "notes.txt" in err
 
 
-@pytest.mark.parametrize("age, sex, site, warned", [
-    ("abc", "", "", ["age"]),
-    ("", "robot", "elbow", ["sex", "localization"]),
-    ("45,5", "M", "Dos", []),
-    ("70", "femme", "membre inférieur", []),
-    ("300", "F", "", ["age"]),
-])
+@pytest.mark.parametrize(
+    "age, sex, site, warned",
+    [
+        ("abc", "", "", ["age"]),
+        ("", "robot", "elbow", ["sex", "localization"]),
+        ("45,5", "M", "Dos", []),
+        ("70", "femme", "membre inférieur", []),
+        ("300", "F", "", ["age"]),
+    ],
+)
 def test_a_bad_metadata_field_becomes_unknown_with_a_warning(tmp_path, predict, age, sex, site, warned):
     folder = tmp_path / "imgs"
     _lesion(folder / "img0.jpg")
@@ -130,7 +142,7 @@ def test_no_file_name_or_metadata_reaches_the_log(tmp_path, predict):
     csv = tmp_path / "meta.csv"
     csv.write_text("image_id,age,sex,localization\npatient_dupont,63,robot,scalp\n")
     status, _, err, records = predict(folder, "--metadata", csv, verbose=True)
-    assert status == 0 and "secret_notes.txt" in err   # the person at the terminal is told
+    assert status == 0 and "secret_notes.txt" in err  # the person at the terminal is told
     logged = " ".join(r.getMessage() for r in records)
     for private in ("patient_dupont", "secret_notes", "robot", "scalp"):
         assert private not in logged

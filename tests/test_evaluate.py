@@ -1,4 +1,5 @@
 """The evaluate stage on the synthetic dataset: same path as the app, metrics, card, mask check."""
+
 import json
 import shutil
 
@@ -8,10 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
+from skin_model import evaluate as stage
 from skin_model import vocab
 from skin_model.config import CARD_FILE
 from skin_model.data import find_images, metadata_of
-from skin_model import evaluate as stage
 
 
 @pytest.fixture(scope="module")
@@ -33,18 +34,19 @@ def test_test_logits_match_the_apps_predictions(trained_run, synthetic_data, tin
     df = stage.split_frame(synthetic_data, run.root, "test")
     assert set(pd.read_csv(run.split_csv).set_index("image_id").loc[df["image_id"], "split"]) == {"test"}
     paths = find_images(synthetic_data)
-    logits = stage.collect_logits(tiny_model, df, paths, batch_size=4)   # several batches
+    logits = stage.collect_logits(tiny_model, df, paths, batch_size=4)  # several batches
     assert logits.shape == (len(tiny_model.members), 2, len(df), len(vocab.CLASSES))
     for i in (0, len(df) - 1):
         row = next(df.iloc[[i]].itertuples())
         meta = metadata_of(row)
         pred = tiny_model.predict(paths[row.image_id], meta.age, meta.sex, meta.site)
-        probs = tiny_model.calibrate(logits[:, :, i:i + 1])[0, 0].numpy()
+        probs = tiny_model.calibrate(logits[:, :, i : i + 1])[0, 0].numpy()
         np.testing.assert_allclose(probs, [pred.probabilities[c] for c in vocab.CLASSES], atol=1e-5)
 
 
-def test_evaluate_reports_members_ensemble_baseline_and_writes_the_card(trained_run, data_with_masks, tiny_model,
-                                                                        tmp_path):
+def test_evaluate_reports_members_ensemble_baseline_and_writes_the_card(
+    trained_run, data_with_masks, tiny_model, tmp_path
+):
     run, artifact_dir = trained_run
     model_dir = tmp_path / "model"
     shutil.copytree(artifact_dir, model_dir)
@@ -54,8 +56,9 @@ def test_evaluate_reports_members_ensemble_baseline_and_writes_the_card(trained_
         part = results["splits"][split]
         assert part["n_images"] == len(stage.split_frame(data_with_masks, run.root, split))
         models = part["models"]
-        assert sorted(models) == sorted([f"member_{i}_{m['name']}" for i, m in enumerate(tiny_model.card["members"])]
-                                        + ["ensemble"])
+        assert sorted(models) == sorted(
+            [f"member_{i}_{m['name']}" for i, m in enumerate(tiny_model.card["members"])] + ["ensemble"]
+        )
         for by_tta in models.values():
             assert set(by_tta) == {"tta", "no_tta"}
             for by_prior in by_tta.values():

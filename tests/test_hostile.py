@@ -1,4 +1,5 @@
 """Hostile inputs through the Python API: each gets its clear error, and the model keeps answering."""
+
 import io
 
 import numpy as np
@@ -55,8 +56,11 @@ def test_hostile_metadata_csv(tiny_model, name):
 
 
 def test_one_bad_row_does_not_sink_the_batch(tiny_model):
-    items = [BatchItem("good", GOOD, {}), BatchItem("bad_age", GOOD, {"age": "300"}),
-             BatchItem("bad_file", b"junk", {})]
+    items = [
+        BatchItem("good", GOOD, {}),
+        BatchItem("bad_age", GOOD, {"age": "300"}),
+        BatchItem("bad_file", b"junk", {}),
+    ]
     result = predict_items(tiny_model, items)
     assert result["prediction"].tolist()[0] in vocab.CLASSES
     # The batch rule: an unreadable field becomes unknown and the row says so; the image is analysed.

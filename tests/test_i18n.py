@@ -42,7 +42,7 @@ def test_error_texts_are_whole_sentences_in_the_language_without_english_details
     with pytest.raises(InvalidInputError) as not_image:
         load_image(b"plain text, no image")
     text = error_text(not_image.value, lang)
-    assert text == t("error.NotAnImageError", lang)   # no "Details: <the same sentence>" after it
+    assert text == t("error.NotAnImageError", lang)  # no "Details: <the same sentence>" after it
 
 
 def test_a_metadata_warning_names_the_field_and_the_value_in_the_language():

@@ -1,4 +1,5 @@
 """Image decoding and metadata validation: odd but valid inputs work, bad ones get clear errors."""
+
 import io
 import math
 
@@ -21,7 +22,7 @@ def _exif_rotated(orientation: int) -> bytes:
 
 
 def _png16() -> bytes:
-    arr = (np.asarray(BASE.convert("L"), dtype=np.uint16) * 257)
+    arr = np.asarray(BASE.convert("L"), dtype=np.uint16) * 257
     img = Image.fromarray(arr)
     assert img.mode == "I;16"
     return encode(img)
@@ -81,8 +82,8 @@ BAD = {
     "empty": (lambda: b"", inputs.NotAnImageError),
     "random_bytes": (lambda: np.random.default_rng(0).bytes(4096), inputs.NotAnImageError),
     "text": (lambda: b"hello, this is not an image\n" * 20, inputs.NotAnImageError),
-    "truncated_jpeg": (lambda: (lambda b: b[:len(b) * 2 // 3])(encode(BASE, "JPEG")), inputs.TruncatedImageError),
-    "truncated_png": (lambda: (lambda b: b[:len(b) * 2 // 3])(encode(BASE)), inputs.TruncatedImageError),
+    "truncated_jpeg": (lambda: (lambda b: b[: len(b) * 2 // 3])(encode(BASE, "JPEG")), inputs.TruncatedImageError),
+    "truncated_png": (lambda: (lambda b: b[: len(b) * 2 // 3])(encode(BASE)), inputs.TruncatedImageError),
     "one_pixel": (lambda: encode(Image.new("RGB", (1, 1))), inputs.ImageTooSmallError),
     "decompression_bomb": (_bomb, inputs.ImageTooLargeError),
     "missing_path": (lambda: "/nonexistent/lesion.jpg", inputs.NotAnImageError),
@@ -98,8 +99,10 @@ def test_bad_images_get_clear_errors(name):
     assert "Traceback" not in str(info.value) and len(str(info.value)) > 10
 
 
-@pytest.mark.parametrize("age,expected", [(None, None), (math.nan, None), ("", None), ("unknown", None),
-                                          (0, 0.0), (45, 45.0), ("70", 70.0), (100, 100.0)])
+@pytest.mark.parametrize(
+    "age,expected",
+    [(None, None), (math.nan, None), ("", None), ("unknown", None), (0, 0.0), (45, 45.0), ("70", 70.0), (100, 100.0)],
+)
 def test_valid_ages(age, expected):
     assert parse_metadata(age=age).age == expected
 
@@ -110,21 +113,28 @@ def test_impossible_ages(age):
         parse_metadata(age=age)
 
 
-@pytest.mark.parametrize("sex,expected", [(None, "unknown"), ("Female", "female"), (" male ", "male"),
-                                          ("UNKNOWN", "unknown")])
+@pytest.mark.parametrize(
+    "sex,expected", [(None, "unknown"), ("Female", "female"), (" male ", "male"), ("UNKNOWN", "unknown")]
+)
 def test_sex_is_normalised(sex, expected):
     assert parse_metadata(sex=sex).sex == expected
 
 
-@pytest.mark.parametrize("site,expected", [("Lower Extremity", "lower extremity"),
-                                           ("upper_extremity", "upper extremity"), (" back", "back")])
+@pytest.mark.parametrize(
+    "site,expected", [("Lower Extremity", "lower extremity"), ("upper_extremity", "upper extremity"), (" back", "back")]
+)
 def test_site_is_normalised(site, expected):
     assert parse_metadata(site=site).site == expected
 
 
-@pytest.mark.parametrize("field,value,error", [("sex", "robot", inputs.UnknownSexError),
-                                               ("sex", 3, inputs.UnknownSexError),
-                                               ("site", "elbow", inputs.UnknownSiteError)])
+@pytest.mark.parametrize(
+    "field,value,error",
+    [
+        ("sex", "robot", inputs.UnknownSexError),
+        ("sex", 3, inputs.UnknownSexError),
+        ("site", "elbow", inputs.UnknownSiteError),
+    ],
+)
 def test_unknown_choices(field, value, error):
     with pytest.raises(error):
         parse_metadata(**{field: value})
@@ -141,7 +151,7 @@ def test_large_images_are_brought_to_a_bounded_working_size(fmt, size):
     out = load_image(buf.getvalue())
     side = settings().max_working_side
     assert max(out.size) == side and out.mode == "RGB"
-    assert out.size[0] / out.size[1] == pytest.approx(size[0] / size[1], rel=0.02)   # the shape is kept
+    assert out.size[0] / out.size[1] == pytest.approx(size[0] / size[1], rel=0.02)  # the shape is kept
 
 
 def test_a_large_pil_image_given_by_the_caller_is_not_changed():

@@ -1,4 +1,5 @@
 """Training, the artifact and the predictor, on a model trained in seconds on synthetic data."""
+
 import json
 import shutil
 import threading
@@ -13,8 +14,8 @@ from safetensors.torch import load_file, save_file
 from skin_model import vocab
 from skin_model.artifact import ModelArtifactError, load_artifact
 from skin_model.config import CARD_FILE, WEIGHTS_FILE
-from skin_model.network import BACKBONES, encode_metadata
 from skin_model.gradcam import grayscale_png, overlay
+from skin_model.network import BACKBONES, encode_metadata
 from skin_model.predictor import SkinClassifier
 from skin_model.preprocess import SIGNED_MEAN
 
@@ -58,13 +59,14 @@ def test_resume_restores_the_interrupted_state(synthetic_data, tmp_path, monkeyp
     """Training interrupted after epoch 2 and resumed ends with the very weights of an
     uninterrupted run: model, optimiser, schedule, EMA and random streams all restored."""
     from safetensors.torch import load_file as load
+
     from skin_model import train
     from skin_model.preprocess import SourceSize
 
     cfg = tiny_config("mobilenet_v2", epochs=3)
     straight, interrupted = train.Run(tmp_path / "straight"), train.Run(tmp_path / "interrupted")
     data = train.load_splits(synthetic_data, straight, SourceSize.for_inputs(48), seed=0)
-    shutil.copytree(straight.root, interrupted.root)   # the same split
+    shutil.copytree(straight.root, interrupted.root)  # the same split
     train.train_member(data, straight, cfg)
 
     scored_epochs = []
@@ -169,10 +171,13 @@ def test_network_runs_on_the_torch_thread_and_decoding_does_not(tiny_model, monk
     img = synthetic_lesion("df", 11)
     prepared = tiny_model.prepare(img)
     network.clear(), decoding.clear()
-    calls = {"predict": lambda: tiny_model.predict(img), "diagnose": lambda: tiny_model.diagnose(img),
-             "member_logits": lambda: tiny_model.member_logits(prepared.pixels, encode_metadata(prepared.metadata)[None]),
-             "predict_prepared": lambda: tiny_model.predict_prepared([prepared]),
-             "diagnose_prepared": lambda: tiny_model.diagnose_prepared(prepared)}
+    calls = {
+        "predict": lambda: tiny_model.predict(img),
+        "diagnose": lambda: tiny_model.diagnose(img),
+        "member_logits": lambda: tiny_model.member_logits(prepared.pixels, encode_metadata(prepared.metadata)[None]),
+        "predict_prepared": lambda: tiny_model.predict_prepared([prepared]),
+        "diagnose_prepared": lambda: tiny_model.diagnose_prepared(prepared),
+    }
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="caller") as caller:  # e.g. a Streamlit script thread
         caller.submit(calls[call]).result()
     assert network and all(name == "skin-model-torch" for name in network), network
@@ -183,6 +188,7 @@ def _recording(fn, seen):
     def wrapped(*args, **kwargs):
         seen.append(threading.current_thread().name)
         return fn(*args, **kwargs)
+
     return wrapped
 
 
@@ -243,8 +249,10 @@ def test_batched_prediction_equals_one_by_one(tiny_model):
     from skin_model.batch import BatchItem, predict_items
 
     images = [synthetic_lesion(c, 40 + i) for i, c in enumerate(vocab.CLASSES)]
-    items = [BatchItem(f"img{i}", img, {"age": str(20 + i), "sex": "male", "localization": "back"})
-             for i, img in enumerate(images)]
+    items = [
+        BatchItem(f"img{i}", img, {"age": str(20 + i), "sex": "male", "localization": "back"})
+        for i, img in enumerate(images)
+    ]
     items.insert(3, BatchItem("broken", b"not an image", {}))
     table = predict_items(tiny_model, items, batch_size=3)
     assert list(table["image_id"]) == [item.image_id for item in items]
@@ -261,7 +269,7 @@ def test_auto_export_ships_the_best_subset_on_validation(trained_run, synthetic_
 
     card = export(trained_run[0], synthetic_data, tmp_path / "auto", "0.0.auto", names=["auto"])
     validation = card["validation_balanced_accuracy_equal_prior_tta"]
-    assert len(validation) == 2 ** len(BACKBONES) - 1           # every non-empty subset scored
+    assert len(validation) == 2 ** len(BACKBONES) - 1  # every non-empty subset scored
     best = max(validation.values())
     shipped = "+".join(m["name"] for m in card["members"])
     assert validation[shipped] == best

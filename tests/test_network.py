@@ -54,14 +54,18 @@ def test_pretrained_keys_map_onto_our_module():
     from skin_model.efficientnet_lite import EfficientNetLite0, rename_pretrained_keys
 
     ours = EfficientNetLite0()
-    theirs = {"_conv_stem.weight": ours.stem[0].weight, "_bn0.weight": ours.stem[1].weight,
-              "_blocks.0._depthwise_conv.weight": ours.blocks[0].depthwise[0].weight,
-              "_blocks.1._expand_conv.weight": ours.blocks[1].expand[0].weight,
-              "_blocks.1._bn0.bias": ours.blocks[1].expand[1].bias,
-              "_blocks.15._project_conv.weight": ours.blocks[15].project[0].weight,
-              "_blocks.15._bn2.running_var": ours.blocks[15].project[1].running_var,
-              "_conv_head.weight": ours.head[0].weight, "_bn1.running_mean": ours.head[1].running_mean,
-              "_fc.weight": torch.zeros(1000, 1280)}
+    theirs = {
+        "_conv_stem.weight": ours.stem[0].weight,
+        "_bn0.weight": ours.stem[1].weight,
+        "_blocks.0._depthwise_conv.weight": ours.blocks[0].depthwise[0].weight,
+        "_blocks.1._expand_conv.weight": ours.blocks[1].expand[0].weight,
+        "_blocks.1._bn0.bias": ours.blocks[1].expand[1].bias,
+        "_blocks.15._project_conv.weight": ours.blocks[15].project[0].weight,
+        "_blocks.15._bn2.running_var": ours.blocks[15].project[1].running_var,
+        "_conv_head.weight": ours.head[0].weight,
+        "_bn1.running_mean": ours.head[1].running_mean,
+        "_fc.weight": torch.zeros(1000, 1280),
+    }
     renamed = rename_pretrained_keys(theirs)
     state = ours.state_dict()
     assert "_fc.weight" not in renamed and len(renamed) == len(theirs) - 1

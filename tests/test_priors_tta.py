@@ -1,4 +1,5 @@
 """Decisions under a stated prior, and test-time flips (the answer of model v2)."""
+
 import numpy as np
 import pytest
 import torch
@@ -60,8 +61,9 @@ def test_an_unknown_prior_is_refused(tiny_model):
         tiny_model.predict(synthetic_lesion("df", 33), prior="uniformish")
 
 
-@pytest.mark.parametrize("flip", [Image.Transpose.FLIP_LEFT_RIGHT, Image.Transpose.FLIP_TOP_BOTTOM,
-                                  Image.Transpose.ROTATE_180])
+@pytest.mark.parametrize(
+    "flip", [Image.Transpose.FLIP_LEFT_RIGHT, Image.Transpose.FLIP_TOP_BOTTOM, Image.Transpose.ROTATE_180]
+)
 def test_flips_of_an_image_get_the_same_answer(tiny_model, flip):
     """The four flipped views of a flipped image are the four views of the image."""
     img = synthetic_lesion("mel", 34, size=(120, 90))
@@ -80,6 +82,10 @@ def test_gradcam_follows_a_flip(tiny_model):
 def test_tta_off_differs_from_tta_on(tiny_model):
     prepared = tiny_model.prepare(synthetic_lesion("vasc", 36))
     from skin_model.network import encode_metadata
+
     meta = encode_metadata(prepared.metadata)[None]
-    on, off = tiny_model.member_logits(prepared.pixels, meta), tiny_model.member_logits(prepared.pixels, meta, tta=False)
+    on, off = (
+        tiny_model.member_logits(prepared.pixels, meta),
+        tiny_model.member_logits(prepared.pixels, meta, tta=False),
+    )
     assert on.shape == off.shape and not torch.allclose(on, off)

@@ -1,4 +1,5 @@
 """The model shipped in the repository: it loads offline, predicts the samples, the CLI works."""
+
 import io
 import json
 import os
@@ -62,14 +63,23 @@ def test_shipped_model_predicts_every_sample(shipped):
 
 def _run_cli(*args, cwd=REPO):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "skin_model", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "skin_model", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_cli_predict_writes_csv_and_heatmaps(shipped, tmp_path):
     out, cams = tmp_path / "pred.csv", tmp_path / "cams"
-    done = _run_cli("predict", str(SAMPLES_DIR), "--metadata", str(SAMPLES_DIR / "metadata.csv"),
-                    "--out", str(out), "--cam-dir", str(cams))
+    done = _run_cli(
+        "predict",
+        str(SAMPLES_DIR),
+        "--metadata",
+        str(SAMPLES_DIR / "metadata.csv"),
+        "--out",
+        str(out),
+        "--cam-dir",
+        str(cams),
+    )
     assert done.returncode == 0, done.stderr
     table = pd.read_csv(out)
     assert list(table.columns) == list(RESULT_COLUMNS)
@@ -106,8 +116,9 @@ def test_cli_version():
 
 
 @pytest.mark.parametrize("missing", ["sklearn", "tqdm"])
-def test_cli_train_without_the_training_extras_says_what_to_install(monkeypatch, caplog, missing,
-                                                                    synthetic_data, tmp_path):
+def test_cli_train_without_the_training_extras_says_what_to_install(
+    monkeypatch, caplog, missing, synthetic_data, tmp_path
+):
     from skin_model import cli
 
     for name in [m for m in sys.modules if m == missing or m.startswith(missing + ".")] + [missing]:
@@ -148,6 +159,7 @@ def test_in_domain_test_split_mostly_passes(shipped):
     split = pd.read_csv(REPO / "runs" / "v1" / "split.csv")
     test_ids = split.loc[split["split"] == "test", "image_id"].iloc[:200]
     from skin_model.data import find_images
+
     paths = find_images(SHARED_DATA)
     flagged = [shipped.predict(paths[i]).ood for i in test_ids]
     assert np.mean(flagged) <= 0.05

@@ -1,4 +1,5 @@
 """The one torch thread: never a hang (fork, waiting on itself, overload), always a clear error."""
+
 import multiprocessing
 import threading
 import time
@@ -11,8 +12,8 @@ from skin_model.torch_thread import THREAD_NAME, TorchThread, TorchThreadError, 
 def test_calls_run_on_the_named_daemon_thread():
     worker = TorchThread()
     assert worker.run(lambda: threading.current_thread().name) == THREAD_NAME
-    assert worker._thread.daemon            # a stuck call cannot hang interpreter exit
-    assert worker.run(lambda: worker.run(lambda: 41) + 1) == 42   # nested: inline, no deadlock
+    assert worker._thread.daemon  # a stuck call cannot hang interpreter exit
+    assert worker.run(lambda: worker.run(lambda: 41) + 1) == 42  # nested: inline, no deadlock
 
 
 def test_errors_reach_the_caller():
@@ -25,7 +26,7 @@ def _child(results):
 
 
 def test_a_forked_child_gets_a_working_thread():
-    assert on_torch_thread(lambda: 1) == 1   # the parent's worker exists before the fork
+    assert on_torch_thread(lambda: 1) == 1  # the parent's worker exists before the fork
     ctx = multiprocessing.get_context("fork")
     results = ctx.Queue()
     child = ctx.Process(target=_child, args=(results,))
@@ -64,7 +65,7 @@ def test_an_overloaded_queue_refuses_at_once():
     for b in blockers:
         b.start()
     deadline = time.monotonic() + 10
-    while not worker._queue.full() and time.monotonic() < deadline:   # one running, two waiting
+    while not worker._queue.full() and time.monotonic() < deadline:  # one running, two waiting
         time.sleep(0.01)
     assert worker._queue.full()
     with pytest.raises(TorchThreadError, match="busy"):
@@ -72,7 +73,7 @@ def test_an_overloaded_queue_refuses_at_once():
     gate.set()
     for b in blockers:
         b.join(timeout=10)
-    assert worker.run(lambda: 2) == 2   # and it recovers
+    assert worker.run(lambda: 2) == 2  # and it recovers
 
 
 def _try(fn):

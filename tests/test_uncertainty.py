@@ -1,4 +1,5 @@
 """Honest numbers: probability formatting, the uncertain pair, the out-of-domain set and check."""
+
 import numpy as np
 import pytest
 
@@ -6,10 +7,19 @@ from skin_model.i18n import percent, t
 from skin_model.uncertainty import choose_gap, uncertain_pair
 
 
-@pytest.mark.parametrize("p, en, fr", [
-    (1.0, "100.0%", "100,0\u202f%"), (0.9995, ">99.9%", ">99,9\u202f%"), (0.99951, ">99.9%", ">99,9\u202f%"),
-    (0.999, "99.9%", "99,9\u202f%"), (0.59, "59.0%", "59,0\u202f%"), (0.0004, "<0.1%", "<0,1\u202f%"),
-    (0.0, "0.0%", "0,0\u202f%"), (0.0005, "0.1%", "0,1\u202f%")])
+@pytest.mark.parametrize(
+    "p, en, fr",
+    [
+        (1.0, "100.0%", "100,0\u202f%"),
+        (0.9995, ">99.9%", ">99,9\u202f%"),
+        (0.99951, ">99.9%", ">99,9\u202f%"),
+        (0.999, "99.9%", "99,9\u202f%"),
+        (0.59, "59.0%", "59,0\u202f%"),
+        (0.0004, "<0.1%", "<0,1\u202f%"),
+        (0.0, "0.0%", "0,0\u202f%"),
+        (0.0005, "0.1%", "0,1\u202f%"),
+    ],
+)
 def test_probabilities_are_never_rounded_to_false_certainty(p, en, fr):
     assert percent(p, "en") == en and percent(p, "fr") == fr
 
@@ -26,7 +36,7 @@ def test_the_gap_is_the_smallest_that_reaches_the_target_on_the_data_given():
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 3, 600)
     gap = rng.uniform(0, 0.6, 600)
-    right = rng.uniform(0, 0.6, 600) < gap + 0.25          # wider gaps are right more often
+    right = rng.uniform(0, 0.6, 600) < gap + 0.25  # wider gaps are right more often
     top = np.where(right, labels, (labels + 1) % 3)
     probs = np.full((600, 3), 0.0)
     probs[np.arange(600), top] = 0.5 + gap / 2
@@ -36,7 +46,7 @@ def test_the_gap_is_the_smallest_that_reaches_the_target_on_the_data_given():
     smaller = chosen["gap"] - 0.02
     certain = gap >= smaller - 1e-9
     recalls = [(top[certain & (labels == c)] == c).mean() for c in range(3)]
-    assert np.mean(recalls) < 0.85   # one step smaller misses the target
+    assert np.mean(recalls) < 0.85  # one step smaller misses the target
 
 
 def test_the_out_of_domain_set_has_every_category():
