@@ -69,11 +69,19 @@ def upsample(maps: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     return ((heat - low) / (top - low)).numpy()
 
 
+# matplotlib's 'jet' as (position, value) breakpoints per channel (its _jet_data), so that the
+# heatmap looks as readers of Grad-CAM papers expect, without matplotlib in the app.
+_JET = (
+    ((0.0, 0.35, 0.66, 0.89, 1.0), (0.0, 0.0, 1.0, 1.0, 0.5)),  # red
+    ((0.0, 0.125, 0.375, 0.64, 0.91, 1.0), (0.0, 0.0, 1.0, 1.0, 0.0, 0.0)),  # green
+    ((0.0, 0.11, 0.34, 0.65, 1.0), (0.5, 1.0, 1.0, 0.0, 0.0)),  # blue
+)
+
+
 def jet(values: np.ndarray) -> np.ndarray:
     """The classic 'jet' colour map (blue → cyan → yellow → red) for values in [0, 1]: (..., 3) floats."""
-    v = np.clip(values, 0.0, 1.0)[..., None]
-    centres = np.array([0.75, 0.5, 0.25])  # where red, green and blue peak
-    return np.clip(1.5 - np.abs(4.0 * (v - centres)), 0.0, 1.0)
+    v = np.clip(np.asarray(values, dtype=np.float64), 0.0, 1.0)
+    return np.stack([np.interp(v, xs, ys) for xs, ys in _JET], axis=-1)
 
 
 def overlay(image: Image.Image, heatmap: np.ndarray, opacity: float = 0.5) -> Image.Image:

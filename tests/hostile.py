@@ -63,6 +63,8 @@ HOSTILE_IMAGES = {
     "random_bytes": (lambda: np.random.default_rng(1).bytes(10_000), inputs.NotAnImageError),
     "text_named_jpg": (lambda: b"Patient notes: lesion on the back\n" * 50, inputs.NotAnImageError),
     "truncated_jpeg": (lambda: _truncate(encode(BASE, "JPEG")), inputs.TruncatedImageError),
+    "truncated_png": (lambda: _truncate(encode(BASE)), inputs.TruncatedImageError),
+    "missing_path": (lambda: "/nonexistent/lesion.jpg", inputs.NotAnImageError),
     "png_bad_crc": (_bad_header_crc, inputs.NotAnImageError),
     "one_pixel": (lambda: encode(Image.new("RGB", (1, 1))), inputs.ImageTooSmallError),
     "bomb_20000": (lambda: encode(Image.new("1", (20000, 20000))), inputs.ImageTooLargeError),

@@ -279,6 +279,8 @@ def test_hostile_uploads_keep_the_page_working():
     at = _app()
     good = SAMPLE.read_bytes()
     for name, (make, error) in sorted(HOSTILE_IMAGES.items()):
+        if not isinstance(make(), bytes):
+            continue  # a path: nothing a browser can upload
         _upload(at, f"{name}.jpg", make())
         if error is None:
             assert not at.error, (name, [e.value for e in at.error])

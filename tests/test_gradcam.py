@@ -71,7 +71,8 @@ def test_maps_need_a_backward_pass():
 def test_jet_follows_matplotlib():
     cm = pytest.importorskip("matplotlib").colormaps["jet"]
     values = np.linspace(0, 1, 256)
-    np.testing.assert_allclose(jet(values), cm(values)[:, :3], atol=0.13)
+    # matplotlib samples its map into a 256-entry table: agreement to that table's step.
+    np.testing.assert_allclose(jet(values), cm(values)[:, :3], atol=1 / 255)
     assert jet(np.array(0.0)).argmax() == 2 and jet(np.array(1.0)).argmax() == 0  # blue low, red high
 
 

@@ -11,6 +11,7 @@ from skin_model import inputs
 from skin_model.inputs import load_image, parse_metadata
 
 from .conftest import encode, synthetic_lesion
+from .hostile import HOSTILE_IMAGES
 
 BASE = synthetic_lesion("mel", seed=1, size=(120, 90))
 
@@ -73,21 +74,8 @@ def test_path_and_file_object(tmp_path):
     assert load_image(io.BytesIO(path.read_bytes())).size == BASE.size
 
 
-def _bomb() -> bytes:
-    # A tiny PNG whose header declares 20000 x 20000 pixels.
-    return encode(Image.new("1", (20000, 20000)))
-
-
-BAD = {
-    "empty": (lambda: b"", inputs.NotAnImageError),
-    "random_bytes": (lambda: np.random.default_rng(0).bytes(4096), inputs.NotAnImageError),
-    "text": (lambda: b"hello, this is not an image\n" * 20, inputs.NotAnImageError),
-    "truncated_jpeg": (lambda: (lambda b: b[: len(b) * 2 // 3])(encode(BASE, "JPEG")), inputs.TruncatedImageError),
-    "truncated_png": (lambda: (lambda b: b[: len(b) * 2 // 3])(encode(BASE)), inputs.TruncatedImageError),
-    "one_pixel": (lambda: encode(Image.new("RGB", (1, 1))), inputs.ImageTooSmallError),
-    "decompression_bomb": (_bomb, inputs.ImageTooLargeError),
-    "missing_path": (lambda: "/nonexistent/lesion.jpg", inputs.NotAnImageError),
-}
+# The hostile images that must be refused, shared with the model and app tests.
+BAD = {name: case for name, case in HOSTILE_IMAGES.items() if case[1] is not None}
 
 
 @pytest.mark.parametrize("name", sorted(BAD))
