@@ -1,17 +1,19 @@
 """When to say "uncertain between A and B" instead of naming one answer.
 
-Rule: the answer is uncertain when its top two probabilities are closer than a
-gap. The gap is chosen on validation: the smallest one for which the answers
-called certain are right at least ``TARGET_ACCURACY`` of the time (balanced over
-classes, like the rest of the model's decisions).
+Rule: the answer is uncertain when its top two probabilities are closer than a gap.
+The gap is chosen on validation as the widest band of small gaps inside which the top
+answer is right no more often than a coin toss (``BAND_ACCURACY``): there the model
+truly cannot tell the two apart, and saying so is honest. Wider gaps name one answer,
+with its probability beside it.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-TARGET_ACCURACY = 0.85
-GAPS = np.round(np.arange(0.0, 0.801, 0.02), 2)
+BAND_ACCURACY = 0.5  # inside the band, the top answer is right at most this often
+MIN_BAND = 20  # validation answers needed in a band before its accuracy is trusted
+GAPS = np.round(np.arange(0.02, 0.801, 0.02), 2)
 
 
 def top_two_gap(probs: np.ndarray) -> np.ndarray:
@@ -19,34 +21,30 @@ def top_two_gap(probs: np.ndarray) -> np.ndarray:
     return top[..., -1] - top[..., -2]
 
 
-def choose_gap(probs: np.ndarray, labels: np.ndarray, target: float = TARGET_ACCURACY) -> dict:
-    """The smallest gap whose 'certain' answers reach ``target`` balanced accuracy on these data."""
+def choose_gap(probs: np.ndarray, labels: np.ndarray, band_accuracy: float = BAND_ACCURACY) -> dict:
+    """The widest gap whose band (answers with a smaller top-two gap) holds at least
+    ``MIN_BAND`` answers that are right at most ``band_accuracy`` of the time; 0 if none."""
     gaps = top_two_gap(probs)
-    preds = probs.argmax(-1)
+    right = probs.argmax(-1) == labels
     table = []
     for g in GAPS:
-        certain = gaps >= g
-        recalls = [
-            (preds[certain & (labels == c)] == c).mean() for c in np.unique(labels) if (certain & (labels == c)).any()
-        ]
+        band = gaps < g
         table.append(
             {
                 "gap": float(g),
-                "share_certain": float(certain.mean()),
-                "balanced_accuracy_of_certain": float(np.mean(recalls)) if recalls else None,
+                "share_uncertain": float(band.mean()),
+                "n_uncertain": int(band.sum()),
+                "accuracy_of_uncertain": float(right[band].mean()) if band.any() else None,
+                "accuracy_of_the_rest": float(right[~band].mean()) if (~band).any() else None,
             }
         )
-    reached = [
-        row
-        for row in table
-        if row["balanced_accuracy_of_certain"] is not None and row["balanced_accuracy_of_certain"] >= target
-    ]
-    chosen = reached[0] if reached else table[-1]
+    within = [r for r in table if r["n_uncertain"] >= MIN_BAND and r["accuracy_of_uncertain"] <= band_accuracy]
+    chosen = within[-1] if within else {"gap": 0.0, "share_uncertain": 0.0, "n_uncertain": 0}
     return {
-        "rule": f"uncertain when the top two probabilities differ by less than the gap; the gap is the "
-        f"smallest for which certain answers reach balanced accuracy {target} on validation",
+        "rule": "uncertain when the top two probabilities differ by less than the gap; the gap is the widest "
+        f"for which such answers were right at most {band_accuracy:.0%} of the time on validation",
         "gap": chosen["gap"],
-        "target": target,
+        "band_accuracy": band_accuracy,
         "validation": chosen,
     }
 

@@ -106,12 +106,12 @@ def test_diagnose_in_a_real_browser(server, browser, diagnose_state):
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     page.goto(app_url)
     page.get_by_text(t("diag.title", "en")).wait_for(timeout=60_000)
-    page.locator("input[type=file]").first.set_input_files(str(SAMPLES_DIR / "ISIC_0027622.jpg"))
     age = page.get_by_label(t("meta.age", "en"))
     age.fill("40")
     age.press("Enter")
     _choose(page, t("meta.sex", "en"), "female")
     _choose(page, t("meta.site", "en"), "upper extremity")
+    page.locator("input[type=file]").first.set_input_files(str(SAMPLES_DIR / "ISIC_0027622.jpg"))
     page.get_by_text("Probability of a malignant").wait_for(timeout=90_000)
     page.wait_for_function("document.querySelectorAll('[data-testid=stImage] img').length >= 2", timeout=60_000)
     page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
@@ -158,9 +158,74 @@ def test_camera_test_pattern_is_flagged_as_not_dermoscopy(server, browser):
     context.close()
 
 
+def _answer(page, timeout=90_000):
+    return page.locator("h3").filter(has_text=re.compile("Most likely|Uncertain between|Le plus probable|Incertain"))
+
+
+def test_french_survives_a_reload_and_every_selector_speaks_it(server, browser):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(server[0])
+    page.get_by_text(t("diag.title", "en")).wait_for(timeout=60_000)
+    _choose(page, t("app.language", "en"), "Français")
+    page.get_by_text(t("diag.title", "fr")).wait_for(timeout=30_000)
+    page.wait_for_timeout(1000)
+    assert "lang=fr" in page.url
+    for label, value in (
+        (t("meta.sex", "fr"), t("sex.unknown", "fr")),
+        (t("meta.site", "fr"), t("site.unknown", "fr")),
+    ):
+        shown = page.locator("[data-testid=stSelectbox]").filter(has_text=label).first.inner_text()
+        assert value in shown and "unknown" not in shown, shown
+    checked = page.locator("[data-testid=stRadio] input[type=radio]:checked")
+    assert checked.count() >= 1, "the image-source radio lost its selection"
+    page.reload()
+    page.get_by_text(t("diag.title", "fr")).wait_for(timeout=60_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "analyse-fr-1280.png"))
+    page.close()
+
+
+def test_on_a_phone_the_answer_is_on_the_first_screen_and_survives_another_page(server, browser):
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto(server[0])
+    page.get_by_text(t("diag.title", "en")).wait_for(timeout=60_000)
+    page.locator("input[type=file]").first.set_input_files(str(SAMPLES_DIR / "ISIC_0027622.jpg"))
+    _answer(page).first.wait_for(timeout=90_000)
+    page.wait_for_timeout(1500)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "analyse-390-first-screen.png"))
+    box = _answer(page).first.bounding_box()
+    assert box is not None and box["y"] + box["height"] <= 844, f"the answer starts at y={box and box['y']}"
+    headline = _answer(page).first.inner_text()
+    page.goto(f"{server[0]}/about")
+    page.get_by_text(t("page.about", "en")).first.wait_for(timeout=30_000)
+    page.get_by_role("link", name=t("page.analyse", "en")).first.click()
+    _answer(page).first.wait_for(timeout=60_000)
+    assert _answer(page).first.inner_text() == headline
+    assert page.get_by_text(t("diag.kept", "en", name="ISIC_0027622.jpg")).count() == 1
+    page.close()
+
+
+def test_a_batch_in_a_real_browser(server, browser, tmp_path, diagnose_state):
+    image = tmp_path / "patient_durand_2024.jpg"
+    image.write_bytes((SAMPLES_DIR / "ISIC_0027622.jpg").read_bytes())
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{server[0]}/batch")
+    page.get_by_text(t("batch.title", "en")).wait_for(timeout=60_000)
+    page.locator("input[type=file]").first.set_input_files(str(image))
+    page.get_by_role("button", name=t("batch.run", "en", n=1)).click(timeout=30_000)
+    page.locator(".js-plotly-plot").first.wait_for(timeout=90_000)
+    page.wait_for_timeout(1000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "batch-1280.png"))
+    page.close()
+    diagnose_state["batch"] = True
+
+
 def test_nothing_of_the_upload_reaches_the_server_log(server, diagnose_state):
-    """After a real Diagnose answer (the test above), the server's log holds no trace of the inputs."""
-    assert diagnose_state.get("answered"), "the Diagnose test did not run first"
+    """After real Analyse and Batch answers (the tests above), the server's log holds no trace of the inputs."""
+    assert diagnose_state.get("answered") and diagnose_state.get("batch"), "the answering tests did not run first"
     log = server[1].read_text(errors="replace")
     assert "ISIC_0027622" not in log and "upper extremity" not in log
+    assert "patient_durand" not in log
     assert "Traceback" not in log

@@ -32,21 +32,35 @@ def test_the_uncertain_pair_and_its_words():
     assert "Incertain entre **bcc** et **akiec**" in t("diag.uncertain", "fr", a="bcc", b="akiec")
 
 
-def test_the_gap_is_the_smallest_that_reaches_the_target_on_the_data_given():
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 3, 600)
-    gap = rng.uniform(0, 0.6, 600)
-    right = rng.uniform(0, 0.6, 600) < gap + 0.25  # wider gaps are right more often
+def _answers(n=2000, seed=0):
+    """Synthetic validation answers over 3 classes whose top answer is right more often as
+    the top-two gap widens: right with probability 0.3 + gap."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, n)
+    gap = rng.uniform(0, 0.6, n)
+    right = rng.uniform(0, 1, n) < 0.3 + gap
     top = np.where(right, labels, (labels + 1) % 3)
-    probs = np.full((600, 3), 0.0)
-    probs[np.arange(600), top] = 0.5 + gap / 2
-    probs[np.arange(600), (top + 2) % 3] = 0.5 - gap / 2
-    chosen = choose_gap(probs, labels, target=0.85)
-    assert chosen["validation"]["balanced_accuracy_of_certain"] >= 0.85
-    smaller = chosen["gap"] - 0.02
-    certain = gap >= smaller - 1e-9
-    recalls = [(top[certain & (labels == c)] == c).mean() for c in range(3)]
-    assert np.mean(recalls) < 0.85  # one step smaller misses the target
+    probs = np.zeros((n, 3))
+    probs[np.arange(n), top] = 0.5 + gap / 2
+    probs[np.arange(n), (top + 2) % 3] = 0.5 - gap / 2
+    return probs, labels, gap, top == labels
+
+
+def test_the_gap_is_the_widest_band_where_the_answer_is_a_coin_toss():
+    probs, labels, gap, right = _answers()
+    chosen = choose_gap(probs, labels)
+    g = chosen["gap"]
+    assert 0.2 < g < 0.6  # right at 0.3 + gap: the band's accuracy passes 50% around g = 0.4
+    assert right[gap < g].mean() <= 0.5
+    assert right[gap < g + 0.02].mean() > 0.5  # one step wider is no longer a coin toss
+    assert chosen["validation"]["share_uncertain"] == pytest.approx((gap < g).mean())
+
+
+def test_a_model_that_is_always_right_is_never_called_uncertain():
+    probs, labels, gap, _ = _answers()
+    labels = probs.argmax(-1)
+    assert choose_gap(probs, labels)["gap"] == 0.0
+    assert uncertain_pair(dict(zip("abc", probs[0])), 0.0) is None
 
 
 def test_the_out_of_domain_set_has_every_category():
