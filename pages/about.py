@@ -21,5 +21,8 @@ st.code("pip install --retries 0 -r requirements.txt\nstreamlit run streamlit_ap
 st.code("docker build -t skin-lesion-app .\ndocker run --rm -p 8501:8501 skin-lesion-app", language="bash")
 st.markdown(tr("about.cloud"))
 
+st.subheader(tr("about.language"))
+st.markdown(tr("about.language.text"))
+
 st.subheader(tr("about.data"))
 st.markdown(tr("about.data.text"))

@@ -61,20 +61,24 @@ else:
                             "TTA": tta == "tta",
                             tr("card.prior"): prior,
                             tr("card.view"): tr("diag.fused") if view == "fused" else tr("diag.image_only"),
-                            tr("card.bal_acc") + " (val)": v["balanced_accuracy"],
-                            tr("card.bal_acc") + " (test)": r["balanced_accuracy"],
-                            "mel (test)": r["recall"]["mel"],
-                            "AUC (test)": r["macro_auc"],
-                            "ECE (test)": r["ece_15"],
+                            f"BA {tr('card.val_short')}": v["balanced_accuracy"],
+                            "BA test": r["balanced_accuracy"],
+                            "mel test": r["recall"]["mel"],
+                            "AUC test": r["macro_auc"],
+                            "ECE test": r["ece_15"],
                         }
                     )
     table = pd.DataFrame(rows)
+    if table[tr("card.model")].nunique() == 1:
+        table = table.drop(columns=tr("card.model"))  # one network: a column that says nothing
+    numbers = [c for c in table.columns if table[c].dtype.kind == "f"]
     st.dataframe(
         table,
         hide_index=True,
         width="stretch",
-        column_config={c: st.column_config.NumberColumn(format="%.3f") for c in table.columns[4:]},
+        column_config={c: st.column_config.NumberColumn(format="%.3f") for c in numbers},
     )
+    st.caption(tr("card.table_legend"))
 
     left, right = st.columns(2)
     with left:
@@ -139,9 +143,9 @@ else:
         xaxis_title=tr("card.confidence"),
         yaxis_title=tr("card.observed"),
         height=360,
-        xaxis_range=[0, 1.02],
-        yaxis_range=[0, 1.02],
-        margin=dict(l=10, r=20, t=20, b=10),
+        xaxis_range=[0, 1.05],
+        yaxis_range=[0, 1.05],
+        margin=dict(l=10, r=30, t=30, b=10),
         legend=dict(orientation="h", y=-0.25),
     )
     st.plotly_chart(fig, config={"displayModeBar": False})

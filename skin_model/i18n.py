@@ -267,6 +267,14 @@ TEXT: dict[str, dict[str, str]] = {
         "fr": "Chaque modèle, avec et sans vues retournées, sous les deux a priori, avec et sans informations patient",
     },
     "card.model": {"en": "Model", "fr": "Modèle"},
+    "card.val_short": {"en": "val", "fr": "val"},
+    "card.table_legend": {
+        "en": "BA: balanced accuracy (the mean of the seven recalls); mel: melanomas found (recall); AUC: macro ROC "
+        "AUC; ECE: calibration error. val: validation split, which chose everything; test: held-out test split.",
+        "fr": "BA : exactitude équilibrée (moyenne des sept rappels) ; mel : mélanomes trouvés (rappel) ; AUC : AUC ROC "
+        "macro ; ECE : erreur de calibration. val : partition de validation, qui a servi à tous les choix ; test : "
+        "partition de test, tenue à l'écart.",
+    },
     "card.view": {"en": "Input", "fr": "Entrée"},
     "card.recall": {"en": "Recall per diagnosis", "fr": "Rappel par diagnostic"},
     "card.confusion": {
@@ -372,6 +380,17 @@ TEXT: dict[str, dict[str, str]] = {
         "main file `streamlit_app.py`, Python 3.11 (advanced settings).",
         "fr": "Streamlit Community Cloud : *Create app* → ce dépôt, branche `main`, "
         "fichier `streamlit_app.py`, Python 3.11 (paramètres avancés).",
+    },
+    "about.language": {"en": "Language", "fr": "Langue"},
+    "about.language.text": {
+        "en": "The app speaks English and French; the choice is kept in the page's address (`?lang=fr`), so a "
+        "reload or a shared link keeps it. A few words belong to Streamlit itself and stay in English in both: "
+        "the file uploader's **Upload** button and its **20MB per file** limit, and **Choose an option** in "
+        "empty selectors.",
+        "fr": "L'application parle français et anglais ; le choix est gardé dans l'adresse de la page (`?lang=fr`), "
+        "si bien qu'un rechargement ou un lien partagé le conserve. Quelques mots appartiennent à Streamlit "
+        "lui-même et restent en anglais : le bouton **Upload** (déposer un fichier) et la limite **20MB per file** "
+        "(20 Mo par fichier) du dépôt de fichiers, et **Choose an option** (choisir une option) dans les listes vides.",
     },
     "about.data": {"en": "Data and licence", "fr": "Données et licence"},
     "about.data.text": {
