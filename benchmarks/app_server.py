@@ -15,11 +15,12 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--
 
 
 @contextmanager
-def running_app(python: str = sys.executable):
+def running_app(python: str = sys.executable, script: str = "streamlit_app.py"):
     """Yields (url, pid) once the health URL answers; stops the server afterwards.
 
     ``python`` is the interpreter that serves the app (another venv, e.g. one
-    with a CPU build of torch), while the caller drives it from this one.
+    with a CPU build of torch), while the caller drives it from this one;
+    ``script`` is the Streamlit script it serves (another page, for a comparison).
     """
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -30,7 +31,7 @@ def running_app(python: str = sys.executable):
             "-m",
             "streamlit",
             "run",
-            "streamlit_app.py",
+            script,
             "--server.port",
             str(port),
             "--server.address",
