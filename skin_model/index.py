@@ -57,8 +57,10 @@ class Neighbour:
 
 
 def image_statistics(pixels: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, 3, H, W) -> (N, 8): chromaticity (r, g) mean and spread, brightness mean and
-    spread, edge strength, saturation. Dermoscopy has skin colours, soft texture and a lesion."""
+    """uint8 (N, 3, H, W) -> (N, 9): chromaticity (r, g) mean and spread, brightness mean and
+    spread, saturation, and in log scale edge strength and fine texture (mean absolute
+    Laplacian). Dermoscopy has skin colours, a lesion and fine texture; flat colours and
+    smooth gradients have none (their Laplacian is near zero, where dermoscopy never is)."""
     x = pixels.float() / 255.0
     total = x.sum(1).clamp(min=1e-3)
     chroma = x[:, :2] / total[:, None]
@@ -66,6 +68,8 @@ def image_statistics(pixels: torch.Tensor) -> torch.Tensor:
     edges = (gray[:, 1:, :] - gray[:, :-1, :]).abs().mean((1, 2)) + (gray[:, :, 1:] - gray[:, :, :-1]).abs().mean(
         (1, 2)
     )
+    inner = gray[:, 1:-1, 1:-1]
+    laplacian = 4 * inner - gray[:, :-2, 1:-1] - gray[:, 2:, 1:-1] - gray[:, 1:-1, :-2] - gray[:, 1:-1, 2:]
     top, low = x.max(1).values, x.min(1).values
     saturation = ((top - low) / top.clamp(min=1e-3)).mean((1, 2))
     return torch.stack(
@@ -76,8 +80,9 @@ def image_statistics(pixels: torch.Tensor) -> torch.Tensor:
             chroma[:, 1].std((1, 2)),
             gray.mean((1, 2)),
             gray.std((1, 2)),
-            edges,
             saturation,
+            torch.log(edges + 1e-4),
+            torch.log(laplacian.abs().mean((1, 2)) + 1e-4),
         ],
         1,
     )
@@ -167,7 +172,7 @@ class CaseIndex:
             "method": f"max of two distances, each over its validation {PART_QUANTILE} quantile: kNN distance "
             f"in the model's features (Sun et al. 2022), k={K_OOD}, embedding PCA-"
             f"{self.projection.shape[1]} of the members' L2-normalised features; Mahalanobis "
-            "distance of 8 image statistics (colour, contrast, texture; Lee et al. 2018)",
+            "distance of 9 image statistics (colour, contrast, edges, fine texture; Lee et al. 2018)",
             "k": K_OOD,
             "scales": {"knn": self.scales[0], "statistics": self.scales[1]},
             "threshold": self.threshold,
