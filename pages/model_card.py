@@ -169,6 +169,17 @@ else:
     st.markdown(" · ".join(f"{name} {c['flagged']:.0%} (n={c['n']})" for name, c in ood["categories"].items()))
     knn = splits["test"]["similar_cases_majority"]
     st.caption(tr("card.similar", k=knn["k"], bal=knn["balanced_accuracy"]))
+    band = card["uncertainty"].get("validation", {})
+    if "accuracy_of_uncertain" in band:
+        st.caption(
+            tr(
+                "card.uncertain",
+                gap=ui.pct(card["uncertainty"]["gap"]),
+                share=ui.pct(band["share_uncertain"]),
+                right=ui.pct(band["accuracy_of_uncertain"]),
+                rest=ui.pct(band["accuracy_of_the_rest"]),
+            )
+        )
 
 st.subheader(tr("card.data"))
 data = card["data"]

@@ -312,6 +312,14 @@ TEXT: dict[str, dict[str, str]] = {
         "en": "The majority diagnosis of the {k} most similar training images is right with balanced accuracy {bal:.3f} on test.",
         "fr": "Le diagnostic majoritaire des {k} images d'entraînement les plus proches atteint une exactitude équilibrée de {bal:.3f} sur le test.",
     },
+    "card.uncertain": {
+        "en": "“Uncertain between A and B” when the top two probabilities differ by less than {gap}: the widest "
+        "such band in which the top answer was right no more often than a coin toss on validation. That was {share} "
+        "of validation answers, right {right} of the time; the other answers were right {rest} of the time.",
+        "fr": "« Incertain entre A et B » quand les deux premières probabilités diffèrent de moins de {gap} : la plus "
+        "large bande où la première réponse n'était pas plus souvent juste qu'à pile ou face en validation. Cela "
+        "concernait {share} des réponses de validation, justes {right} du temps ; les autres étaient justes {rest} du temps.",
+    },
     "card.data": {"en": "Training data", "fr": "Données d'entraînement"},
     "card.split": {"en": "Split", "fr": "Partition"},
     "card.no_metrics": {
