@@ -152,7 +152,7 @@ def test_committed_samples_pass_the_out_of_domain_check(shipped):
                 assert thumb.size == (96, 72)
 
 
-@pytest.mark.parametrize("category", ["noise", "checkerboard", "text"])
+@pytest.mark.parametrize("category", ["solid colour", "noise", "gradient", "checkerboard", "text", "test pattern"])
 def test_shipped_model_flags_images_that_are_not_skin(shipped, category):
     from skin_model.ood_set import out_of_domain_images
 
