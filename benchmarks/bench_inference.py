@@ -66,6 +66,7 @@ def in_process(repeats: int) -> dict:
     import torch
 
     from skin_model.batch import predict_paths
+    from skin_model.gradcam import GradCAM
     from skin_model.inputs import Metadata
     from skin_model.network import encode_metadata
     from skin_model.predictor import SkinClassifier, on_torch_thread
@@ -88,9 +89,12 @@ def in_process(repeats: int) -> dict:
         on_torch_thread(run)
 
     def bare_forward_backward():
+        # The least a Grad-CAM needs: the forward pass, and the backward pass from the
+        # score down to the member's Grad-CAM layer (where the graph starts).
         def run():
             for net, x in zip(model.members, xs):
-                net(x.clone().requires_grad_(True), m).sum().backward()
+                with GradCAM(net.cam_layer):
+                    net(x, m).sum().backward()
 
         on_torch_thread(run)
 

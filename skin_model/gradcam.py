@@ -22,7 +22,8 @@ class GradCAM:
     ...     score = model(x)[0, k]
     ...     score.backward()
     ...     maps = cam.maps()
-    The hooks are removed on leaving the block, even after an exception.
+    The hooks are removed on leaving the block, even after an exception. With frozen
+    weights and an input that needs no gradient, the graph starts at ``layer``.
     """
 
     def __init__(self, layer: nn.Module):
@@ -40,6 +41,10 @@ class GradCAM:
 
     def _record(self, module: nn.Module, inputs, output: torch.Tensor) -> None:
         self.activations = output.detach()
+        if not output.requires_grad and torch.is_grad_enabled():
+            # A frozen network fed a plain image: autograd starts here, so the backward pass
+            # (and the memory it keeps) covers only the layers after this one.
+            output.requires_grad_(True)
         if output.requires_grad:
             output.register_hook(self._record_gradient)
 

@@ -242,10 +242,11 @@ class SkinClassifier:
         meta = encode_metadata(prepared.metadata).unsqueeze(0).to(self.device)
         with ExitStack() as stack:
             cams = [stack.enter_context(GradCAM(m.cam_layer)) for m in self.members]
-            # Weights are frozen; gradients flow from the input, so the backward pass
-            # computes only what Grad-CAM needs (no weight gradients).
+            # Weights are frozen and the input needs no gradient: the graph starts at each
+            # member's Grad-CAM layer (see GradCAM), so the backward pass and the memory it
+            # keeps cover only the few layers after it.
             outputs = [
-                self._member_views(m, inp.normalize(pixels).requires_grad_(True), meta, self.views)
+                self._member_views(m, inp.normalize(pixels), meta, self.views)
                 for m, inp in zip(self.members, self.member_inputs)
             ]
             logits = torch.stack([lg for lg, _ in outputs])  # (members, 2, 1, C)
