@@ -50,7 +50,12 @@ model.diagnose(load_image(warm))              # a warm app: one answer given
 before = hwm_mb()
 data = open(sys.argv[1], "rb").read()
 start = time.perf_counter()
-image = load_image(data)
+try:
+    image = load_image(data)
+except ValueError as err:  # refused: the cost of saying so
+    seconds = time.perf_counter() - start
+    print(json.dumps({"seconds": seconds, "hwm_before_mb": before, "hwm_after_mb": hwm_mb(), "size": str(err)}))
+    raise SystemExit
 pred, explanation = model.diagnose(image)
 display = image.copy(); display.thumbnail((640, 640))
 heat = Image.fromarray(explanation.heatmap, mode="F").resize(display.size)
@@ -62,12 +67,16 @@ print(json.dumps({"seconds": seconds, "hwm_before_mb": before, "hwm_after_mb": h
 
 
 def make_files(folder: Path) -> dict[str, Path]:
-    """The three files of issue 12: a flat 6300x6300 PNG, a 24 MP JPEG and a 12 MP photo-like JPEG."""
+    """The files of issue 12 (a flat 6300x6300 PNG, a 24 MP JPEG, a 12 MP photo-like JPEG), the
+    largest PNG accepted, and a dermoscope-sized JPEG for comparison."""
     rng = np.random.default_rng(0)
     files = {}
     flat = folder / "flat_6300.png"
     Image.new("RGB", (6300, 6300), (180, 120, 110)).save(flat, optimize=True)
     files["flat PNG 6300×6300"] = flat
+    noisy = folder / "png_20mp.png"  # the largest PNG accepted (the 20 MP decoded-pixel limit)
+    Image.effect_noise((5000, 4000), 40).convert("RGB").save(noisy, compress_level=1)
+    files["20 MP PNG 5000×4000"] = noisy
     lesion = Image.open(SAMPLE).convert("RGB")
     for name, size in (("24 MP JPEG 6000×4000", (6000, 4000)), ("12 MP JPEG 4000×3000", (4000, 3000))):
         big = lesion.resize(size, Image.Resampling.BICUBIC)

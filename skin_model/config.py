@@ -21,7 +21,8 @@ class Settings:
     data_dir: Path
     device: str
     num_threads: int | None  # None: torch's default
-    max_image_pixels: int  # larger images are refused (decompression bombs)
+    max_image_pixels: int  # larger JPEGs are refused (decompression bombs); JPEGs decode at reduced scale
+    max_decoded_pixels: int  # larger images of other formats are refused: they decode at full size
     min_image_side: int  # smaller images carry too little to read
     max_working_side: int  # decoded images are shrunk to this longest side at once
     max_batch_files: int  # images per batch in the app (the command line has no limit)
@@ -36,6 +37,8 @@ def settings() -> Settings:
         device=env("SKIN_MODEL_DEVICE", "cpu"),
         num_threads=int(threads) if threads else None,
         max_image_pixels=int(env("SKIN_MODEL_MAX_PIXELS", str(40_000_000))),
+        # 20 MP at Pillow's 4 bytes a pixel: 80 MB, so that an upload costs under 150 MB in all
+        max_decoded_pixels=int(env("SKIN_MODEL_MAX_DECODED_PIXELS", str(20_000_000))),
         min_image_side=int(env("SKIN_MODEL_MIN_SIDE", "32")),
         max_working_side=int(env("SKIN_MODEL_MAX_SIDE", "1024")),
         max_batch_files=int(env("SKIN_MODEL_MAX_BATCH", "100")),

@@ -147,10 +147,17 @@ def load_image(source: ImageSource) -> Image.Image:
     cfg = settings()
     img = _open(source)
     width, height = img.size
-    if width * height > cfg.max_image_pixels:
-        limit = cfg.max_image_pixels // 1_000_000
+    # A JPEG is decoded at reduced scale; any other format exists at full size for a moment
+    # (4 bytes a pixel in Pillow), so its limit is what an upload may cost in memory. A PIL
+    # image given by the caller is already decoded: only the JPEG limit guards it.
+    full_size_decode = img.format not in (None, "JPEG")
+    pixel_limit = cfg.max_decoded_pixels if full_size_decode else cfg.max_image_pixels
+    if width * height > pixel_limit:
+        limit = pixel_limit // 1_000_000
         raise ImageTooLargeError(
-            f"The image is too large ({width}×{height} pixels); the limit is {limit} megapixels.", limit=limit
+            f"The image is too large ({width}×{height} pixels); the limit is {limit} megapixels"
+            + (f" for {img.format} (JPEG: {cfg.max_image_pixels // 1_000_000})." if full_size_decode else "."),
+            limit=limit,
         )
     if min(width, height) < cfg.min_image_side:
         raise ImageTooSmallError(

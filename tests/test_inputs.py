@@ -128,9 +128,9 @@ def test_unknown_choices(field, value, error):
         parse_metadata(**{field: value})
 
 
-@pytest.mark.parametrize("fmt, size", [("PNG", (6300, 6300)), ("JPEG", (4000, 3000)), ("PNG", (3000, 200))])
+@pytest.mark.parametrize("fmt, size", [("PNG", (5000, 4000)), ("JPEG", (6300, 6300)), ("PNG", (3000, 200))])
 def test_large_images_are_brought_to_a_bounded_working_size(fmt, size):
-    """A 131 kB flat PNG of 6300x6300 or a camera photo: everything after decoding works at <= 1024 px."""
+    """A 20 MP flat PNG or a 40 MP JPEG: everything after decoding works at <= 1024 px."""
     from skin_model.config import settings
 
     img = Image.new("RGB", size, (180, 120, 100))
@@ -140,6 +140,20 @@ def test_large_images_are_brought_to_a_bounded_working_size(fmt, size):
     side = settings().max_working_side
     assert max(out.size) == side and out.mode == "RGB"
     assert out.size[0] / out.size[1] == pytest.approx(size[0] / size[1], rel=0.02)  # the shape is kept
+
+
+def test_images_that_decode_at_full_size_have_a_lower_pixel_limit_than_jpeg(monkeypatch):
+    """A PNG exists at full size while it decodes (a 131 kB flat 6300x6300 PNG is 160 MB in
+    memory), a JPEG at reduced scale: past the decoded-pixel limit the PNG is refused, the
+    JPEG of the same size is not."""
+    monkeypatch.setenv("SKIN_MODEL_MAX_DECODED_PIXELS", "100000")
+    img = Image.new("RGB", (400, 300), (180, 120, 100))
+    with pytest.raises(inputs.ImageTooLargeError, match="limit is 0 megapixels for PNG"):
+        load_image(encode(img, "PNG"))
+    assert load_image(encode(img, "JPEG")).size == (400, 300)
+    assert load_image(img).size == (400, 300)  # already decoded by the caller
+    monkeypatch.setenv("SKIN_MODEL_MAX_DECODED_PIXELS", "120000")
+    assert load_image(encode(img, "PNG")).size == (400, 300)
 
 
 def test_a_large_pil_image_given_by_the_caller_is_not_changed():
