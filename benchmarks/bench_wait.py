@@ -84,7 +84,7 @@ def measure(browser, url: str, files: list[Path], camera: Path, repeats: int) ->
     timed(page, lambda: upload.set_input_files(str(files[-1])))  # warm-up answer
 
     def slider_step():
-        page.locator("[role=slider]").last.focus()
+        page.locator("[data-testid=stSlider] input[type=range]").last.focus()
         page.keyboard.press("ArrowRight" if step_right[0] else "ArrowLeft")
         step_right[0] = not step_right[0]
 
