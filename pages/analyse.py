@@ -159,13 +159,15 @@ def explain(result: dict) -> None:
                     1
                 ].heatmap
             result["heatmaps"][target] = ui.resize_heatmap(heatmap, result["display"].size)
-    original.image(result["display"], caption=tr("diag.original"), width="stretch")
+    # JPEG: a photograph encodes several times faster, and smaller, than as PNG.
+    original.image(result["display"], caption=tr("diag.original"), width="stretch", output_format="JPEG")
     with explained:
         opacity = ui.kept(st.slider, "opacity", 0.45, label=tr("diag.opacity"), min_value=0.0, max_value=1.0, step=0.05)
         st.image(
             overlay(result["display"], result["heatmaps"][target], opacity),
             caption=tr("diag.overlay", code=target),
             width="stretch",
+            output_format="JPEG",
         )
         st.image(ui.colour_legend(), width="stretch")
         st.caption(tr("diag.legend", code=target))
