@@ -13,12 +13,10 @@ import streamlit as st
 from skin_model import load_model, vocab
 from skin_model.card import ModelArtifactError, read_card_of_shipped
 from skin_model.i18n import LANGUAGES, class_label, percent, t
-from skin_model.inputs import IMAGE_SUFFIXES
 from skin_model.predictor import SkinClassifier
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 SAMPLES = ASSETS / "samples"
-UPLOAD_TYPES = [suffix.lstrip(".") for suffix in IMAGE_SUFFIXES]
 GROUP_COLOURS = {"malignant": "red", "premalignant": "orange", "benign": "green"}
 
 
