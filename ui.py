@@ -20,6 +20,7 @@ SAMPLES = ASSETS / "samples"
 GROUP_COLOURS = {"malignant": "red", "premalignant": "orange", "benign": "green"}
 
 
+@st.cache_resource(show_spinner=False)  # once per process
 def limit_malloc_arenas(arenas: int = 2) -> None:
     """Streamlit answers each session on its own thread, and glibc gives threads their own
     malloc arenas (up to 8 per core), which hold freed memory apart: fewer arenas keep the
@@ -76,11 +77,15 @@ def choice(widget, label: str, options, name: str, default, format_func, **kwarg
     options, key = list(options), f"{name}.{lang()}"
     kept = st.session_state.get(name, default)
     index = options.index(kept if kept in options else default)
+    return widget(
+        label, options, index=index, format_func=format_func, key=key, on_change=_remember, args=(name, key), **kwargs
+    )
 
-    def remember():  # before the rerun, so that code above the widget sees the new value
-        st.session_state[name] = st.session_state[key]
 
-    return widget(label, options, index=index, format_func=format_func, key=key, on_change=remember, **kwargs)
+def _remember(name: str, key: str) -> None:
+    """A widget's on_change: keep its value under ``name``. Runs before the rerun, so that code
+    above the widget sees the new value."""
+    st.session_state[name] = st.session_state[key]
 
 
 def forget(name: str) -> None:
@@ -93,11 +98,7 @@ def kept(widget, name: str, default, **kwargs):
     """A number input or slider whose value is kept in the session under ``name`` across
     pages (its widget key is ``name.widget``)."""
     key = f"{name}.widget"
-
-    def remember():
-        st.session_state[name] = st.session_state[key]
-
-    return widget(value=st.session_state.get(name, default), key=key, on_change=remember, **kwargs)
+    return widget(value=st.session_state.get(name, default), key=key, on_change=_remember, args=(name, key), **kwargs)
 
 
 def resize_heatmap(heatmap, size: tuple[int, int]):

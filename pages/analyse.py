@@ -23,9 +23,10 @@ st.title(tr("diag.title"))
 st.info(tr("app.disclaimer"), icon=":material/medical_information:")
 
 
-def read_image(name: str, data: bytes) -> dict:
-    """A given image, decoded once: its name, digest, the bounded image or the refusal."""
-    given = {"name": name, "sha256": hashlib.sha256(data).hexdigest()}
+def read_image(name: str, data: bytes, source_id: str) -> dict:
+    """A given image, decoded once: its name, where it came from, digest, the bounded image or
+    the refusal."""
+    given = {"name": name, "source_id": source_id, "sha256": hashlib.sha256(data).hexdigest()}
     try:
         given["image"] = load_image(data)
     except InvalidInputError as err:
@@ -39,10 +40,9 @@ def given_file(widget, name: str, **kwargs) -> dict | None:
     returning = f"{name}.widget" not in st.session_state  # first visit, or back from another page
     file = widget(key=f"{name}.widget", **kwargs)
     if file is not None:
-        data = file.getvalue()
         kept = st.session_state.get(name)
-        if kept is None or kept["sha256"] != hashlib.sha256(data).hexdigest():
-            st.session_state[name] = read_image(file.name, data)
+        if kept is None or kept["source_id"] != file.file_id:  # a new file: read (and hash) it once
+            st.session_state[name] = read_image(file.name, file.getvalue(), file.file_id)
     elif not returning:
         st.session_state.pop(name, None)
     kept = st.session_state.get(name)
@@ -87,8 +87,10 @@ with inputs_col:
             lambda i: f"{table[i]['image_id']} · {tr('diag.confirmed_short', code=table[i]['dx'])}",
         )
         sample = table[index]
-        with open(sample["path"], "rb") as f:
-            given = read_image(sample["image_id"], f.read())
+        given = st.session_state.get("sample_image")
+        if given is None or given["source_id"] != sample["path"]:  # decoded once per sample chosen
+            with open(sample["path"], "rb") as f:
+                given = st.session_state["sample_image"] = read_image(sample["image_id"], f.read(), sample["path"])
         use_recorded = ui.kept(st.checkbox, "sample_meta", True, label=tr("diag.sample_meta"))
 
     # Folded once there is an image, so that on a phone the answer follows the image at once.
@@ -117,7 +119,6 @@ with inputs_col:
 prior = st.session_state.get("prior", vocab.DEFAULT_PRIOR)  # its control sits by the probabilities
 
 # -- the model runs only when the image, the metadata or the prior change -------------------------------------
-result = None
 with result_col:
     if given is None or "error" in given:
         st.session_state.pop("diagnosis", None)  # an answer lives only as long as its image

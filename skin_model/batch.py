@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import logging
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -21,7 +20,6 @@ from .vocab import DEFAULT_PRIOR
 if TYPE_CHECKING:
     from .predictor import Prepared
 
-log = logging.getLogger(__name__)
 
 RESULT_COLUMNS = (
     "image_id",

@@ -253,6 +253,12 @@ class CaseIndex:
         tensors = load_file(path)
         with safe_open(path, "pt") as f:
             meta = f.metadata()
+        expected = image_statistics(torch.zeros(1, 3, 3, 3, dtype=torch.uint8)).shape[1]
+        if tensors["stats_mean"].shape != (expected,):
+            raise ValueError(
+                f"it was built with {tensors['stats_mean'].shape[0]} image statistics, this code computes "
+                f"{expected}: rebuild the artifact with the export stage"
+            )
         blob, offsets = tensors["thumbnails"].numpy().tobytes(), tensors["thumbnail_offsets"].tolist()
         thumbs = [blob[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
         return cls(

@@ -236,6 +236,25 @@ def test_extra_tensors_are_refused(trained_run, tmp_path):
         load_artifact(model_dir)
 
 
+def test_an_index_built_with_other_image_statistics_is_refused_at_load(trained_run, tmp_path):
+    """An artifact exported before the statistics changed would fail at its first answer;
+    it is refused when it loads, with what to do."""
+    from safetensors import safe_open
+
+    from skin_model.index import INDEX_FILE
+
+    model_dir = _copy(trained_run[1], tmp_path / "m")
+    path = str(model_dir / INDEX_FILE)
+    with safe_open(path, "pt") as f:
+        metadata = f.metadata()
+    tensors = load_file(path)
+    tensors["stats_mean"] = tensors["stats_mean"][:-1].clone()
+    tensors["stats_precision"] = tensors["stats_precision"][:-1, :-1].clone()
+    save_file(tensors, path, metadata=metadata)
+    with pytest.raises(ModelArtifactError, match="image statistics.*export stage"):
+        SkinClassifier.load(model_dir)
+
+
 def test_foreign_vocabulary_is_refused(trained_run, tmp_path):
     model_dir = _copy(trained_run[1], tmp_path / "m")
     card = json.loads((model_dir / CARD_FILE).read_text())
