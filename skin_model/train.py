@@ -226,18 +226,6 @@ def predict_outputs(
     return torch.cat(logits), torch.cat(features)
 
 
-def predict_logits(
-    net: SkinNet,
-    data: Dataset,
-    inputs: InputConfig,
-    views: tuple[str, ...] = ("identity",),
-    batch_size: int = 128,
-    device: str = "cpu",
-) -> torch.Tensor:
-    """Fused logits (N, classes), averaged over the test-time views."""
-    return predict_outputs(net, data, inputs, views, batch_size, device)[0]
-
-
 class EMA:
     """Exponential moving average of a network's weights (buffers copied as they are)."""
 
@@ -334,7 +322,7 @@ def train_member(data: dict[str, Dataset], run: Run, cfg: TrainConfig, resume: b
             loss_sum += loss.item() * len(idx)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", img_s=f"{seen / (time.time() - t0):.1f}")
         scored = ema.net if ema is not None else net
-        logits = predict_logits(scored, data["val"], inputs, device=cfg.device)
+        logits = predict_outputs(scored, data["val"], inputs, device=cfg.device)[0]
         probs = torch.softmax(logits, 1)
         val = classification_report(probs.numpy(), data["val"].labels.numpy())
         # Scored as export will use it: the equal prior at its best strength (a class-weighted

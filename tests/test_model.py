@@ -70,7 +70,7 @@ def test_resume_restores_the_interrupted_state(synthetic_data, tmp_path, monkeyp
     train.train_member(data, straight, cfg)
 
     scored_epochs = []
-    real_predict = train.predict_logits
+    real_predict = train.predict_outputs
 
     def crash_in_epoch_3(*args, **kwargs):
         scored_epochs.append(1)
@@ -78,11 +78,11 @@ def test_resume_restores_the_interrupted_state(synthetic_data, tmp_path, monkeyp
             raise KeyboardInterrupt
         return real_predict(*args, **kwargs)
 
-    monkeypatch.setattr(train, "predict_logits", crash_in_epoch_3)
+    monkeypatch.setattr(train, "predict_outputs", crash_in_epoch_3)
     with pytest.raises(KeyboardInterrupt):
         train.train_member(data, interrupted, cfg)
     assert not (interrupted.member_dir("mobilenet_v2") / "done.json").exists()
-    monkeypatch.setattr(train, "predict_logits", real_predict)
+    monkeypatch.setattr(train, "predict_outputs", real_predict)
     train.train_member(data, interrupted, cfg, resume=True)
 
     log = pd.read_csv(interrupted.member_dir("mobilenet_v2") / "log.csv")
