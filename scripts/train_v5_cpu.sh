@@ -20,5 +20,6 @@ done
     --arch efficientnet_lite0:12 --pretrained efficientnet_lite0 --lr 3e-4 --weight-decay 0.02 "${RECIPE[@]}"
 [ -f "$RUN/mobilenet_v2_160/done.json" ] || $PY -m skin_model train --data "$DATA" --run "$RUN" \
     --arch mobilenet_v2_160=mobilenet_v2:12 --pretrained mobilenet_v2 --lr 5e-4 --weight-decay 0.02 "${RECIPE[@]}"
+[ "${1:-}" = --members-only ] && exit 0   # train_v6_cpu.sh reuses the members above
 $PY -m skin_model train --data "$DATA" --run "$RUN" --out "$OUT" --export-members auto --model-version 2.1.0
 $PY -m skin_model evaluate --data "$DATA" --run "$RUN" --model "$OUT" --write-card
