@@ -44,10 +44,25 @@ def model() -> SkinClassifier:
     The first visitor after a start waits for it to load, and is told so."""
     try:
         with st.spinner(tr("app.loading")):
-            return _load_model()
+            loaded = _load_model()
     except ModelArtifactError as err:
         st.error(t("app.model_error", lang(), error=err))
         st.stop()
+    _freeze_long_lived_objects()
+    return loaded
+
+
+@st.cache_resource(show_spinner=False)  # once per process, once the model is loaded
+def _freeze_long_lived_objects() -> None:
+    """Streamlit runs a full garbage collection after every script run (``runner.postScriptGC``,
+    kept: it bounds memory), and that walks every object of torch and Streamlit itself: 0.17 s
+    of each answer and each slider step on 2 cores. What is alive once the model is loaded
+    lives as long as the process, so it leaves the collector's sight (``gc.freeze``); reference
+    counting still frees it, and each collection then walks only what later runs create."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 @st.cache_resource(show_spinner=False)
@@ -101,17 +116,6 @@ def kept(widget, name: str, default, **kwargs):
     return widget(value=st.session_state.get(name, default), key=key, on_change=_remember, args=(name, key), **kwargs)
 
 
-def resize_heatmap(heatmap, size: tuple[int, int]):
-    """A [0, 1] heatmap resized bilinearly to ``size`` = (width, height), as the display needs it."""
-    import numpy as np
-    from PIL import Image
-
-    if heatmap.shape[::-1] == tuple(size):
-        return heatmap
-    resized = Image.fromarray(heatmap.astype(np.float32), mode="F").resize(size, Image.Resampling.BILINEAR)
-    return np.clip(np.asarray(resized), 0.0, 1.0)
-
-
 def tr(key: str, **values) -> str:
     return t(key, lang(), **values)
 
@@ -152,29 +156,19 @@ def samples() -> list[dict]:
     return [{**row, "age": int(float(row["age"])), "path": str(SAMPLES / f"{row['image_id']}.jpg")} for row in rows]
 
 
-def probability_chart(probabilities: dict[str, float], highlight: str):
-    """A horizontal bar chart of all classes, sorted, the highlighted class in colour."""
-    import plotly.graph_objects as go
-
-    order = sorted(probabilities, key=probabilities.get)
-    fig = go.Figure(
-        go.Bar(
-            # Codes on the axis keep the chart readable on a phone; full names on hover.
-            x=[probabilities[c] for c in order],
-            y=order,
-            orientation="h",
-            customdata=[label(c) for c in order],
-            marker_color=["#d62728" if c == highlight else "#9aa5b1" for c in order],
-            text=[pct(probabilities[c]) for c in order],
-            textposition="outside",
-            cliponaxis=False,
-            hovertemplate="%{customdata}: %{text}<extra></extra>",
+def probability_table(probabilities: dict[str, float], image_only: dict[str, float], highlight: str) -> str:
+    """All seven diagnoses, most likely first: a bar and the probability with the patient
+    information, and the image-only probability beside it, as one small HTML table (a chart
+    library cost the browser ~40 ms of each answer on 2 cores). Only our own codes, names and
+    numbers go in it, never user text."""
+    head = f"<tr><th>{tr('chart.class')}</th><th></th><th>{tr('diag.fused')}</th><th>{tr('diag.image_only')}</th></tr>"
+    rows = []
+    for code in sorted(probabilities, key=probabilities.get, reverse=True):
+        p, colour = probabilities[code], "#d62728" if code == highlight else "#9aa5b1"
+        bar = f'<div aria-hidden="true" style="background:{colour};width:{100 * p:.1f}%;height:0.8em;border-radius:2px"></div>'
+        rows.append(
+            f'<tr><td><abbr title="{vocab.BY_CODE[code].name(lang())}">{code}</abbr></td>'
+            f'<td style="width:40%">{bar}</td>'
+            f'<td style="text-align:right">{pct(p)}</td><td style="text-align:right">{pct(image_only[code])}</td></tr>'
         )
-    )
-    fig.update_layout(
-        xaxis=dict(range=[0, 1.15], tickformat=".0%", title=tr("chart.probability")),
-        yaxis=dict(automargin=True),
-        height=280,
-        margin=dict(l=10, r=10, t=10, b=40),
-    )
-    return fig
+    return f'<table style="width:100%"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'

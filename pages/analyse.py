@@ -132,17 +132,19 @@ with result_col:
     result = st.session_state.get("diagnosis")
     if result is None or result["key"] != key:
         st.session_state.pop("diagnosis", None)
+        display = given["image"].copy()
+        display.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE))
         try:
             with st.spinner(tr("diag.running")):
-                prediction, explanation = model.diagnose(given["image"], age=age, sex=sex, site=site, prior=prior)
+                prediction, explanation = model.diagnose(
+                    given["image"], age=age, sex=sex, site=site, prior=prior, heatmap_size=display.size
+                )
         except Exception:  # never a traceback on the page; the log has no image content
             log.exception("analysis failed")
             st.error(tr("error.InvalidInputError"), icon=":material/error:")
             st.stop()
-        display = given["image"].copy()
-        display.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE))
         result = {"key": key, "image": given["image"], "display": display, "prediction": prediction, "heatmaps": {}}
-        result["heatmaps"][explanation.target] = ui.resize_heatmap(explanation.heatmap, display.size)
+        result["heatmaps"][explanation.target] = explanation.heatmap
         st.session_state["diagnosis"] = result
         ui.forget("cam_class")  # a new answer explains its own class first
 
@@ -156,10 +158,16 @@ def explain(result: dict) -> None:
         target = ui.choice(st.selectbox, tr("diag.cam_class"), vocab.CLASSES, "cam_class", pred.label, ui.label)
         if target not in result["heatmaps"]:
             with st.spinner(tr("diag.running")):
-                heatmap = model.diagnose(result["image"], age=age, sex=sex, site=site, target=target, prior=prior)[
-                    1
-                ].heatmap
-            result["heatmaps"][target] = ui.resize_heatmap(heatmap, result["display"].size)
+                _, explanation = model.diagnose(
+                    result["image"],
+                    age=age,
+                    sex=sex,
+                    site=site,
+                    target=target,
+                    prior=prior,
+                    heatmap_size=result["display"].size,
+                )
+            result["heatmaps"][target] = explanation.heatmap
     # JPEG: a photograph encodes several times faster, and smaller, than as PNG.
     original.image(result["display"], caption=tr("diag.original"), width="stretch", output_format="JPEG")
     with explained:
@@ -216,22 +224,12 @@ with result_col:
         help=tr("diag.prior_help"),
     )
     st.caption(tr("diag.prior_in_force", prior=tr(f"prior.{pred.prior}")))
-    st.plotly_chart(ui.probability_chart(pred.probabilities, pred.label), config={"displayModeBar": False})
+    st.markdown(ui.probability_table(pred.probabilities, pred.image_only, pred.label), unsafe_allow_html=True)
+    if pred.metadata == type(pred.metadata).unknown():
+        st.caption(tr("diag.no_metadata"))
 
     st.markdown(f"**{tr('diag.cam')}**")
     explain(result)
-
-    st.markdown(f"**{tr('diag.metadata_effect')}**")
-    if pred.metadata == type(pred.metadata).unknown():
-        st.caption(tr("diag.no_metadata"))
-    # A markdown table (codes and percentages) stays narrow on a phone and needs no pandas.
-    rows = [
-        f"| {c} | {ui.pct(pred.probabilities[c])} | {ui.pct(pred.image_only[c])} |"
-        for c in sorted(vocab.CLASSES, key=pred.probabilities.get, reverse=True)
-    ]
-    st.markdown(
-        "\n".join([f"| {tr('chart.class')} | {tr('diag.fused')} | {tr('diag.image_only')} |", "|:--|--:|--:|", *rows])
-    )
 
     st.markdown(f"**{tr('diag.similar')}**")
     cases = pred.neighbours

@@ -39,7 +39,6 @@ TEXT: dict[str, dict[str, str]] = {
     "meta.age": {"en": "Age (years, leave empty if unknown)", "fr": "Âge (années, vide si inconnu)"},
     "meta.sex": {"en": "Sex", "fr": "Sexe"},
     "meta.site": {"en": "Body site", "fr": "Localisation"},
-    "chart.probability": {"en": "Probability", "fr": "Probabilité"},
     "chart.class": {"en": "Diagnosis", "fr": "Diagnostic"},
     # -- input errors (by exception class) ------------------------------------------------------
     "error.NotAnImageError": {
@@ -122,10 +121,6 @@ TEXT: dict[str, dict[str, str]] = {
     "diag.overlay": {"en": "Grad-CAM for {code}", "fr": "Grad-CAM pour {code}"},
     "diag.opacity": {"en": "Heatmap opacity", "fr": "Opacité de la carte"},
     "diag.cam_class": {"en": "Explain the class", "fr": "Expliquer la classe"},
-    "diag.metadata_effect": {
-        "en": "What the patient information changed",
-        "fr": "Ce qu'ont changé les informations patient",
-    },
     "diag.fused": {"en": "With patient info", "fr": "Avec infos patient"},
     "diag.image_only": {"en": "Image only", "fr": "Image seule"},
     "diag.no_metadata": {

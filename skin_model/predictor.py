@@ -224,19 +224,32 @@ class SkinClassifier:
         ]
 
     def diagnose(
-        self, image: ImageSource, age=None, sex=None, site=None, target: str | None = None, prior: str = DEFAULT_PRIOR
+        self,
+        image: ImageSource,
+        age=None,
+        sex=None,
+        site=None,
+        target: str | None = None,
+        prior: str = DEFAULT_PRIOR,
+        heatmap_size: tuple[int, int] | None = None,
     ) -> tuple[Prediction, Explanation]:
         """Prediction and Grad-CAM from one forward and one backward pass over the view set.
 
-        ``target`` is the class to explain; by default the predicted one.
+        ``target`` is the class to explain; by default the predicted one. The heatmap has the
+        image's size unless ``heatmap_size`` = (width, height) asks for another (a display's:
+        a camera photo's full-size map would be tens of megabytes nobody sees).
         """
         if target is not None and target not in vocab.CLASSES:
             raise ValueError(f"Unknown class {target!r}; expected one of {', '.join(vocab.CLASSES)}")
-        return self.diagnose_prepared(self.prepare(image, age, sex, site), target, prior)
+        return self.diagnose_prepared(self.prepare(image, age, sex, site), target, prior, heatmap_size)
 
     @_torch_work
     def diagnose_prepared(
-        self, prepared: Prepared, target: str | None = None, prior: str = DEFAULT_PRIOR
+        self,
+        prepared: Prepared,
+        target: str | None = None,
+        prior: str = DEFAULT_PRIOR,
+        heatmap_size: tuple[int, int] | None = None,
     ) -> tuple[Prediction, Explanation]:
         pixels = prepared.pixels.to(self.device)
         meta = encode_metadata(prepared.metadata).unsqueeze(0).to(self.device)
@@ -263,7 +276,7 @@ class SkinClassifier:
             logits[:, FUSED, 0, vocab.CLASSES.index(target)].sum().backward()
             # Each view's map is flipped back onto the image before averaging.
             maps = [unflip(cam.maps(), self.views).mean(0)[0].cpu() for cam in cams]
-        heat = np.mean([upsample(m, prepared.image.size) for m in maps], axis=0)
+        heat = np.mean([upsample(m, heatmap_size or prepared.image.size) for m in maps], axis=0)
         explanation = Explanation(target, (heat / max(float(heat.max()), 1e-12)).astype(np.float32))
         return prediction, explanation
 

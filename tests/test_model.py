@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from skin_model import vocab
@@ -129,6 +130,15 @@ def test_gradcam_is_aligned_with_the_image(tiny_model, size):
     assert heat.min() >= 0 and heat.max() <= 1 and heat.max() > 0
     assert overlay(img, heat, 0.4).size == img.size
     assert grayscale_png(heat).mode == "L"
+
+
+def test_gradcam_at_a_display_size_matches_the_full_size_map_shrunk(tiny_model):
+    img = synthetic_lesion("mel", 8, size=(800, 600))
+    full = tiny_model.diagnose(img, target="mel")[1].heatmap
+    small = tiny_model.diagnose(img, target="mel", heatmap_size=(200, 150))[1].heatmap
+    assert full.shape == (600, 800) and small.shape == (150, 200)
+    shrunk = np.asarray(Image.fromarray(full, mode="F").resize((200, 150), Image.Resampling.BILINEAR))
+    assert np.abs(small - shrunk).mean() < 0.02  # the same map, made at the size it is shown
 
 
 def test_gradcam_differs_between_images_and_classes(tiny_model):
