@@ -4,11 +4,12 @@ import hashlib
 import json
 import logging
 
+import numpy as np
 import streamlit as st
 
 import ui
 from skin_model import vocab
-from skin_model.gradcam import overlay
+from skin_model.gradcam import blend, jet
 from skin_model.i18n import error_text
 from skin_model.inputs import InvalidInputError, load_image
 
@@ -143,8 +144,15 @@ with result_col:
             log.exception("analysis failed")
             st.error(tr("error.InvalidInputError"), icon=":material/error:")
             st.stop()
-        result = {"key": key, "image": given["image"], "display": display, "prediction": prediction, "heatmaps": {}}
-        result["heatmaps"][explanation.target] = explanation.heatmap
+        result = {
+            "key": key,
+            "image": given["image"],
+            "display": display,
+            "display_jpeg": ui.jpeg(display),  # encoded once, not on each slider step
+            "pixels": np.asarray(display),
+            "prediction": prediction,
+            "heatmaps": {explanation.target: explanation.heatmap},  # each class asked for
+        }
         st.session_state["diagnosis"] = result
         ui.forget("cam_class")  # a new answer explains its own class first
 
@@ -168,12 +176,13 @@ def explain(result: dict) -> None:
                     heatmap_size=result["display"].size,
                 )
             result["heatmaps"][target] = explanation.heatmap
-    # JPEG: a photograph encodes several times faster, and smaller, than as PNG.
-    original.image(result["display"], caption=tr("diag.original"), width="stretch", output_format="JPEG")
+        if result.get("coloured") != target:  # the shown class in jet colours, so that a slider step only blends
+            result["coloured"], result["colours"] = target, jet(result["heatmaps"][target]).astype(np.float32)
+    original.image(result["display_jpeg"], caption=tr("diag.original"), width="stretch")
     with explained:
         opacity = ui.kept(st.slider, "opacity", 0.45, label=tr("diag.opacity"), min_value=0.0, max_value=1.0, step=0.05)
         st.image(
-            overlay(result["display"], result["heatmaps"][target], opacity),
+            blend(result["pixels"], result["colours"], opacity),
             caption=tr("diag.overlay", code=target),
             width="stretch",
             output_format="JPEG",

@@ -91,12 +91,17 @@ def jet(values: np.ndarray) -> np.ndarray:
 
 def overlay(image: Image.Image, heatmap: np.ndarray, opacity: float = 0.5) -> Image.Image:
     """The heatmap in the jet colour map over the image; ``opacity`` is the heatmap's weight."""
+    if heatmap.shape != (image.height, image.width):
+        raise ValueError(f"heatmap shape {heatmap.shape} does not match the image's {(image.height, image.width)}")
+    return blend(np.asarray(image.convert("RGB")), jet(heatmap), opacity)
+
+
+def blend(rgb: np.ndarray, colours: np.ndarray, opacity: float) -> Image.Image:
+    """uint8 pixels (h, w, 3) and heatmap colours in [0, 1] (h, w, 3) mixed at ``opacity``: what
+    ``overlay`` does once the colours are known (a slider then redoes only this)."""
     if not 0.0 <= opacity <= 1.0:
         raise ValueError("opacity must be between 0 and 1")
-    rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    if heatmap.shape != rgb.shape[:2]:
-        raise ValueError(f"heatmap shape {heatmap.shape} does not match the image's {rgb.shape[:2]}")
-    blended = (1.0 - opacity) * rgb + opacity * jet(heatmap)
+    blended = (1.0 - opacity) / 255.0 * rgb.astype(np.float32) + opacity * colours
     return Image.fromarray(np.round(blended * 255.0).astype(np.uint8))
 
 
