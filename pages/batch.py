@@ -76,7 +76,12 @@ if kept is not None:
     config = {c: st.column_config.Column(label) for c, label in labels.items()}
     config |= {c: st.column_config.NumberColumn(c, format="%.3f") for c in vocab.CLASSES}
     config["malignant_probability"] = st.column_config.NumberColumn(labels["malignant_probability"], format="%.3f")
-    st.dataframe(result, hide_index=True, width="stretch", column_config=config)
+    # Prior (one value for the whole batch) and OOD score are named or kept in the CSV, not shown:
+    # fourteen columns instead of sixteen, the verdicts first.
+    for prior in sorted(set(result["prior"]) - {""}):  # one, unless nothing was read
+        st.caption(tr("diag.prior_in_force", prior=tr(f"prior.{prior}")))
+    shown = [c for c in result.columns if c not in ("prior", "ood_score")]
+    st.dataframe(result, hide_index=True, width="stretch", column_config=config, column_order=shown)
 
     counts = result.loc[result["prediction"] != "", "prediction"].value_counts().reindex(vocab.CLASSES, fill_value=0)
     if counts.sum() == 0:

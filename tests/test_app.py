@@ -140,6 +140,9 @@ def test_batch_with_two_images_and_a_csv():
     assert list(result["image_id"]) == ["ISIC_0027622", "ISIC_0029827"]
     assert (result["error"] == "").all()
     assert len(at.dataframe) == 1 and len(at.get("plotly_chart")) == 1
+    # The batch's one prior is said once; it and the OOD score stay in the CSV, off the screen.
+    assert list(at.dataframe[0].proto.column_order) == [c for c in result.columns if c not in ("prior", "ood_score")]
+    assert any(c.value == t("diag.prior_in_force", "en", prior=t("prior.equal", "en")) for c in at.caption)
 
 
 def _batch(at, files, csv=None):
