@@ -124,8 +124,8 @@ def in_process(repeats: int) -> dict:
 def app_memory(answers: int = 20, python: str = sys.executable) -> dict:
     """Peak resident memory (VmHWM) of `streamlit run`, read from outside, driven by a real browser.
 
-    First after ``answers`` Diagnose answers (the target), then again after a
-    4-image Batch run and a visit to every other page (the whole app loaded).
+    First after ``answers`` Diagnose answers (the target), then again after a Batch run
+    of every sample image (14) and a visit to every other page (the whole app loaded).
     """
     from playwright.sync_api import sync_playwright
 
@@ -146,8 +146,8 @@ def app_memory(answers: int = 20, python: str = sys.executable) -> dict:
         after_diagnose = peak_rss_mb(pid)
 
         page.goto(f"{url}/batch")
-        page.locator("input[type=file]").first.set_input_files([str(p) for p in images[:4]])
-        page.get_by_role("button", name="Analyse 4 image(s)").click()
+        page.locator("input[type=file]").first.set_input_files([str(p) for p in images])
+        page.get_by_role("button", name=f"Analyse {len(images)} image(s)").click()
         page.locator("[data-testid=stDataFrame]").wait_for(timeout=60_000)
         for path, text in (("model_card", "Model card"), ("about", "About")):
             page.goto(f"{url}/{path}")

@@ -293,6 +293,23 @@ def test_batched_prediction_equals_one_by_one(tiny_model):
         assert row[list(vocab.CLASSES)].to_numpy(float) == pytest.approx(list(alone.probabilities.values()), abs=1e-5)
 
 
+def test_batches_are_small_by_default(tiny_model, monkeypatch):
+    """The network sees at most BATCH_SIZE images at once: a 100-image batch must not need the
+    memory of 100 images' activations."""
+    from skin_model.batch import BATCH_SIZE, BatchItem, predict_items
+
+    sizes = []
+    predict_prepared = SkinClassifier.predict_prepared
+    monkeypatch.setattr(
+        SkinClassifier,
+        "predict_prepared",
+        lambda self, prepared, *a: sizes.append(len(prepared)) or predict_prepared(self, prepared, *a),
+    )
+    items = [BatchItem(f"img{i}", synthetic_lesion("nv", 60 + i), {}) for i in range(2 * BATCH_SIZE + 1)]
+    assert len(predict_items(tiny_model, items)) == len(items)
+    assert sizes == [BATCH_SIZE, BATCH_SIZE, 1]
+
+
 def test_auto_export_ships_the_best_subset_on_validation(trained_run, synthetic_data, tmp_path):
     from skin_model.train import export
 
