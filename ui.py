@@ -170,7 +170,7 @@ def probability_table(probabilities: dict[str, float], image_only: dict[str, flo
     information, and the image-only probability beside it, as one small HTML table (a chart
     library cost the browser ~40 ms of each answer on 2 cores). Only our own codes, names and
     numbers go in it, never user text."""
-    head = f"<tr><th>{tr('chart.class')}</th><th></th><th>{tr('diag.fused')}</th><th>{tr('diag.image_only')}</th></tr>"
+    head = f"<tr><th>{tr('diag.class')}</th><th></th><th>{tr('diag.fused')}</th><th>{tr('diag.image_only')}</th></tr>"
     rows = []
     for code in sorted(probabilities, key=probabilities.get, reverse=True):
         p, colour = probabilities[code], "#d62728" if code == highlight else "#9aa5b1"

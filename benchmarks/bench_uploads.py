@@ -34,7 +34,6 @@ WORKER = r"""
 import sys, time, json
 from pathlib import Path
 sys.path.insert(0, sys.argv[2])
-from PIL import Image
 from skin_model.predictor import SkinClassifier
 from skin_model.inputs import load_image
 from skin_model.gradcam import overlay
@@ -56,11 +55,9 @@ except ValueError as err:  # refused: the cost of saying so
     seconds = time.perf_counter() - start
     print(json.dumps({"seconds": seconds, "hwm_before_mb": before, "hwm_after_mb": hwm_mb(), "size": str(err)}))
     raise SystemExit
-pred, explanation = model.diagnose(image)
-display = image.copy(); display.thumbnail((640, 640))
-heat = Image.fromarray(explanation.heatmap, mode="F").resize(display.size)
-import numpy as np
-overlay(display, np.clip(np.asarray(heat), 0, 1), 0.45)
+display = image.copy(); display.thumbnail((640, 640))   # as the Analyse page: Grad-CAM at display size
+pred, explanation = model.diagnose(image, heatmap_size=display.size)
+overlay(display, explanation.heatmap, 0.45)
 seconds = time.perf_counter() - start
 print(json.dumps({"seconds": seconds, "hwm_before_mb": before, "hwm_after_mb": hwm_mb(), "size": image.size}))
 """

@@ -39,7 +39,7 @@ TEXT: dict[str, dict[str, str]] = {
     "meta.age": {"en": "Age (years, leave empty if unknown)", "fr": "Âge (années, vide si inconnu)"},
     "meta.sex": {"en": "Sex", "fr": "Sexe"},
     "meta.site": {"en": "Body site", "fr": "Localisation"},
-    "chart.class": {"en": "Diagnosis", "fr": "Diagnostic"},
+    "diag.class": {"en": "Diagnosis", "fr": "Diagnostic"},
     # -- input errors (by exception class) ------------------------------------------------------
     "error.NotAnImageError": {
         "en": "This file is not an image that can be read. Use JPEG, PNG, WebP, BMP or TIFF.",
