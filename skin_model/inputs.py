@@ -89,9 +89,9 @@ def _open(source: ImageSource) -> Image.Image:
             raise NotAnImageError("The file is empty.")
         source = io.BytesIO(source)
     elif isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.is_file():
-            raise NotAnImageError(f"No image file at {path}.")
+        source = Path(source)
+        if not source.is_file():
+            raise NotAnImageError(f"No image file at {source}.")
     try:
         # Pillow warns above its own pixel limit and raises above twice that;
         # both are turned into our own, size-based refusal below.
@@ -99,10 +99,35 @@ def _open(source: ImageSource) -> Image.Image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             return Image.open(source)
     except Image.DecompressionBombError as err:
-        limit = settings().max_image_pixels // 1_000_000
-        raise ImageTooLargeError(f"The image is far too large; the limit is {limit} megapixels.", limit=limit) from err
+        # Pillow refuses before it names the format; a JPEG starts with the bytes FF D8.
+        raise _too_large("The image is far too large", full_size_decode=not _starts_like_jpeg(source)) from err
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise NotAnImageError("This file is not an image that can be read (use JPEG, PNG, WebP, BMP or TIFF).") from err
+
+
+def _starts_like_jpeg(source: io.BytesIO | Path | BinaryIO) -> bool:
+    if isinstance(source, Path):
+        with source.open("rb") as file:
+            return file.read(2) == b"\xff\xd8"
+    position = source.tell()
+    try:
+        source.seek(0)
+        return source.read(2) == b"\xff\xd8"
+    finally:
+        source.seek(position)
+
+
+def _too_large(what: str, full_size_decode: bool, format_name: str | None = None) -> ImageTooLargeError:
+    """The refusal of an image over its pixel limit: JPEGs decode at reduced scale, so
+    theirs is higher than that of formats that exist at full size while they decode."""
+    cfg = settings()
+    pixel_limit = cfg.max_decoded_pixels if full_size_decode else cfg.max_image_pixels
+    limit = pixel_limit // 1_000_000
+    if full_size_decode:
+        detail = f" for {format_name or 'formats other than JPEG'} (JPEG: {cfg.max_image_pixels // 1_000_000})."
+    else:
+        detail = "."
+    return ImageTooLargeError(f"{what}; the limit is {limit} megapixels{detail}", limit=limit)
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -153,12 +178,7 @@ def load_image(source: ImageSource) -> Image.Image:
     full_size_decode = img.format not in (None, "JPEG")
     pixel_limit = cfg.max_decoded_pixels if full_size_decode else cfg.max_image_pixels
     if width * height > pixel_limit:
-        limit = pixel_limit // 1_000_000
-        raise ImageTooLargeError(
-            f"The image is too large ({width}×{height} pixels); the limit is {limit} megapixels"
-            + (f" for {img.format} (JPEG: {cfg.max_image_pixels // 1_000_000})." if full_size_decode else "."),
-            limit=limit,
-        )
+        raise _too_large(f"The image is too large ({width}×{height} pixels)", full_size_decode, img.format)
     if min(width, height) < cfg.min_image_side:
         raise ImageTooSmallError(
             f"The image is too small ({width}×{height} pixels); at least "

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from skin_model import inputs
+from skin_model.config import settings
 from skin_model.inputs import load_image, parse_metadata
 
 from .conftest import encode, synthetic_lesion
@@ -131,8 +132,6 @@ def test_unknown_choices(field, value, error):
 @pytest.mark.parametrize("fmt, size", [("PNG", (5000, 4000)), ("JPEG", (6300, 6300)), ("PNG", (3000, 200))])
 def test_large_images_are_brought_to_a_bounded_working_size(fmt, size):
     """A 20 MP flat PNG or a 40 MP JPEG: everything after decoding works at <= 1024 px."""
-    from skin_model.config import settings
-
     img = Image.new("RGB", size, (180, 120, 100))
     buf = io.BytesIO()
     img.save(buf, fmt)
@@ -154,6 +153,23 @@ def test_images_that_decode_at_full_size_have_a_lower_pixel_limit_than_jpeg(monk
     assert load_image(img).size == (400, 300)  # already decoded by the caller
     monkeypatch.setenv("SKIN_MODEL_MAX_DECODED_PIXELS", "120000")
     assert load_image(encode(img, "PNG")).size == (400, 300)
+
+
+@pytest.mark.parametrize(("fmt", "limit_setting"), [("JPEG", "max_image_pixels"), ("PNG", "max_decoded_pixels")])
+@pytest.mark.parametrize("as_path", [False, True])
+def test_a_decompression_bomb_is_refused_with_the_limit_of_its_format(monkeypatch, tmp_path, fmt, limit_setting, as_path):
+    """Pillow refuses a bomb before it names the format; the refusal still names the
+    limit that applies to that format (a PNG's is lower than a JPEG's)."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)  # Pillow raises above twice this
+    data = encode(Image.new("RGB", (400, 300), (180, 120, 100)), fmt)
+    source = data
+    if as_path:
+        source = tmp_path / f"bomb.{fmt.lower()}"
+        source.write_bytes(data)
+    with pytest.raises(inputs.ImageTooLargeError, match="far too large") as err:
+        load_image(source)
+    assert err.value.params["limit"] == getattr(settings(), limit_setting) // 1_000_000
+    assert settings().max_image_pixels != settings().max_decoded_pixels  # so the two cases differ
 
 
 def test_a_large_pil_image_given_by_the_caller_is_not_changed():
