@@ -157,7 +157,9 @@ def test_images_that_decode_at_full_size_have_a_lower_pixel_limit_than_jpeg(monk
 
 @pytest.mark.parametrize(("fmt", "limit_setting"), [("JPEG", "max_image_pixels"), ("PNG", "max_decoded_pixels")])
 @pytest.mark.parametrize("as_path", [False, True])
-def test_a_decompression_bomb_is_refused_with_the_limit_of_its_format(monkeypatch, tmp_path, fmt, limit_setting, as_path):
+def test_a_decompression_bomb_is_refused_with_the_limit_of_its_format(
+    monkeypatch, tmp_path, fmt, limit_setting, as_path
+):
     """Pillow refuses a bomb before it names the format; the refusal still names the
     limit that applies to that format (a PNG's is lower than a JPEG's)."""
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)  # Pillow raises above twice this
