@@ -14,7 +14,7 @@ COPY requirements.txt .
 RUN pip install --retries 0 -r requirements.txt
 
 COPY --chown=app:app skin_model/ skin_model/
-COPY --chown=app:app pages/ pages/
+COPY --chown=app:app app_pages/ app_pages/
 COPY --chown=app:app assets/ assets/
 COPY --chown=app:app .streamlit/ .streamlit/
 COPY --chown=app:app streamlit_app.py ui.py ./

@@ -19,9 +19,9 @@ with st.sidebar:
 
 st.logo(str(ASSETS / "logo.png"))
 pages = [
-    st.Page("pages/analyse.py", title=tr("page.analyse"), icon=":material/biotech:", default=True),
-    st.Page("pages/batch.py", title=tr("page.batch"), icon=":material/photo_library:"),
-    st.Page("pages/model_card.py", title=tr("page.card"), icon=":material/analytics:"),
-    st.Page("pages/about.py", title=tr("page.about"), icon=":material/info:"),
+    st.Page("app_pages/analyse.py", title=tr("page.analyse"), icon=":material/biotech:", default=True),
+    st.Page("app_pages/batch.py", title=tr("page.batch"), icon=":material/photo_library:"),
+    st.Page("app_pages/model_card.py", title=tr("page.card"), icon=":material/analytics:"),
+    st.Page("app_pages/about.py", title=tr("page.about"), icon=":material/info:"),
 ]
 st.navigation(pages).run()

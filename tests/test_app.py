@@ -125,7 +125,7 @@ def test_sample_gallery():
 
 
 def test_batch_with_two_images_and_a_csv():
-    at = _app("pages/batch.py")
+    at = _app("app_pages/batch.py")
     files = [
         ("ISIC_0027622.jpg", SAMPLE.read_bytes(), "image/jpeg"),
         ("ISIC_0029827.jpg", (SAMPLES_DIR / "ISIC_0029827.jpg").read_bytes(), "image/jpeg"),
@@ -140,8 +140,12 @@ def test_batch_with_two_images_and_a_csv():
     assert list(result["image_id"]) == ["ISIC_0027622", "ISIC_0029827"]
     assert (result["error"] == "").all()
     assert len(at.dataframe) == 1 and len(at.get("plotly_chart")) == 1
-    # The batch's one prior is said once; it and the OOD score stay in the CSV, off the screen.
-    assert list(at.dataframe[0].proto.column_order) == [c for c in result.columns if c not in ("prior", "ood_score")]
+    # The batch's one prior is said once; it, the OOD score and text columns empty for every
+    # row stay in the CSV, off the screen.
+    hidden = {"prior", "ood_score", "warning", "error"} | (
+        {"uncertain_between"} if (result["uncertain_between"] == "").all() else set()
+    )
+    assert list(at.dataframe[0].proto.column_order) == [c for c in result.columns if c not in hidden]
     assert any(c.value == t("diag.prior_in_force", "en", prior=t("prior.equal", "en")) for c in at.caption)
 
 
@@ -157,7 +161,7 @@ def _batch(at, files, csv=None):
 def test_batch_metadata_in_common_spellings_is_understood_and_a_bad_field_only_warns():
     """M/F and French spellings are read; an unknown value becomes unknown with a row warning,
     and is never blamed on the image."""
-    at = _app("pages/batch.py")
+    at = _app("app_pages/batch.py")
     images = [(f"img{i}.jpg", SAMPLE.read_bytes(), "image/jpeg") for i in range(4)]
     csv = (
         "image_id,age,sex,localization\nimg0,40,M,back\nimg1,55,f,Dos\nimg2,70,homme,membre inférieur\n"
@@ -167,6 +171,8 @@ def test_batch_metadata_in_common_spellings_is_understood_and_a_bad_field_only_w
     assert (result["error"] == "").all() and result["prediction"].isin(vocab.CLASSES).all()
     assert list(result["warning"] != "") == [False, False, False, True]
     assert "robot" in result.loc[3, "warning"] and "elbow" in result.loc[3, "warning"]
+    shown = list(at.dataframe[0].proto.column_order)
+    assert "warning" in shown and "error" not in shown  # a column shows where one row has a value
     warnings = [w.value for w in at.warning]
     assert t("batch.warned", "en", n=1, column=t("column.warning", "en")) in warnings
     assert not any("could not be read" in w for w in warnings)
@@ -174,7 +180,7 @@ def test_batch_metadata_in_common_spellings_is_understood_and_a_bad_field_only_w
 
 def test_batch_refuses_more_files_than_its_limit(monkeypatch):
     monkeypatch.setenv("SKIN_MODEL_MAX_BATCH", "3")
-    at = _app("pages/batch.py")
+    at = _app("app_pages/batch.py")
     at.file_uploader(key="batch_images").set_value([(f"i{i}.jpg", SAMPLE.read_bytes(), "image/jpeg") for i in range(4)])
     at.run()
     assert [e.value for e in at.error] == [t("batch.too_many", "en", limit=3, n=4)]
@@ -182,10 +188,10 @@ def test_batch_refuses_more_files_than_its_limit(monkeypatch):
 
 
 def test_batch_results_survive_another_page_and_never_sit_under_new_files():
-    at = _app("pages/batch.py")
+    at = _app("app_pages/batch.py")
     first = _batch(at, [("a.jpg", SAMPLE.read_bytes(), "image/jpeg")])
-    at.switch_page("pages/about.py").run()
-    at.switch_page("pages/batch.py").run()
+    at.switch_page("app_pages/about.py").run()
+    at.switch_page("app_pages/batch.py").run()
     assert at.session_state["batch"]["result"] is first and len(at.dataframe) == 1
     assert any(c.value == t("batch.kept", "en", n=1) for c in at.caption)
     at.file_uploader(key="batch_images").set_value(
@@ -197,14 +203,14 @@ def test_batch_results_survive_another_page_and_never_sit_under_new_files():
 
 
 def test_batch_chart_when_nothing_could_be_read():
-    at = _app("pages/batch.py")
+    at = _app("app_pages/batch.py")
     result = _batch(at, [("x.jpg", b"junk", "image/jpeg")])
     assert (result["error"] != "").all()
     assert not at.get("plotly_chart") and any(c.value == t("batch.none", "en") for c in at.caption)
 
 
 def test_model_card_renders_its_metrics():
-    at = _app("pages/model_card.py")
+    at = _app("app_pages/model_card.py")
     labels = [m.label for m in at.metric]
     test = f" · {t('card.test', 'en')}"
     assert labels == [t(k, "en") + test for k in ("card.bal_acc", "card.mel_recall", "card.auc", "card.ece")]
@@ -214,7 +220,7 @@ def test_model_card_renders_its_metrics():
 
 
 def test_about_page_has_the_glossary():
-    at = _app("pages/about.py")
+    at = _app("app_pages/about.py")
     text = _texts(at)
     for d in vocab.DIAGNOSES:
         assert d.name_en in text
@@ -262,8 +268,8 @@ def test_an_answer_and_its_inputs_survive_a_visit_to_another_page(model_calls):
     at.selectbox(key="site.en").set_value("back").run()
     answer = at.session_state["diagnosis"]["prediction"]
     calls = len(model_calls)
-    at.switch_page("pages/about.py").run()
-    at.switch_page("pages/analyse.py").run()
+    at.switch_page("app_pages/about.py").run()
+    at.switch_page("app_pages/analyse.py").run()
     assert not at.exception
     assert at.number_input(key="age.widget").value == 55 and at.selectbox(key="site.en").value == "back"
     assert at.session_state["diagnosis"]["prediction"] is answer and len(model_calls) == calls
@@ -353,7 +359,7 @@ def test_broken_artifact_gives_a_clear_start_up_error(tmp_path, monkeypatch, dam
 def test_hostile_metadata_csvs_on_the_batch_page():
     from .hostile import HOSTILE_CSVS
 
-    at = _app("pages/batch.py")
+    at = _app("app_pages/batch.py")
     image = ("img0.jpg", SAMPLE.read_bytes(), "image/jpeg")
     for name, (data, error) in sorted(HOSTILE_CSVS.items()):
         at.file_uploader(key="batch_images").set_value([image])

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 
 import pytest
 
@@ -38,11 +39,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """A `streamlit run` server on a free loopback port; yields its URL and its log file."""
+@contextmanager
+def _streamlit_server(log_path):
+    """`streamlit run` on a free loopback port, logging to ``log_path``; yields its URL once healthy."""
     port = _free_port()
-    log_path = tmp_path_factory.mktemp("server") / "streamlit.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [
@@ -74,10 +74,18 @@ def server(tmp_path_factory):
                 time.sleep(0.5)
         else:
             pytest.fail("streamlit did not become healthy")
-        yield url, log_path
+        yield url
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A server shared by the tests of this module; yields its URL and its log file."""
+    log_path = tmp_path_factory.mktemp("server") / "streamlit.log"
+    with _streamlit_server(log_path) as url:
+        yield url, log_path
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +106,21 @@ def _choose(page, label: str, option: str):
 def diagnose_state():
     """Set by the Diagnose test, so that the log test reads the log of a real answer."""
     return {}
+
+
+def test_a_shared_link_to_a_page_is_the_whole_app_on_a_fresh_server(browser, tmp_path):
+    """The first visitor after a restart may come by a link to another page. Streamlit
+    then runs that page by itself if it sits in a folder named ``pages/`` (its older
+    multipage mode): no language menu, no translated page list, no wide layout."""
+    with _streamlit_server(tmp_path / "streamlit.log") as url:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{url}/batch?lang=fr")
+        page.get_by_text(t("batch.title", "fr")).wait_for(timeout=60_000)
+        nav = page.locator("[data-testid=stSidebarNav]")
+        for key in ("page.analyse", "page.batch", "page.card", "page.about"):
+            assert nav.get_by_text(t(key, "fr"), exact=True).count() == 1
+        assert page.get_by_text(t("app.language", "fr")).count() == 1
+        page.close()
 
 
 def test_diagnose_in_a_real_browser(server, browser, diagnose_state):

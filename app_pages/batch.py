@@ -74,14 +74,21 @@ if kept is not None:
         st.warning(tr("batch.ood", n=flagged, column=tr("column.ood")))
     labels = {c: tr(f"column.{c}") if c not in vocab.CLASSES else c for c in result.columns}
     config = {c: st.column_config.Column(label) for c, label in labels.items()}
-    config |= {c: st.column_config.NumberColumn(c, format="%.3f") for c in vocab.CLASSES}
-    config["malignant_probability"] = st.column_config.NumberColumn(labels["malignant_probability"], format="%.3f")
-    # Prior (one value for the whole batch) and OOD score are named or kept in the CSV, not shown:
-    # fourteen columns instead of sixteen, the verdicts first.
+    # Numbers take narrow columns and the out-of-domain flag a tick box, so that a whole row fits
+    # at 1280 px; the CSV keeps the flag as 0/1.
+    config |= {c: st.column_config.NumberColumn(c, format="%.3f", width=64) for c in vocab.CLASSES}
+    config["malignant_probability"] = st.column_config.NumberColumn(
+        labels["malignant_probability"], format="%.3f", width=100
+    )
+    config["ood"] = st.column_config.CheckboxColumn(labels["ood"], width="small")
+    # Prior (one value for the whole batch) and OOD score are named or kept in the CSV, not shown,
+    # nor are text columns empty for every row (the warnings above count the others).
     for prior in sorted(set(result["prior"]) - {""}):  # one, unless nothing was read
         st.caption(tr("diag.prior_in_force", prior=tr(f"prior.{prior}")))
-    shown = [c for c in result.columns if c not in ("prior", "ood_score")]
-    st.dataframe(result, hide_index=True, width="stretch", column_config=config, column_order=shown)
+    empty = [c for c in ("uncertain_between", "warning", "error") if (result[c] == "").all()]
+    shown = [c for c in result.columns if c not in ("prior", "ood_score", *empty)]
+    shown_result = result.assign(ood=result["ood"].astype("boolean"))  # None (not read) stays empty
+    st.dataframe(shown_result, hide_index=True, width="stretch", column_config=config, column_order=shown)
 
     counts = result.loc[result["prediction"] != "", "prediction"].value_counts().reindex(vocab.CLASSES, fill_value=0)
     if counts.sum() == 0:
