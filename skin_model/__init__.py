@@ -1,6 +1,6 @@
 """Multimodal skin-lesion classification on HAM10000 (research and teaching only)."""
 
-__version__ = "2.1.0"
+__version__ = "2.2.0"
 
 
 def load_model(model_dir=None):

@@ -21,10 +21,11 @@ if TYPE_CHECKING:
     from .predictor import Prepared
 
 
-# Images per forward pass. On 2 cores, with 2 members x 4 views, 2 images at once run as fast as
-# any larger batch (13 img/s) while the peak memory rises by ~30 MB; 4 images cost +130 MB and
-# 32 cost +920 MB (measured with a CPU build of torch): more than Streamlit Cloud's 690 MB.
-BATCH_SIZE = 2
+# Images per forward pass: the peak memory grows faster than the batch (CPU build of torch).
+# Model 2.1.0 (2 members x 4 views): 2 images +30 MB, 4 +130 MB, 32 +920 MB, more than
+# Streamlit Cloud's 690 MB. Model 2.2.0 (3 members, one at 200x150): 1 image +33 MB at
+# 5.9 img/s, 2 images +91 MB at 7.0 img/s, which took the app past 690 MB after a Batch.
+BATCH_SIZE = 1
 
 RESULT_COLUMNS = (
     "image_id",

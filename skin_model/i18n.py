@@ -325,11 +325,11 @@ TEXT: dict[str, dict[str, str]] = {
     "card.limitations": {
         "en": "- Trained on HAM10000 only: dermoscopic images of pigmented lesions from two centres (Austria, Australia), mostly fair skin.\n"
         "- Seven classes only: any other lesion (e.g. squamous cell carcinoma) is forced into one of them.\n"
-        "- Low input resolution (about 160×120 px); clinical (non-dermoscopic) photos are out of distribution.\n"
+        "- Low input resolution (160×120 and 200×150 px); clinical (non-dermoscopic) photos are out of distribution.\n"
         "- Calibration was measured on data like the training data; on other images probabilities may be over-confident.",
         "fr": "- Entraîné uniquement sur HAM10000 : images dermoscopiques de lésions pigmentées de deux centres (Autriche, Australie), surtout peaux claires.\n"
         "- Sept classes seulement : toute autre lésion (p. ex. carcinome épidermoïde) est rangée dans l'une d'elles.\n"
-        "- Faible résolution d'entrée (environ 160×120 px) ; les photos cliniques (non dermoscopiques) sont hors distribution.\n"
+        "- Faible résolution d'entrée (160×120 et 200×150 px) ; les photos cliniques (non dermoscopiques) sont hors distribution.\n"
         "- La calibration a été mesurée sur des données semblables ; sur d'autres images, les probabilités peuvent être trop confiantes.",
     },
     "card.licence": {"en": "Licence and citation", "fr": "Licence et citation"},
