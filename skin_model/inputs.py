@@ -117,12 +117,17 @@ def _starts_like_jpeg(source: io.BytesIO | Path | BinaryIO) -> bool:
         source.seek(position)
 
 
-def _too_large(what: str, full_size_decode: bool, format_name: str | None = None) -> ImageTooLargeError:
-    """The refusal of an image over its pixel limit: JPEGs decode at reduced scale, so
-    theirs is higher than that of formats that exist at full size while they decode."""
+def _pixel_limit(full_size_decode: bool) -> int:
+    """JPEGs decode at reduced scale, so their limit is higher than that of formats that
+    exist at full size while they decode."""
     cfg = settings()
-    pixel_limit = cfg.max_decoded_pixels if full_size_decode else cfg.max_image_pixels
-    limit = pixel_limit // 1_000_000
+    return cfg.max_decoded_pixels if full_size_decode else cfg.max_image_pixels
+
+
+def _too_large(what: str, full_size_decode: bool, format_name: str | None = None) -> ImageTooLargeError:
+    """The refusal of an image over its pixel limit, naming the limit of its format."""
+    cfg = settings()
+    limit = _pixel_limit(full_size_decode) // 1_000_000
     if full_size_decode:
         detail = f" for {format_name or 'formats other than JPEG'} (JPEG: {cfg.max_image_pixels // 1_000_000})."
     else:
@@ -176,8 +181,7 @@ def load_image(source: ImageSource) -> Image.Image:
     # (4 bytes a pixel in Pillow), so its limit is what an upload may cost in memory. A PIL
     # image given by the caller is already decoded: only the JPEG limit guards it.
     full_size_decode = img.format not in (None, "JPEG")
-    pixel_limit = cfg.max_decoded_pixels if full_size_decode else cfg.max_image_pixels
-    if width * height > pixel_limit:
+    if width * height > _pixel_limit(full_size_decode):
         raise _too_large(f"The image is too large ({width}×{height} pixels)", full_size_decode, img.format)
     if min(width, height) < cfg.min_image_side:
         raise ImageTooSmallError(
