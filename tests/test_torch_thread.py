@@ -43,6 +43,10 @@ def test_waiting_on_another_call_from_the_thread_is_an_error_not_a_hang():
     inner = []
 
     def waits_for_a_second_caller():
+        # The second caller arrives a little later, as it would in the app. Arriving at
+        # the same instant, both 1 s timeouts would race: the second could time out first,
+        # let this call return, and the first caller would then get an answer, not an error.
+        time.sleep(0.25)
         helper = threading.Thread(target=lambda: inner.append(_try(lambda: worker.run(lambda: 1))))
         helper.start()
         helper.join(timeout=10)
@@ -60,12 +64,24 @@ def test_waiting_on_another_call_from_the_thread_is_an_error_not_a_hang():
 
 def test_an_overloaded_queue_refuses_at_once():
     worker = TorchThread(timeout_s=5, max_waiting=2)
-    gate = threading.Event()
-    blockers = [threading.Thread(target=lambda: _try(lambda: worker.run(gate.wait))) for _ in range(3)]
-    for b in blockers:
-        b.start()
+    gate, running = threading.Event(), threading.Event()
+
+    def holds_the_thread():
+        running.set()
+        gate.wait()
+
+    def call(fn):
+        thread = threading.Thread(target=lambda: _try(lambda: worker.run(fn)))
+        thread.start()
+        return thread
+
+    # One call running, then two waiting. The running one must be off the queue before
+    # the others arrive, or the third would find the queue full and be refused itself.
+    blockers = [call(holds_the_thread)]
+    assert running.wait(timeout=10)
+    blockers += [call(gate.wait) for _ in range(2)]
     deadline = time.monotonic() + 10
-    while not worker._queue.full() and time.monotonic() < deadline:  # one running, two waiting
+    while not worker._queue.full() and time.monotonic() < deadline:
         time.sleep(0.01)
     assert worker._queue.full()
     with pytest.raises(TorchThreadError, match="busy"):
