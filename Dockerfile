@@ -17,7 +17,7 @@ COPY --chown=app:app skin_model/ skin_model/
 COPY --chown=app:app app_pages/ app_pages/
 COPY --chown=app:app assets/ assets/
 COPY --chown=app:app .streamlit/ .streamlit/
-COPY --chown=app:app streamlit_app.py ui.py ./
+COPY --chown=app:app streamlit_app.py navigation.py ui.py ./
 
 USER app
 EXPOSE 8501

@@ -1,27 +1,11 @@
-"""Entry point: page config, shared sidebar, and the page list (nothing else)."""
+"""The server: the Streamlit pages (``navigation.py``) and, beside them, the prediction API
+(``skin_model.api``) at /api/v1, in one process with one model. Run: ``streamlit run streamlit_app.py``."""
 
 import streamlit as st
+from streamlit import config
 
-from skin_model import __version__
-from skin_model.i18n import LANGUAGES
-from ui import ASSETS, lang, limit_malloc_arenas, model_version, tr
+from skin_model import shared_model
+from skin_model.api import api_routes
 
-limit_malloc_arenas()
-
-st.set_page_config(page_title=tr("app.title"), page_icon=str(ASSETS / "logo.png"), layout="wide")
-
-with st.sidebar:
-    st.selectbox(
-        tr("app.language"), list(LANGUAGES), index=list(LANGUAGES).index(lang()), format_func=LANGUAGES.get, key="lang"
-    )
-    st.query_params["lang"] = lang()  # in the URL, so that a reload or a shared link keeps it
-    st.caption(tr("app.versions", app=__version__, model=model_version()))
-
-st.logo(str(ASSETS / "logo.png"))
-pages = [
-    st.Page("app_pages/analyse.py", title=tr("page.analyse"), icon=":material/biotech:", default=True),
-    st.Page("app_pages/batch.py", title=tr("page.batch"), icon=":material/photo_library:"),
-    st.Page("app_pages/model_card.py", title=tr("page.card"), icon=":material/analytics:"),
-    st.Page("app_pages/about.py", title=tr("page.about"), icon=":material/info:"),
-]
-st.navigation(pages).run()
+# The API refuses bodies over the pages' own upload limit (.streamlit/config.toml).
+app = st.App("navigation.py", routes=api_routes(shared_model, config.get_option("server.maxUploadSize") * 2**20))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from skin_model import load_model, vocab
+from skin_model import shared_model, vocab
 from skin_model.card import ModelArtifactError, read_card_of_shipped
 from skin_model.i18n import LANGUAGES, class_label, percent, t
 from skin_model.predictor import SkinClassifier
@@ -36,7 +36,7 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
 
 @st.cache_resource(show_spinner=False)
 def _load_model() -> SkinClassifier:
-    return load_model()
+    return shared_model()  # the API's own (see streamlit_app.py)
 
 
 def model() -> SkinClassifier:

@@ -12,6 +12,7 @@ from skin_model import vocab
 from skin_model.gradcam import blend, jet
 from skin_model.i18n import error_text
 from skin_model.inputs import InvalidInputError, load_image
+from skin_model.referral import CANNOT_JUDGE, NOT_SUSPICIOUS, SUSPICIOUS, natural_frequencies
 
 UNLIKELY = 0.05  # a Grad-CAM of a class below this probability says so
 DISPLAY_SIDE = 640  # images and overlays are shown at most this large: no work for pixels nobody sees
@@ -193,13 +194,29 @@ def explain(result: dict) -> None:
         st.warning(tr("diag.cam_unlikely", code=target, p=ui.pct(pred.probabilities[target])))
 
 
+def referral(pred) -> None:
+    """The answer a clinician needs first: should a dermatologist see this lesion? With the
+    number behind it and the rule's evidence on validation, in natural frequencies."""
+    box, icon = {
+        SUSPICIOUS: (st.error, ":material/priority_high:"),
+        NOT_SUSPICIOUS: (st.success, ":material/check_circle:"),
+        CANNOT_JUDGE: (st.warning, ":material/warning:"),
+    }[pred.verdict]
+    notes = {NOT_SUSPICIOUS: "refer.not_suspicious_note", CANNOT_JUDGE: "refer.cannot_judge_note"}
+    note = f"\n\n{tr(notes[pred.verdict])}" if pred.verdict in notes else ""
+    box(f"**{tr('refer.' + pred.verdict)}**{note}", icon=icon)
+    st.markdown(tr("refer.score", p=ui.pct(pred.referral_probability), threshold=ui.pct(pred.refer_threshold)))
+    flagged, false_alarms = natural_frequencies(model.card["referral"]["validation"])
+    st.caption(tr("refer.evidence", flagged=flagged, false_alarms=false_alarms))
+
+
 # -- the answer ----------------------------------------------------------------------------------------------
 with result_col:
     pred = result["prediction"]
     diagnosis = vocab.BY_CODE[pred.label]
+    referral(pred)
     if pred.ood:
-        # Not dermoscopy of a lesion: the warning comes first and the answer only on request.
-        st.warning(tr("diag.ood"), icon=":material/warning:")
+        # Not dermoscopy of a lesion: the seven-class answer only on request.
         if not st.checkbox(tr("diag.show_anyway"), key=f"show_anyway_{result['key'][0][:16]}"):
             st.stop()
         st.subheader(tr("diag.ood_answer", code=pred.label))

@@ -22,6 +22,126 @@ st.write(
     )
 )
 
+
+def referral_section(rule: dict) -> None:
+    """The rule the app leads with: its threshold, how it did on validation and test, its ROC
+    curves with the operating point, its confusion against the truth, and published anchors."""
+    st.subheader(tr("card.referral"))
+    points = {tr("card.val"): rule["validation"]}
+    if rule.get("test"):
+        points[tr("card.test")] = rule["test"]
+    st.markdown(
+        tr(
+            "card.referral_text",
+            threshold=ui.pct(rule["threshold"]),
+            target=ui.pct(rule["target_sensitivity"]),
+            chosen_on=tr("card.val"),
+        )
+    )
+    cols = st.columns(3)
+    for col, key, label in (
+        (cols[0], "sensitivity", "card.sensitivity"),
+        (cols[1], "specificity", "card.specificity"),
+        (cols[2], "melanoma_sensitivity", "card.mel_sensitivity"),
+    ):
+        shown = list(points.items())
+        col.metric(f"{tr(label)} · {shown[-1][0]}", f"{shown[-1][1][key]:.3f}")
+        if len(shown) > 1:
+            col.caption(f"{shown[0][0]}: {shown[0][1][key]:.3f}")
+    left, right = st.columns([3, 2])
+    with left:
+        fig = go.Figure(
+            go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"), showlegend=False)
+        )
+        for (split, point), colour in zip(points.items(), ("#1f77b4", "#d62728")):
+            roc = point["roc"]
+            fig.add_trace(
+                go.Scatter(
+                    x=roc["fpr"],
+                    y=roc["tpr"],
+                    mode="lines",
+                    name=tr("card.roc_split", split=split, auc=point["auc"]),
+                    line=dict(color=colour),
+                )
+            )
+            fig.add_trace(
+                go.Scatter(
+                    x=[1 - point["specificity"]],
+                    y=[point["sensitivity"]],
+                    mode="markers",
+                    name=tr("card.operating_point", split=split),
+                    marker=dict(color=colour, size=12, symbol="x"),
+                )
+            )
+        for anchor in rule["anchors"]:
+            fig.add_trace(
+                go.Scatter(
+                    x=[1 - anchor["specificity"]],
+                    y=[anchor["sensitivity"]],
+                    mode="markers",
+                    name=anchor["who"].split(" (")[0],
+                    marker=dict(color="grey", size=9, symbol="diamond-open"),
+                )
+            )
+        fig.update_layout(
+            xaxis_title=tr("card.roc_x"),
+            yaxis_title=tr("card.roc_y"),
+            xaxis_range=[0, 1],
+            yaxis_range=[0, 1.02],
+            height=380,
+            margin=dict(l=10, r=10, t=10, b=10),
+            legend=dict(orientation="h", y=-0.3),
+        )
+        st.plotly_chart(fig, config={"displayModeBar": False})
+    with right:
+        split, point = list(points.items())[-1]
+        c = point["confusion"]
+        st.markdown(f"**{tr('card.referral_confusion') if split == tr('card.test') else split}**")
+        st.dataframe(
+            pd.DataFrame(
+                {
+                    tr("card.referred"): [c["referred_malignant"], c["referred_benign"]],
+                    tr("card.not_referred"): [c["missed_malignant"], c["cleared_benign"]],
+                },
+                index=[tr("card.truth_malignant"), tr("card.truth_benign")],
+            ),
+            width="stretch",
+        )
+    st.markdown(f"**{tr('card.anchors')}**")
+    anchors = [
+        {
+            tr("card.anchor_who"): a["who"],
+            tr("card.anchor_task"): a["task"],
+            tr("card.sensitivity"): a["sensitivity"],
+            tr("card.specificity"): a["specificity"],
+            tr("card.anchor_source"): a["source"],
+        }
+        for a in rule["anchors"]
+    ]
+    for split, point in points.items():
+        anchors.append(
+            {
+                tr("card.anchor_who"): tr("card.this_model", split=split),
+                tr("card.anchor_task"): "malignant or pre-malignant (mel, bcc, akiec)",
+                tr("card.sensitivity"): point["sensitivity"],
+                tr("card.specificity"): point["specificity"],
+                tr("card.anchor_source"): "",
+            }
+        )
+    st.dataframe(
+        pd.DataFrame(anchors),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            tr("card.sensitivity"): st.column_config.NumberColumn(format="%.2f"),
+            tr("card.specificity"): st.column_config.NumberColumn(format="%.2f"),
+        },
+    )
+
+
+if card.get("referral"):
+    referral_section(card["referral"])
+
 metrics = card.get("test_metrics")
 if not metrics:
     st.warning(tr("card.no_metrics"))

@@ -32,6 +32,7 @@ RESULT_COLUMNS = (
     "prediction",
     "uncertain_between",
     "malignant_probability",
+    "refer",
     *vocab.CLASSES,
     "prior",
     "ood",
@@ -132,7 +133,7 @@ def predict_items(
     warning_text: Callable[[MetadataError], str] = unread_field_text,
 ) -> pd.DataFrame:
     """One row per item: image_id, prediction, the uncertain pair if any, P(malignant or
-    pre-malignant), 7 probabilities under ``prior``, the out-of-domain verdict (``ood`` 0/1)
+    pre-malignant), the referral verdict (``refer`` 0/1: 1 also when out of domain), 7 probabilities under ``prior``, the out-of-domain verdict (``ood`` 0/1)
     and score, a ``warning`` for metadata fields taken as unknown, an ``error`` for refusals.
 
     A metadata field that cannot be read never refuses the image: it becomes unknown and
@@ -152,6 +153,7 @@ def predict_items(
             "prediction": "",
             "uncertain_between": "",
             "malignant_probability": None,
+            "refer": None,
             **{c: None for c in vocab.CLASSES},
             "prior": prior,
             "ood": None,
@@ -166,6 +168,7 @@ def predict_items(
             "prediction": pred.label,
             "uncertain_between": "/".join(pred.uncertain_between or ()),
             "malignant_probability": pred.malignant_probability,
+            "refer": int(pred.refer),
             **pred.probabilities,
             "prior": pred.prior,
             "ood": int(pred.ood),

@@ -1,4 +1,4 @@
-"""Command line: ``python -m skin_model {train,evaluate,predict}`` (also ``skin-model``)."""
+"""Command line: ``python -m skin_model {train,evaluate,referral,predict}`` (also ``skin-model``)."""
 
 from __future__ import annotations
 
@@ -65,6 +65,20 @@ def _evaluate(args) -> int:
 
     results = evaluate(args.data, Path(args.run), args.model, write_card=args.write_card, cam_limit=args.cam_limit)
     print(summary_table(results))
+    return 0
+
+
+def _referral(args) -> int:
+    from .evaluate import write_referral
+
+    section = write_referral(args.data, Path(args.run), args.model, write_card=args.write_card)
+    for split in ("validation", "test"):
+        point = section[split]
+        print(
+            f"{split}: threshold {section['threshold']:.3f}, sensitivity {point['sensitivity']:.3f}, "
+            f"specificity {point['specificity']:.3f}, melanoma sensitivity {point['melanoma_sensitivity']:.3f}, "
+            f"AUC {point['auc']:.3f} (n={point['n']})"
+        )
     return 0
 
 
@@ -177,6 +191,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--write-card", action="store_true", help="store the metrics in the model card")
     ev.add_argument("--cam-limit", type=int, default=None, help="images for the Grad-CAM mask check (default all)")
     ev.set_defaults(func=_evaluate)
+
+    rf = sub.add_parser(
+        "referral", help="choose the referral threshold on validation and score it on test (an existing artifact)"
+    )
+    rf.add_argument("--data", type=Path, default=settings().data_dir)
+    rf.add_argument("--run", type=Path, required=True, help="run folder holding split.csv")
+    rf.add_argument("--model", type=Path, default=None, help="artifact folder (default: the shipped one)")
+    rf.add_argument("--write-card", action="store_true", help="store the rule in the model card")
+    rf.set_defaults(func=_referral)
 
     pr = sub.add_parser("predict", help="predict image files or folders")
     pr.add_argument("paths", nargs="+", type=Path)

@@ -1,8 +1,11 @@
-"""HAM10000 on disk: metadata, image files, the lesion-grouped split, an in-memory cache."""
+"""Dermoscopy on disk (HAM10000 and other sources in its column layout): metadata, image
+files, the lesion-grouped split, an in-memory cache."""
 
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -50,10 +53,41 @@ def read_metadata(csv_path: Path) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def find_images(root: Path) -> dict[str, Path]:
-    """``image_id -> path`` for every image anywhere below ``root``."""
+def source_of(dataset: str) -> str:
+    """The source (clinic or collection) of a ``dataset`` value: a challenge's own
+    train / val parts are one source."""
+    return re.sub(r"_(train|val|test)$", "", str(dataset))
+
+
+def read_sources(data_dirs: Sequence[Path]) -> pd.DataFrame:
+    """The metadata of every data folder, one table, with a ``source`` column.
+
+    A folder's rows keep their ``dataset`` column where they have one (HAM10000's four
+    collections; ISIC 2017's parts), else the folder's name.
+    """
+    frames = []
+    for root in data_dirs:
+        df = read_metadata(find_metadata_csv(root))
+        # The diagnoses this folder can tell apart: ISIC 2017 knows 3 of the 7, and its images'
+        # other four are absent, not "negative" (the loss sees only the folder's own classes).
+        df["label_space"] = ",".join(c for c in vocab.CLASSES if c in set(df["dx"]))
+        if "dataset" not in df.columns:
+            df["dataset"] = Path(root).name
+        df["source"] = df["dataset"].map(source_of)
+        frames.append(df)
+    df = pd.concat(frames, ignore_index=True)
+    repeated = df["image_id"][df["image_id"].duplicated()]
+    if len(repeated):
+        raise ValueError(f"{len(repeated)} image ids appear in two data folders, e.g. {repeated.iloc[0]}")
+    return df
+
+
+def find_images(roots: Path | Sequence[Path]) -> dict[str, Path]:
+    """``image_id -> path`` for every image anywhere below ``roots``."""
+    roots = [roots] if isinstance(roots, (str, Path)) else roots
     return {
         p.stem: p
+        for root in roots
         for p in Path(root).rglob("*")
         if p.suffix.lower() in IMAGE_SUFFIXES and not p.stem.endswith("_segmentation")
     }
@@ -78,6 +112,18 @@ def split_by_lesion(df: pd.DataFrame, seed: int = 0, n_folds: int = 7) -> pd.Ser
     return split
 
 
+def label_space_mask(df: pd.DataFrame) -> torch.Tensor:
+    """(N, classes) bool: the diagnoses each row's data folder can name (all, without a ``label_space``)."""
+    if "label_space" not in df.columns:
+        return torch.ones((len(df), len(vocab.CLASSES)), dtype=torch.bool)
+    spaces = {space: torch.tensor([c in space.split(",") for c in vocab.CLASSES]) for space in set(df["label_space"])}
+    return (
+        torch.stack([spaces[s] for s in df["label_space"]])
+        if len(df)
+        else torch.zeros((0, len(vocab.CLASSES)), dtype=torch.bool)
+    )
+
+
 def metadata_of(row) -> Metadata:
     return Metadata(age=None if pd.isna(row.age) else float(row.age), sex=row.sex, site=row.localization)
 
@@ -90,6 +136,7 @@ class Dataset:
         self.images = images  # (N, 3, H, W) uint8
         self.labels = torch.tensor(self.df["label"].to_numpy(), dtype=torch.long)
         self.meta = torch.stack([encode_metadata(metadata_of(r)) for r in self.df.itertuples()])
+        self.allowed = label_space_mask(self.df)
 
     def __len__(self) -> int:
         return len(self.df)
@@ -99,7 +146,7 @@ class Dataset:
         return Dataset(self.df.iloc[idx], self.images[idx])
 
     @classmethod
-    def load(cls, df: pd.DataFrame, image_root: Path, source: SourceSize) -> Dataset:
+    def load(cls, df: pd.DataFrame, image_root: Path | Sequence[Path], source: SourceSize) -> Dataset:
         """Every image decoded as the app decodes it (``inputs.load_image``), at the source size."""
         paths = find_images(image_root)
         absent = [i for i in df["image_id"] if i not in paths]

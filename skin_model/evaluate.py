@@ -13,14 +13,15 @@ from PIL import Image
 from tqdm import tqdm
 
 from . import card as model_card
-from . import vocab
+from . import referral, vocab
 from .data import find_images, find_metadata_csv, metadata_of, read_metadata
 from .index import image_statistics, member_embedding
 from .metrics import binary_calibration, classification_report, expected_calibration_error, reliability
 from .network import encode_metadata
 from .ood_set import out_of_domain_images
-from .predictor import FUSED, IMAGE_ONLY, MALIGNANT_OR_PREMALIGNANT, SkinClassifier
+from .predictor import FUSED, IMAGE_ONLY, SkinClassifier
 from .priors import PRIORS, apply_prior
+from .referral import MALIGNANT_OR_PREMALIGNANT
 
 log = logging.getLogger(__name__)
 VIEWS = {"fused": FUSED, "image_only": IMAGE_ONLY}
@@ -132,6 +133,43 @@ def malignant_calibration(model: SkinClassifier, logits: torch.Tensor, labels: n
     }
 
 
+def referral_report(
+    model: SkinClassifier, val: tuple[torch.Tensor, np.ndarray], test: tuple[torch.Tensor, np.ndarray]
+) -> dict:
+    """The card's referral section: the threshold from validation's (member logits, labels),
+    then the rule scored once on test's."""
+    scores = {}
+    for name, (logits, _) in (("val", val), ("test", test)):
+        scores[name] = referral.malignant_scores(model.calibrate(logits, "training")[FUSED].numpy())
+    section = referral.card_section(scores["val"], val[1])
+    section["test"] = referral.operating_point(scores["test"], test[1], section["threshold"])
+    return section
+
+
+def write_referral(data_dir: Path, run_dir: Path, model_dir: Path | None = None, write_card: bool = False) -> dict:
+    """The referral section of an artifact's card, from its own outputs on validation and test
+    (for an artifact exported before the rule existed; export writes the validation half)."""
+    model = SkinClassifier.load(model_dir)
+    paths = find_images(data_dir)
+    parts = {}
+    for split in ("val", "test"):
+        df = split_frame(data_dir, run_dir, split)
+        parts[split] = (collect_logits(model, df, paths, tta=True), df["label"].to_numpy())
+    section = referral_report(model, parts["val"], parts["test"])
+    if write_card:
+        _update_card(model_dir, referral=section)
+    return section
+
+
+def _update_card(model_dir: Path | None, **sections) -> None:
+    """Into the card of the model that was evaluated, wherever it was loaded from."""
+    with model_card.model_folder(model_dir) as folder:
+        card = model_card.read_card(folder)
+        card.update(sections)
+        model_card.write_card(folder, card)
+        log.info("%s written into %s", ", ".join(sections), folder)
+
+
 def cam_mask_share(
     model: SkinClassifier, df: pd.DataFrame, paths: dict[str, Path], mask_dir: Path, limit: int | None = None
 ) -> dict | None:
@@ -166,13 +204,14 @@ def evaluate(
     model = SkinClassifier.load(model_dir)
     paths = find_images(data_dir)
     results: dict = {"headline": "/".join(HEADLINE), "splits": {}}
-    ood_scores = {}
+    ood_scores, headline_logits = {}, {}
     for split in ("val", "test"):
         df = split_frame(data_dir, run_dir, split)
         labels = df["label"].to_numpy()
         tta_logits, features, stats = collect_outputs(model, df, paths, tta=True)
         logits = {"tta": tta_logits, "no_tta": collect_logits(model, df, paths, tta=False)}
         ood_scores[split] = model.index.ood_scores(features, stats)
+        headline_logits[split] = (tta_logits, labels)
         reports = split_reports(model, logits, labels)
         headline = torch.softmax(logits["tta"].double().mean(0)[FUSED] / model.temperature, -1).numpy()
         results["splits"][split] = {
@@ -195,13 +234,9 @@ def evaluate(
     majority_report = classification_report(majority, test_labels)
     majority_report["macro_auc"] = 0.5  # constant scores: no ranking, by definition
     results["majority_baseline"] = majority_report
+    results["referral"] = referral_report(model, headline_logits["val"], headline_logits["test"])
     if write_card:
-        # Into the card of the model that was evaluated, wherever it was loaded from.
-        with model_card.model_folder(model_dir) as folder:
-            card = model_card.read_card(folder)
-            card["test_metrics"] = results
-            model_card.write_card(folder, card)
-            log.info("metrics written into %s", folder)
+        _update_card(model_dir, test_metrics=results, referral=results["referral"])
     return results
 
 

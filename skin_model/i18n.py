@@ -128,10 +128,6 @@ TEXT: dict[str, dict[str, str]] = {
         "fr": "Aucune information patient : les deux colonnes sont la réponse sur l'image seule.",
     },
     "diag.download": {"en": "Download the result (JSON)", "fr": "Télécharger le résultat (JSON)"},
-    "diag.ood": {
-        "en": "This does not look like a dermoscopic image of a skin lesion; any answer would be unreliable.",
-        "fr": "Ceci ne ressemble pas à une image dermoscopique d'une lésion cutanée ; toute réponse serait peu fiable.",
-    },
     "diag.show_anyway": {"en": "Show the model's answer anyway", "fr": "Afficher quand même la réponse du modèle"},
     "diag.ood_answer": {
         "en": "The model's answer, for an image unlike its training images: {code}",
@@ -149,6 +145,37 @@ TEXT: dict[str, dict[str, str]] = {
     "diag.uncertain": {
         "en": "Uncertain between **{a}** and **{b}**: the model cannot tell these two apart here.",
         "fr": "Incertain entre **{a}** et **{b}** : le modèle ne sait pas les départager ici.",
+    },
+    # -- the referral verdict, shown first ----------------------------------------------------------
+    "refer.suspicious": {
+        "en": "Suspicious: a dermatologist should see this lesion",
+        "fr": "Suspecte : un dermatologue devrait voir cette lésion",
+    },
+    "refer.not_suspicious": {"en": "Not suspicious to this model", "fr": "Non suspecte pour ce modèle"},
+    "refer.cannot_judge": {"en": "Cannot judge this image", "fr": "Impossible de juger cette image"},
+    "refer.not_suspicious_note": {
+        "en": "This rules nothing out: a lesion that changes, bleeds or worries the patient should be seen by a "
+        "dermatologist.",
+        "fr": "Ceci n'exclut rien : une lésion qui change, saigne ou inquiète le patient doit être vue par un "
+        "dermatologue.",
+    },
+    "refer.cannot_judge_note": {
+        "en": "It does not look like a dermoscopic image of a skin lesion, so the model cannot say whether the "
+        "lesion is suspicious. If it is a real lesion, a dermatologist should see it.",
+        "fr": "Elle ne ressemble pas à une image dermoscopique d'une lésion cutanée : le modèle ne peut pas dire si "
+        "la lésion est suspecte. S'il s'agit d'une vraie lésion, un dermatologue devrait la voir.",
+    },
+    "refer.score": {
+        "en": "Probability of a malignant or pre-malignant lesion (mel + bcc + akiec, HAM10000's frequencies): "
+        "**{p}** · referral threshold: **{threshold}**",
+        "fr": "Probabilité d'une lésion maligne ou précancéreuse (mel + bcc + akiec, fréquences de HAM10000) : "
+        "**{p}** · seuil d'orientation : **{threshold}**",
+    },
+    "refer.evidence": {
+        "en": "How good is this rule? Of 100 malignant or pre-malignant lesions in validation, it flagged {flagged}; "
+        "of 100 benign ones, it also flagged {false_alarms}.",
+        "fr": "Que vaut cette règle ? Sur 100 lésions malignes ou précancéreuses de la validation, elle en a signalé "
+        "{flagged} ; sur 100 bénignes, elle en a aussi signalé {false_alarms}.",
     },
     "diag.malignant": {
         "en": "Probability of a malignant or pre-malignant lesion (mel + bcc + akiec): **{p}**",
@@ -237,6 +264,48 @@ TEXT: dict[str, dict[str, str]] = {
         "retournées de l'image ; les décisions supposent tous les diagnostics également probables "
         "(force de correction {strength}, choisie sur la validation).",
     },
+    "card.referral": {
+        "en": "Should a dermatologist see it? The referral rule",
+        "fr": "Faut-il montrer la lésion à un dermatologue ? La règle d'orientation",
+    },
+    "card.referral_text": {
+        "en": "The app leads with this rule: a lesion is called suspicious when its probability of being malignant "
+        "or pre-malignant (mel + bcc + akiec, under HAM10000's frequencies) is at least **{threshold}**. That "
+        "threshold is the highest one that still flagged {target} of the malignant and pre-malignant lesions "
+        "of the {chosen_on}; the test split was scored once, with it fixed. An image out of domain is never "
+        "called 'not suspicious'.",
+        "fr": "L'appli commence par cette règle : une lésion est dite suspecte quand sa probabilité d'être maligne ou "
+        "précancéreuse (mel + bcc + akiec, aux fréquences de HAM10000) atteint **{threshold}**. Ce seuil est le "
+        "plus haut qui signalait encore {target} des lésions malignes et précancéreuses de la {chosen_on} ; la "
+        "partition de test a été notée une fois, seuil fixé. Une image hors domaine n'est jamais dite "
+        "« non suspecte ».",
+    },
+    "card.sensitivity": {"en": "Sensitivity (malignant flagged)", "fr": "Sensibilité (malignes signalées)"},
+    "card.specificity": {"en": "Specificity (benign cleared)", "fr": "Spécificité (bénignes écartées)"},
+    "card.mel_sensitivity": {"en": "Melanomas flagged", "fr": "Mélanomes signalés"},
+    "card.roc_x": {
+        "en": "Benign lesions flagged (1 − specificity)",
+        "fr": "Lésions bénignes signalées (1 − spécificité)",
+    },
+    "card.roc_y": {"en": "Malignant lesions flagged (sensitivity)", "fr": "Lésions malignes signalées (sensibilité)"},
+    "card.roc_split": {"en": "{split}, AUC {auc:.3f}", "fr": "{split}, AUC {auc:.3f}"},
+    "card.operating_point": {"en": "{split}: the rule", "fr": "{split} : la règle"},
+    "card.referral_confusion": {
+        "en": "Referral against the truth (test split)",
+        "fr": "Orientation face à la vérité (partition de test)",
+    },
+    "card.referred": {"en": "referred", "fr": "orientée"},
+    "card.not_referred": {"en": "not referred", "fr": "non orientée"},
+    "card.truth_malignant": {"en": "malignant or pre-malignant", "fr": "maligne ou précancéreuse"},
+    "card.truth_benign": {"en": "benign", "fr": "bénigne"},
+    "card.anchors": {
+        "en": "Beside published operating points (other data, other tasks: a guide, not a contest)",
+        "fr": "À côté de points de fonctionnement publiés (autres données, autres tâches : un repère, pas un concours)",
+    },
+    "card.anchor_who": {"en": "Who", "fr": "Qui"},
+    "card.anchor_task": {"en": "Lesions flagged", "fr": "Lésions signalées"},
+    "card.anchor_source": {"en": "Source", "fr": "Source"},
+    "card.this_model": {"en": "This model ({split})", "fr": "Ce modèle ({split})"},
     "card.headline": {
         "en": "The answer the app gives: held-out test split, validation beside it",
         "fr": "La réponse que donne l'appli : jeu de test réservé, validation à côté",

@@ -21,11 +21,11 @@ from .inputs import ImageSource, Metadata, load_image, parse_metadata
 from .network import SkinNet, encode_metadata, flip_views, unflip
 from .preprocess import InputConfig, SourceSize
 from .priors import DEFAULT_PRIOR, PRIORS, apply_prior
+from .referral import MALIGNANT_OR_PREMALIGNANT, NOT_SUSPICIOUS, verdict
 from .torch_thread import on_torch_thread
 from .uncertainty import uncertain_pair
 
 FUSED, IMAGE_ONLY = 0, 1  # the two metadata views computed for every image
-MALIGNANT_OR_PREMALIGNANT = tuple(d.code for d in vocab.DIAGNOSES if d.group != "benign")
 
 
 def _torch_work(method):
@@ -50,6 +50,20 @@ class Prediction:
     ood: bool = False  # the image does not look like the dermoscopy the model learnt from
     ood_score: float = 0.0  # higher: less like the training images (see index.py)
     neighbours: tuple[Neighbour, ...] = ()  # the most similar training images, with confirmed diagnoses
+    # The referral rule's input: P(malignant or pre-malignant) under the training prior, whatever ``prior`` is.
+    referral_probability: float = 0.0
+    refer_threshold: float = 1.0
+
+    @property
+    def verdict(self) -> str:
+        """``suspicious`` (a dermatologist should see it), ``not_suspicious`` or ``cannot_judge`` (out of domain)."""
+        return verdict(self.referral_probability, self.refer_threshold, self.ood)
+
+    @property
+    def refer(self) -> bool:
+        """Should a dermatologist see this lesion? Yes unless the model can judge it and finds it
+        not suspicious."""
+        return self.verdict != NOT_SUSPICIOUS
 
     @property
     def confidence(self) -> float:
@@ -62,6 +76,10 @@ class Prediction:
 
     def as_dict(self) -> dict:
         return {
+            "verdict": self.verdict,
+            "refer": self.refer,
+            "referral_probability": self.referral_probability,
+            "refer_threshold": self.refer_threshold,
             "prediction": self.label,
             "confidence": self.confidence,
             "prior": self.prior,
@@ -117,6 +135,9 @@ class SkinClassifier:
         )
         self.prior_strength = float(card["prior"]["equal_strength"])
         self.uncertainty_gap = float(card["uncertainty"]["gap"])
+        # None only in an artifact made before the rule: it can still be scored, to add the rule.
+        threshold = (card.get("referral") or {}).get("threshold")
+        self.refer_threshold = None if threshold is None else float(threshold)
         self.version = card["model_version"]
         self._unknown = encode_metadata(Metadata.unknown())
         self.index = index
@@ -172,7 +193,10 @@ class SkinClassifier:
 
     def calibrate(self, member_logits: torch.Tensor, prior: str = DEFAULT_PRIOR) -> torch.Tensor:
         """Ensemble probabilities from member logits (members first): softmax(mean / T), under ``prior``."""
-        probs = torch.softmax(member_logits.double().mean(0) / self.temperature, dim=-1)
+        return self.under_prior(torch.softmax(member_logits.double().mean(0) / self.temperature, dim=-1), prior)
+
+    def under_prior(self, probs: torch.Tensor, prior: str) -> torch.Tensor:
+        """Calibrated probabilities (under the training prior) -> the same under ``prior``."""
         if prior not in PRIORS:
             raise ValueError(f"Unknown prior {prior!r}; expected one of {', '.join(PRIORS)}")
         if prior == "training":
@@ -188,10 +212,17 @@ class SkinClassifier:
         return Prepared(pil, self.source.to_uint8(pil).unsqueeze(0), meta)
 
     def _prediction(
-        self, probs: torch.Tensor, features: list[torch.Tensor], pixels: torch.Tensor, meta: Metadata, prior: str
+        self, calibrated: torch.Tensor, features: list[torch.Tensor], pixels: torch.Tensor, meta: Metadata, prior: str
     ) -> Prediction:
-        """One image's prediction from its probabilities (views, 1, classes), member features and pixels."""
+        """One image's prediction from its calibrated probabilities under the training prior
+        (views, 1, classes), member features and pixels."""
+        if self.refer_threshold is None:
+            raise ModelArtifactError(
+                "The model card has no referral threshold: add it with `python -m skin_model referral --write-card`."
+            )
+        probs = self.under_prior(calibrated, prior)
         fused = _probs_dict(probs[FUSED, 0])
+        referral = float(sum(calibrated[FUSED, 0, vocab.CLASSES.index(c)] for c in MALIGNANT_OR_PREMALIGNANT))
         sims = self.index.similarities(member_embedding(features))  # one matrix product
         ood_score = float(self.index.scores_from_similarities(sims, image_statistics(pixels))[0])
         return Prediction(
@@ -205,6 +236,8 @@ class SkinClassifier:
             ood=ood_score > self.index.threshold,
             ood_score=ood_score,
             neighbours=tuple(self.index.neighbours(sims[0])),
+            referral_probability=referral,
+            refer_threshold=self.refer_threshold,
         )
 
     def predict(self, image: ImageSource, age=None, sex=None, site=None, prior: str = DEFAULT_PRIOR) -> Prediction:
@@ -217,9 +250,9 @@ class SkinClassifier:
         pixels = torch.cat([p.pixels for p in prepared])
         metas = torch.stack([encode_metadata(p.metadata) for p in prepared])
         logits, features = self.member_outputs(pixels, metas)
-        probs = self.calibrate(logits, prior)
+        calibrated = self.calibrate(logits, "training")
         return [
-            self._prediction(probs[:, i : i + 1], [f[i : i + 1] for f in features], p.pixels, p.metadata, prior)
+            self._prediction(calibrated[:, i : i + 1], [f[i : i + 1] for f in features], p.pixels, p.metadata, prior)
             for i, p in enumerate(prepared)
         ]
 
@@ -264,7 +297,7 @@ class SkinClassifier:
             ]
             logits = torch.stack([lg for lg, _ in outputs])  # (members, 2, 1, C)
             prediction = self._prediction(
-                self.calibrate(logits.detach().cpu(), prior),
+                self.calibrate(logits.detach().cpu(), "training"),
                 [f.detach().cpu() for _, f in outputs],
                 prepared.pixels,
                 prepared.metadata,

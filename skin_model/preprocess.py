@@ -24,33 +24,43 @@ SIGNED_STD = (0.5, 0.5, 0.5)
 
 @dataclass(frozen=True)
 class SourceSize:
-    """The size every image is brought to before any member sees it."""
+    """What every image becomes before any member sees it: its size, and its colour balance."""
 
     height: int = 150
     width: int = 200
+    colour_constancy_p: int = 0  # Shades of Gray's norm; 0: colours kept as they are
 
     @classmethod
-    def for_inputs(cls, height: int) -> SourceSize:
+    def for_inputs(cls, height: int, colour_constancy_p: int = 0) -> SourceSize:
         """At least 150 px high (HAM10000's working copy), 4:3, and never below a member's input."""
         h = max(150, height)
-        return cls(h, round(h * 4 / 3))
+        return cls(h, round(h * 4 / 3), colour_constancy_p)
 
     @classmethod
     def from_card(cls, card: dict) -> SourceSize:
-        return cls(int(card["source"]["height"]), int(card["source"]["width"]))
+        source = card["source"]
+        p = int(source.get("colour_constancy", {}).get("p", 0))  # absent in artifacts before 3.0
+        return cls(int(source["height"]), int(source["width"]), p)
 
     def to_card(self) -> dict:
-        return {
+        card = {
             "height": self.height,
             "width": self.width,
             "resize": "whole image resized to width x height (no crop), bilinear, antialiased",
         }
+        if self.colour_constancy_p:
+            card["colour_constancy"] = {
+                "method": "Shades of Gray (Finlayson & Trezzi 2004), after the resize",
+                "p": self.colour_constancy_p,
+            }
+        return card
 
     def to_uint8(self, img: Image.Image) -> torch.Tensor:
-        """An RGB PIL image at this size, as a uint8 tensor (3, H, W)."""
+        """An RGB PIL image at this size (and colour balance), as a uint8 tensor (3, H, W)."""
         if img.size != (self.width, self.height):
             img = img.resize((self.width, self.height), Image.BILINEAR, reducing_gap=3.0)
-        return torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1)
+        pixels = torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1)
+        return shades_of_gray(pixels, self.colour_constancy_p) if self.colour_constancy_p else pixels
 
 
 @dataclass(frozen=True)
@@ -83,3 +93,17 @@ class InputConfig:
         mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
         return (x - mean) / std
+
+
+def shades_of_gray(images: torch.Tensor, p: int = 6) -> torch.Tensor:
+    """Colour constancy (Finlayson & Trezzi 2004): each channel is scaled so that the image's
+    estimated illuminant, the p-norm mean of each channel, becomes neutral grey.
+
+    uint8 (3, H, W) or (N, 3, H, W) -> uint8 of the same shape. Dermoscopes and cameras
+    differ mostly in their colour balance (pink, yellow, grey); this removes most of it.
+    """
+    x = images.float()
+    illuminant = x.pow(p).mean((-2, -1), keepdim=True).pow(1.0 / p)  # (..., 3, 1, 1)
+    illuminant = illuminant / illuminant.norm(dim=-3, keepdim=True).clamp(min=1e-6)
+    gain = 1.0 / (illuminant * 3**0.5).clamp(min=1e-3)
+    return (x * gain).round_().clamp_(0, 255).to(torch.uint8)

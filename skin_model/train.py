@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from . import __version__, vocab
 from .artifact import FORMAT, save_artifact
+from .augment import SourceAugmentation, augment_batch
 from .calibration import fit_temperature
 from .data import Dataset, find_metadata_csv, read_metadata, split_by_lesion
 from .index import INDEX_FILE, THUMB_SIZE, CaseIndex, image_statistics, member_embedding, thumbnail_jpeg
@@ -36,6 +37,8 @@ from .metrics import classification_report
 from .network import BACKBONES, FLIPS, META_DIM, SkinNet, flip_views
 from .preprocess import InputConfig, SourceSize
 from .priors import PRIORS, apply_prior, choose_prior_strength
+from .referral import card_section as referral_section
+from .referral import malignant_scores
 from .uncertainty import choose_gap
 
 log = logging.getLogger(__name__)
@@ -60,6 +63,12 @@ class TrainConfig:
     ema_decay: float = 0.0  # 0: no exponential moving average of the weights
     seed: int = 0
     meta_hidden: int = 32
+    colour_constancy_p: int = 0  # Shades of Gray on every image (0: off); the artifact's preprocessing
+    aug_zoom_out: float = 0.0  # the source augmentations (augment.SourceAugmentation), 0: off
+    aug_colour_cast: float = 0.0
+    aug_gamma: float = 0.0
+    aug_blur: float = 0.0
+    aug_ring: float = 0.0
     device: str = "cpu"
 
     def __post_init__(self):
@@ -73,6 +82,10 @@ class TrainConfig:
             raw.setdefault("width", raw.pop("size"))
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in raw.items() if k in known})
+
+    @property
+    def source_augmentation(self) -> SourceAugmentation:
+        return SourceAugmentation(self.aug_zoom_out, self.aug_colour_cast, self.aug_gamma, self.aug_blur, self.aug_ring)
 
     @property
     def inputs(self) -> InputConfig:
@@ -129,51 +142,6 @@ def load_splits(data_dir: Path, run: Run, source: SourceSize, seed: int) -> dict
     return {name: full.subset(df["split"] == name) for name in ("train", "val", "test")}
 
 
-def augment_batch(images: torch.Tensor, out_hw: tuple[int, int], gen: torch.Generator) -> torch.Tensor:
-    """Dermoscopy-sensible augmentation of a whole batch at once, on the batch's device.
-
-    uint8 (N, 3, H, W) -> float (N, 3, h, w) in [0, 1]. Per image: a random crop of
-    35-100% of the area (aspect jitter 3:4 to 4:3), flips, a rotation of up to 45°
-    for half of them, and brightness / contrast / saturation jitter of ±20%. A lesion
-    has no up, no left and no fixed scale. One ``grid_sample`` replaces a per-image
-    pipeline that would starve a GPU.
-    """
-    n, device = images.shape[0], images.device
-
-    def uniform(lo, hi):
-        return (torch.rand(n, generator=gen) * (hi - lo) + lo).to(device)
-
-    area, log_ratio = uniform(0.35, 1.0), uniform(math.log(3 / 4), math.log(4 / 3))
-    sx = torch.sqrt(area * log_ratio.exp()).clamp(max=1.0)  # half-extent of the crop, in [-1, 1] units
-    sy = torch.sqrt(area / log_ratio.exp()).clamp(max=1.0)
-    tx, ty = uniform(-1, 1) * (1 - sx), uniform(-1, 1) * (1 - sy)
-    flip_x = torch.where(uniform(0, 1) < 0.5, -1.0, 1.0)
-    flip_y = torch.where(uniform(0, 1) < 0.5, -1.0, 1.0)
-    angle = torch.where(uniform(0, 1) < 0.5, uniform(-math.pi / 4, math.pi / 4), torch.zeros(n, device=device))
-    cos, sin = angle.cos(), angle.sin()
-    theta = torch.stack(
-        [
-            torch.stack([cos * sx * flip_x, -sin * sy * flip_y, tx], 1),
-            torch.stack([sin * sx * flip_x, cos * sy * flip_y, ty], 1),
-        ],
-        1,
-    )
-    grid = F.affine_grid(theta, (n, 3, *out_hw), align_corners=False)
-    x = images.float().div_(255.0)
-    # Downscale first so bilinear sampling does not alias.
-    scale = min(1.0, out_hw[0] / x.shape[-2])
-    if scale < 0.75:
-        x = F.interpolate(x, scale_factor=scale / 0.75, mode="bilinear", antialias=True, align_corners=False)
-    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-    view = (n, 1, 1, 1)
-    x = x * uniform(0.8, 1.2).view(view)  # brightness
-    gray = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
-    x = (x - gray.mean((2, 3), keepdim=True)) * uniform(0.8, 1.2).view(view) + gray.mean((2, 3), keepdim=True)
-    gray = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
-    x = gray + (x - gray) * uniform(0.8, 1.2).view(view)  # saturation
-    return x.clamp_(0.0, 1.0)
-
-
 def hide_metadata(meta: torch.Tensor, p: float, gen: torch.Generator, p_all: float = 0.0) -> torch.Tensor:
     """Metadata dropout: each field of each row becomes 'unknown' with chance ``p``, and the
     whole row with chance ``p_all`` (so that the image-only view is trained, not a 1.6% corner)."""
@@ -192,6 +160,19 @@ def hide_metadata(meta: torch.Tensor, p: float, gen: torch.Generator, p_all: flo
     meta[hide[:, 1], sex] = unknown_sex
     meta[hide[:, 2], site] = unknown_site
     return meta
+
+
+def partial_cross_entropy(
+    logits: torch.Tensor, labels: torch.Tensor, allowed: torch.Tensor, weight: torch.Tensor, smoothing: float = 0.0
+) -> torch.Tensor:
+    """Cross-entropy over each row's own label space: a source that cannot name a diagnosis
+    (ISIC 2017 has no bcc) neither rewards nor punishes it. With every class allowed it is
+    ``F.cross_entropy(logits, labels, weight=weight, label_smoothing=smoothing)``."""
+    log_p = logits.float().masked_fill(~allowed, float("-inf")).log_softmax(1).masked_fill(~allowed, 0.0)
+    target = allowed.float() * (smoothing / allowed.sum(1, keepdim=True))
+    target.scatter_add_(1, labels[:, None], torch.full_like(target[:, :1], 1.0 - smoothing))
+    w = weight[labels]
+    return (w * -(target * log_p).sum(1)).sum() / w.sum()
 
 
 def class_weights(labels: torch.Tensor, power: float) -> torch.Tensor:
@@ -290,6 +271,7 @@ def train_member(data: dict[str, Dataset], run: Run, cfg: TrainConfig, resume: b
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else nullcontext
     images_on_device = train.images.to(device)
     labels_on_device = train.labels.to(device)
+    allowed_on_device = train.allowed.to(device)
     log_path = member_dir / "log.csv"
     for epoch in range(start_epoch, cfg.epochs):
         net.train()
@@ -304,13 +286,13 @@ def train_member(data: dict[str, Dataset], run: Run, cfg: TrainConfig, resume: b
         for start in bar:
             idx = order[start : start + cfg.batch_size]
             dev_idx = idx.to(device)
-            images = augment_batch(images_on_device[dev_idx], (cfg.height, cfg.width), gen)
+            images = augment_batch(images_on_device[dev_idx], (cfg.height, cfg.width), gen, cfg.source_augmentation)
             x = inputs.normalize(images).contiguous(memory_format=torch.channels_last)
             meta = hide_metadata(train.meta[idx], cfg.meta_dropout, gen, cfg.meta_drop_all).to(device)
             with autocast():
                 logits = net(x, meta)
-            loss = F.cross_entropy(
-                logits.float(), labels_on_device[dev_idx], weight=weights, label_smoothing=cfg.label_smoothing
+            loss = partial_cross_entropy(
+                logits, labels_on_device[dev_idx], allowed_on_device[dev_idx], weights, cfg.label_smoothing
             )
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -487,6 +469,7 @@ def export(
             "strength_validation_balanced_accuracy": strength_scores,
         },
         "uncertainty": uncertainty,
+        "referral": referral_section(malignant_scores(calibrated.numpy()), val.labels.numpy()),
         "ood": ood,
         "similar_cases": {
             "source": "training split",

@@ -14,7 +14,7 @@ SAMPLE = SAMPLES_DIR / "ISIC_0027622.jpg"
 
 
 def _app(page: str | None = None) -> AppTest:
-    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=60)
+    at = AppTest.from_file(str(REPO / "navigation.py"), default_timeout=60)
     at.run()
     if page:
         at.switch_page(page)
@@ -378,8 +378,13 @@ def test_hostile_metadata_csvs_on_the_batch_page():
     assert not at.error and at.session_state["batch"]["result"].loc[0, "error"] == ""
 
 
+def _cannot_judge(lang: str = "en") -> str:
+    return f"**{t('refer.cannot_judge', lang)}**\n\n{t('refer.cannot_judge_note', lang)}"
+
+
 def test_an_image_that_is_not_dermoscopy_gets_the_warning_first():
-    """A flagged image: the warning, no answer and no badge; the answer only on request."""
+    """A flagged image: "cannot judge" first, never a reassuring verdict, no answer and no
+    badge; the answer only on request."""
     from PIL import Image
 
     from .conftest import encode
@@ -387,7 +392,8 @@ def test_an_image_that_is_not_dermoscopy_gets_the_warning_first():
     at = _app()
     _upload(at, "black.png", encode(Image.new("RGB", (320, 240), (0, 0, 0))), "image/png")
     assert at.session_state["diagnosis"]["prediction"].ood
-    assert [w.value for w in at.warning][:1] == [t("diag.ood", "en")]
+    assert [w.value for w in at.warning][:1] == [_cannot_judge()]
+    assert not at.success  # "not suspicious" is a success box: never for an image it cannot judge
     assert not at.subheader and not any("-badge[" in m.value for m in at.markdown)
     shown = next(c for c in at.checkbox if c.label == t("diag.show_anyway", "en"))
     shown.check().run()
@@ -395,7 +401,8 @@ def test_an_image_that_is_not_dermoscopy_gets_the_warning_first():
     label = at.session_state["diagnosis"]["prediction"].label
     assert [s.value for s in at.subheader] == [t("diag.ood_answer", "en", code=label)]
     assert not any("-badge[" in m.value for m in at.markdown)  # never a confident badge
-    assert at.warning[0].value == t("diag.ood", "en")  # the warning stays
+    assert at.warning[0].value == _cannot_judge()  # the warning stays
+    assert not at.success
 
 
 def test_a_sample_gets_the_malignancy_line_the_prior_and_similar_cases():
@@ -410,3 +417,33 @@ def test_a_sample_gets_the_malignancy_line_the_prior_and_similar_cases():
     at.radio(key="prior.en").set_value("training").run()
     assert at.session_state["diagnosis"]["prediction"].prior == "training"
     assert t("diag.prior_in_force", "en", prior=t("prior.training", "en")) in _texts(at)
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_the_referral_verdict_comes_first_in_both_languages(lang):
+    """Above the seven diagnoses: the verdict in words, P(malignant) against the threshold, and
+    the rule's evidence from the card as natural frequencies."""
+    from skin_model.referral import natural_frequencies
+
+    at = _app()
+    at.sidebar.selectbox[0].set_value(lang).run()
+    _upload(at, "lesion.jpg", SAMPLE.read_bytes())
+    pred = at.session_state["diagnosis"]["prediction"]
+    assert not pred.ood and pred.verdict in ("suspicious", "not_suspicious")
+    boxes = at.error if pred.verdict == "suspicious" else at.success
+    assert len(boxes) == 1 and boxes[0].value.startswith(f"**{t('refer.' + pred.verdict, lang)}**")
+    texts = [str(m.value) for m in at.markdown]
+    score = t(
+        "refer.score", lang, p=percent(pred.referral_probability, lang), threshold=percent(pred.refer_threshold, lang)
+    )
+    assert score in texts
+    # before the seven diagnoses' table
+    assert texts.index(score) < next(i for i, m in enumerate(texts) if m.startswith("<table"))
+    flagged, false_alarms = natural_frequencies(_card()["referral"]["validation"])
+    assert t("refer.evidence", lang, flagged=flagged, false_alarms=false_alarms) in [c.value for c in at.caption]
+
+
+def _card() -> dict:
+    from skin_model.card import read_card_of_shipped
+
+    return read_card_of_shipped()

@@ -169,7 +169,7 @@ def test_camera_test_pattern_is_flagged_as_not_dermoscopy(server, browser):
     )
     page.wait_for_timeout(1000)
     page.get_by_role("button", name="Take Photo").click(timeout=60_000)
-    warning = page.get_by_text(t("diag.ood", "en"))
+    warning = page.get_by_text(t("refer.cannot_judge_note", "en"))
     try:
         warning.wait_for(timeout=90_000)
     finally:

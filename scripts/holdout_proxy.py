@@ -1,0 +1,82 @@
+"""Design choices on held-out sources, with a cheap proxy member (MobileNetV2, ImageNet
+init, 128x96, 4 epochs): each variant is trained once per held-out source, without it.
+
+    python -m scripts.holdout_proxy --data ../shared/data/ham10000 --data ../shared/data/isic2017 \
+        --split runs/v7/split.csv --out runs/holdout
+
+Results are appended to <out>/results.jsonl; a finished (variant, source) is skipped, an
+unfinished one resumes from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from skin_model.holdout import load_all, run_holdout
+from skin_model.train import TrainConfig
+
+PROXY = dict(
+    arch="mobilenet_v2",
+    pretrained=True,
+    epochs=4,
+    height=96,
+    width=128,
+    lr=1e-3,
+    weight_decay=0.02,
+    label_smoothing=0.1,
+    meta_drop_all=0.2,
+)
+STRONG = dict(aug_zoom_out=0.3, aug_colour_cast=0.15, aug_gamma=0.2, aug_blur=0.25, aug_ring=0.25)
+VARIANTS = {
+    "base": {},
+    "sog_aug": dict(colour_constancy_p=6, **STRONG),
+    "sog": dict(colour_constancy_p=6),
+    "aug": dict(STRONG),
+}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", type=Path, action="append", required=True)
+    p.add_argument("--split", type=Path, required=True)
+    p.add_argument("--out", type=Path, default=Path("runs/holdout"))
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    p.add_argument("--sources", nargs="+", default=["isic2017", "rosendahl", "vidir_modern"])
+    args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(2)
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = args.out / "results.jsonl"
+    done = set()
+    if results.exists():
+        done = {(r["variant"], r["holdout"]) for r in map(json.loads, results.read_text().splitlines())}
+    cache = args.out / "images.npy"
+    loaded = {}
+    for variant in args.variants:
+        for source in args.sources:
+            if (variant, source) in done:
+                continue
+            cfg = TrainConfig(name="proxy", **PROXY, **VARIANTS[variant])
+            p_cc = cfg.colour_constancy_p
+            if p_cc not in loaded:
+                loaded.clear()  # one copy in memory at a time
+                loaded[p_cc] = load_all(args.data, args.split, p_cc, cache)
+            report = run_holdout(loaded[p_cc], source, cfg, args.out / variant)
+            report["variant"] = variant
+            with results.open("a") as fh:
+                fh.write(json.dumps(report) + "\n")
+            logging.info(
+                "%s without %s: %s",
+                variant,
+                source,
+                {k: report[k] for k in ("melanoma_recall", "melanoma_auc", "balanced_accuracy_present")},
+            )
+
+
+if __name__ == "__main__":
+    main()

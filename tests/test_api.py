@@ -1,0 +1,192 @@
+"""The prediction API (skin_model.api) through Starlette's test client, on the tiny model."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import pytest
+from PIL import Image
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from skin_model import vocab
+from skin_model.api import PREFIX, create_api, openapi_document
+from skin_model.torch_thread import TorchThreadError
+
+from .conftest import encode, synthetic_lesion
+from .hostile import HOSTILE_IMAGES
+
+LIMIT = 2 * 2**20
+LESION = encode(synthetic_lesion("mel", seed=5), "JPEG")
+
+
+@pytest.fixture(scope="module")
+def client(tiny_model):
+    return TestClient(create_api(lambda: tiny_model, LIMIT), raise_server_exceptions=False)
+
+
+def _predict(client, image=LESION, data=None, params=None, headers=None, name="image"):
+    """A multipart/form-data POST: the image (unless None) and the text fields as parts."""
+    files = {field: (None, value) for field, value in (data or {}).items()}
+    if image is not None:
+        files[name] = ("lesion.jpg", image, "image/jpeg")
+    return client.post("/predict", files=files, params=params or {}, headers=headers or {})
+
+
+def test_version_names_the_model_and_its_classes(client, tiny_model):
+    body = client.get("/version").json()
+    assert body["model_version"] == tiny_model.version
+    assert body["members"] == [m["name"] for m in tiny_model.card["members"]]
+    assert body["classes"] == list(vocab.CLASSES)
+    assert "Not a medical device" in body["intended_use"]
+
+
+@pytest.mark.parametrize("prior", vocab.PRIOR_NAMES)
+def test_predict_equals_the_python_api(client, tiny_model, prior):
+    response = _predict(client, data={"age": "55", "sex": "female", "site": "back", "prior": prior})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    pred = tiny_model.predict(LESION, age=55, sex="female", site="back", prior=prior)
+    assert body["probabilities"] == pytest.approx(pred.probabilities, abs=1e-12)
+    assert body["image_only_probabilities"] == pytest.approx(pred.image_only, abs=1e-12)
+    assert (body["label"], body["prior"], body["verdict"], body["refer"]) == (
+        pred.label,
+        prior,
+        pred.verdict,
+        pred.refer,
+    )
+    assert body["referral_probability"] == pytest.approx(pred.referral_probability)
+    assert [c["image_id"] for c in body["similar_cases"]] == [n.image_id for n in pred.neighbours]
+    assert body["metadata"] == {"age": 55.0, "sex": "female", "site": "back"}
+    assert "cam" not in body
+
+
+def test_the_prior_can_also_be_a_query_parameter(client, tiny_model):
+    body = _predict(client, params={"prior": "training"}).json()
+    assert body["prior"] == "training"
+    assert body["probabilities"] == pytest.approx(tiny_model.predict(LESION, prior="training").probabilities)
+
+
+def test_cam_adds_the_heatmap_of_the_asked_class(client, tiny_model):
+    body = _predict(client, params={"cam": "bcc"}).json()
+    assert body["cam"]["class"] == "bcc"
+    heat = Image.open(io.BytesIO(base64.b64decode(body["cam"]["png_base64"])))
+    assert heat.mode == "L" and heat.size == Image.open(io.BytesIO(LESION)).size
+    assert body["probabilities"] == pytest.approx(tiny_model.predict(LESION).probabilities, abs=1e-9)
+
+
+BAD_IMAGES = {
+    name: make
+    for name, (make, error) in HOSTILE_IMAGES.items()
+    if error is not None and name not in ("missing_path", "empty")
+}
+STATUS = {"NotAnImageError": 415, "TruncatedImageError": 422, "ImageTooSmallError": 422, "ImageTooLargeError": 413}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_IMAGES))
+def test_an_unusable_image_gets_a_json_refusal(client, name):
+    error = HOSTILE_IMAGES[name][1].__name__
+    response = _predict(client, image=BAD_IMAGES[name]())
+    assert response.status_code == STATUS[error], response.text
+    body = response.json()
+    assert set(body) == {"error", "message"} and "Traceback" not in body["message"]
+    assert client.get("/version").status_code == 200  # and the server keeps answering
+
+
+@pytest.mark.parametrize(
+    "kwargs, status, code",
+    [
+        ({"image": b""}, 400, "empty_image"),
+        ({"image": None, "data": {"age": "50"}}, 400, "missing_image"),
+        ({"name": "picture"}, 422, "unknown_field"),
+        ({"data": {"age": "abc"}}, 422, "invalid_metadata"),
+        ({"data": {"age": "130"}}, 422, "invalid_metadata"),
+        ({"data": {"sex": "robot"}}, 422, "invalid_metadata"),
+        ({"data": {"site": "elbow"}}, 422, "invalid_metadata"),
+        ({"data": {"prior": "flat"}}, 422, "unknown_prior"),
+        ({"params": {"cam": "melanoma"}}, 422, "unknown_class"),
+    ],
+)
+def test_a_bad_request_gets_its_status_and_code(client, kwargs, status, code):
+    response = _predict(client, **kwargs)
+    assert (response.status_code, response.json()["error"]) == (status, code), response.text
+
+
+def test_the_wrong_content_type_is_415(client):
+    response = client.post("/predict", content=LESION, headers={"content-type": "image/jpeg"})
+    assert (response.status_code, response.json()["error"]) == (415, "unsupported_media_type")
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_read(client):
+    declared = client.post(
+        "/predict",
+        content=b"x" * 10,
+        headers={"content-type": "multipart/form-data; boundary=x", "content-length": str(LIMIT + 1)},
+    )
+    assert (declared.status_code, declared.json()["error"]) == (413, "body_too_large")
+
+    def chunks():  # no Content-Length: refused while it streams
+        for _ in range(LIMIT // 2**16 + 2):
+            yield b"x" * 2**16
+
+    streamed = client.post("/predict", content=chunks(), headers={"content-type": "multipart/form-data; boundary=x"})
+    assert (streamed.status_code, streamed.json()["error"]) == (413, "body_too_large")
+
+
+def test_unknown_paths_and_methods_are_json(client):
+    assert client.get("/nothing").json()["error"] == "not_found"
+    response = client.get("/predict")
+    assert (response.status_code, response.json()["error"]) == (405, "method_not_allowed")
+
+
+def test_a_busy_model_is_503_with_retry_after(tiny_model):
+    class Busy:
+        card = tiny_model.card
+
+        def predict(self, *args, **kwargs):
+            raise TorchThreadError("The model is busy with too many requests; please try again shortly.")
+
+    client = TestClient(create_api(lambda: Busy(), LIMIT))
+    response = _predict(client)
+    assert response.status_code == 503 and response.headers["retry-after"].isdigit()
+    assert response.json()["error"] == "busy"
+
+
+def test_the_token_guards_predict_only(tiny_model):
+    client = TestClient(create_api(lambda: tiny_model, LIMIT, token="s3cret"))
+    assert client.get("/version").status_code == 200
+    for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": "Basic s3cret"}):
+        response = _predict(client, headers=headers)
+        assert (response.status_code, response.json()["error"]) == (401, "unauthorised")
+    assert _predict(client, headers={"authorization": "Bearer s3cret"}).status_code == 200
+
+
+def test_cors_only_when_configured(tiny_model):
+    origin = {"origin": "https://viewer.example", "access-control-request-method": "POST"}
+    closed = TestClient(create_api(lambda: tiny_model, LIMIT))
+    assert "access-control-allow-origin" not in closed.options("/predict", headers=origin).headers
+    opened = TestClient(create_api(lambda: tiny_model, LIMIT, cors_origins="https://viewer.example"))
+    assert opened.options("/predict", headers=origin).headers["access-control-allow-origin"] == "https://viewer.example"
+
+
+@pytest.mark.parametrize("token_required", [False, True])
+def test_the_openapi_document_describes_every_route(client, token_required):
+    served = client.get("/openapi.json").json()
+    assert served == openapi_document(LIMIT, token_required=False)
+    doc = openapi_document(LIMIT, token_required)
+    assert doc["openapi"].startswith("3.")
+    routes = {
+        (PREFIX + r.path, method.lower())
+        for r in client.app.routes
+        if isinstance(r, Route)
+        for method in r.methods - {"HEAD"}
+    }
+    documented = {(path, method) for path, ops in doc["paths"].items() for method in ops}
+    assert documented == routes
+    responses = doc["paths"][f"{PREFIX}/predict"]["post"]["responses"]
+    assert {"200", "400", "413", "415", "422", "503"} <= set(responses)
+    assert ("401" in responses) == token_required
+    # every answer of /predict fits the schema's required fields
+    required = doc["components"]["schemas"]["Prediction"]["required"]
+    assert set(required) <= set(_predict(client).json())
