@@ -1,9 +1,12 @@
-"""Load test (not a unit test): N browser sessions ask the running app for a Diagnose answer at once.
+"""Load test (not a unit test): N browser sessions ask the running app for a Diagnose answer,
+while M programs ask its prediction API, all at once.
 
-    python benchmarks/load_app.py [--sessions 8] [--app-python PATH]
+    python benchmarks/load_app.py [--sessions 8] [--api-clients 8] [--app-python PATH]
 
 Each session uploads a different sample; its answer must equal the Python API's answer
-for that image. Prints p50/p95 time to answer and the server's peak memory (VmHWM).
+for that image. Each API client posts a sample; its probabilities must equal the Python
+API's, or it is refused with 503 (never lost, never wrong). Afterwards one more browser
+session must still get its answer. Prints p50/p95 times and the server's peak memory (VmHWM).
 """
 
 from __future__ import annotations
@@ -40,20 +43,32 @@ async def one_session(browser, url: str, image: Path) -> tuple[str, float]:
     return first.replace("—", " ").split()[0], seconds
 
 
-async def run(url: str, sessions: int) -> list[tuple[str, float]]:
+async def one_api_call(client, url: str, image: Path) -> tuple[int, dict, float]:
+    start = time.perf_counter()
+    response = await client.post(
+        f"{url}/api/v1/predict", files={"image": (image.name, image.read_bytes(), "image/jpeg")}
+    )
+    return response.status_code, response.json(), time.perf_counter() - start
+
+
+async def run(url: str, sessions: int, api_clients: int) -> tuple[list, list, tuple[str, float] | None]:
+    import httpx
     from playwright.async_api import async_playwright
 
-    async with async_playwright() as pw:
+    async with async_playwright() as pw, httpx.AsyncClient(timeout=600) as client:
         browser = await pw.chromium.launch(executable_path=shutil.which("chromium"), headless=True, args=CHROMIUM_ARGS)
-        images = [SAMPLES[i % len(SAMPLES)] for i in range(sessions)]
-        results = await asyncio.gather(*(one_session(browser, url, img) for img in images))
+        pages = [one_session(browser, url, SAMPLES[i % len(SAMPLES)]) for i in range(sessions)]
+        calls = [one_api_call(client, url, SAMPLES[i % len(SAMPLES)]) for i in range(api_clients)]
+        results = await asyncio.gather(*pages, *calls)
+        after = await one_session(browser, url, SAMPLES[0])  # the pages still answer after the load
         await browser.close()
-    return results
+    return results[:sessions], results[sessions:], after
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sessions", type=int, default=8)
+    parser.add_argument("--api-clients", type=int, default=8)
     parser.add_argument(
         "--app-python",
         default=sys.executable,
@@ -63,24 +78,51 @@ def main() -> None:
     import skin_model
 
     model = skin_model.load_model()
-    expected = [model.predict(SAMPLES[i % len(SAMPLES)]).label for i in range(args.sessions)]
+    n = max(args.sessions, args.api_clients, 1)
+    expected = [model.predict(SAMPLES[i % len(SAMPLES)]) for i in range(n)]
     with running_app(args.app_python) as (url, pid):
-        results = asyncio.run(run(url, args.sessions))
+        pages, calls, after = asyncio.run(run(url, args.sessions, args.api_clients))
         peak = peak_rss_mb(pid)
-    times = sorted(t for _, t in results)
-    correct = sum(label == want for (label, _), want in zip(results, expected))
+
+    def quantiles(times):
+        times = sorted(times)
+        if not times:
+            return None, None
+        return statistics.median(times), times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]
+
+    correct = sum(label == want.label for (label, _), want in zip(pages, expected))
+    answered = [(body, t, want) for (status, body, t), want in zip(calls, expected) if status == 200]
+    api_correct = sum(
+        max(abs(body["probabilities"][c] - want.probabilities[c]) for c in want.probabilities) < 1e-6
+        for body, _, want in answered
+    )
+    refused = sum(status == 503 for status, _, _ in calls)
     report = {
         "app_python": args.app_python,
         "sessions": args.sessions,
-        "answered": len(results),
+        "answered": len(pages),
         "correct": correct,
-        "p50_s": statistics.median(times),
-        "p95_s": times[min(len(times) - 1, round(0.95 * (len(times) - 1)))],
+        "p50_s": quantiles([t for _, t in pages])[0],
+        "p95_s": quantiles([t for _, t in pages])[1],
+        "api_clients": args.api_clients,
+        "api_answered": len(answered),
+        "api_correct": api_correct,
+        "api_refused_503": refused,
+        "api_p50_s": quantiles([t for _, t, _ in answered])[0],
+        "api_p95_s": quantiles([t for _, t, _ in answered])[1],
+        "page_after_load_correct": after[0] == expected[0].label,
+        "page_after_load_s": after[1],
         "peak_rss_mb": peak,
     }
     print(json.dumps(report, indent=2))
     if correct != args.sessions:
         sys.exit(f"{args.sessions - correct} session(s) got a wrong or no answer")
+    if api_correct + refused != args.api_clients:
+        sys.exit(
+            f"{args.api_clients - api_correct - refused} API call(s) got a wrong answer or an error other than 503"
+        )
+    if not report["page_after_load_correct"]:
+        sys.exit("the pages did not answer correctly after the load")
 
 
 if __name__ == "__main__":

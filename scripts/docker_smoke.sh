@@ -37,4 +37,11 @@ echo "$out"
 columns=$(docker exec "$NAME" python -c "from skin_model.batch import RESULT_COLUMNS; print(','.join(RESULT_COLUMNS))")
 [ "$(echo "$out" | head -1)" = "$columns" ]
 echo "$out" | sed -n 2p | grep -Eq '^ISIC_0027622,(akiec|bcc|bkl|df|mel|nv|vasc),'
+# The prediction API, served by the same process as the pages.
+curl -fsS "http://127.0.0.1:$PORT/api/v1/version" | grep -q '"model_version"'
+api=$(curl -sS -F image=@assets/samples/ISIC_0027622.jpg -F age=45 -F sex=male "http://127.0.0.1:$PORT/api/v1/predict")
+echo "API: ${api:0:160}..."
+echo "$api" | grep -Eq '"verdict": ?"(suspicious|not_suspicious|cannot_judge)"'
+status=$(curl -s -o /dev/null -w '%{http_code}' -F image=@README.md "http://127.0.0.1:$PORT/api/v1/predict")
+[ "$status" = 415 ] || { echo "a text file got HTTP $status, not 415"; exit 1; }
 echo "docker smoke test passed"

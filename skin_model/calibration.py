@@ -21,3 +21,29 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 
 
     opt.step(closure)
     return log_t.detach().exp().item()
+
+
+def fit_bias_temperature(logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 500) -> tuple[float, torch.Tensor]:
+    """Bias-corrected temperature scaling (Alexandari et al. 2020): T > 0 and a bias per class
+    minimising the NLL of ``softmax(logits / T + bias)``.
+
+    At the optimum each class's mean predicted probability equals its frequency in
+    ``labels`` (the NLL's gradient in a bias is their difference): a class-weighted model's
+    leaning towards rare classes is taken out, and the result is calibrated to the prior
+    of the data it was fitted on. The bias is centred (softmax ignores a shared shift).
+    """
+    logits = logits.detach().double()
+    labels = labels.detach().long()
+    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(logits.shape[1], dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([log_t, bias], lr=0.1, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(logits / log_t.exp() + bias, labels)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    b = bias.detach()
+    return log_t.detach().exp().item(), b - b.mean()

@@ -14,6 +14,29 @@ from .vocab import DEFAULT_PRIOR, PRIOR_NAMES
 log = logging.getLogger(__name__)
 
 
+def _train_recipe(args) -> int:
+    """A recipe: every member x fold (resuming), then the artifact (into the run unless --out names
+    another folder), then its evaluation on the test split and every source."""
+    from .crossval import load_sources, train_folds
+    from .export import export_recipe
+    from .recipe import Recipe
+
+    recipe = Recipe.load(args.recipe)
+    run = Path(args.run or f"runs/{recipe.model_version}")
+    data_dirs = args.data or [settings().data_dir]
+    data = load_sources(recipe, data_dirs, cache=run / "images.npy")
+    if not args.export_only:
+        train_folds(recipe, data, run)
+    out = Path(args.out or run / "artifact")
+    export_recipe(recipe, data, data_dirs, run, out)
+    print(f"artifact written to {out}")
+    if not args.no_evaluate:
+        from .evaluate import evaluate_sources
+
+        evaluate_sources(data, out, write_card=True)
+    return 0
+
+
 def _train(args) -> int:
     import torch
 
@@ -22,6 +45,10 @@ def _train(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.recipe:
+        return _train_recipe(args)
+    args.data = (args.data or [settings().data_dir])[0]
+    args.run = args.run or Path("runs/default")
     run = Run(args.run)
     height = args.height or args.size
     width = args.width or args.size
@@ -126,9 +153,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command")
 
-    train = sub.add_parser("train", help="train ensemble members, then calibrate and export")
-    train.add_argument("--data", type=Path, default=settings().data_dir, help="HAM10000 folder")
-    train.add_argument("--run", type=Path, default=Path("runs/default"), help="run folder (split, checkpoints)")
+    train = sub.add_parser(
+        "train",
+        help="train a recipe's fold models, export and evaluate them (--recipe); or single members (--arch)",
+        description="With --recipe: train every member of the recipe on every fold (resuming where a run "
+        "stopped), export the artifact into <run>/artifact (or --out), and evaluate it. "
+        "Example: python -m skin_model train --recipe recipes/3.0.0.toml "
+        "--data ../shared/data/ham10000 --data ../shared/data/isic2017",
+    )
+    train.add_argument("--recipe", type=Path, default=None, help="a recipe file (recipes/<version>.toml)")
+    train.add_argument(
+        "--data",
+        type=Path,
+        action="append",
+        default=None,
+        help="a data folder in HAM10000's layout, repeatable (default: SKIN_MODEL_DATA or ../shared/data/ham10000)",
+    )
+    train.add_argument(
+        "--run", type=Path, default=None, help="run folder (default: runs/<model version> or runs/default)"
+    )
+    train.add_argument(
+        "--export-only", action="store_true", help="with --recipe: export the finished folds, no training"
+    )
+    train.add_argument("--no-evaluate", action="store_true", help="with --recipe: skip the evaluation after export")
     train.add_argument(
         "--arch",
         action="append",
@@ -173,7 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--ema-decay", type=float, default=None, help="EMA of the weights (0: off)")
     train.add_argument("--threads", type=int, default=None)
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    train.add_argument("--out", type=Path, default=None, help="export the artifact of the finished members here")
+    train.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="export the artifact here (with --recipe, default <run>/artifact: a run never writes into "
+        "skin_model/model unless it is named here)",
+    )
     train.add_argument("--model-version", default=__version__)
     train.add_argument(
         "--export-members",

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from . import card as model_card
 from . import referral, vocab
+from .config import DEFAULT_DATA_DIR
 from .data import find_images, find_metadata_csv, metadata_of, read_metadata
 from .index import image_statistics, member_embedding
 from .metrics import binary_calibration, classification_report, expected_calibration_error, reliability
@@ -289,3 +290,103 @@ def summary_table(results: dict) -> str:
             f"(masks cover {cam['mean_mask_area_share']:.3f} of the image; n={cam['n']})"
         )
     return "\n".join(lines)
+
+
+NOT_DERMOSCOPY_DIR = DEFAULT_DATA_DIR.parent / "not_dermoscopy"
+
+
+def source_metrics(probs: np.ndarray, labels: np.ndarray, ood: np.ndarray) -> dict:
+    """One group of images: balanced accuracy over the classes present, melanoma recall and AUC,
+    P(malignant) AUC, and the share flagged out of domain."""
+    from sklearn.metrics import roc_auc_score
+
+    preds = probs.argmax(1)
+    present = sorted(set(labels.tolist()))
+    recall = {vocab.CLASSES[c]: float((preds[labels == c] == c).mean()) for c in present}
+    mel = vocab.CLASSES.index("mel")
+    is_mel, malignant = labels == mel, referral.is_malignant(labels)
+    scores = referral.malignant_scores(probs)
+    return {
+        "n": len(labels),
+        "classes_present": [vocab.CLASSES[c] for c in present],
+        "balanced_accuracy_present": float(np.mean(list(recall.values()))),
+        "melanoma_recall": recall.get("mel"),
+        "melanoma_auc": float(roc_auc_score(is_mel, probs[:, mel])) if 0 < is_mel.sum() < len(labels) else None,
+        "malignant_auc": float(roc_auc_score(malignant, scores)) if 0 < malignant.sum() < len(labels) else None,
+        "recall": recall,
+        "ood_flagged": float(ood.mean()),
+    }
+
+
+def not_dermoscopy_report(model: SkinClassifier, folder: Path = NOT_DERMOSCOPY_DIR) -> dict | None:
+    """Share flagged out of domain per category of real images that are not dermoscopy (none of
+    them is ever trained on)."""
+    if not folder.is_dir():
+        return None
+    report = {}
+    for category in sorted(p for p in folder.iterdir() if p.is_dir()):
+        flags = [model.predict(path).ood for path in sorted(category.glob("*.jpg"))]
+        report[category.name] = {"n": len(flags), "flagged": float(np.mean(flags))}
+    n = sum(r["n"] for r in report.values())
+    report["all"] = {"n": n, "flagged": sum(r["flagged"] * r["n"] for r in report.values()) / max(n, 1)}
+    return report
+
+
+def evaluate_sources(data, model_dir: Path, write_card: bool = False) -> dict:
+    """A cross-validated artifact on what it was never trained on: HAM10000's test split (each of
+    its sources too), ISIC 2017's check part, and real images that are not dermoscopy. Scored
+    once; nothing here feeds a choice."""
+    model = SkinClassifier.load(model_dir)
+    groups = {"test": data.df["split"].eq("test"), "check": data.df["split"].eq("check")}
+    results: dict = {"splits": {}, "by_source": {}}
+    for name, mask in groups.items():
+        df = data.df[mask.to_numpy()].reset_index(drop=True)
+        if not len(df):
+            continue
+        logits, features, stats = _outputs_of_cached(model, data, mask.to_numpy())
+        ood = (model.index.ood_scores(features, stats) > model.index.threshold).numpy()
+        training = model.calibrate(logits, "training")[FUSED].numpy()
+        equal = model.calibrate(logits, "equal")[FUSED].numpy()
+        labels = df["label"].to_numpy()
+        malignant = referral.is_malignant(labels)
+        p_malignant = referral.malignant_scores(training)
+        results["splits"][name] = {
+            "equal_prior": source_metrics(equal, labels, ood),
+            "training_prior": {
+                "ece_15": expected_calibration_error(training, labels),
+                "mean_malignant_probability": float(p_malignant.mean()),
+                "malignant_share": float(malignant.mean()),
+                "mean_probability": {c: float(training[:, i].mean()) for i, c in enumerate(vocab.CLASSES)},
+                "frequency": {c: float((labels == i).mean()) for i, c in enumerate(vocab.CLASSES)},
+                "reliability": reliability(training, labels),
+            },
+            "equal_prior_report": classification_report(equal, labels),
+            "referral": referral.operating_point(p_malignant, labels, model.refer_threshold),
+        }
+        for source in sorted(set(df["source"])):
+            inside = (df["source"] == source).to_numpy()
+            results["by_source"][f"{source} ({name})"] = source_metrics(equal[inside], labels[inside], ood[inside])
+    results["not_dermoscopy"] = not_dermoscopy_report(model)
+    if write_card:
+        with model_card.model_folder(model_dir) as folder:
+            card = model_card.read_card(folder)
+            card["evaluation"] = results
+            if "test" in results["splits"]:
+                card["referral"]["test"] = results["splits"]["test"]["referral"]
+            model_card.write_card(folder, card)
+    return results
+
+
+def _outputs_of_cached(model: SkinClassifier, data, mask: np.ndarray, batch_size: int = 64):
+    """Member logits, embedding input and image statistics of cached images (already at the
+    artifact's source size and colour balance, as ``prepare`` makes them)."""
+    rows = np.flatnonzero(mask)
+    logits, features, stats = [], [], []
+    for start in range(0, len(rows), batch_size):
+        idx = rows[start : start + batch_size]
+        pixels = data.images[idx]
+        lg, feats = model.member_outputs(pixels, data.meta[idx])
+        logits.append(lg)
+        features.append(member_embedding(feats))
+        stats.append(image_statistics(pixels))
+    return torch.cat(logits, dim=2), torch.cat(features), torch.cat(stats)

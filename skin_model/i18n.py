@@ -142,6 +142,10 @@ TEXT: dict[str, dict[str, str]] = {
     "dx_type.follow_up": {"en": "follow-up", "fr": "suivi"},
     "dx_type.consensus": {"en": "expert consensus", "fr": "consensus d'experts"},
     "dx_type.confocal": {"en": "confocal microscopy", "fr": "microscopie confocale"},
+    "dx_type.isic2017": {
+        "en": "histopathology or expert consensus (ISIC 2017)",
+        "fr": "histopathologie ou consensus d'experts (ISIC 2017)",
+    },
     "diag.uncertain": {
         "en": "Uncertain between **{a}** and **{b}**: the model cannot tell these two apart here.",
         "fr": "Incertain entre **{a}** et **{b}** : le modèle ne sait pas les départager ici.",

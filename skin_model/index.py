@@ -41,7 +41,8 @@ K_OOD = 5
 PASS_RATE = 0.97
 PART_QUANTILE = 0.985  # each distance's scale: its validation quantile
 THUMB_SIZE = (96, 72)
-DX_TYPES = ("histo", "follow_up", "consensus", "confocal")  # HAM10000's ways of confirming a diagnosis
+# How a diagnosis was confirmed: HAM10000's four ways, and ISIC 2017's (histopathology or consensus, untold)
+DX_TYPES = ("histo", "follow_up", "consensus", "confocal", "isic2017")
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,41 @@ class CaseIndex:
             "threshold": self.threshold,
             "target_validation_pass_rate": PASS_RATE,
             "validation_pass_rate": float((scores <= self.threshold).double().mean()),
+        }
+
+    def calibrate_by_source(self, parts: dict, index_lesions: list[str], pass_rate: float = PASS_RATE) -> dict:
+        """Scales and threshold from in-domain images whose own lesion may be in the index: each
+        is scored without its lesion's images (leave-lesion-out). ``parts``: name -> (features,
+        statistics, table with ``lesion_id`` and ``source``). The threshold lets at least
+        ``pass_rate`` of each source's images pass."""
+        codes = {lesion: i for i, lesion in enumerate(dict.fromkeys(index_lesions))}
+        index_codes = torch.tensor([codes[x] for x in index_lesions])
+        knn, stats, sources = [], [], []
+        for features, statistics, table in parts.values():
+            query = torch.tensor([codes.get(x, -1) for x in table["lesion_id"]])
+            for i in range(0, len(features), 512):
+                sims = self.similarities(features[i : i + 512])
+                sims[query[i : i + 512, None] == index_codes[None, :]] = -2.0  # its own lesion is not a neighbour
+                d_knn, d_stats = self._distances(sims, statistics[i : i + 512])
+                knn.append(d_knn)
+                stats.append(d_stats)
+            sources += list(table["source"])
+        knn, stats, sources = torch.cat(knn), torch.cat(stats), np.array(sources)
+        self.scales = (float(np.quantile(knn.numpy(), PART_QUANTILE)), float(np.quantile(stats.numpy(), PART_QUANTILE)))
+        scores = torch.maximum(knn / self.scales[0], stats / self.scales[1]).numpy()
+        per_source = {s: float(np.quantile(scores[sources == s], pass_rate)) for s in sorted(set(sources))}
+        self.threshold = max(per_source.values())
+        return {
+            "method": f"max of two distances, each over its {PART_QUANTILE} quantile on in-domain images: kNN "
+            f"distance in the model's features (Sun et al. 2022), k={K_OOD}, embedding PCA-{self.projection.shape[1]} "
+            "of the members' L2-normalised features; Mahalanobis distance of 9 image statistics (colour, "
+            "contrast, edges, fine texture; Lee et al. 2018)",
+            "k": K_OOD,
+            "scales": {"knn": self.scales[0], "statistics": self.scales[1]},
+            "threshold": self.threshold,
+            "target_pass_rate_per_source": pass_rate,
+            "calibrated_on": "every source's out-of-fold or check images, each scored without its own lesion",
+            "pass_rate_by_source": {s: float((scores[sources == s] <= self.threshold).mean()) for s in per_source},
         }
 
     # -- queries -------------------------------------------------------------------------------

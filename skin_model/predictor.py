@@ -129,6 +129,8 @@ class SkinClassifier:
         self.member_inputs = [InputConfig.from_card(m["input"]) for m in card["members"]]
         self.views = tuple(card["tta"]["views"])
         self.temperature = float(card["temperature"])
+        # Per-class bias of bias-corrected temperature scaling (zeros in artifacts before 3.0).
+        self.bias = torch.tensor([card.get("bias", {}).get(c, 0.0) for c in vocab.CLASSES], dtype=torch.float64)
         self.member_temperatures = [float(m["temperature"]) for m in card["members"]]
         self.train_prior = torch.tensor(
             [card["prior"]["training_frequencies"][c] for c in vocab.CLASSES], dtype=torch.float64
@@ -192,8 +194,9 @@ class SkinClassifier:
         return self.member_outputs(pixels, metas, tta)[0]
 
     def calibrate(self, member_logits: torch.Tensor, prior: str = DEFAULT_PRIOR) -> torch.Tensor:
-        """Ensemble probabilities from member logits (members first): softmax(mean / T), under ``prior``."""
-        return self.under_prior(torch.softmax(member_logits.double().mean(0) / self.temperature, dim=-1), prior)
+        """Ensemble probabilities from member logits (members first): softmax(mean / T + bias), under ``prior``."""
+        calibrated = torch.softmax(member_logits.double().mean(0) / self.temperature + self.bias, dim=-1)
+        return self.under_prior(calibrated, prior)
 
     def under_prior(self, probs: torch.Tensor, prior: str) -> torch.Tensor:
         """Calibrated probabilities (under the training prior) -> the same under ``prior``."""

@@ -39,6 +39,7 @@ from .preprocess import InputConfig, SourceSize
 from .priors import PRIORS, apply_prior, choose_prior_strength
 from .referral import card_section as referral_section
 from .referral import malignant_scores
+from .splits import SplitLeakError
 from .uncertainty import choose_gap
 
 log = logging.getLogger(__name__)
@@ -112,10 +113,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-class SplitLeakError(RuntimeError):
-    """A lesion appears in two splits."""
 
 
 def prepare_split(data_dir: Path, run: Run, seed: int) -> pd.DataFrame:
@@ -229,9 +226,14 @@ def _checkpoint_path(member_dir: Path) -> Path:
     return member_dir / "checkpoint.pt"
 
 
-def train_member(data: dict[str, Dataset], run: Run, cfg: TrainConfig, resume: bool = False) -> Path:
+def train_member(
+    data: dict[str, Dataset], run: Run, cfg: TrainConfig, resume: bool = False, keep_epochs: bool = False
+) -> Path:
     """Train one member; checkpoint every epoch; keep the best epoch by validation balanced
-    accuracy under the ``equal`` prior at its best strength (the decision rule the app uses)."""
+    accuracy under the ``equal`` prior at its best strength (the decision rule the app uses).
+
+    ``keep_epochs`` also keeps every epoch's weights and validation logits (a fold of a
+    cross-validation: the epoch is then chosen on the pooled out-of-fold logits)."""
     member_dir = run.member_dir(cfg.name)
     member_dir.mkdir(parents=True, exist_ok=True)
     (member_dir / "done.json").unlink(missing_ok=True)  # a member in training is not finished
@@ -334,6 +336,12 @@ def train_member(data: dict[str, Dataset], run: Run, cfg: TrainConfig, resume: b
             epoch + 1,
             ", ".join(f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float)),
         )
+        if keep_epochs:
+            save_file(
+                {k: v.detach().cpu().contiguous() for k, v in scored.state_dict().items()},
+                str(member_dir / f"epoch_{epoch + 1:02d}.safetensors"),
+            )
+            save_file({"logits": logits.contiguous()}, str(member_dir / f"val_logits_{epoch + 1:02d}.safetensors"))
         if val_equal > best:
             best = val_equal
             save_file(

@@ -190,3 +190,30 @@ def test_the_openapi_document_describes_every_route(client, token_required):
     # every answer of /predict fits the schema's required fields
     required = doc["components"]["schemas"]["Prediction"]["required"]
     assert set(required) <= set(_predict(client).json())
+
+
+def test_the_real_server_answers_the_api_beside_the_pages(tmp_path):
+    """`streamlit run streamlit_app.py`: a real HTTP request with a sample image gets the Python
+    API's answer, and the pages are still served by the same process."""
+    import httpx
+
+    import skin_model
+
+    from .conftest import SAMPLES_DIR
+    from .server import streamlit_server
+
+    sample = sorted(SAMPLES_DIR.glob("*.jpg"))[0].read_bytes()
+    with streamlit_server(tmp_path / "streamlit.log") as url:
+        version = httpx.get(f"{url}{PREFIX}/version", timeout=120)
+        assert version.status_code == 200 and version.json()["classes"] == list(vocab.CLASSES)
+        response = httpx.post(
+            f"{url}{PREFIX}/predict",
+            files={"image": ("sample.jpg", sample, "image/jpeg"), "age": (None, "60"), "sex": (None, "male")},
+            timeout=120,
+        )
+        assert response.status_code == 200, response.text
+        assert httpx.get(f"{url}/", timeout=30).status_code == 200  # the pages' HTML
+        assert httpx.get(f"{url}/_stcore/health", timeout=30).text == "ok"
+    expected = skin_model.load_model().predict(sample, age=60, sex="male")
+    assert response.json()["probabilities"] == pytest.approx(expected.probabilities, abs=1e-9)
+    assert response.json()["verdict"] == expected.verdict

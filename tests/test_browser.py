@@ -2,18 +2,13 @@
 
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from contextlib import contextmanager
 
 import pytest
 
 from skin_model.i18n import t
 
 from .conftest import REPO, SAMPLES_DIR
+from .server import streamlit_server
 
 CHROMIUM = shutil.which("chromium")
 ARTIFACTS = REPO / "test-artifacts"
@@ -33,58 +28,11 @@ CHROMIUM_ARGS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def _streamlit_server(log_path):
-    """`streamlit run` on a free loopback port, logging to ``log_path``; yields its URL once healthy."""
-    port = _free_port()
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                "streamlit_app.py",
-                "--server.port",
-                str(port),
-                "--server.address",
-                "127.0.0.1",
-                "--server.headless",
-                "true",
-                "--logger.level",
-                "info",
-            ],
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(120):
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("streamlit did not become healthy")
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A server shared by the tests of this module; yields its URL and its log file."""
     log_path = tmp_path_factory.mktemp("server") / "streamlit.log"
-    with _streamlit_server(log_path) as url:
+    with streamlit_server(log_path) as url:
         yield url, log_path
 
 
@@ -112,7 +60,7 @@ def test_a_shared_link_to_a_page_is_the_whole_app_on_a_fresh_server(browser, tmp
     """The first visitor after a restart may come by a link to another page. Streamlit
     then runs that page by itself if it sits in a folder named ``pages/`` (its older
     multipage mode): no language menu, no translated page list, no wide layout."""
-    with _streamlit_server(tmp_path / "streamlit.log") as url:
+    with streamlit_server(tmp_path / "streamlit.log") as url:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(f"{url}/batch?lang=fr")
         page.get_by_text(t("batch.title", "fr")).wait_for(timeout=60_000)

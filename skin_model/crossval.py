@@ -1,0 +1,72 @@
+"""Cross-validated training: each member of a recipe, once per fold.
+
+Fold k trains on the other folds' HAM10000 lesions and on every other source's training
+part, and scores fold k's lesions after every epoch (its out-of-fold logits). Pooled over
+the folds, those logits cover every HAM10000 training lesion once, with a model that never
+saw it: every later choice (epoch, temperature, prior, thresholds) is made on them.
+
+Run layout: ``<run>/<member>/fold<k>/`` (a ``train.Run`` each), and ``<run>/recipe.toml``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data import Dataset, read_sources
+from .preprocess import SourceSize
+from .recipe import Recipe
+from .splits import assign, file_sha256, fold_parts, read_lesion_split
+
+log = logging.getLogger(__name__)
+
+
+def load_sources(recipe: Recipe, data_dirs: list[Path], cache: Path | None = None) -> Dataset:
+    """Every image of every source (test included: it is only ever scored), decoded once at the
+    recipe's source size and colour balance, with ``split`` and ``fold`` columns."""
+    df = assign(read_sources(data_dirs), read_lesion_split(recipe.split_file), recipe.folds)
+    height = max(m.height for m in recipe.members)
+    source = SourceSize.for_inputs(height, recipe.colour_constancy_p)
+    if cache is not None and cache.exists():
+        images = torch.from_numpy(np.load(cache, allow_pickle=False))
+        if images.shape[0] == len(df) and tuple(images.shape[-2:]) == (source.height, source.width):
+            return Dataset(df, images)
+        log.info("%s does not match the data: decoding again", cache)
+    data = Dataset.load(df, data_dirs, source)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.save(cache, data.images.numpy(), allow_pickle=False)
+    return data
+
+
+def fold_dir(run_root: Path, member: str, k: int) -> Path:
+    return Path(run_root) / member / f"fold{k}"
+
+
+def train_folds(recipe: Recipe, data: Dataset, run_root: Path, resume: bool = True) -> None:
+    """Every (member, fold) not yet finished, in order; each resumes from its checkpoint."""
+    from .train import Run, train_member
+
+    run_root = Path(run_root)
+    run_root.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(recipe.path, run_root / "recipe.toml")
+    (run_root / "split.sha256").write_text(file_sha256(recipe.split_file) + "\n")
+    for cfg in recipe.members:
+        for k in range(recipe.folds):
+            member_dir = fold_dir(run_root, cfg.name, k)
+            if (member_dir / "done.json").exists():
+                continue
+            train, val = fold_parts(data.df, k)
+            log.info("%s fold %d: %d training images, %d out-of-fold", cfg.name, k, train.sum(), val.sum())
+            run = Run(member_dir.parent)
+            train_member({"train": data.subset(train), "val": data.subset(val)}, run, _named(cfg, k), resume, True)
+
+
+def _named(cfg, k: int):
+    from dataclasses import replace
+
+    return replace(cfg, name=f"fold{k}", seed=cfg.seed + k)

@@ -1,0 +1,293 @@
+"""Export of a cross-validated recipe: the fold models become the ensemble, and every choice
+is made on their pooled out-of-fold predictions, never on the test split.
+
+Choices, in order: the epoch (pooled out-of-fold balanced accuracy under the equal prior),
+then on the chosen epoch's out-of-fold logits with test-time flips: temperature and class
+biases (the ``training`` prior then means HAM10000's frequencies), the equal prior as the
+plain Bayes correction from them, the uncertainty gap, the referral threshold, and the
+out-of-domain threshold (each source's out-of-fold or check images pass at the stated rate).
+Test labels are never read here.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, replace
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from . import __version__, vocab
+from .artifact import FORMAT, save_artifact
+from .calibration import fit_bias_temperature
+from .crossval import fold_dir
+from .data import Dataset, find_images
+from .index import INDEX_FILE, THUMB_SIZE, CaseIndex, image_statistics, member_embedding, thumbnail_jpeg
+from .inputs import load_image
+from .metrics import classification_report
+from .network import BACKBONES, SkinNet
+from .preprocess import SourceSize
+from .priors import PRIORS, apply_prior
+from .recipe import Recipe
+from .referral import card_section as referral_section
+from .referral import malignant_scores
+from .splits import file_sha256
+from .uncertainty import choose_gap
+
+log = logging.getLogger(__name__)
+
+CITATIONS = {
+    "HAM10000": "Tschandl P., Rosendahl C., Kittler H. The HAM10000 dataset, a large collection of multi-source "
+    "dermatoscopic images of common pigmented skin lesions. Sci. Data 5, 180161 (2018). doi:10.1038/sdata.2018.161",
+    "ISIC 2017": "Codella N. et al. Skin lesion analysis toward melanoma detection: a challenge at the 2017 "
+    "International Symposium on Biomedical Imaging (ISBI), hosted by the International Skin Imaging "
+    "Collaboration (ISIC). ISBI 2018. arXiv:1710.05006",
+}
+
+
+def equal_prior(probs: torch.Tensor, frequencies: torch.Tensor) -> torch.Tensor:
+    return apply_prior(probs, frequencies, PRIORS["equal"](frequencies), 1.0)
+
+
+def oof_logits_by_epoch(run_root: Path, member: str, data: Dataset, folds: int) -> dict[int, torch.Tensor]:
+    """Epoch -> pooled out-of-fold logits (N, classes), NaN where a row is in no fold."""
+    out: dict[int, torch.Tensor] = {}
+    for k in range(folds):
+        rows = np.flatnonzero(((data.df["split"] == "train") & (data.df["fold"] == k)).to_numpy())
+        for path in sorted(fold_dir(run_root, member, k).glob("val_logits_*.safetensors")):
+            epoch = int(path.stem.rsplit("_", 1)[1])
+            pooled = out.setdefault(epoch, torch.full((len(data), len(vocab.CLASSES)), float("nan")))
+            pooled[rows] = load_file(str(path))["logits"]
+    return out
+
+
+def choose_epoch(run_root: Path, member: str, data: Dataset, folds: int) -> tuple[int, dict[str, float]]:
+    """The epoch whose pooled out-of-fold logits, calibrated and under the equal prior, have the
+    best balanced accuracy (every fold must have reached it); ties: the earlier."""
+    oof = data.df["split"].eq("train") & data.df["fold"].ge(0)
+    labels = data.labels[oof.to_numpy()]
+    scores = {}
+    for epoch, logits in sorted(oof_logits_by_epoch(run_root, member, data, folds).items()):
+        logits = logits[oof.to_numpy()]
+        if torch.isnan(logits).any():
+            continue  # not every fold has this epoch yet
+        t, bias = fit_bias_temperature(logits, labels)
+        probs = torch.softmax(logits.double() / t + bias, 1)
+        freq = class_frequencies(labels)
+        scores[str(epoch)] = classification_report(equal_prior(probs, freq).numpy(), labels.numpy())[
+            "balanced_accuracy"
+        ]
+    if not scores:
+        raise RuntimeError(f"no epoch of {member} has out-of-fold logits from every fold in {run_root}")
+    best = max(scores, key=lambda e: (round(scores[e], 6), -int(e)))
+    return int(best), scores
+
+
+def class_frequencies(labels: torch.Tensor) -> torch.Tensor:
+    return torch.bincount(labels, minlength=len(vocab.CLASSES)).double() / len(labels)
+
+
+def load_fold_models(recipe: Recipe, run_root: Path, epochs: dict[str, int]) -> list[tuple[SkinNet, object, int]]:
+    """(network, its TrainConfig with the member's name, fold) for each member and fold."""
+    from .train import TrainConfig
+
+    models = []
+    for cfg in recipe.members:
+        for k in range(recipe.folds):
+            folder = fold_dir(run_root, cfg.name, k)
+            trained = TrainConfig.from_json((folder / "config.json").read_text())
+            net = SkinNet(trained.arch, meta_hidden=trained.meta_hidden)
+            net.load_state_dict(load_file(str(folder / f"epoch_{epochs[cfg.name]:02d}.safetensors")))
+            models.append((net.eval(), replace(trained, name=f"{cfg.name}_fold{k}"), k))
+    return models
+
+
+@torch.inference_mode()
+def outputs(models, data: Dataset, views: tuple[str, ...], batch_size: int = 128):
+    """Per model: (fused logits (N, C), image features (N, F)), averaged over the views."""
+    from .train import predict_outputs
+
+    return [predict_outputs(net, data, cfg.inputs, views, batch_size) for net, cfg, _ in models]
+
+
+def natural_thumbnails(data: Dataset, data_dirs: list[Path], source: SourceSize) -> list[bytes]:
+    """Thumbnails in the images' own colours (the model sees them colour-balanced, people do not)."""
+    if not source.colour_constancy_p:
+        return [thumbnail_jpeg(img) for img in data.images]
+    paths = find_images(data_dirs)
+    plain = replace(source, colour_constancy_p=0)
+    return [thumbnail_jpeg(plain.to_uint8(load_image(paths[i]))) for i in data.df["image_id"]]
+
+
+def export_recipe(recipe: Recipe, data: Dataset, data_dirs: list[Path], run_root: Path, out_dir: Path) -> dict:
+    """Write the artifact of a finished cross-validated run into ``out_dir``; returns its card."""
+    df = data.df
+    in_train = df["split"].eq("train").to_numpy()
+    in_check = df["split"].eq("check").to_numpy()
+    epochs, epoch_scores = {}, {}
+    for cfg in recipe.members:
+        epochs[cfg.name], epoch_scores[cfg.name] = choose_epoch(run_root, cfg.name, data, recipe.folds)
+        log.info("%s: epoch %d chosen on pooled out-of-fold logits", cfg.name, epochs[cfg.name])
+    models = load_fold_models(recipe, run_root, epochs)
+    views = recipe.tta
+
+    # Every model's logits and features on every image it may see here (training and check rows;
+    # never a test row), with test-time flips.
+    scored = data.subset(in_train | in_check)
+    per_model = outputs(models, scored, views)
+    features = member_embedding([f for _, f in per_model])  # as the predictor embeds an image
+    # Out-of-fold logits: each HAM10000 training image through the fold model(s) that never saw it.
+    in_scored_oof = (scored.df["split"].eq("train") & scored.df["fold"].ge(0)).to_numpy()
+    oof = scored.subset(in_scored_oof)
+    oof_logits = torch.zeros(len(oof), len(vocab.CLASSES))
+    n_members = len(recipe.members)
+    for (_, _, k), (logits, _) in zip(models, per_model):
+        own = (oof.df["fold"] == k).to_numpy()
+        oof_logits[own] += logits[in_scored_oof][own] / n_members
+    labels = oof.labels
+    frequencies = class_frequencies(labels)
+    temperature, bias = fit_bias_temperature(oof_logits, labels)
+    calibrated = torch.softmax(oof_logits.double() / temperature + bias, 1)
+    decided = equal_prior(calibrated, frequencies)
+    uncertainty = choose_gap(decided.numpy(), labels.numpy())
+    referral = referral_section(
+        malignant_scores(calibrated.numpy()),
+        labels.numpy(),
+        chosen_on=f"pooled out-of-fold predictions ({len(oof)} HAM10000 images, {recipe.folds} folds)",
+    )
+
+    # Similar cases and the out-of-domain check over every training image of every source.
+    source = SourceSize(data.images.shape[-2], data.images.shape[-1], recipe.colour_constancy_p)
+    in_scored_train = scored.df["split"].eq("train").to_numpy()
+    train = scored.subset(in_scored_train)
+    index = CaseIndex.build(
+        features[in_scored_train],
+        image_statistics(train.images),
+        train.labels,
+        list(train.df["dx_type"]),
+        list(train.df["image_id"]),
+        natural_thumbnails(train, data_dirs, source),
+    )
+    # The out-of-fold images are in the index: each is scored without its own lesion's images.
+    in_scored_check = scored.df["split"].eq("check").to_numpy()
+    check = scored.subset(in_scored_check)
+    ood_parts = {
+        "out-of-fold": (features[in_scored_oof], image_statistics(oof.images), oof.df),
+        "check": (features[in_scored_check], image_statistics(check.images), check.df),
+    }
+    ood = index.calibrate_by_source(
+        {name: part for name, part in ood_parts.items() if len(part[2])},
+        list(train.df["lesion_id"]),
+        recipe.ood_pass_rate,
+    )
+    oof_report = classification_report(decided.numpy(), labels.numpy())
+    card = {
+        "format": FORMAT,
+        "name": "skin_model multimodal ensemble (HAM10000 + ISIC 2017, cross-validated)",
+        "model_version": recipe.model_version,
+        "package_version": __version__,
+        "created": date.today().isoformat(),
+        "source": source.to_card(),
+        "tta": {"views": list(views), "rule": "member logits averaged over the flipped views, one batch"},
+        "vocabulary": vocab.vocabulary(),
+        "members": [
+            {
+                "name": cfg.name,
+                "architecture": cfg.arch,
+                "meta_hidden": cfg.meta_hidden,
+                "input": cfg.inputs.to_card(),
+                "cam_layer": BACKBONES[cfg.arch].cam_layer,
+                "temperature": temperature,
+                "pretrained": "ImageNet" if cfg.pretrained else "none (from scratch)",
+                "fold": k,
+                "epoch": epochs[cfg.name.rsplit("_fold", 1)[0]],
+                "training": asdict(cfg),
+            }
+            for _, cfg, k in models
+        ],
+        "ensemble": "softmax(mean of the fold models' logits / temperature + bias), then the prior correction",
+        "temperature": temperature,
+        "bias": {c: float(b) for c, b in zip(vocab.CLASSES, bias)},
+        "calibration": "bias-corrected temperature scaling (one temperature, a bias per class), fitted on the "
+        "pooled out-of-fold logits with test-time flips: under the training prior each class's mean "
+        "probability matches its HAM10000 frequency",
+        "prior": {
+            "default": "equal",
+            "training_frequencies": {c: float(f) for c, f in zip(vocab.CLASSES, frequencies)},
+            "equal_strength": 1.0,
+            "rule": "p'(c|x) ~ p(c|x) * prior(c) / HAM10000 frequency(c): the plain Bayes correction "
+            "(the bias has taken the class-weighted loss's lean out, so no strength is fitted)",
+        },
+        "uncertainty": uncertainty,
+        "referral": referral,
+        "ood": ood,
+        "similar_cases": {
+            "source": "every training image (HAM10000 folds and ISIC 2017's training part)",
+            "count": len(index.image_ids),
+            "thumbnail": f"{THUMB_SIZE[0]}x{THUMB_SIZE[1]} JPEG, in the images' own colours",
+            "file": INDEX_FILE,
+            "licence": "HAM10000: CC BY-NC-SA 4.0; ISIC 2017: CC BY-NC or CC-0 per image",
+        },
+        "metadata_encoding": "age/100 and an age-missing flag, one-hot sex, one-hot site",
+        "data": _data_section(recipe, data),
+        "selection": {
+            "epoch": epochs,
+            "out_of_fold_balanced_accuracy_by_epoch": epoch_scores,
+            "rule": "the epoch with the best pooled out-of-fold balanced accuracy (calibrated, equal prior); "
+            "the ensemble is every fold model of every member",
+        },
+        "out_of_fold": {
+            "n_images": len(oof),
+            "balanced_accuracy_equal_prior_tta": oof_report["balanced_accuracy"],
+            "melanoma_recall_equal_prior_tta": oof_report["recall"]["mel"],
+            "macro_auc": oof_report["macro_auc"],
+        },
+        "recipe": {"file": str(recipe.path.name), "sha256": recipe.sha256, "content": recipe.raw},
+        "intended_use": "Research and teaching demonstrator. Not a medical device; no substitute for a dermatologist.",
+        "test_metrics": None,
+    }
+    save_artifact(out_dir, [net for net, _, _ in models], card)
+    index.save(out_dir)
+    log.info("exported %d fold models to %s (T %.3f)", len(models), out_dir, temperature)
+    return card
+
+
+def _data_section(recipe: Recipe, data: Dataset) -> dict:
+    df = data.df
+    roles = {
+        "folds (training and out-of-fold)": df["split"].eq("train") & df["fold"].ge(0),
+        "other sources' training parts (every fold)": df["split"].eq("train") & df["fold"].lt(0),
+        "check (never trained on)": df["split"].eq("check"),
+        "test (scored once)": df["split"].eq("test"),
+    }
+    counts = {
+        role: {
+            "images": int(mask.sum()),
+            "by_source": {s: int(n) for s, n in df[mask]["source"].value_counts().sort_index().items()},
+            # Never the test split's labels: export does not read them (see the evaluation for those).
+            **(
+                {}
+                if role.startswith("test")
+                else {"per_class": {c: int(((df["label"] == i) & mask).sum()) for i, c in enumerate(vocab.CLASSES)}}
+            ),
+        }
+        for role, mask in roles.items()
+    }
+    return {
+        "dataset": "HAM10000 (working copy: 8,499 of its 10,015 images) and ISIC 2017 (1,952 images; mel, bkl, nv)",
+        "sources": sorted(set(df["source"])),
+        "split_rule": "HAM10000 lesions: a fixed test split and 5 class-stratified folds of the rest, from "
+        f"{recipe.split_file.name} (sha256 {file_sha256(recipe.split_file)[:16]}); a lesion absent from it is "
+        "placed by a hash of its lesion_id. ISIC 2017: its training part in every fold's training, its "
+        "validation part a check, never trained on",
+        "split_file_sha256": file_sha256(recipe.split_file),
+        "label_spaces": "ISIC 2017 names 3 of the 7 diagnoses: its rows' loss is a softmax over those 3 only, so "
+        "the other four are absent, not negative; its body site is 'unknown' for every row (the metadata "
+        "branch sees it as a missing field, as metadata dropout trains it to)",
+        "counts": counts,
+        "licence": "HAM10000: CC BY-NC-SA 4.0; ISIC 2017: CC BY-NC or CC-0 per image (non-commercial, with attribution)",
+        "citation": " · ".join(CITATIONS.values()),
+    }
