@@ -69,6 +69,9 @@ if kept is not None:
     warned = int((result["warning"] != "").sum())
     if warned:
         st.warning(tr("batch.warned", n=warned, column=tr("column.warning")))
+    referred = int((result["refer"] == 1).sum())
+    if referred:
+        st.info(tr("batch.refer", n=referred, column=tr("column.refer")), icon=":material/priority_high:")
     flagged = int((result["ood"] == 1).sum())
     if flagged:
         st.warning(tr("batch.ood", n=flagged, column=tr("column.ood")))
@@ -81,13 +84,15 @@ if kept is not None:
         labels["malignant_probability"], format="%.3f", width=100
     )
     config["ood"] = st.column_config.CheckboxColumn(labels["ood"], width="small")
+    config["refer"] = st.column_config.CheckboxColumn(labels["refer"], width="small")
     # Prior (one value for the whole batch) and OOD score are named or kept in the CSV, not shown,
     # nor are text columns empty for every row (the warnings above count the others).
     for prior in sorted(set(result["prior"]) - {""}):  # one, unless nothing was read
         st.caption(tr("diag.prior_in_force", prior=tr(f"prior.{prior}")))
     empty = [c for c in ("uncertain_between", "warning", "error") if (result[c] == "").all()]
     shown = [c for c in result.columns if c not in ("prior", "ood_score", *empty)]
-    shown_result = result.assign(ood=result["ood"].astype("boolean"))  # None (not read) stays empty
+    # None (not read) stays empty
+    shown_result = result.assign(ood=result["ood"].astype("boolean"), refer=result["refer"].astype("boolean"))
     st.dataframe(shown_result, hide_index=True, width="stretch", column_config=config, column_order=shown)
 
     counts = result.loc[result["prediction"] != "", "prediction"].value_counts().reindex(vocab.CLASSES, fill_value=0)

@@ -228,6 +228,12 @@ TEXT: dict[str, dict[str, str]] = {
         "en": "{n} row(s) had metadata that was not understood and was taken as unknown; see the column “{column}”. The images were analysed.",
         "fr": "{n} ligne(s) avaient des métadonnées non comprises, prises comme inconnues ; voir la colonne « {column} ». Les images ont été analysées.",
     },
+    "batch.refer": {
+        "en": "{n} of the images should be seen by a dermatologist (column '{column}', ticked also when the model "
+        "cannot judge an image).",
+        "fr": "{n} des images devraient être vues par un dermatologue (colonne « {column} », cochée aussi quand le "
+        "modèle ne peut pas juger une image).",
+    },
     "batch.ood": {
         "en": "{n} image(s) do not look like dermoscopy of a skin lesion (column “{column}” = 1): their answers are unreliable.",
         "fr": "{n} image(s) ne ressemblent pas à une dermoscopie de lésion cutanée (colonne « {column} » = 1) : leurs réponses ne sont pas fiables.",
@@ -249,6 +255,7 @@ TEXT: dict[str, dict[str, str]] = {
     "column.prediction": {"en": "prediction", "fr": "prédiction"},
     "column.uncertain_between": {"en": "uncertain between", "fr": "incertain entre"},
     "column.malignant_probability": {"en": "P(malignant)", "fr": "P(maligne)"},
+    "column.refer": {"en": "see a dermatologist", "fr": "voir un dermatologue"},
     "column.prior": {"en": "prior", "fr": "a priori"},
     "column.ood": {"en": "ood", "fr": "hors domaine"},
     "column.ood_score": {"en": "ood score", "fr": "score hors domaine"},
@@ -327,9 +334,7 @@ TEXT: dict[str, dict[str, str]] = {
     "card.bal_acc": {"en": "Balanced accuracy", "fr": "Exactitude équilibrée"},
     "card.auc": {"en": "Macro ROC AUC", "fr": "AUC ROC macro"},
     "card.ece": {"en": "Calibration error (ECE)", "fr": "Erreur de calibration (ECE)"},
-    "card.ece_raw": {"en": "ECE before calibration", "fr": "ECE avant calibration"},
     "card.ensemble": {"en": "shipped model", "fr": "modèle livré"},
-    "card.accuracy": {"en": "Accuracy", "fr": "Exactitude"},
     "card.table": {
         "en": "Every model, with and without test-time flips, under both priors, with and without patient information",
         "fr": "Chaque modèle, avec et sans vues retournées, sous les deux a priori, avec et sans informations patient",

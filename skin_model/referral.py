@@ -110,6 +110,7 @@ def operating_point(scores: np.ndarray, labels: np.ndarray, threshold: float) ->
 def card_section(val_scores: np.ndarray, val_labels: np.ndarray, chosen_on: str = "validation split") -> dict:
     """The model card's ``referral``: the rule, its threshold from validation, and how it did there."""
     threshold = choose_threshold(val_scores, is_malignant(val_labels))
+    val_scores, val_labels = np.asarray(val_scores, dtype=np.float64), np.asarray(val_labels)
     return {
         "rule": RULE,
         "classes": list(MALIGNANT_OR_PREMALIGNANT),
@@ -120,6 +121,12 @@ def card_section(val_scores: np.ndarray, val_labels: np.ndarray, chosen_on: str 
         "validation": operating_point(val_scores, val_labels, threshold),
         "test": None,
         "anchors": list(ANCHORS),
+        # What the threshold was chosen on, so that anyone can check the choice (tests do).
+        "chosen_on_scores": {
+            "malignant_probability": [float(x) for x in val_scores],
+            "malignant": [int(x) for x in is_malignant(val_labels)],
+            "melanoma": [int(x) for x in (val_labels == MEL)],
+        },
     }
 
 

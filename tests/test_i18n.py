@@ -1,14 +1,79 @@
+import ast
+import re
+import string
+
 import pytest
 
 from skin_model import vocab
 from skin_model.i18n import LANGUAGES, TEXT, error_text, t
 from skin_model.inputs import InvalidAgeError, NotAnImageError
 
+from .conftest import REPO
 
-@pytest.mark.parametrize("key", sorted(TEXT))
-def test_every_string_exists_in_every_language(key):
-    for lang in LANGUAGES:
-        assert TEXT[key].get(lang), f"{key} lacks {lang}"
+CODE = [
+    *sorted((REPO / "skin_model").glob("*.py")),
+    *sorted((REPO / "app_pages").glob("*.py")),
+    REPO / "ui.py",
+    REPO / "navigation.py",
+    REPO / "streamlit_app.py",
+]
+KEY_PREFIX = re.compile(r"^[a-z_]+(\.[a-z_]+)*\.$")
+
+
+def _placeholders(text: str) -> set[str]:
+    return {field for _, field, _, _ in string.Formatter().parse(text) if field is not None}
+
+
+def _targets(node) -> list:
+    return node.targets if isinstance(node, ast.Assign) else [node.target]
+
+
+def _code_keys() -> tuple[set[str], set[str], set[str]]:
+    """(string literals, key prefixes built at run time, keys asked for by t()/tr() calls) in the
+    code, the TEXT table itself left out."""
+    literals, prefixes, asked = set(), set(), set()
+    for path in CODE:
+        tree = ast.parse(path.read_text())
+        table = {
+            id(n)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.AnnAssign | ast.Assign)
+            and any(isinstance(x, ast.Name) and x.id == "TEXT" for x in _targets(node))
+            for n in ast.walk(node.value)
+        }
+        for node in ast.walk(tree):
+            if id(node) in table:
+                continue
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                literals.add(node.value)
+            elif isinstance(node, ast.JoinedStr) and node.values and isinstance(node.values[0], ast.Constant):
+                prefixes.add(node.values[0].value)  # f"sex.{value}"
+            elif (
+                isinstance(node, ast.BinOp) and isinstance(node.left, ast.Constant) and isinstance(node.left.value, str)
+            ):
+                prefixes.add(node.left.value)  # "group." + group
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "id", getattr(node.func, "attr", None)) in ("t", "tr")
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+            ):
+                asked.add(node.args[0].value)
+    return literals, {p for p in prefixes if KEY_PREFIX.match(p)}, asked
+
+
+def test_every_string_exists_in_every_language_with_the_same_placeholders():
+    for key, texts in TEXT.items():
+        assert set(texts) == set(LANGUAGES), key
+        assert all(texts[lang].strip() for lang in LANGUAGES), key
+        assert _placeholders(texts["en"]) == _placeholders(texts["fr"]), key
+
+
+def test_no_key_is_missing_where_the_code_asks_and_none_is_unused():
+    literals, prefixes, asked = _code_keys()
+    assert asked - set(TEXT) == set(), "asked for but missing"
+    unused = {k for k in TEXT if k not in literals and not any(k.startswith(p) for p in prefixes)}
+    assert unused == set(), "in the table but never used"
 
 
 def test_every_vocabulary_value_has_a_label():
