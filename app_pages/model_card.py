@@ -139,11 +139,64 @@ def referral_section(rule: dict) -> None:
     )
 
 
+def evaluation_section(evaluation: dict) -> None:
+    """A cross-validated model: out-of-fold beside test, every source apart, calibration, and
+    real images that are not dermoscopy."""
+    st.subheader(tr("card.evaluation"))
+    oof, test = card["out_of_fold"], evaluation["splits"]["test"]
+    cols = st.columns(3)
+    cols[0].metric(
+        f"{tr('card.bal_acc')} · {tr('card.test')}", f"{test['equal_prior']['balanced_accuracy_present']:.3f}"
+    )
+    cols[0].caption(f"{tr('card.oof')}: {oof['balanced_accuracy_equal_prior_tta']:.3f}")
+    cols[1].metric(f"{tr('card.mel_recall')} · {tr('card.test')}", f"{test['equal_prior']['melanoma_recall']:.3f}")
+    cols[1].caption(f"{tr('card.oof')}: {oof['melanoma_recall_equal_prior_tta']:.3f}")
+    cols[2].metric(f"{tr('card.mel_auc')} · {tr('card.test')}", f"{test['equal_prior']['melanoma_auc']:.3f}")
+    calibration = test["training_prior"]
+    st.caption(
+        tr(
+            "card.calibration_line",
+            ece=calibration["ece_15"],
+            p=calibration["mean_malignant_probability"],
+            share=calibration["malignant_share"],
+        )
+    )
+    st.markdown(f"**{tr('card.by_source')}**")
+    rows = [
+        {
+            tr("card.source"): name,
+            tr("card.images"): r["n"],
+            "BA": r["balanced_accuracy_present"],
+            tr("card.mel_recall"): r["melanoma_recall"],
+            tr("card.mel_auc"): r["melanoma_auc"],
+            tr("card.ood_flagged"): r["ood_flagged"],
+        }
+        for name, r in evaluation["by_source"].items()
+    ]
+    numbers = ["BA", tr("card.mel_recall"), tr("card.mel_auc"), tr("card.ood_flagged")]
+    st.dataframe(
+        pd.DataFrame(rows),
+        hide_index=True,
+        width="stretch",
+        column_config={c: st.column_config.NumberColumn(format="%.3f") for c in numbers},
+    )
+    outside = evaluation.get("not_dermoscopy")
+    if outside:
+        summary = " · ".join(f"{k} {v['flagged']:.0%} (n={v['n']})" for k, v in outside.items())
+        st.caption(tr("card.not_dermoscopy", summary=summary))
+
+
 if card.get("referral"):
     referral_section(card["referral"])
+if "sources" in card["data"]:
+    st.info(tr("card.sources", sources=", ".join(card["data"]["sources"])))
+if card.get("evaluation"):
+    evaluation_section(card["evaluation"])
 
 metrics = card.get("test_metrics")
-if not metrics:
+if card.get("evaluation"):
+    pass  # a cross-validated model's figures are above
+elif not metrics:
     st.warning(tr("card.no_metrics"))
 else:
     splits = metrics["splits"]
@@ -303,8 +356,13 @@ else:
 
 st.subheader(tr("card.data"))
 data = card["data"]
+# Per part: images, lesions where counted, and images per class (never the test split's, in a
+# cross-validated card: export does not read test labels).
 counts = pd.DataFrame(
-    {name: {"images": c["images"], "lesions": c["lesions"], **c["per_class"]} for name, c in data["counts"].items()}
+    {
+        name: {"images": c["images"], **({"lesions": c["lesions"]} if "lesions" in c else {}), **c.get("per_class", {})}
+        for name, c in data["counts"].items()
+    }
 )
 st.write(f"{data['dataset']}. {tr('card.split')}: {data['split_rule']}.")
 st.dataframe(counts, width="stretch")

@@ -2,7 +2,7 @@
 init, 128x96, 4 epochs): each variant is trained once per held-out source, without it.
 
     python -m scripts.holdout_proxy --data ../shared/data/ham10000 --data ../shared/data/isic2017 \
-        --split runs/v7/split.csv --out runs/holdout
+        --split runs/v1/split.csv --out runs/holdout
 
 Results are appended to <out>/results.jsonl; a finished (variant, source) is skipped, an
 unfinished one resumes from its checkpoint.
@@ -15,6 +15,7 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from skin_model.holdout import load_all, run_holdout
@@ -47,14 +48,19 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("runs/holdout"))
     p.add_argument("--variants", nargs="+", default=list(VARIANTS))
     p.add_argument("--sources", nargs="+", default=["isic2017", "rosendahl", "vidir_modern"])
+    p.add_argument("--report", action="store_true", help="print the results as a markdown table, train nothing")
     args = p.parse_args()
+    if args.report:
+        print(report(args.out / "results.jsonl"))
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(2)
     args.out.mkdir(parents=True, exist_ok=True)
     results = args.out / "results.jsonl"
     done = set()
     if results.exists():
-        done = {(r["variant"], r["holdout"]) for r in map(json.loads, results.read_text().splitlines())}
+        rows = map(json.loads, results.read_text().splitlines())
+        done = {(r["variant"], r["holdout"]) for r in rows if "ood_flagged" in r}  # older rows: scored again
     cache = args.out / "images.npy"
     loaded = {}
     for variant in args.variants:
@@ -66,16 +72,43 @@ def main() -> None:
             if p_cc not in loaded:
                 loaded.clear()  # one copy in memory at a time
                 loaded[p_cc] = load_all(args.data, args.split, p_cc, cache)
-            report = run_holdout(loaded[p_cc], source, cfg, args.out / variant)
-            report["variant"] = variant
+            result = run_holdout(loaded[p_cc], source, cfg, args.out / variant)
+            result["variant"] = variant
             with results.open("a") as fh:
-                fh.write(json.dumps(report) + "\n")
+                fh.write(json.dumps(result) + "\n")
             logging.info(
                 "%s without %s: %s",
                 variant,
                 source,
-                {k: report[k] for k in ("melanoma_recall", "melanoma_auc", "balanced_accuracy_present")},
+                {k: result[k] for k in ("melanoma_recall", "melanoma_auc", "balanced_accuracy_present")},
             )
+
+
+def report(results: Path) -> str:
+    """One row per (variant, held-out source), then each variant's mean over the sources it has."""
+    latest = {}
+    for line in results.read_text().splitlines():  # a row scored again replaces the older one
+        r = json.loads(line)
+        latest[(r["variant"], r["holdout"])] = r
+    rows = list(latest.values())
+    keys = ("melanoma_recall", "melanoma_auc", "balanced_accuracy_present", "malignant_auc", "ood_flagged")
+    lines = [
+        "| variant | held-out source | images | melanomas | melanoma recall | melanoma AUC | BA (classes present) "
+        "| P(malignant) AUC | flagged out of domain |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['variant']} | {r['holdout']} | {r['images']} | {r['melanomas']} | "
+            + " | ".join(f"{r[k]:.3f}" if r.get(k) is not None else "–" for k in keys)
+            + " |"
+        )
+    for variant in dict.fromkeys(r["variant"] for r in rows):
+        mine = [r for r in rows if r["variant"] == variant]
+        means = [np.mean([r[k] for r in mine if r.get(k) is not None] or [np.nan]) for k in keys]
+        sources = "+".join(r["holdout"] for r in mine)
+        lines.append(f"| **{variant}: mean** | {sources} | | | " + " | ".join(f"**{m:.3f}**" for m in means) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

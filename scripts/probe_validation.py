@@ -154,7 +154,7 @@ def probe_sizes(model, val, paths, labels, train_prior, scales, shipped_logits) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--run", type=Path, default=Path("runs/v7"), help="the run whose split.csv to use")
+    parser.add_argument("--run", type=Path, default=Path("runs/v1"), help="the run whose split.csv to use")
     parser.add_argument("--scales", type=float, nargs="+", default=[1.0, 1.1, 1.2, 1.3])
     args = parser.parse_args()
     model = SkinClassifier.load()

@@ -98,11 +98,41 @@ def run_holdout(data: Dataset, holdout: str, cfg, run_root: Path) -> dict:
     net, cfg = load_member(member_dir)
     train_prior = class_frequencies(parts["train"].labels)
     equal = PRIORS["equal"](train_prior)
-    val_probs = torch.softmax(predict_outputs(net, parts["val"], cfg.inputs, TTA_VIEWS)[0], 1).double()
+    val_logits, val_features = predict_outputs(net, parts["val"], cfg.inputs, TTA_VIEWS)
+    val_probs = torch.softmax(val_logits, 1).double()
     strength, _ = choose_prior_strength(val_probs, parts["val"].labels, train_prior)
-    probs = torch.softmax(predict_outputs(net, held_out, cfg.inputs, TTA_VIEWS)[0], 1).double()
+    held_logits, held_features = predict_outputs(net, held_out, cfg.inputs, TTA_VIEWS)
+    probs = torch.softmax(held_logits, 1).double()
     decided = apply_prior(probs, train_prior, equal, strength).numpy()
     report = source_report(decided, held_out.labels.numpy())
+    report["ood_flagged"] = ood_share(net, cfg, parts, val_features, held_out, held_features)
     report |= {"holdout": holdout, "equal_prior_strength": strength, "member": asdict(cfg)}
     (member_dir / "holdout.json").write_text(json.dumps(report, indent=2))
     return report
+
+
+def ood_share(
+    net, cfg, parts: dict, val_features: torch.Tensor, held_out: Dataset, held_features: torch.Tensor
+) -> float:
+    """Share of the held-out source flagged by the out-of-domain check built as export builds it:
+    an index of the training images, its threshold passing 97% of each validation source."""
+    from .index import CaseIndex, image_statistics, member_embedding
+    from .train import TTA_VIEWS, predict_outputs
+
+    train = parts["train"]
+    train_features = predict_outputs(net, train, cfg.inputs, TTA_VIEWS)[1]
+    index = CaseIndex.build(
+        member_embedding([train_features]),
+        image_statistics(train.images),
+        train.labels,
+        list(train.df["dx_type"]),
+        list(train.df["image_id"]),
+        [b""] * len(train),
+    )
+    val = parts["val"]
+    index.calibrate_by_source(
+        {"validation": (member_embedding([val_features]), image_statistics(val.images), val.df)},
+        list(train.df["lesion_id"]),
+    )
+    scores = index.ood_scores(member_embedding([held_features]), image_statistics(held_out.images))
+    return float((scores > index.threshold).double().mean())

@@ -395,6 +395,34 @@ TEXT: dict[str, dict[str, str]] = {
     },
     "card.data": {"en": "Training data", "fr": "Données d'entraînement"},
     "card.split": {"en": "Split", "fr": "Partition"},
+    "card.sources": {
+        "en": "Seen in training: {sources}. Images from other cameras and clinics may be answered less well.",
+        "fr": "Vues à l'entraînement : {sources}. Les images d'autres appareils et cliniques peuvent être moins bien "
+        "traitées.",
+    },
+    "card.evaluation": {
+        "en": "How it does: out-of-fold (every choice was made there) and the test split (scored once)",
+        "fr": "Ses résultats : hors pli (tous les choix y ont été faits) et partition de test (notée une fois)",
+    },
+    "card.oof": {"en": "out-of-fold", "fr": "hors pli"},
+    "card.by_source": {
+        "en": "By source: HAM10000's test lesions per clinic, and ISIC 2017's check part (never trained on)",
+        "fr": "Par source : lésions de test de HAM10000 par clinique, et partie de contrôle d'ISIC 2017 (jamais apprise)",
+    },
+    "card.source": {"en": "Source", "fr": "Source"},
+    "card.images": {"en": "Images", "fr": "Images"},
+    "card.mel_auc": {"en": "Melanoma AUC", "fr": "AUC mélanome"},
+    "card.ood_flagged": {"en": "Flagged out of domain", "fr": "Signalées hors domaine"},
+    "card.calibration_line": {
+        "en": "Under HAM10000's frequencies (the training prior) on test: ECE {ece:.3f}; mean P(malignant) {p:.3f} "
+        "against a malignant share of {share:.3f}.",
+        "fr": "Aux fréquences de HAM10000 (a priori d'entraînement) sur le test : ECE {ece:.3f} ; P(maligne) moyenne "
+        "{p:.3f} pour une part de lésions malignes de {share:.3f}.",
+    },
+    "card.not_dermoscopy": {
+        "en": "Real images that are not dermoscopy, flagged out of domain: {summary}.",
+        "fr": "Vraies images qui ne sont pas de la dermoscopie, signalées hors domaine : {summary}.",
+    },
     "card.no_metrics": {
         "en": "This model card has no test metrics yet.",
         "fr": "Cette fiche n'a pas encore de métriques de test.",

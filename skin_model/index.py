@@ -168,7 +168,7 @@ class CaseIndex:
         knn, stats = self._distances(self.similarities(val_features), val_stats)
         self.scales = (float(np.quantile(knn.numpy(), PART_QUANTILE)), float(np.quantile(stats.numpy(), PART_QUANTILE)))
         scores = self.ood_scores(val_features, val_stats)
-        self.threshold = float(np.quantile(scores.numpy(), PASS_RATE))
+        self.threshold = float(np.quantile(scores.numpy(), PASS_RATE, method="higher"))  # at least PASS_RATE pass
         return {
             "method": f"max of two distances, each over its validation {PART_QUANTILE} quantile: kNN distance "
             f"in the model's features (Sun et al. 2022), k={K_OOD}, embedding PCA-"
@@ -201,7 +201,9 @@ class CaseIndex:
         knn, stats, sources = torch.cat(knn), torch.cat(stats), np.array(sources)
         self.scales = (float(np.quantile(knn.numpy(), PART_QUANTILE)), float(np.quantile(stats.numpy(), PART_QUANTILE)))
         scores = torch.maximum(knn / self.scales[0], stats / self.scales[1]).numpy()
-        per_source = {s: float(np.quantile(scores[sources == s], pass_rate)) for s in sorted(set(sources))}
+        per_source = {
+            s: float(np.quantile(scores[sources == s], pass_rate, method="higher")) for s in sorted(set(sources))
+        }
         self.threshold = max(per_source.values())
         return {
             "method": f"max of two distances, each over its {PART_QUANTILE} quantile on in-domain images: kNN "
