@@ -21,7 +21,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -128,7 +128,7 @@ def main() -> None:
             )
     result = {
         "machine": f"{cpu_name()}, {len(os.sched_getaffinity(0))} cores",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "repeats": args.repeats,
         "targets": {"seconds": 1.0, "peak_rise_mb": 150},
         "files": rows,

@@ -23,7 +23,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -155,7 +155,7 @@ def main() -> None:
         json.dumps(
             {
                 "machine": f"{cpu}, {len(os.sched_getaffinity(0))} cores (browser and server on the same cores)",
-                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "date": datetime.now(UTC).isoformat(timespec="seconds"),
                 "repeats": args.repeats,
                 "results": results,
                 "ratios": ratios,

@@ -8,10 +8,9 @@ makes the same model again.
 from __future__ import annotations
 
 import hashlib
+import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-
-import tomllib
 
 from .config import REPO_DIR
 from .train import TrainConfig
