@@ -21,6 +21,10 @@ st.code("pip install --retries 0 -r requirements.txt\nstreamlit run streamlit_ap
 st.code("docker build -t skin-lesion-app .\ndocker run --rm -p 8501:8501 skin-lesion-app", language="bash")
 st.markdown(tr("about.cloud"))
 
+st.subheader(tr("about.api"))
+st.markdown(tr("about.api.text"))
+st.code("curl -F image=@lesion.jpg -F age=55 -F sex=male http://localhost:8501/api/v1/predict", language="bash")
+
 st.subheader(tr("about.language"))
 st.markdown(tr("about.language.text"))
 

@@ -490,6 +490,15 @@ TEXT: dict[str, dict[str, str]] = {
         "fr": "Streamlit Community Cloud : *Create app* → ce dépôt, branche `main`, "
         "fichier `streamlit_app.py`, Python 3.11 (paramètres avancés).",
     },
+    "about.api": {"en": "Asking from another program", "fr": "Interroger depuis un autre programme"},
+    "about.api.text": {
+        "en": "The running app answers programs too, at `/api/v1/predict` (one image as multipart/form-data, with "
+        "optional `age`, `sex`, `site` and `prior`), with the same answer as this page, verdict first. "
+        "`/api/v1/openapi.json` describes it; the README has examples and the error codes.",
+        "fr": "L'application en marche répond aussi aux programmes, à `/api/v1/predict` (une image en "
+        "multipart/form-data, avec `age`, `sex`, `site` et `prior` facultatifs), avec la même réponse que cette page, "
+        "verdict d'abord. `/api/v1/openapi.json` la décrit ; le README donne des exemples et les codes d'erreur.",
+    },
     "about.language": {"en": "Language", "fr": "Langue"},
     "about.language.text": {
         "en": "The app speaks English and French; the choice is kept in the page's address (`?lang=fr`), so a "

@@ -157,17 +157,37 @@ def test_french_survives_a_reload_and_every_selector_speaks_it(server, browser):
     page.close()
 
 
-def test_on_a_phone_the_answer_is_on_the_first_screen_and_survives_another_page(server, browser):
+def _verdict(page, lang: str = "en"):
+    """The referral verdict's box, whichever it is."""
+    texts = "|".join(re.escape(t(f"refer.{v}", lang)) for v in ("suspicious", "not_suspicious", "cannot_judge"))
+    return page.get_by_text(re.compile(f"^({texts})$"))
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_on_a_phone_the_verdict_is_on_the_first_screen(server, browser, lang):
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto(f"{server[0]}/?lang={lang}")
+    page.get_by_text(t("diag.title", lang)).wait_for(timeout=60_000)
+    page.locator("input[type=file]").first.set_input_files(str(SAMPLES_DIR / "ISIC_0027622.jpg"))
+    _verdict(page, lang).first.wait_for(timeout=90_000)
+    page.wait_for_timeout(1500)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"analyse-390-first-screen-{lang}.png"))
+    box = _verdict(page, lang).first.bounding_box()
+    assert box is not None and box["y"] + box["height"] <= 844, f"the verdict starts at y={box and box['y']}"
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(ARTIFACTS / f"analyse-1280-{lang}.png"))
+    page.close()
+
+
+def test_the_answer_survives_another_page(server, browser):
     page = browser.new_page(viewport={"width": 390, "height": 844})
     page.goto(server[0])
     page.get_by_text(t("diag.title", "en")).wait_for(timeout=60_000)
     page.locator("input[type=file]").first.set_input_files(str(SAMPLES_DIR / "ISIC_0027622.jpg"))
     _answer(page).first.wait_for(timeout=90_000)
     page.wait_for_timeout(1500)
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "analyse-390-first-screen.png"))
-    box = _answer(page).first.bounding_box()
-    assert box is not None and box["y"] + box["height"] <= 844, f"the answer starts at y={box and box['y']}"
     headline = _answer(page).first.inner_text()
     # Within the same session (a new URL would start a new one): through the sidebar's links.
     page.set_viewport_size({"width": 1280, "height": 900})
