@@ -203,17 +203,23 @@ def test_the_real_server_answers_the_api_beside_the_pages(tmp_path):
     from .server import streamlit_server
 
     sample = sorted(SAMPLES_DIR.glob("*.jpg"))[0].read_bytes()
-    with streamlit_server(tmp_path / "streamlit.log") as url:
+    log = tmp_path / "streamlit.log"
+    with streamlit_server(log) as url:
         version = httpx.get(f"{url}{PREFIX}/version", timeout=120)
         assert version.status_code == 200 and version.json()["classes"] == list(vocab.CLASSES)
         response = httpx.post(
             f"{url}{PREFIX}/predict",
-            files={"image": ("sample.jpg", sample, "image/jpeg"), "age": (None, "60"), "sex": (None, "male")},
+            files={"image": ("patient_durand.jpg", sample, "image/jpeg"), "age": (None, "60"), "sex": (None, "male")},
             timeout=120,
         )
         assert response.status_code == 200, response.text
+        refused = httpx.post(
+            f"{url}{PREFIX}/predict", files={"image": ("notes_durand.txt", b"Patient Durand, 1961", "text/plain")}
+        )
+        assert refused.status_code == 415 and refused.json()["error"] == "not_an_image"
         assert httpx.get(f"{url}/", timeout=30).status_code == 200  # the pages' HTML
         assert httpx.get(f"{url}/_stcore/health", timeout=30).text == "ok"
+    assert "durand" not in log.read_text().lower()  # neither a file name nor a byte of an upload in the log
     expected = skin_model.load_model().predict(sample, age=60, sex="male")
     assert response.json()["probabilities"] == pytest.approx(expected.probabilities, abs=1e-9)
     assert response.json()["verdict"] == expected.verdict
