@@ -140,7 +140,7 @@ def app_memory(answers: int = 20, python: str = sys.executable) -> dict:
         page.get_by_text("Analyse a lesion").wait_for(timeout=60_000)
         for i in range(answers):
             page.locator("input[type=file]").first.set_input_files(str(images[i % len(images)]))
-            page.get_by_text("Probability of a malignant").wait_for(timeout=60_000)
+            page.get_by_text("Probability of a malignant").first.wait_for(timeout=60_000)
             page.wait_for_function("document.querySelectorAll('[data-testid=stImage] img').length >= 2")
             page.wait_for_timeout(300)
         after_diagnose = peak_rss_mb(pid)

@@ -16,6 +16,7 @@ import asyncio
 import json
 import re
 import shutil
+import socket
 import statistics
 import sys
 import time
@@ -34,13 +35,26 @@ async def one_session(browser, url: str, image: Path) -> tuple[str, float]:
     await page.get_by_text("Analyse a lesion").wait_for(timeout=120_000)
     start = time.perf_counter()
     await page.locator("input[type=file]").first.set_input_files(str(image))
-    await page.get_by_text("Probability of a malignant").wait_for(timeout=120_000)
+    await page.get_by_text("Probability of a malignant").first.wait_for(timeout=120_000)
     await page.wait_for_function("document.querySelectorAll('[data-testid=stImage] img').length >= 2", timeout=120_000)
     seconds = time.perf_counter() - start
     text = await page.locator("h3").filter(has_text=re.compile("Most likely|Uncertain between")).first.inner_text()
     # "Most likely: CODE — name" or "Uncertain between CODE and OTHER: ..." (CODE: the top class)
     first = text.split(":", 1)[1] if text.startswith("Most likely") else text.removeprefix("Uncertain between")
     return first.replace("—", " ").split()[0], seconds
+
+
+async def every_page(browser, url: str) -> None:
+    """A Batch of every sample, then the Model card and About pages: the app's memory after all of it."""
+    page = await (await browser.new_context(viewport={"width": 1280, "height": 900})).new_page()
+    await page.goto(f"{url}/batch")
+    await page.locator("input[type=file]").first.set_input_files([str(p) for p in SAMPLES])
+    await page.get_by_role("button", name=f"Analyse {len(SAMPLES)} image(s)").click()
+    await page.locator("[data-testid=stDataFrame]").wait_for(timeout=300_000)
+    for path, text in (("model_card", "Model card"), ("about", "About")):
+        await page.goto(f"{url}/{path}")
+        await page.get_by_role("heading", name=text).first.wait_for(timeout=120_000)
+        await page.wait_for_timeout(1000)
 
 
 async def one_api_call(client, url: str, image: Path) -> tuple[int, dict, float]:
@@ -55,12 +69,15 @@ async def run(url: str, sessions: int, api_clients: int) -> tuple[list, list, tu
     import httpx
     from playwright.async_api import async_playwright
 
-    async with async_playwright() as pw, httpx.AsyncClient(timeout=600) as client:
+    # TCP_NODELAY as requests and curl set it (see bench_api.py)
+    transport = httpx.AsyncHTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+    async with async_playwright() as pw, httpx.AsyncClient(timeout=600, transport=transport) as client:
         browser = await pw.chromium.launch(executable_path=shutil.which("chromium"), headless=True, args=CHROMIUM_ARGS)
         pages = [one_session(browser, url, SAMPLES[i % len(SAMPLES)]) for i in range(sessions)]
         calls = [one_api_call(client, url, SAMPLES[i % len(SAMPLES)]) for i in range(api_clients)]
         results = await asyncio.gather(*pages, *calls)
         after = await one_session(browser, url, SAMPLES[0])  # the pages still answer after the load
+        await every_page(browser, url)
         await browser.close()
     return results[:sessions], results[sessions:], after
 

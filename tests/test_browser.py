@@ -84,7 +84,7 @@ def test_diagnose_in_a_real_browser(server, browser, diagnose_state):
     _choose(page, t("meta.site", "en"), "upper extremity")
     page.wait_for_timeout(1500)  # the rerun of the last choice redraws the uploader: let it settle
     page.locator("input[type=file]").first.set_input_files(str(SAMPLES_DIR / "ISIC_0027622.jpg"))
-    page.get_by_text("Probability of a malignant").wait_for(timeout=90_000)
+    page.get_by_text("Probability of a malignant").first.wait_for(timeout=90_000)
     page.wait_for_function("document.querySelectorAll('[data-testid=stImage] img').length >= 2", timeout=60_000)
     page.locator("table abbr").first.wait_for(timeout=30_000)  # all seven diagnoses
     page.wait_for_timeout(1500)  # let the last rerun settle before the picture
