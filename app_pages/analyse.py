@@ -194,20 +194,29 @@ def explain(result: dict) -> None:
         st.warning(tr("diag.cam_unlikely", code=target, p=ui.pct(pred.probabilities[target])))
 
 
+VERDICT_STYLE = {  # colour and icon of each verdict's heading
+    SUSPICIOUS: ("red", ":material/priority_high:"),
+    NOT_SUSPICIOUS: ("green", ":material/check_circle:"),
+    CANNOT_JUDGE: ("orange", ":material/help:"),
+}
+VERDICT_NOTE = {NOT_SUSPICIOUS: "refer.not_suspicious_note", CANNOT_JUDGE: "refer.cannot_judge_note"}
+
+
+def verdict_heading(verdict: str) -> str:
+    colour, icon = VERDICT_STYLE[verdict]
+    return f"#### :{colour}[{icon} {tr('refer.' + verdict)}]"
+
+
 def referral(pred) -> None:
     """The answer a clinician needs first: should a dermatologist see this lesion? With the
     number behind it and the rule's evidence on validation, in natural frequencies."""
-    box, icon = {
-        SUSPICIOUS: (st.error, ":material/priority_high:"),
-        NOT_SUSPICIOUS: (st.success, ":material/check_circle:"),
-        CANNOT_JUDGE: (st.warning, ":material/warning:"),
-    }[pred.verdict]
-    notes = {NOT_SUSPICIOUS: "refer.not_suspicious_note", CANNOT_JUDGE: "refer.cannot_judge_note"}
-    note = f"\n\n{tr(notes[pred.verdict])}" if pred.verdict in notes else ""
-    box(f"**{tr('refer.' + pred.verdict)}**{note}", icon=icon)
-    st.markdown(tr("refer.score", p=ui.pct(pred.referral_probability), threshold=ui.pct(pred.refer_threshold)))
-    flagged, false_alarms = natural_frequencies(model.card["referral"]["validation"])
-    st.caption(tr("refer.evidence", flagged=flagged, false_alarms=false_alarms))
+    with st.container(border=True):
+        st.markdown(verdict_heading(pred.verdict))
+        if pred.verdict in VERDICT_NOTE:
+            st.markdown(tr(VERDICT_NOTE[pred.verdict]))
+        st.markdown(tr("refer.score", p=ui.pct(pred.referral_probability), threshold=ui.pct(pred.refer_threshold)))
+        flagged, false_alarms = natural_frequencies(model.card["referral"]["validation"])
+        st.caption(tr("refer.evidence", flagged=flagged, false_alarms=false_alarms))
 
 
 # -- the answer ----------------------------------------------------------------------------------------------

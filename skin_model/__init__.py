@@ -3,7 +3,8 @@
 import threading
 
 __version__ = "2.2.0"
-_shared, _shared_lock = None, threading.Lock()
+_shared: dict = {}  # model folder (None: the shipped one) -> its loaded model
+_shared_lock = threading.Lock()
 
 
 def load_model(model_dir=None):
@@ -17,10 +18,13 @@ def load_model(model_dir=None):
 
 
 def shared_model():
-    """The process's one model, loaded on first use: the pages and the API share it (one copy
-    in memory, one torch thread)."""
-    global _shared
+    """The process's one model (of the folder ``SKIN_MODEL_DIR`` names, else the shipped one),
+    loaded on first use: the pages and the API share it (one copy in memory, one torch thread).
+    A model that fails to load is not kept: the next call tries again and says why."""
+    from .config import settings
+
+    folder = settings().model_dir
     with _shared_lock:
-        if _shared is None:
-            _shared = load_model()
-        return _shared
+        if folder not in _shared:
+            _shared[folder] = load_model(folder)
+        return _shared[folder]

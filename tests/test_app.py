@@ -7,6 +7,7 @@ from streamlit.testing.v1 import AppTest
 from skin_model import vocab
 from skin_model.i18n import error_text, percent, t
 from skin_model.inputs import load_image
+from skin_model.referral import VERDICTS
 
 from .conftest import REPO, SAMPLES_DIR
 
@@ -213,10 +214,13 @@ def test_model_card_renders_its_metrics():
     at = _app("app_pages/model_card.py")
     labels = [m.label for m in at.metric]
     test = f" · {t('card.test', 'en')}"
-    assert labels == [t(k, "en") + test for k in ("card.bal_acc", "card.mel_recall", "card.auc", "card.ece")]
+    referral = ("card.sensitivity", "card.specificity", "card.mel_sensitivity")  # the referral rule first
+    headline = ("card.bal_acc", "card.mel_recall", "card.auc", "card.ece")
+    assert labels == [t(k, "en") + test for k in (*referral, *headline)]
     assert all(0 < float(m.value) <= 1 for m in at.metric)
-    assert sum(c.value.startswith(t("card.val", "en") + ":") for c in at.caption) == 4  # validation beside test
-    assert len(at.get("plotly_chart")) == 3
+    assert sum(c.value.startswith(t("card.val", "en") + ":") for c in at.caption) == 7  # validation beside test
+    assert len(at.get("plotly_chart")) == 4  # the referral ROC, recall, confusion, reliability
+    assert t("card.referral", "en") in [h.value for h in at.subheader]
 
 
 def test_about_page_has_the_glossary():
@@ -378,8 +382,10 @@ def test_hostile_metadata_csvs_on_the_batch_page():
     assert not at.error and at.session_state["batch"]["result"].loc[0, "error"] == ""
 
 
-def _cannot_judge(lang: str = "en") -> str:
-    return f"**{t('refer.cannot_judge', lang)}**\n\n{t('refer.cannot_judge_note', lang)}"
+def _verdicts(at) -> list[str]:
+    """The referral verdicts shown (their headings), in order."""
+    names = {t(f"refer.{v}", lang): v for v in VERDICTS for lang in ("en", "fr")}
+    return [v for m in at.markdown for text, v in names.items() if m.value.startswith("####") and text in m.value]
 
 
 def test_an_image_that_is_not_dermoscopy_gets_the_warning_first():
@@ -392,8 +398,8 @@ def test_an_image_that_is_not_dermoscopy_gets_the_warning_first():
     at = _app()
     _upload(at, "black.png", encode(Image.new("RGB", (320, 240), (0, 0, 0))), "image/png")
     assert at.session_state["diagnosis"]["prediction"].ood
-    assert [w.value for w in at.warning][:1] == [_cannot_judge()]
-    assert not at.success  # "not suspicious" is a success box: never for an image it cannot judge
+    assert _verdicts(at) == ["cannot_judge"]  # never "not suspicious" for an image it cannot judge
+    assert t("refer.cannot_judge_note", "en") in [m.value for m in at.markdown]
     assert not at.subheader and not any("-badge[" in m.value for m in at.markdown)
     shown = next(c for c in at.checkbox if c.label == t("diag.show_anyway", "en"))
     shown.check().run()
@@ -401,8 +407,7 @@ def test_an_image_that_is_not_dermoscopy_gets_the_warning_first():
     label = at.session_state["diagnosis"]["prediction"].label
     assert [s.value for s in at.subheader] == [t("diag.ood_answer", "en", code=label)]
     assert not any("-badge[" in m.value for m in at.markdown)  # never a confident badge
-    assert at.warning[0].value == _cannot_judge()  # the warning stays
-    assert not at.success
+    assert _verdicts(at) == ["cannot_judge"]  # the verdict stays
 
 
 def test_a_sample_gets_the_malignancy_line_the_prior_and_similar_cases():
@@ -426,19 +431,21 @@ def test_the_referral_verdict_comes_first_in_both_languages(lang):
     from skin_model.referral import natural_frequencies
 
     at = _app()
-    at.sidebar.selectbox[0].set_value(lang).run()
     _upload(at, "lesion.jpg", SAMPLE.read_bytes())
+    at.session_state["lang"] = lang  # as the sidebar's language selector sets it (see above)
+    at.run()
     pred = at.session_state["diagnosis"]["prediction"]
     assert not pred.ood and pred.verdict in ("suspicious", "not_suspicious")
-    boxes = at.error if pred.verdict == "suspicious" else at.success
-    assert len(boxes) == 1 and boxes[0].value.startswith(f"**{t('refer.' + pred.verdict, lang)}**")
+    assert _verdicts(at) == [pred.verdict]
     texts = [str(m.value) for m in at.markdown]
+    heading = next(i for i, m in enumerate(texts) if t("refer." + pred.verdict, lang) in m)
     score = t(
         "refer.score", lang, p=percent(pred.referral_probability, lang), threshold=percent(pred.refer_threshold, lang)
     )
     assert score in texts
-    # before the seven diagnoses' table
-    assert texts.index(score) < next(i for i, m in enumerate(texts) if m.startswith("<table"))
+    # first, then the score, then the seven diagnoses' table
+    assert heading < texts.index(score) < next(i for i, m in enumerate(texts) if m.startswith("<table"))
+    assert not at.error  # a verdict is no error
     flagged, false_alarms = natural_frequencies(_card()["referral"]["validation"])
     assert t("refer.evidence", lang, flagged=flagged, false_alarms=false_alarms) in [c.value for c in at.caption]
 
