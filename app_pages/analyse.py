@@ -235,7 +235,6 @@ with result_col:
     else:
         st.subheader(tr("diag.result", code=pred.label, name=diagnosis.name(ui.lang())))
         st.markdown(ui.badge(pred.label))
-    st.markdown(tr("diag.malignant", p=ui.pct(pred.malignant_probability)))
     if sample is not None:
         # A teaching moment: the recorded diagnosis beside the model's answer.
         st.markdown(

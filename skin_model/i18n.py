@@ -181,10 +181,6 @@ TEXT: dict[str, dict[str, str]] = {
         "fr": "Que vaut cette règle ? Sur 100 lésions malignes ou précancéreuses de la validation, elle en a signalé "
         "{flagged} ; sur 100 bénignes, elle en a aussi signalé {false_alarms}.",
     },
-    "diag.malignant": {
-        "en": "Probability of a malignant or pre-malignant lesion (mel + bcc + akiec): **{p}**",
-        "fr": "Probabilité d'une lésion maligne ou précancéreuse (mel + bcc + akiec) : **{p}**",
-    },
     "diag.prior": {"en": "Before the image is seen, assume", "fr": "Avant de voir l'image, supposer"},
     "prior.equal": {"en": "every diagnosis equally likely", "fr": "tous les diagnostics également probables"},
     "prior.training": {"en": "HAM10000's own frequencies (nv 67%)", "fr": "les fréquences de HAM10000 (nv 67 %)"},

@@ -410,18 +410,21 @@ def test_an_image_that_is_not_dermoscopy_gets_the_warning_first():
     assert _verdicts(at) == ["cannot_judge"]  # the verdict stays
 
 
-def test_a_sample_gets_the_malignancy_line_the_prior_and_similar_cases():
+def test_a_sample_gets_the_referral_score_the_prior_and_similar_cases():
     at = _app()
     _upload(at, "lesion.jpg", SAMPLE.read_bytes())
     pred = at.session_state["diagnosis"]["prediction"]
     assert not pred.ood
     text = _texts(at)
-    assert t("diag.malignant", "en", p=percent(pred.malignant_probability)) in text
+    # P(malignant) once, in the verdict's box, under the training prior whatever the prior shown
+    score = t("refer.score", "en", p=percent(pred.referral_probability), threshold=percent(pred.refer_threshold))
+    assert score in text
     assert t("diag.prior_in_force", "en", prior=t("prior.equal", "en")) in text
     assert len(pred.neighbours) == 6
     at.radio(key="prior.en").set_value("training").run()
     assert at.session_state["diagnosis"]["prediction"].prior == "training"
     assert t("diag.prior_in_force", "en", prior=t("prior.training", "en")) in _texts(at)
+    assert score in _texts(at)  # the prior shown never moves the verdict or its number
 
 
 @pytest.mark.parametrize("lang", ["en", "fr"])
