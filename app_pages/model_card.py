@@ -79,7 +79,7 @@ def referral_section(rule: dict) -> None:
                     x=[1 - anchor["specificity"]],
                     y=[anchor["sensitivity"]],
                     mode="markers",
-                    name=anchor["who"].split(" (")[0],
+                    name=tr(f"card.anchor.{anchor['key']}"),
                     marker=dict(color="grey", size=9, symbol="diamond-open"),
                 )
             )
@@ -110,11 +110,10 @@ def referral_section(rule: dict) -> None:
     st.markdown(f"**{tr('card.anchors')}**")
     anchors = [
         {
-            tr("card.anchor_who"): a["who"],
-            tr("card.anchor_task"): a["task"],
+            tr("card.anchor_who"): tr(f"card.anchor.{a['key']}"),
             tr("card.sensitivity"): a["sensitivity"],
             tr("card.specificity"): a["specificity"],
-            tr("card.anchor_source"): a["source"],
+            tr("card.anchor_source"): a["source"].split(",")[0] + ", " + a["source"].rsplit(", ", 1)[-1],
         }
         for a in rule["anchors"]
     ]
@@ -122,7 +121,6 @@ def referral_section(rule: dict) -> None:
         anchors.append(
             {
                 tr("card.anchor_who"): tr("card.this_model", split=split),
-                tr("card.anchor_task"): "malignant or pre-malignant (mel, bcc, akiec)",
                 tr("card.sensitivity"): point["sensitivity"],
                 tr("card.specificity"): point["specificity"],
                 tr("card.anchor_source"): "",

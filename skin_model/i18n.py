@@ -310,9 +310,19 @@ TEXT: dict[str, dict[str, str]] = {
         "fr": "À côté de points de fonctionnement publiés (autres données, autres tâches : un repère, pas un concours)",
     },
     "card.anchor_who": {"en": "Who", "fr": "Qui"},
-    "card.anchor_task": {"en": "Lesions flagged", "fr": "Lésions signalées"},
+    "card.anchor.dermatologists": {
+        "en": "Dermatologists, dermoscopic images (ISIC 2016 reader study): melanoma",
+        "fr": "Dermatologues, images dermoscopiques (étude de lecteurs ISIC 2016) : mélanome",
+    },
+    "card.anchor.skinvision": {
+        "en": "SkinVision, CE-marked app: malignant or pre-malignant",
+        "fr": "SkinVision, appli marquée CE : maligne ou précancéreuse",
+    },
     "card.anchor_source": {"en": "Source", "fr": "Source"},
-    "card.this_model": {"en": "This model ({split})", "fr": "Ce modèle ({split})"},
+    "card.this_model": {
+        "en": "This model ({split}): malignant or pre-malignant",
+        "fr": "Ce modèle ({split}) : maligne ou précancéreuse",
+    },
     "card.headline": {
         "en": "The answer the app gives: held-out test split, validation beside it",
         "fr": "La réponse que donne l'appli : jeu de test réservé, validation à côté",

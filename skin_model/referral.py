@@ -31,6 +31,7 @@ RULE = (
 # Published operating points the card sets beside the model's (sensitivity, specificity).
 ANCHORS = (
     {
+        "key": "dermatologists",
         "who": "Dermatologists reading dermoscopic images (ISIC 2016 reader study)",
         "task": "melanoma",
         "sensitivity": 0.82,
@@ -38,6 +39,7 @@ ANCHORS = (
         "source": "Marchetti M.A. et al., J Am Acad Dermatol 78(2):270-277, 2018",
     },
     {
+        "key": "skinvision",
         "who": "SkinVision (CE-marked smartphone app)",
         "task": "malignant or pre-malignant",
         "sensitivity": 0.95,
