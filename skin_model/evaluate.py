@@ -19,7 +19,6 @@ from .data import find_images, find_metadata_csv, metadata_of, read_metadata
 from .index import image_statistics, member_embedding
 from .metrics import binary_calibration, classification_report, expected_calibration_error, reliability
 from .network import encode_metadata
-from .ood_set import out_of_domain_images
 from .predictor import FUSED, IMAGE_ONLY, SkinClassifier
 from .priors import PRIORS, apply_prior
 from .referral import MALIGNANT_OR_PREMALIGNANT
@@ -77,13 +76,14 @@ def neighbour_vote(model: SkinClassifier, features: torch.Tensor, labels: np.nda
 
 
 def out_of_domain_report(model: SkinClassifier, in_domain_scores: dict[str, torch.Tensor]) -> dict:
-    """Share flagged per category of the synthetic and packaged non-skin images, and of the in-domain splits."""
-    report = {"threshold": model.index.threshold, "categories": {}}
-    for category, images in out_of_domain_images().items():
-        flagged = [model.predict(img).ood for img in images]
-        report["categories"][category] = {"n": len(images), "flagged": float(np.mean(flagged))}
-    all_flags = [c["flagged"] * c["n"] for c in report["categories"].values()]
-    report["non_skin_flagged"] = float(sum(all_flags) / sum(c["n"] for c in report["categories"].values()))
+    """Share flagged per category of real images that are not dermoscopy (``not_dermoscopy_report``;
+    empty where that folder is absent), and of the in-domain splits."""
+    outside = not_dermoscopy_report(model) or {}
+    report = {
+        "threshold": model.index.threshold,
+        "categories": {k: v for k, v in outside.items() if k != "all"},
+        "non_skin_flagged": outside.get("all", {}).get("flagged"),
+    }
     for split, scores in in_domain_scores.items():
         report[f"{split}_flagged"] = float((scores > model.index.threshold).double().mean())
     return report
@@ -272,11 +272,14 @@ def summary_table(results: dict) -> str:
         f"majority class (nv) on test: accuracy {m['accuracy']:.3f}, balanced accuracy {m['balanced_accuracy']:.3f}"
     )
     ood = results["out_of_domain"]
+    outside = (
+        ", ".join(f"{k} {v['flagged']:.0%}" for k, v in ood["categories"].items())
+        + f"; all not dermoscopy {ood['non_skin_flagged']:.1%}"
+        if ood["non_skin_flagged"] is not None
+        else "no not_dermoscopy folder"
+    )
     lines.append(
-        "out of domain flagged: "
-        + ", ".join(f"{k} {v['flagged']:.0%}" for k, v in ood["categories"].items())
-        + f"; all non-skin {ood['non_skin_flagged']:.1%}; in-domain val {ood['val_flagged']:.1%}, "
-        f"test {ood['test_flagged']:.1%}"
+        f"out of domain flagged: {outside}; in-domain val {ood['val_flagged']:.1%}, test {ood['test_flagged']:.1%}"
     )
     knn = results["splits"]["test"]["similar_cases_majority"]
     lines.append(

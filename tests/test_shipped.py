@@ -154,7 +154,7 @@ def test_committed_samples_pass_the_out_of_domain_check(shipped):
 
 @pytest.mark.parametrize("category", ["solid colour", "noise", "gradient", "checkerboard", "text", "test pattern"])
 def test_shipped_model_flags_images_that_are_not_skin(shipped, category):
-    from skin_model.ood_set import out_of_domain_images
+    from .ood_set import out_of_domain_images
 
     images = out_of_domain_images()[category]
     assert all(shipped.predict(img).ood for img in images)

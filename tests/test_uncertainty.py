@@ -64,7 +64,7 @@ def test_a_model_that_is_always_right_is_never_called_uncertain():
 
 
 def test_the_out_of_domain_set_has_every_category():
-    from skin_model.ood_set import out_of_domain_images
+    from .ood_set import out_of_domain_images
 
     sets = out_of_domain_images()
     assert {"solid colour", "noise", "gradient", "checkerboard", "text", "test pattern"} <= set(sets)

@@ -3,7 +3,7 @@
 Synthetic images (solid colours, noise, gradients, checkerboards, rendered text,
 camera test patterns) plus the photos that ship inside installed packages
 (scikit-learn's ``china.jpg`` and ``flower.jpg``, whole and cropped). Used by
-the tests and by ``evaluate``, which reports the share flagged per category.
+the tests; ``evaluate`` measures the real images of ``../shared/data/not_dermoscopy`` instead.
 """
 
 from __future__ import annotations
