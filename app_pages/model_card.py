@@ -337,7 +337,9 @@ else:
     st.subheader(tr("card.ood"))
     ood = metrics["out_of_domain"]
     if ood["non_skin_flagged"] is not None:
-        st.write(tr("card.ood_text", non_skin=ood["non_skin_flagged"], val=ood["val_flagged"], test=ood["test_flagged"]))
+        st.write(
+            tr("card.ood_text", non_skin=ood["non_skin_flagged"], val=ood["val_flagged"], test=ood["test_flagged"])
+        )
     st.markdown(" · ".join(f"{name} {c['flagged']:.0%} (n={c['n']})" for name, c in ood["categories"].items()))
     knn = splits["test"]["similar_cases_majority"]
     st.caption(tr("card.similar", k=knn["k"], bal=knn["balanced_accuracy"]))
