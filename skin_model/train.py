@@ -163,8 +163,9 @@ def partial_cross_entropy(
     logits: torch.Tensor, labels: torch.Tensor, allowed: torch.Tensor, weight: torch.Tensor, smoothing: float = 0.0
 ) -> torch.Tensor:
     """Cross-entropy over each row's own label space: a source that cannot name a diagnosis
-    (ISIC 2017 has no bcc) neither rewards nor punishes it. With every class allowed it is
-    ``F.cross_entropy(logits, labels, weight=weight, label_smoothing=smoothing)``."""
+    (ISIC 2017 has no bcc) neither rewards nor punishes it. With every class allowed and no
+    smoothing it is ``F.cross_entropy(logits, labels, weight=weight)``; smoothing is spread over
+    the row's own classes and weighted by the row's class (PyTorch weights each class's share)."""
     log_p = logits.float().masked_fill(~allowed, float("-inf")).log_softmax(1).masked_fill(~allowed, 0.0)
     target = allowed.float() * (smoothing / allowed.sum(1, keepdim=True))
     target.scatter_add_(1, labels[:, None], torch.full_like(target[:, :1], 1.0 - smoothing))

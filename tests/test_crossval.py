@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from skin_model import vocab
 
@@ -145,3 +146,22 @@ def _safetensors_content(path) -> tuple[dict, dict]:
 
     with safe_open(str(path), "pt") as f:
         return {k: f.get_tensor(k).numpy().tobytes() for k in sorted(f.keys())}, f.metadata()
+
+
+def test_the_loss_leaves_a_source_s_absent_diagnoses_alone():
+    import torch.nn.functional as F
+
+    from skin_model.train import partial_cross_entropy
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 7, generator=g, requires_grad=True)
+    labels = torch.tensor([4, 5, 2, 4, 5, 2])  # mel, nv, bkl: what ISIC 2017 can name
+    weight = torch.rand(7, generator=g) + 0.5
+    everything = torch.ones(6, 7, dtype=torch.bool)
+    expected = F.cross_entropy(logits, labels, weight=weight)
+    assert partial_cross_entropy(logits, labels, everything, weight).item() == pytest.approx(expected.item())
+    isic = torch.zeros(6, 7, dtype=torch.bool)
+    isic[:, [2, 4, 5]] = True
+    partial_cross_entropy(logits, labels, isic, weight, smoothing=0.1).backward()
+    assert torch.all(logits.grad[:, [0, 1, 3, 6]] == 0)  # no push against akiec, bcc, df, vasc
+    assert torch.all(logits.grad[:, [2, 4, 5]].abs().sum(1) > 0)
