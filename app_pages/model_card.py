@@ -163,7 +163,7 @@ def evaluation_section(evaluation: dict) -> None:
     rows = [
         {
             tr("card.source"): name,
-            tr("card.images"): r["n"],
+            tr("card.images"): r["images"],
             "BA": r["balanced_accuracy_present"],
             tr("card.mel_recall"): r["melanoma_recall"],
             tr("card.mel_auc"): r["melanoma_auc"],

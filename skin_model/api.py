@@ -127,25 +127,9 @@ def _text(fields: dict[str, bytes], name: str) -> str | None:
 
 
 def prediction_json(pred, explanation=None) -> dict:
-    """A prediction as the API answers it: the CLI row's content, with the similar cases."""
-    out = {
-        "verdict": pred.verdict,
-        "refer": pred.refer,
-        "referral_probability": pred.referral_probability,
-        "refer_threshold": pred.refer_threshold,
-        "label": pred.label,
-        "confidence": pred.confidence,
-        "uncertain_between": list(pred.uncertain_between) if pred.uncertain_between else None,
-        "malignant_probability": pred.malignant_probability,
-        "probabilities": pred.probabilities,
-        "image_only_probabilities": pred.image_only,
-        "prior": pred.prior,
-        "ood": pred.ood,
-        "ood_score": pred.ood_score,
-        "similar_cases": [n.as_dict() for n in pred.neighbours],
-        "metadata": pred.metadata.as_dict(),
-        "model_version": pred.model_version,
-    }
+    """A prediction as the API answers it: ``Prediction.as_dict`` (the JSON download's content, the
+    CLI row's and more), with the Grad-CAM when one was asked for."""
+    out = pred.as_dict()
     if explanation is not None:
         from .gradcam import grayscale_png
 
@@ -394,7 +378,7 @@ def openapi_document(max_upload_bytes: int, token_required: bool = False) -> dic
                             "description": "P(mel + bcc + akiec) under the training prior, read against refer_threshold",
                         },
                         "refer_threshold": {"type": "number"},
-                        "label": {"type": "string", "enum": list(vocab.CLASSES)},
+                        "prediction": {"type": "string", "enum": list(vocab.CLASSES)},
                         "confidence": {"type": "number"},
                         "uncertain_between": {"type": ["array", "null"], "items": {"type": "string"}},
                         "malignant_probability": {"type": "number", "description": "P(mel + bcc + akiec) under prior"},
@@ -422,7 +406,7 @@ def openapi_document(max_upload_bytes: int, token_required: bool = False) -> dic
                             "properties": {"class": {"type": "string"}, "png_base64": {"type": "string"}},
                         },
                     },
-                    "required": ["verdict", "refer", "label", "probabilities", "ood", "prior", "model_version"],
+                    "required": ["verdict", "refer", "prediction", "probabilities", "ood", "prior", "model_version"],
                 },
             },
         },

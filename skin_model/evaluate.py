@@ -17,7 +17,7 @@ from . import referral, vocab
 from .config import DEFAULT_DATA_DIR
 from .data import find_images, find_metadata_csv, metadata_of, read_metadata
 from .index import image_statistics, member_embedding
-from .metrics import binary_calibration, classification_report, expected_calibration_error, reliability
+from .metrics import binary_calibration, classification_report, expected_calibration_error, reliability, source_report
 from .network import encode_metadata
 from .predictor import FUSED, IMAGE_ONLY, SkinClassifier
 from .priors import PRIORS, apply_prior
@@ -299,26 +299,8 @@ NOT_DERMOSCOPY_DIR = DEFAULT_DATA_DIR.parent / "not_dermoscopy"
 
 
 def source_metrics(probs: np.ndarray, labels: np.ndarray, ood: np.ndarray) -> dict:
-    """One group of images: balanced accuracy over the classes present, melanoma recall and AUC,
-    P(malignant) AUC, and the share flagged out of domain."""
-    from sklearn.metrics import roc_auc_score
-
-    preds = probs.argmax(1)
-    present = sorted(set(labels.tolist()))
-    recall = {vocab.CLASSES[c]: float((preds[labels == c] == c).mean()) for c in present}
-    mel = vocab.CLASSES.index("mel")
-    is_mel, malignant = labels == mel, referral.is_malignant(labels)
-    scores = referral.malignant_scores(probs)
-    return {
-        "n": len(labels),
-        "classes_present": [vocab.CLASSES[c] for c in present],
-        "balanced_accuracy_present": float(np.mean(list(recall.values()))),
-        "melanoma_recall": recall.get("mel"),
-        "melanoma_auc": float(roc_auc_score(is_mel, probs[:, mel])) if 0 < is_mel.sum() < len(labels) else None,
-        "malignant_auc": float(roc_auc_score(malignant, scores)) if 0 < malignant.sum() < len(labels) else None,
-        "recall": recall,
-        "ood_flagged": float(ood.mean()),
-    }
+    """``metrics.source_report`` of one group of images, with the share flagged out of domain."""
+    return source_report(probs, labels) | {"ood_flagged": float(ood.mean())}
 
 
 def not_dermoscopy_report(model: SkinClassifier, folder: Path = NOT_DERMOSCOPY_DIR) -> dict | None:

@@ -16,14 +16,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import vocab
 from .data import Dataset, read_sources
+from .metrics import source_report
 from .preprocess import SourceSize, shades_of_gray
 from .priors import PRIORS, apply_prior, choose_prior_strength
 
 log = logging.getLogger(__name__)
-MEL = vocab.CLASSES.index("mel")
-MALIGNANT = [vocab.CLASSES.index(d.code) for d in vocab.DIAGNOSES if d.group != "benign"]
 
 
 def assign_splits(df: pd.DataFrame, split_csv: Path) -> pd.Series:
@@ -55,27 +53,6 @@ def load_all(data_dirs: list[Path], split_csv: Path, colour_constancy_p: int, ca
     if colour_constancy_p:
         data.images = torch.cat([shades_of_gray(b, colour_constancy_p) for b in data.images.split(512)])
     return data
-
-
-def source_report(probs: np.ndarray, labels: np.ndarray) -> dict:
-    """Melanoma recall and AUC, P(malignant) AUC, and balanced accuracy over the classes present."""
-    from sklearn.metrics import roc_auc_score
-
-    preds = probs.argmax(1)
-    present = sorted(set(labels.tolist()))
-    recalls = {vocab.CLASSES[c]: float((preds[labels == c] == c).mean()) for c in present}
-    is_mel = labels == MEL
-    malignant = np.isin(labels, MALIGNANT)
-    p_malignant = probs[:, MALIGNANT].sum(1)
-    return {
-        "images": len(labels),
-        "melanomas": int(is_mel.sum()),
-        "melanoma_recall": recalls.get("mel"),
-        "melanoma_auc": float(roc_auc_score(is_mel, probs[:, MEL])) if 0 < is_mel.sum() < len(labels) else None,
-        "malignant_auc": float(roc_auc_score(malignant, p_malignant)) if 0 < malignant.sum() < len(labels) else None,
-        "balanced_accuracy_present": float(np.mean(list(recalls.values()))),
-        "recall": recalls,
-    }
 
 
 def run_holdout(data: Dataset, holdout: str, cfg, run_root: Path) -> dict:

@@ -95,3 +95,29 @@ def binary_calibration(probs: np.ndarray, positive: np.ndarray, bins: int = 10) 
         "observed_rate": float(positive.mean()),
         "bins": table,
     }
+
+
+def source_report(probs: np.ndarray, labels: np.ndarray) -> dict:
+    """One group of images (a source, a held-out clinic): melanoma recall and AUC, P(malignant)
+    AUC, and balanced accuracy over the classes present (a source may lack some)."""
+    from sklearn.metrics import roc_auc_score
+
+    from .referral import MEL, is_malignant, malignant_scores
+
+    preds = probs.argmax(1)
+    present = sorted(set(labels.tolist()))
+    recalls = {vocab.CLASSES[c]: float((preds[labels == c] == c).mean()) for c in present}
+    is_mel, malignant = labels == MEL, is_malignant(labels)
+
+    def auc(positive, scores):
+        return float(roc_auc_score(positive, scores)) if 0 < positive.sum() < len(labels) else None
+
+    return {
+        "images": len(labels),
+        "melanomas": int(is_mel.sum()),
+        "melanoma_recall": recalls.get("mel"),
+        "melanoma_auc": auc(is_mel, probs[:, MEL]),
+        "malignant_auc": auc(malignant, malignant_scores(probs)),
+        "balanced_accuracy_present": float(np.mean(list(recalls.values()))),
+        "recall": recalls,
+    }

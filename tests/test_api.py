@@ -50,7 +50,7 @@ def test_predict_equals_the_python_api(client, tiny_model, prior):
     pred = tiny_model.predict(LESION, age=55, sex="female", site="back", prior=prior)
     assert body["probabilities"] == pytest.approx(pred.probabilities, abs=1e-12)
     assert body["image_only_probabilities"] == pytest.approx(pred.image_only, abs=1e-12)
-    assert (body["label"], body["prior"], body["verdict"], body["refer"]) == (
+    assert (body["prediction"], body["prior"], body["verdict"], body["refer"]) == (
         pred.label,
         prior,
         pred.verdict,

@@ -121,7 +121,7 @@ def test_the_exported_model_predicts_and_evaluates(cv_run):
     assert pred.verdict in ("suspicious", "not_suspicious", "cannot_judge")
     results = evaluate_sources(data, root / "artifact", write_card=True)
     card = json.loads((root / "artifact" / "model_card.json").read_text())
-    assert card["evaluation"]["splits"]["test"]["equal_prior"]["n"] == int(data.df["split"].eq("test").sum())
+    assert card["evaluation"]["splits"]["test"]["equal_prior"]["images"] == int(data.df["split"].eq("test").sum())
     assert "isic2017 (check)" in results["by_source"]
 
 
