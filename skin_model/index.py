@@ -144,9 +144,13 @@ class CaseIndex:
         mean = train_features.mean(0)
         centred = train_features - mean
         dim = min(dim, *centred.shape)
-        # PCA by SVD: the directions of largest variance among the training images.
-        _, _, vh = torch.linalg.svd(centred.double(), full_matrices=False)
-        projection = vh[:dim].T.float()
+        # PCA: the directions of largest variance among the training images. Randomised SVD
+        # (Halko et al. 2011), seeded so that an export is reproducible: a full SVD of
+        # 9,000 x 6,400 features (5 fold models) takes minutes, this takes seconds.
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            _, _, v = torch.svd_lowrank(centred.double(), q=min(2 * dim, *centred.shape), niter=6)
+        projection = v[:, :dim].float()
         stats = train_stats.double()
         covariance = torch.cov(stats.T) + 1e-6 * torch.eye(stats.shape[1], dtype=torch.float64)
         index = cls(
