@@ -4,7 +4,8 @@ The card (``card.py``) carries everything needed to rebuild and feed the
 network: members and their architectures, each member's input shape and
 normalisation, the test-time views, class order, metadata vocabulary,
 temperatures and the training class frequencies behind the prior correction.
-Weights load without pickle.
+Beside them, ``index.safetensors`` holds the similar-cases index and the out-of-domain
+check. Everything loads without pickle.
 """
 
 from __future__ import annotations
@@ -12,15 +13,26 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .card import FORMAT, ModelArtifactError, model_folder, read_card, write_card
-from .config import WEIGHTS_FILE
+from .config import INDEX_FILE, WEIGHTS_FILE
 from .network import SkinNet
+from .ood import OodCheck
+from .similar import CaseIndex
 
 log = logging.getLogger(__name__)
-__all__ = ["FORMAT", "ModelArtifactError", "save_artifact", "load_members", "load_artifact", "read_card"]
+__all__ = [
+    "FORMAT",
+    "ModelArtifactError",
+    "save_artifact",
+    "load_members",
+    "load_artifact",
+    "read_card",
+    "save_index",
+    "load_index",
+]
 
 
 def save_artifact(out_dir: Path, members: list[SkinNet], card: dict) -> None:
@@ -75,3 +87,21 @@ def load_artifact(model_dir: Path | None = None) -> tuple[list[SkinNet], dict]:
         "loaded model %s (%s) from %s", card["model_version"], "+".join(m["name"] for m in card["members"]), model_dir
     )
     return members, card
+
+
+def save_index(out_dir: Path, cases: CaseIndex, ood: OodCheck) -> None:
+    """The similar-cases index and the out-of-domain check, in one safetensors file."""
+    case_tensors, case_meta = cases.to_tensors()
+    ood_tensors, ood_meta = ood.to_tensors()
+    save_file({**case_tensors, **ood_tensors}, str(Path(out_dir) / INDEX_FILE), metadata={**case_meta, **ood_meta})
+
+
+def load_index(model_dir: Path) -> tuple[CaseIndex, OodCheck]:
+    path = Path(model_dir) / INDEX_FILE
+    try:
+        tensors = load_file(str(path))
+        with safe_open(str(path), "pt") as f:
+            metadata = f.metadata()
+        return CaseIndex.from_tensors(tensors, metadata), OodCheck.from_tensors(tensors, metadata)
+    except Exception as err:  # missing or damaged: name the file, as for the weights
+        raise ModelArtifactError(f"The similar-cases index {path} cannot be read: {err}") from err

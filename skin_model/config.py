@@ -10,6 +10,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 # The shipped artifact lives inside the package (found via importlib.resources).
 MODEL_PACKAGE = "skin_model.model"
 WEIGHTS_FILE = "model.safetensors"
+INDEX_FILE = "index.safetensors"  # similar cases and the out-of-domain check
 CARD_FILE = "model_card.json"
 REPO_DIR = PACKAGE_DIR.parent
 DEFAULT_DATA_DIR = REPO_DIR.parent / "shared" / "data" / "ham10000"

@@ -16,12 +16,13 @@ from . import card as model_card
 from . import referral, vocab
 from .config import DEFAULT_DATA_DIR
 from .data import find_images, find_metadata_csv, metadata_of, read_metadata
-from .index import image_statistics, member_embedding
 from .metrics import binary_calibration, classification_report, expected_calibration_error, reliability, source_report
 from .network import encode_metadata
+from .ood import image_statistics
 from .predictor import FUSED, IMAGE_ONLY, SkinClassifier
 from .priors import PRIORS, apply_prior
 from .referral import MALIGNANT_OR_PREMALIGNANT
+from .similar import member_embedding
 
 log = logging.getLogger(__name__)
 VIEWS = {"fused": FUSED, "image_only": IMAGE_ONLY}
@@ -61,10 +62,10 @@ def neighbour_vote(model: SkinClassifier, features: torch.Tensor, labels: np.nda
     """How often the majority diagnosis of the k most similar training images is the truth
     (ties: the larger summed similarity)."""
     votes = []
-    for row in model.index.similarities(features):
+    for row in model.cases.similarities(features):
         values, idx = row.topk(k)
         score = np.zeros(len(vocab.CLASSES))
-        np.add.at(score, model.index.labels[idx].numpy(), 1.0 + 1e-3 * values.numpy())
+        np.add.at(score, model.cases.labels[idx].numpy(), 1.0 + 1e-3 * values.numpy())
         votes.append(score)
     report = classification_report(np.array(votes) / k, labels)
     return {
@@ -80,12 +81,12 @@ def out_of_domain_report(model: SkinClassifier, in_domain_scores: dict[str, torc
     empty where that folder is absent), and of the in-domain splits."""
     outside = not_dermoscopy_report(model) or {}
     report = {
-        "threshold": model.index.threshold,
+        "threshold": model.ood.threshold,
         "categories": {k: v for k, v in outside.items() if k != "all"},
         "non_skin_flagged": outside.get("all", {}).get("flagged"),
     }
     for split, scores in in_domain_scores.items():
-        report[f"{split}_flagged"] = float((scores > model.index.threshold).double().mean())
+        report[f"{split}_flagged"] = float((scores > model.ood.threshold).double().mean())
     return report
 
 
@@ -211,7 +212,7 @@ def evaluate(
         labels = df["label"].to_numpy()
         tta_logits, features, stats = collect_outputs(model, df, paths, tta=True)
         logits = {"tta": tta_logits, "no_tta": collect_logits(model, df, paths, tta=False)}
-        ood_scores[split] = model.index.ood_scores(features, stats)
+        ood_scores[split] = model.ood.score_features(model.cases, features, stats)
         headline_logits[split] = (tta_logits, labels)
         reports = split_reports(model, logits, labels)
         headline = torch.softmax(logits["tta"].double().mean(0)[FUSED] / model.temperature, -1).numpy()
@@ -329,7 +330,7 @@ def evaluate_sources(data, model_dir: Path, write_card: bool = False) -> dict:
         if not len(df):
             continue
         logits, features, stats = _outputs_of_cached(model, data, mask.to_numpy())
-        ood = (model.index.ood_scores(features, stats) > model.index.threshold).numpy()
+        ood = (model.ood.score_features(model.cases, features, stats) > model.ood.threshold).numpy()
         training = model.calibrate(logits, "training")[FUSED].numpy()
         equal = model.calibrate(logits, "equal")[FUSED].numpy()
         labels = df["label"].to_numpy()

@@ -21,19 +21,21 @@ import torch
 from safetensors.torch import load_file
 
 from . import __version__, vocab
-from .artifact import FORMAT, save_artifact
+from .artifact import FORMAT, save_artifact, save_index
 from .calibration import fit_bias_temperature
+from .config import INDEX_FILE
 from .crossval import fold_dir
 from .data import Dataset, find_images
-from .index import INDEX_FILE, THUMB_SIZE, CaseIndex, image_statistics, member_embedding, thumbnail_jpeg
 from .inputs import load_image
 from .metrics import classification_report
 from .network import BACKBONES, SkinNet
+from .ood import OodCheck, image_statistics
 from .preprocess import SourceSize
 from .priors import PRIORS, apply_prior
 from .recipe import Recipe
 from .referral import card_section as referral_section
 from .referral import malignant_scores
+from .similar import THUMB_SIZE, CaseIndex, member_embedding, thumbnail_jpeg
 from .splits import file_sha256
 from .uncertainty import choose_gap
 
@@ -163,9 +165,8 @@ def export_recipe(recipe: Recipe, data: Dataset, data_dirs: list[Path], run_root
     source = SourceSize(data.images.shape[-2], data.images.shape[-1], recipe.colour_constancy_p)
     in_scored_train = scored.df["split"].eq("train").to_numpy()
     train = scored.subset(in_scored_train)
-    index = CaseIndex.build(
+    cases = CaseIndex.build(
         features[in_scored_train],
-        image_statistics(train.images),
         train.labels,
         list(train.df["dx_type"]),
         list(train.df["image_id"]),
@@ -178,7 +179,9 @@ def export_recipe(recipe: Recipe, data: Dataset, data_dirs: list[Path], run_root
         "out-of-fold": (features[in_scored_oof], image_statistics(oof.images), oof.df),
         "check": (features[in_scored_check], image_statistics(check.images), check.df),
     }
-    ood = index.calibrate_by_source(
+    ood_check = OodCheck.fit(image_statistics(train.images))
+    ood = ood_check.calibrate_by_source(
+        cases,
         {name: part for name, part in ood_parts.items() if len(part[2])},
         list(train.df["lesion_id"]),
         recipe.ood_pass_rate,
@@ -226,7 +229,7 @@ def export_recipe(recipe: Recipe, data: Dataset, data_dirs: list[Path], run_root
         "ood": ood,
         "similar_cases": {
             "source": "every training image (HAM10000 folds and ISIC 2017's training part)",
-            "count": len(index.image_ids),
+            "count": len(cases.image_ids),
             "thumbnail": f"{THUMB_SIZE[0]}x{THUMB_SIZE[1]} JPEG, in the images' own colours",
             "file": INDEX_FILE,
             "licence": "HAM10000: CC BY-NC-SA 4.0; ISIC 2017: CC BY-NC or CC-0 per image",
@@ -250,7 +253,7 @@ def export_recipe(recipe: Recipe, data: Dataset, data_dirs: list[Path], run_root
         "test_metrics": None,
     }
     save_artifact(out_dir, [net for net, _, _ in models], card)
-    index.save(out_dir)
+    save_index(out_dir, cases, ood_check)
     log.info("exported %d fold models to %s (T %.3f)", len(models), out_dir, temperature)
     return card
 

@@ -93,23 +93,25 @@ def ood_share(
 ) -> float:
     """Share of the held-out source flagged by the out-of-domain check built as export builds it:
     an index of the training images, its threshold passing 97% of each validation source."""
-    from .index import CaseIndex, image_statistics, member_embedding
+    from .ood import OodCheck, image_statistics
+    from .similar import CaseIndex, member_embedding
     from .train import TTA_VIEWS, predict_outputs
 
     train = parts["train"]
     train_features = predict_outputs(net, train, cfg.inputs, TTA_VIEWS)[1]
     index = CaseIndex.build(
         member_embedding([train_features]),
-        image_statistics(train.images),
         train.labels,
         list(train.df["dx_type"]),
         list(train.df["image_id"]),
         [b""] * len(train),
     )
     val = parts["val"]
-    index.calibrate_by_source(
+    check = OodCheck.fit(image_statistics(train.images))
+    check.calibrate_by_source(
+        index,
         {"validation": (member_embedding([val_features]), image_statistics(val.images), val.df)},
         list(train.df["lesion_id"]),
     )
-    scores = index.ood_scores(member_embedding([held_features]), image_statistics(held_out.images))
-    return float((scores > index.threshold).double().mean())
+    scores = check.score_features(index, member_embedding([held_features]), image_statistics(held_out.images))
+    return float((scores > check.threshold).double().mean())

@@ -12,16 +12,17 @@ import torch
 from PIL import Image
 
 from . import vocab
-from .artifact import load_artifact
+from .artifact import load_artifact, load_index
 from .card import ModelArtifactError, model_folder
 from .config import settings
 from .gradcam import GradCAM, upsample
-from .index import INDEX_FILE, CaseIndex, Neighbour, image_statistics, member_embedding
 from .inputs import ImageSource, Metadata, load_image, parse_metadata
 from .network import SkinNet, encode_metadata, flip_views, unflip
+from .ood import OodCheck, image_statistics
 from .preprocess import InputConfig, SourceSize
 from .priors import DEFAULT_PRIOR, PRIORS, apply_prior
 from .referral import MALIGNANT_OR_PREMALIGNANT, NOT_SUSPICIOUS, verdict
+from .similar import CaseIndex, Neighbour, member_embedding
 from .torch_thread import on_torch_thread
 from .uncertainty import uncertain_pair
 
@@ -48,7 +49,7 @@ class Prediction:
     prior: str = DEFAULT_PRIOR
     uncertain_between: tuple[str, str] | None = None  # the top two, when they are too close to call
     ood: bool = False  # the image does not look like the dermoscopy the model learnt from
-    ood_score: float = 0.0  # higher: less like the training images (see index.py)
+    ood_score: float = 0.0  # higher: less like the training images (see ood.py)
     neighbours: tuple[Neighbour, ...] = ()  # the most similar training images, with confirmed diagnoses
     # The referral rule's input: P(malignant or pre-malignant) under the training prior, whatever ``prior`` is.
     referral_probability: float = 0.0
@@ -121,7 +122,7 @@ class SkinClassifier:
     (see ``torch_thread``), one call at a time; decoding runs on the caller's thread.
     """
 
-    def __init__(self, members: list[SkinNet], card: dict, index: CaseIndex, device: str | None = None):
+    def __init__(self, members: list[SkinNet], card: dict, cases: CaseIndex, ood: OodCheck, device: str | None = None):
         self.device = torch.device(device or settings().device)
         self.members = [m.eval().requires_grad_(False).to(self.device) for m in members]
         self.card = card
@@ -142,7 +143,7 @@ class SkinClassifier:
         self.refer_threshold = None if threshold is None else float(threshold)
         self.version = card["model_version"]
         self._unknown = encode_metadata(Metadata.unknown())
-        self.index = index
+        self.cases, self.ood = cases, ood
 
     @classmethod
     @_torch_work
@@ -152,13 +153,8 @@ class SkinClassifier:
             torch.set_num_threads(threads)
         members, card = load_artifact(model_dir)
         with model_folder(model_dir) as folder:
-            try:
-                index = CaseIndex.load(folder)
-            except Exception as err:  # missing or damaged: name the file, as for the weights
-                raise ModelArtifactError(
-                    f"The similar-cases index {folder / INDEX_FILE} cannot be read: {err}"
-                ) from err
-        return cls(members, card, index)
+            cases, ood = load_index(folder)
+        return cls(members, card, cases, ood)
 
     # -- batch logits, shared by prediction and evaluation ---------------------------------
     def _member_views(
@@ -226,8 +222,8 @@ class SkinClassifier:
         probs = self.under_prior(calibrated, prior)
         fused = _probs_dict(probs[FUSED, 0])
         referral = float(sum(calibrated[FUSED, 0, vocab.CLASSES.index(c)] for c in MALIGNANT_OR_PREMALIGNANT))
-        sims = self.index.similarities(member_embedding(features))  # one matrix product
-        ood_score = float(self.index.scores_from_similarities(sims, image_statistics(pixels))[0])
+        sims = self.cases.similarities(member_embedding(features))  # one matrix product
+        ood_score = float(self.ood.scores(sims, image_statistics(pixels))[0])
         return Prediction(
             label=max(fused, key=fused.get),
             probabilities=fused,
@@ -236,9 +232,9 @@ class SkinClassifier:
             model_version=self.version,
             prior=prior,
             uncertain_between=uncertain_pair(fused, self.uncertainty_gap),
-            ood=ood_score > self.index.threshold,
+            ood=ood_score > self.ood.threshold,
             ood_score=ood_score,
-            neighbours=tuple(self.index.neighbours(sims[0])),
+            neighbours=tuple(self.cases.neighbours(sims[0])),
             referral_probability=referral,
             refer_threshold=self.refer_threshold,
         )

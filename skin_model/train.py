@@ -28,17 +28,19 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from . import __version__, vocab
-from .artifact import FORMAT, save_artifact
+from .artifact import FORMAT, save_artifact, save_index
 from .augment import SourceAugmentation, augment_batch
 from .calibration import fit_temperature
+from .config import INDEX_FILE
 from .data import Dataset, find_metadata_csv, read_metadata, split_by_lesion
-from .index import INDEX_FILE, THUMB_SIZE, CaseIndex, image_statistics, member_embedding, thumbnail_jpeg
 from .metrics import classification_report
 from .network import BACKBONES, FLIPS, META_DIM, SkinNet, flip_views
+from .ood import OodCheck, image_statistics
 from .preprocess import InputConfig, SourceSize
 from .priors import PRIORS, apply_prior, choose_prior_strength
 from .referral import card_section as referral_section
 from .referral import malignant_scores
+from .similar import THUMB_SIZE, CaseIndex, member_embedding, thumbnail_jpeg
 from .splits import SplitLeakError
 from .uncertainty import choose_gap
 
@@ -442,13 +444,15 @@ def export(
     train_features = member_embedding([predict_outputs(net, train, cfg.inputs, tta)[1] for net, cfg in loaded])
     index = CaseIndex.build(
         train_features,
-        image_statistics(train.images),
         train.labels,
         list(train.df["dx_type"]),
         list(train.df["image_id"]),
         [thumbnail_jpeg(img) for img in train.images],
     )
-    ood = index.calibrate(member_embedding([candidate_outputs[i][1] for i in chosen]), image_statistics(val.images))
+    ood_check = OodCheck.fit(image_statistics(train.images))
+    ood = ood_check.calibrate(
+        index, member_embedding([candidate_outputs[i][1] for i in chosen]), image_statistics(val.images)
+    )
     counts = {
         name: {
             "images": len(d),
@@ -511,7 +515,7 @@ def export(
         "test_metrics": None,
     }
     save_artifact(out_dir, [net for net, _ in loaded], card)
-    index.save(out_dir)
+    save_index(out_dir, index, ood_check)
     log.info(
         "exported %s to %s (ensemble temperature %.3f, prior strength %.2f)",
         label[chosen],

@@ -251,7 +251,7 @@ def test_an_index_built_with_other_image_statistics_is_refused_at_load(trained_r
     it is refused when it loads, with what to do."""
     from safetensors import safe_open
 
-    from skin_model.index import INDEX_FILE
+    from skin_model.config import INDEX_FILE
 
     model_dir = _copy(trained_run[1], tmp_path / "m")
     path = str(model_dir / INDEX_FILE)

@@ -1,4 +1,4 @@
-"""The similar-cases index and its out-of-domain score, on synthetic features."""
+"""The similar-cases index and the out-of-domain check, on synthetic features."""
 
 from __future__ import annotations
 
@@ -7,38 +7,39 @@ import pytest
 import torch
 
 from skin_model import vocab
-from skin_model.index import CaseIndex, image_statistics
+from skin_model.ood import OodCheck, image_statistics
+from skin_model.similar import CaseIndex
 
 
-def _index(n: int = 200, features: int = 64, seed: int = 0) -> tuple[CaseIndex, torch.Tensor, torch.Tensor]:
+def _index(n: int = 200, features: int = 64, seed: int = 0) -> tuple[CaseIndex, OodCheck, torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     feats = torch.randn(n, features, generator=g)
     pixels = torch.randint(60, 200, (n, 3, 24, 32), generator=g, dtype=torch.uint8)
     stats = image_statistics(pixels)
     labels = torch.arange(n) % len(vocab.CLASSES)
-    index = CaseIndex.build(feats, stats, labels, ["histo"] * n, [f"img{i}" for i in range(n)], [b"jpeg"] * n, dim=32)
-    return index, feats, stats
+    cases = CaseIndex.build(feats, labels, ["histo"] * n, [f"img{i}" for i in range(n)], [b"jpeg"] * n, dim=32)
+    return cases, OodCheck.fit(stats), feats, stats
 
 
 @pytest.mark.parametrize("i", [0, 17, 199])
 def test_a_training_image_finds_itself_first(i):
-    index, feats, _ = _index()
-    nearest = index.neighbours(index.similarities(feats[i : i + 1])[0])
+    cases, _, feats, _ = _index()
+    nearest = cases.neighbours(cases.similarities(feats[i : i + 1])[0])
     assert nearest[0].image_id == f"img{i}" and nearest[0].similarity == pytest.approx(1.0, abs=1e-2)
     assert nearest[0].dx == vocab.CLASSES[i % len(vocab.CLASSES)]
     assert [n.similarity for n in nearest] == sorted((n.similarity for n in nearest), reverse=True)
 
 
 def test_the_score_grows_with_the_distance_from_the_training_images():
-    index, feats, stats = _index()
-    index.calibrate(feats[:50] + 0.1 * torch.randn(50, feats.shape[1]), stats[:50])
+    cases, ood, feats, stats = _index()
+    ood.calibrate(cases, feats[:50] + 0.1 * torch.randn(50, feats.shape[1]), stats[:50])
     # Farther in the features: the k-th nearest training image less similar.
     sims = torch.linspace(1.0, -0.5, 7)[:, None] * torch.ones(7, 200)
-    by_features = index.scores_from_similarities(sims, stats[:1].repeat(7, 1)).tolist()
+    by_features = ood.scores(sims, stats[:1].repeat(7, 1)).tolist()
     assert _non_decreasing(by_features) and by_features[-1] > by_features[0]
     # Farther in the image statistics (colour, contrast, texture), the features left as they are.
     steps = torch.linspace(0, 3, 7)[:, None] * stats.std(0)
-    by_statistics = index.scores_from_similarities(torch.ones(7, 200), stats.mean(0) + steps).tolist()
+    by_statistics = ood.scores(torch.ones(7, 200), stats.mean(0) + steps).tolist()
     assert _non_decreasing(by_statistics) and by_statistics[-1] > by_statistics[0]
 
 
@@ -48,7 +49,7 @@ def _non_decreasing(values: list[float]) -> bool:
 
 @pytest.mark.parametrize("rate", [0.9, 0.97])
 def test_the_threshold_passes_the_stated_share_of_each_source(rate):
-    index, feats, stats = _index(seed=1)
+    cases, ood, feats, stats = _index(seed=1)
     g = torch.Generator().manual_seed(2)
     near = feats[:80] + 0.3 * torch.randn(80, feats.shape[1], generator=g)  # a source close to training
     far = feats[80:160] + 1.5 * torch.randn(80, feats.shape[1], generator=g)  # one further away
@@ -56,9 +57,9 @@ def test_the_threshold_passes_the_stated_share_of_each_source(rate):
         "a": (near, stats[:80], pd.DataFrame({"lesion_id": [f"new{i}" for i in range(80)], "source": "near"})),
         "b": (far, stats[80:160], pd.DataFrame({"lesion_id": [f"new{i}" for i in range(80, 160)], "source": "far"})),
     }
-    report = index.calibrate_by_source(parts, [f"img{i}" for i in range(200)], pass_rate=rate)
+    report = ood.calibrate_by_source(cases, parts, [f"img{i}" for i in range(200)], pass_rate=rate)
     for source, (f, s, _) in (("near", parts["a"]), ("far", parts["b"])):
-        passed = (index.ood_scores(f, s) <= index.threshold).double().mean().item()
+        passed = (ood.score_features(cases, f, s) <= ood.threshold).double().mean().item()
         assert passed >= rate and report["pass_rate_by_source"][source] == pytest.approx(passed)
     # the stricter source sets the threshold: at most one image of it more would have failed
     strict = min(report["pass_rate_by_source"].values())
@@ -67,15 +68,16 @@ def test_the_threshold_passes_the_stated_share_of_each_source(rate):
 
 def test_a_training_image_scored_without_its_own_lesion_is_not_trivially_in_domain():
     """Leave-lesion-out: an image in the index is not its own nearest neighbour when calibrating."""
-    index, feats, stats = _index()
+    cases, ood, feats, stats = _index()
     lesions = [f"img{i}" for i in range(200)]
     own = pd.DataFrame({"lesion_id": lesions[:100], "source": "ham"})
-    index.calibrate_by_source({"oof": (feats[:100], stats[:100], own)}, lesions, pass_rate=0.97)
+    ood.calibrate_by_source(cases, {"oof": (feats[:100], stats[:100], own)}, lesions, pass_rate=0.97)
     # With its own copy counted as a neighbour, every kNN distance would be smaller.
-    left_out_scale = index.scales[0]
-    index.calibrate_by_source(
+    left_out_scale = ood.scales[0]
+    ood.calibrate_by_source(
+        cases,
         {"oof": (feats[:100], stats[:100], own.assign(lesion_id=[f"other{i}" for i in range(100)]))},
         lesions,
         pass_rate=0.97,
     )
-    assert index.scales[0] < left_out_scale
+    assert ood.scales[0] < left_out_scale
