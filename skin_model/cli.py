@@ -25,11 +25,12 @@ def _train_recipe(args) -> int:
     run = Path(args.run or f"runs/{recipe.model_version}")
     data_dirs = args.data or [settings().data_dir]
     data = load_sources(recipe, data_dirs, cache=run / "images.npy")
-    if not args.export_only:
-        train_folds(recipe, data, run)
     out = Path(args.out or run / "artifact")
-    export_recipe(recipe, data, data_dirs, run, out)
-    print(f"artifact written to {out}")
+    if not args.evaluate_only:
+        if not args.export_only:
+            train_folds(recipe, data, run)
+        export_recipe(recipe, data, data_dirs, run, out)
+        print(f"artifact written to {out}")
     if not args.no_evaluate:
         from .evaluate import evaluate_sources
 
@@ -177,49 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--no-evaluate", action="store_true", help="with --recipe: skip the evaluation after export")
     train.add_argument(
-        "--arch",
-        action="append",
-        default=None,
-        help="member [NAME=]ARCH[:EPOCHS] to train, repeatable (ARCH: resnet18, mobilenet_v2, "
-        "efficientnet_lite0; NAME defaults to ARCH); none: only export",
+        "--evaluate-only", action="store_true", help="with --recipe: evaluate the exported artifact again, nothing else"
     )
-    train.add_argument(
-        "--pretrained",
-        action="append",
-        default=[],
-        help="architecture(s) to start from ImageNet weights (sha256-checked files on disk)",
-    )
-    train.add_argument("--epochs", type=int, default=14)
-    train.add_argument("--size", type=int, default=112, help="square input side (see --height/--width)")
-    train.add_argument("--height", type=int, default=None, help="input height (default: --size)")
-    train.add_argument("--width", type=int, default=None, help="input width (default: --size)")
-    train.add_argument("--batch-size", type=int, default=64)
-    train.add_argument("--lr", type=float, default=1e-3)
-    train.add_argument("--weight-decay", type=float, default=None)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--device", default=settings().device, help="cpu or cuda (default: SKIN_MODEL_DEVICE or cpu)")
-    train.add_argument(
-        "--class-weight-power",
-        type=float,
-        default=None,
-        help="loss weight of a class ~ (1 / frequency) ** POWER (0: none, 1: fully balanced; default: TrainConfig's)",
-    )
-    train.add_argument(
-        "--meta-dropout",
-        type=float,
-        default=None,
-        help="chance that each metadata field is hidden during training (default: TrainConfig's)",
-    )
-    train.add_argument(
-        "--meta-drop-all",
-        type=float,
-        default=None,
-        help="chance that the whole metadata vector is hidden (trains the image-only view)",
-    )
-    train.add_argument("--label-smoothing", type=float, default=None)
-    train.add_argument("--ema-decay", type=float, default=None, help="EMA of the weights (0: off)")
-    train.add_argument("--threads", type=int, default=None)
-    train.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     train.add_argument(
         "--out",
         type=Path,
@@ -227,8 +187,55 @@ def build_parser() -> argparse.ArgumentParser:
         help="export the artifact here (with --recipe, default <run>/artifact: a run never writes into "
         "skin_model/model unless it is named here)",
     )
-    train.add_argument("--model-version", default=__version__)
-    train.add_argument(
+    legacy = train.add_argument_group(
+        "single members without a recipe (how models before 3.0.0 were made; see docs/decisions.md)"
+    )
+    legacy.add_argument(
+        "--arch",
+        action="append",
+        default=None,
+        help="member [NAME=]ARCH[:EPOCHS] to train, repeatable (ARCH: resnet18, mobilenet_v2, "
+        "efficientnet_lite0; NAME defaults to ARCH); none: only export",
+    )
+    legacy.add_argument(
+        "--pretrained",
+        action="append",
+        default=[],
+        help="architecture(s) to start from ImageNet weights (sha256-checked files on disk)",
+    )
+    legacy.add_argument("--epochs", type=int, default=14)
+    legacy.add_argument("--size", type=int, default=112, help="square input side (see --height/--width)")
+    legacy.add_argument("--height", type=int, default=None, help="input height (default: --size)")
+    legacy.add_argument("--width", type=int, default=None, help="input width (default: --size)")
+    legacy.add_argument("--batch-size", type=int, default=64)
+    legacy.add_argument("--lr", type=float, default=1e-3)
+    legacy.add_argument("--weight-decay", type=float, default=None)
+    legacy.add_argument("--seed", type=int, default=0)
+    legacy.add_argument("--device", default=settings().device, help="cpu or cuda (default: SKIN_MODEL_DEVICE or cpu)")
+    legacy.add_argument(
+        "--class-weight-power",
+        type=float,
+        default=None,
+        help="loss weight of a class ~ (1 / frequency) ** POWER (0: none, 1: fully balanced; default: TrainConfig's)",
+    )
+    legacy.add_argument(
+        "--meta-dropout",
+        type=float,
+        default=None,
+        help="chance that each metadata field is hidden during training (default: TrainConfig's)",
+    )
+    legacy.add_argument(
+        "--meta-drop-all",
+        type=float,
+        default=None,
+        help="chance that the whole metadata vector is hidden (trains the image-only view)",
+    )
+    legacy.add_argument("--label-smoothing", type=float, default=None)
+    legacy.add_argument("--ema-decay", type=float, default=None, help="EMA of the weights (0: off)")
+    legacy.add_argument("--threads", type=int, default=None)
+    legacy.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    legacy.add_argument("--model-version", default=__version__)
+    legacy.add_argument(
         "--export-members",
         nargs="+",
         default=None,

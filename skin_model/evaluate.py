@@ -16,7 +16,14 @@ from . import card as model_card
 from . import referral, vocab
 from .config import DEFAULT_DATA_DIR
 from .data import find_images, find_metadata_csv, metadata_of, read_metadata
-from .metrics import binary_calibration, classification_report, expected_calibration_error, reliability, source_report
+from .metrics import (
+    binary_calibration,
+    classification_report,
+    expected_calibration_error,
+    reliability,
+    source_report,
+    training_prior_report,
+)
 from .network import encode_metadata
 from .ood import image_statistics
 from .predictor import FUSED, IMAGE_ONLY, SkinClassifier
@@ -334,18 +341,10 @@ def evaluate_sources(data, model_dir: Path, write_card: bool = False) -> dict:
         training = model.calibrate(logits, "training")[FUSED].numpy()
         equal = model.calibrate(logits, "equal")[FUSED].numpy()
         labels = df["label"].to_numpy()
-        malignant = referral.is_malignant(labels)
         p_malignant = referral.malignant_scores(training)
         results["splits"][name] = {
             "equal_prior": source_metrics(equal, labels, ood),
-            "training_prior": {
-                "ece_15": expected_calibration_error(training, labels),
-                "mean_malignant_probability": float(p_malignant.mean()),
-                "malignant_share": float(malignant.mean()),
-                "mean_probability": {c: float(training[:, i].mean()) for i, c in enumerate(vocab.CLASSES)},
-                "frequency": {c: float((labels == i).mean()) for i, c in enumerate(vocab.CLASSES)},
-                "reliability": reliability(training, labels),
-            },
+            "training_prior": training_prior_report(training, labels),
             "equal_prior_report": classification_report(equal, labels),
             "referral": referral.operating_point(p_malignant, labels, model.refer_threshold),
         }

@@ -27,7 +27,7 @@ from .config import INDEX_FILE
 from .crossval import fold_dir
 from .data import Dataset, find_images
 from .inputs import load_image
-from .metrics import classification_report
+from .metrics import classification_report, training_prior_report
 from .network import BACKBONES, SkinNet
 from .ood import OodCheck, image_statistics
 from .preprocess import SourceSize
@@ -247,6 +247,7 @@ def export_recipe(recipe: Recipe, data: Dataset, data_dirs: list[Path], run_root
             "balanced_accuracy_equal_prior_tta": oof_report["balanced_accuracy"],
             "melanoma_recall_equal_prior_tta": oof_report["recall"]["mel"],
             "macro_auc": oof_report["macro_auc"],
+            "training_prior": training_prior_report(calibrated.numpy(), labels.numpy()),
         },
         "recipe": {"file": str(recipe.path.name), "sha256": recipe.sha256, "content": recipe.raw},
         "intended_use": "Research and teaching demonstrator. Not a medical device; no substitute for a dermatologist.",

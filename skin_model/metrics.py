@@ -121,3 +121,18 @@ def source_report(probs: np.ndarray, labels: np.ndarray) -> dict:
         "balanced_accuracy_present": float(np.mean(list(recalls.values()))),
         "recall": recalls,
     }
+
+
+def training_prior_report(probs: np.ndarray, labels: np.ndarray) -> dict:
+    """Does the ``training`` prior mean what it says? ECE, each class's mean probability beside its
+    frequency, and mean P(malignant or pre-malignant) beside the malignant share."""
+    from .referral import is_malignant, malignant_scores
+
+    return {
+        "ece_15": expected_calibration_error(probs, labels),
+        "mean_malignant_probability": float(malignant_scores(probs).mean()),
+        "malignant_share": float(is_malignant(labels).mean()),
+        "mean_probability": {c: float(probs[:, i].mean()) for i, c in enumerate(vocab.CLASSES)},
+        "frequency": {c: float((labels == i).mean()) for i, c in enumerate(vocab.CLASSES)},
+        "reliability": reliability(probs, labels),
+    }

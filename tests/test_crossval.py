@@ -109,6 +109,12 @@ def test_the_export_is_calibrated_to_the_out_of_fold_frequencies(cv_run):
     assert card["source"]["colour_constancy"]["p"] == 6
     assert card["referral"]["validation"]["sensitivity"] >= 0.9
     assert set(card["ood"]["pass_rate_by_source"]) <= {"isic2017", "HAM10000_metadata", "ham"}
+    # The bias makes the training prior mean the out-of-fold frequencies, class by class (the
+    # fitted biases' gradient is the mean probability minus the frequency).
+    training_prior = card["out_of_fold"]["training_prior"]
+    assert training_prior["frequency"] == pytest.approx(frequencies)
+    assert training_prior["mean_probability"] == pytest.approx(frequencies, abs=0.01)
+    assert training_prior["mean_malignant_probability"] == pytest.approx(training_prior["malignant_share"], abs=0.01)
 
 
 def test_the_exported_model_predicts_and_evaluates(cv_run):
@@ -165,3 +171,17 @@ def test_the_loss_leaves_a_source_s_absent_diagnoses_alone():
     partial_cross_entropy(logits, labels, isic, weight, smoothing=0.1).backward()
     assert torch.all(logits.grad[:, [0, 1, 3, 6]] == 0)  # no push against akiec, bcc, df, vasc
     assert torch.all(logits.grad[:, [2, 4, 5]].abs().sum(1) > 0)
+
+
+def test_evaluate_only_scores_the_exported_artifact_and_trains_nothing(cv_run, tmp_path):
+    from skin_model.cli import main
+
+    recipe, data, data_dirs, root, _ = cv_run
+    artifact = shutil.copytree(root / "exported", tmp_path / "artifact")
+    checkpoints = sorted(p.name for p in (root / "run").rglob("*.safetensors"))
+    args = ["train", "--recipe", str(recipe.path), "--run", str(root / "run"), "--out", str(artifact)]
+    assert main(args + sum((["--data", str(d)] for d in data_dirs), []) + ["--evaluate-only"]) == 0
+    card = json.loads((artifact / "model_card.json").read_text())
+    assert card["evaluation"]["splits"]["test"]["equal_prior"]["images"] == int(data.df["split"].eq("test").sum())
+    assert sorted(p.name for p in (root / "run").rglob("*.safetensors")) == checkpoints
+    assert (artifact / "model.safetensors").read_bytes() == (root / "exported" / "model.safetensors").read_bytes()

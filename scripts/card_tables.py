@@ -1,0 +1,90 @@
+"""Print the model card's evidence as the markdown tables of docs/model.md.
+
+    python -m scripts.card_tables [MODEL_DIR]      # default: the shipped artifact
+
+Nothing is computed here: every figure is read from the card that the export and evaluation
+stages wrote (``python -m skin_model train --recipe ...``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from skin_model import vocab
+from skin_model.card import model_folder, read_card
+
+
+def _f(x, digits: int = 3) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def main(model_dir: Path | None = None) -> None:
+    with model_folder(model_dir) as folder:
+        card = read_card(folder)
+    oof, ev = card["out_of_fold"], card["evaluation"]
+    test = ev["splits"]["test"]
+    print(f"## Model {card['model_version']}: out-of-fold beside test\n")
+    print("| measure | out-of-fold | test |\n|---|---|---|")
+    report = test["equal_prior_report"]
+    rows = [
+        ("images", oof["n_images"], test["equal_prior"]["images"]),
+        (
+            "balanced accuracy (equal prior, flips)",
+            _f(oof["balanced_accuracy_equal_prior_tta"]),
+            _f(report["balanced_accuracy"]),
+        ),
+        ("melanoma recall", _f(oof["melanoma_recall_equal_prior_tta"]), _f(report["recall"]["mel"])),
+        ("melanoma AUC", "–", _f(test["equal_prior"]["melanoma_auc"])),
+        ("macro AUC", _f(oof["macro_auc"]), _f(report["macro_auc"])),
+        ("training prior: ECE (15 bins)", _f(oof["training_prior"]["ece_15"]), _f(test["training_prior"]["ece_15"])),
+        (
+            "training prior: mean P(malignant) / malignant share",
+            f"{_f(oof['training_prior']['mean_malignant_probability'])} / {_f(oof['training_prior']['malignant_share'])}",
+            f"{_f(test['training_prior']['mean_malignant_probability'])} / {_f(test['training_prior']['malignant_share'])}",
+        ),
+        (
+            "referral: sensitivity / specificity / melanoma sensitivity",
+            " / ".join(
+                _f(card["referral"]["validation"][k]) for k in ("sensitivity", "specificity", "melanoma_sensitivity")
+            ),
+            " / ".join(_f(test["referral"][k]) for k in ("sensitivity", "specificity", "melanoma_sensitivity")),
+        ),
+        ("flagged out of domain", "–", _f(test["equal_prior"]["ood_flagged"])),
+    ]
+    for row in rows:
+        print("| " + " | ".join(str(x) for x in row) + " |")
+    print("\nPer-class recall on test: " + " · ".join(f"{c} {report['recall'][c]:.2f}" for c in vocab.CLASSES))
+    print("\nTraining prior, mean probability / frequency (out-of-fold; test):")
+    for c in vocab.CLASSES:
+        o, t = oof["training_prior"], test["training_prior"]
+        print(
+            f"- {c}: {o['mean_probability'][c]:.3f} / {o['frequency'][c]:.3f}; {t['mean_probability'][c]:.3f} / {t['frequency'][c]:.3f}"
+        )
+    print("\n## By source (equal prior, flips; never trained on)\n")
+    print(
+        "| source (part) | images | melanomas | melanoma recall | melanoma AUC | BA (classes present) | P(malignant) AUC | flagged out of domain |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for name, r in ev["by_source"].items():
+        print(
+            f"| {name} | {r['images']} | {r['melanomas']} | {_f(r['melanoma_recall'])} | {_f(r['melanoma_auc'])} | "
+            f"{_f(r['balanced_accuracy_present'])} | {_f(r['malignant_auc'])} | {_f(r['ood_flagged'])} |"
+        )
+    print("\n## Out-of-domain check\n")
+    print(f"Threshold {card['ood']['threshold']:.3f}; pass rate by source (out-of-fold or check, leave-lesion-out):")
+    for s, rate in card["ood"]["pass_rate_by_source"].items():
+        print(f"- {s}: {rate:.3f}")
+    outside = ev.get("not_dermoscopy")
+    if outside:
+        print("\n| not dermoscopy | images | flagged |\n|---|---|---|")
+        for name, r in outside.items():
+            print(f"| {name} | {r['n']} | {r['flagged']:.3f} |")
+    print(f"\nEpoch by pooled out-of-fold BA: {card['selection']['out_of_fold_balanced_accuracy_by_epoch']}")
+    print(
+        f"Temperature {card['temperature']:.3f}; bias {card['bias']}; referral threshold {card['referral']['threshold']:.3f}"
+    )
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else None)
