@@ -10,10 +10,12 @@ from skin_model import vocab
 tr = ui.tr
 card = ui.model().card
 st.title(tr("card.title"))
-members = " + ".join(f"{m['architecture']} ({m['input']['width']}×{m['input']['height']} px)" for m in card["members"])
+cross_validated = "out_of_fold" in card  # model 3.0.0 on: fold models, every choice out-of-fold
+kinds = [f"{m['architecture']} ({m['input']['width']}×{m['input']['height']} px)" for m in card["members"]]
+members = " + ".join(f"{kinds.count(k)} × {k}" if kinds.count(k) > 1 else k for k in dict.fromkeys(kinds))
 st.write(
     tr(
-        "card.summary",
+        "card.summary_cv" if cross_validated else "card.summary",
         members=members,
         version=card["model_version"],
         date=card["created"],
@@ -27,7 +29,7 @@ def referral_section(rule: dict) -> None:
     """The rule the app leads with: its threshold, how it did on validation and test, its ROC
     curves with the operating point, its confusion against the truth, and published anchors."""
     st.subheader(tr("card.referral"))
-    points = {tr("card.val"): rule["validation"]}
+    points = {tr("card.oof" if cross_validated else "card.val"): rule["validation"]}
     if rule.get("test"):
         points[tr("card.test")] = rule["test"]
     st.markdown(
@@ -35,7 +37,7 @@ def referral_section(rule: dict) -> None:
             "card.referral_text",
             threshold=ui.pct(rule["threshold"]),
             target=ui.pct(rule["target_sensitivity"]),
-            chosen_on=tr("card.val"),
+            chosen_on=tr("card.chosen_on_oof" if cross_validated else "card.chosen_on_val"),
         )
     )
     cols = st.columns(3)

@@ -271,6 +271,15 @@ TEXT: dict[str, dict[str, str]] = {
         "retournées de l'image ; les décisions supposent tous les diagnostics également probables "
         "(force de correction {strength}, choisie sur la validation).",
     },
+    "card.summary_cv": {
+        "en": "{members}: one per fold of a 5-fold cross-validation, averaged; version {version}, exported on "
+        "{date}. Each answer averages {views} flipped views of the image; decisions assume every diagnosis "
+        "equally likely (the plain Bayes correction from HAM10000's frequencies, to which the model is calibrated).",
+        "fr": "{members} : un par pli d'une validation croisée à 5 plis, moyennés ; version {version}, exportée le "
+        "{date}. Chaque réponse moyenne {views} vues retournées de l'image ; les décisions supposent tous les "
+        "diagnostics également probables (la simple correction de Bayes depuis les fréquences de HAM10000, "
+        "auxquelles le modèle est calibré).",
+    },
     "card.referral": {
         "en": "Should a dermatologist see it? The referral rule",
         "fr": "Faut-il montrer la lésion à un dermatologue ? La règle d'orientation",
@@ -279,11 +288,11 @@ TEXT: dict[str, dict[str, str]] = {
         "en": "The app leads with this rule: a lesion is called suspicious when its probability of being malignant "
         "or pre-malignant (mel + bcc + akiec, under HAM10000's frequencies) is at least **{threshold}**. That "
         "threshold is the highest one that still flagged {target} of the malignant and pre-malignant lesions "
-        "of the {chosen_on}; the test split was scored once, with it fixed. An image out of domain is never "
+        "{chosen_on}; the test split was scored once, with it fixed. An image out of domain is never "
         "called 'not suspicious'.",
         "fr": "L'appli commence par cette règle : une lésion est dite suspecte quand sa probabilité d'être maligne ou "
         "précancéreuse (mel + bcc + akiec, aux fréquences de HAM10000) atteint **{threshold}**. Ce seuil est le "
-        "plus haut qui signalait encore {target} des lésions malignes et précancéreuses de la {chosen_on} ; la "
+        "plus haut qui signalait encore {target} des lésions malignes et précancéreuses {chosen_on} ; la "
         "partition de test a été notée une fois, seuil fixé. Une image hors domaine n'est jamais dite "
         "« non suspecte ».",
     },
@@ -329,6 +338,13 @@ TEXT: dict[str, dict[str, str]] = {
     },
     "card.test": {"en": "test", "fr": "test"},
     "card.val": {"en": "validation", "fr": "validation"},
+    "card.chosen_on_val": {"en": "of the validation split", "fr": "de la partition de validation"},
+    "card.chosen_on_oof": {
+        "en": "among the out-of-fold predictions (each HAM10000 training lesion scored by the fold model that "
+        "never saw it)",
+        "fr": "parmi les prédictions hors pli (chaque lésion d'entraînement de HAM10000 notée par le modèle de pli "
+        "qui ne l'a jamais vue)",
+    },
     "card.mel_recall": {"en": "Melanomas found", "fr": "Mélanomes trouvés"},
     "card.prior": {"en": "Prior", "fr": "A priori"},
     "card.malignant": {
@@ -435,14 +451,19 @@ TEXT: dict[str, dict[str, str]] = {
     },
     "card.use": {"en": "Intended use and limitations", "fr": "Usage prévu et limites"},
     "card.limitations": {
-        "en": "- Trained on HAM10000 only: dermoscopic images of pigmented lesions from two centres (Austria, Australia), mostly fair skin.\n"
+        "en": "- Trained on HAM10000 (two Austrian clinics and one Australian practice) and ISIC 2017 (mostly one US "
+        "centre): dermoscopic images of mostly pigmented lesions, mostly fair skin. On dermoscopy from clinics it has "
+        "never seen, it misses more melanomas than on these (see the documentation's held-out sources).\n"
         "- Seven classes only: any other lesion (e.g. squamous cell carcinoma) is forced into one of them.\n"
-        "- Low input resolution (160×120 and 200×150 px); clinical (non-dermoscopic) photos are out of distribution.\n"
-        "- Calibration was measured on data like the training data; on other images probabilities may be over-confident.",
-        "fr": "- Entraîné uniquement sur HAM10000 : images dermoscopiques de lésions pigmentées de deux centres (Autriche, Australie), surtout peaux claires.\n"
+        "- Low input resolution (160×120 px); clinical (non-dermoscopic) photos are out of distribution.\n"
+        "- Calibrated to HAM10000's frequencies; on other images probabilities may be over-confident.",
+        "fr": "- Entraîné sur HAM10000 (deux cliniques autrichiennes et un cabinet australien) et ISIC 2017 (surtout un "
+        "centre américain) : images dermoscopiques de lésions surtout pigmentées, surtout sur peau claire. Sur la "
+        "dermoscopie de cliniques qu'il n'a jamais vues, il manque plus de mélanomes que sur celles-ci (voir la "
+        "documentation, sources tenues à l'écart).\n"
         "- Sept classes seulement : toute autre lésion (p. ex. carcinome épidermoïde) est rangée dans l'une d'elles.\n"
-        "- Faible résolution d'entrée (160×120 et 200×150 px) ; les photos cliniques (non dermoscopiques) sont hors distribution.\n"
-        "- La calibration a été mesurée sur des données semblables ; sur d'autres images, les probabilités peuvent être trop confiantes.",
+        "- Faible résolution d'entrée (160×120 px) ; les photos cliniques (non dermoscopiques) sont hors distribution.\n"
+        "- Calibré sur les fréquences de HAM10000 ; sur d'autres images, les probabilités peuvent être trop confiantes.",
     },
     "card.licence": {"en": "Licence and citation", "fr": "Licence et citation"},
     # -- about page ----------------------------------------------------------------------------------------
@@ -518,8 +539,12 @@ TEXT: dict[str, dict[str, str]] = {
     },
     "about.data": {"en": "Data and licence", "fr": "Données et licence"},
     "about.data.text": {
-        "en": "Trained on HAM10000 (CC BY-NC-SA 4.0): non-commercial use, with attribution. The model weights and the sample images carry the same conditions.",
-        "fr": "Entraîné sur HAM10000 (CC BY-NC-SA 4.0) : usage non commercial, avec attribution. Les poids du modèle et les images d'exemple sont soumis aux mêmes conditions.",
+        "en": "Trained on HAM10000 (Tschandl et al. 2018, CC BY-NC-SA 4.0) and ISIC 2017 (Codella et al. 2018; ISIC "
+        "Archive images, CC BY-NC or CC-0): non-commercial use, with attribution. The model weights, the similar "
+        "cases' thumbnails and the sample images carry the same conditions.",
+        "fr": "Entraîné sur HAM10000 (Tschandl et al. 2018, CC BY-NC-SA 4.0) et ISIC 2017 (Codella et al. 2018 ; images "
+        "de l'ISIC Archive, CC BY-NC ou CC-0) : usage non commercial, avec attribution. Les poids du modèle, les "
+        "vignettes des cas similaires et les images d'exemple sont soumis aux mêmes conditions.",
     },
 }
 
