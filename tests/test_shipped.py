@@ -16,6 +16,7 @@ from skin_model import __version__, vocab
 from skin_model.batch import RESULT_COLUMNS
 from skin_model.config import CARD_FILE, PACKAGE_DIR, WEIGHTS_FILE
 from skin_model.network import BACKBONES
+from skin_model.splits import file_sha256, read_lesion_split
 
 from .conftest import REPO, SAMPLES_DIR
 
@@ -31,25 +32,34 @@ def shipped():
 def test_artifact_is_small_safetensors_with_a_full_card():
     assert (MODEL_DIR / WEIGHTS_FILE).stat().st_size < 50 * 2**20
     assert (MODEL_DIR / WEIGHTS_FILE).read_bytes()[8:9] == b"{"  # safetensors header, not a pickle
+    assert (MODEL_DIR / "index.safetensors").stat().st_size < 30 * 2**20
     card = json.loads((MODEL_DIR / CARD_FILE).read_text())
     assert {m["architecture"] for m in card["members"]} <= set(BACKBONES)
-    # The shipped selection is the best subset on validation among the members trained.
-    validation = card["validation_balanced_accuracy_equal_prior_tta"]
-    shipped = "+".join(m["name"] for m in card["members"])
-    assert validation[shipped] >= max(validation.values()) - 1e-9
-    metrics = card["test_metrics"]
-    test = metrics["splits"]["test"]
-    assert test["models"]["ensemble"]["tta"]["equal"]["fused"]["n"] == test["n_images"] > 500
-    assert metrics["majority_baseline"]["balanced_accuracy"] == pytest.approx(1 / 7)
-    assert (MODEL_DIR / "index.safetensors").stat().st_size < 30 * 2**20
+    if "out_of_fold" not in card:  # models before 3.0.0: one validation split
+        validation = card["validation_balanced_accuracy_equal_prior_tta"]
+        shipped = "+".join(m["name"] for m in card["members"])
+        assert validation[shipped] >= max(validation.values()) - 1e-9
+        test = card["test_metrics"]["splits"]["test"]
+        assert test["models"]["ensemble"]["tta"]["equal"]["fused"]["n"] == test["n_images"] > 500
+        return
+    # Cross-validated: one model per fold, the epoch with the best pooled out-of-fold score,
+    # the split the card names is the one in the repository, and the test split scored once.
+    assert sorted(m["fold"] for m in card["members"]) == list(range(5)) * (len(card["members"]) // 5)
+    for member, epoch in card["selection"]["epoch"].items():
+        by_epoch = card["selection"]["out_of_fold_balanced_accuracy_by_epoch"][member]
+        assert by_epoch[str(epoch)] == max(by_epoch.values())
+    assert card["data"]["split_file_sha256"] == file_sha256(REPO / "splits" / "ham10000_lesions.csv")
+    assert card["out_of_fold"]["n_images"] == card["data"]["counts"]["folds (training and out-of-fold)"]["images"]
+    test = card["evaluation"]["splits"]["test"]["equal_prior"]
+    assert test["images"] == card["data"]["counts"]["test (scored once)"]["images"] > 500
 
 
 def test_samples_cover_every_class_from_the_test_split():
     assert set(SAMPLES["dx"]) == set(vocab.CLASSES) and 7 <= len(SAMPLES) <= 14
-    split = pd.read_csv(REPO / "runs" / "v1" / "split.csv").set_index("image_id")["split"]
-    for image_id in SAMPLES["image_id"]:
-        assert (SAMPLES_DIR / f"{image_id}.jpg").exists()
-        assert split[image_id] == "test", f"{image_id} is not from the held-out test split"
+    split = read_lesion_split(REPO / "splits" / "ham10000_lesions.csv").set_index("lesion_id")["split"]
+    for row in SAMPLES.itertuples():
+        assert (SAMPLES_DIR / f"{row.image_id}.jpg").exists()
+        assert split[row.lesion_id] == "test", f"{row.image_id} is not from the held-out test split"
 
 
 def test_shipped_model_gives_its_pinned_answer_on_every_sample(shipped):
