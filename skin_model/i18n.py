@@ -176,10 +176,10 @@ TEXT: dict[str, dict[str, str]] = {
         "**{p}** · seuil d'orientation : **{threshold}**",
     },
     "refer.evidence": {
-        "en": "How good is this rule? Of 100 malignant or pre-malignant lesions in validation, it flagged {flagged}; "
-        "of 100 benign ones, it also flagged {false_alarms}.",
-        "fr": "Que vaut cette règle ? Sur 100 lésions malignes ou précancéreuses de la validation, elle en a signalé "
-        "{flagged} ; sur 100 bénignes, elle en a aussi signalé {false_alarms}.",
+        "en": "How good is this rule? Of 100 malignant or pre-malignant lesions the model had not been trained on, "
+        "it flagged {flagged}; of 100 benign ones, it also flagged {false_alarms}.",
+        "fr": "Que vaut cette règle ? Sur 100 lésions malignes ou précancéreuses que le modèle n'avait pas apprises, "
+        "elle en a signalé {flagged} ; sur 100 bénignes, elle en a aussi signalé {false_alarms}.",
     },
     "diag.prior": {"en": "Before the image is seen, assume", "fr": "Avant de voir l'image, supposer"},
     "prior.equal": {"en": "every diagnosis equally likely", "fr": "tous les diagnostics également probables"},
