@@ -113,14 +113,10 @@ class OodCheck:
         self._set_scales(knn, mahalanobis)
         scores = self.score_features(cases, features, stats)
         self.threshold = float(np.quantile(scores.numpy(), pass_rate, method="higher"))  # at least pass_rate pass
-        return {
-            "method": METHOD,
-            "k": K_OOD,
-            "scales": {"knn": self.scales[0], "statistics": self.scales[1]},
-            "threshold": self.threshold,
-            "target_validation_pass_rate": pass_rate,
-            "validation_pass_rate": float((scores <= self.threshold).double().mean()),
-        }
+        return self._card(
+            target_validation_pass_rate=pass_rate,
+            validation_pass_rate=float((scores <= self.threshold).double().mean()),
+        )
 
     def calibrate_by_source(
         self, cases: CaseIndex, parts: dict, index_lesions: list[str], pass_rate: float = PASS_RATE
@@ -148,15 +144,16 @@ class OodCheck:
             s: float(np.quantile(scores[sources == s], pass_rate, method="higher")) for s in sorted(set(sources))
         }
         self.threshold = max(per_source.values())
-        return {
-            "method": METHOD,
-            "k": K_OOD,
-            "scales": {"knn": self.scales[0], "statistics": self.scales[1]},
-            "threshold": self.threshold,
-            "target_pass_rate_per_source": pass_rate,
-            "calibrated_on": "every source's out-of-fold or check images, each scored without its own lesion",
-            "pass_rate_by_source": {s: float((scores[sources == s] <= self.threshold).mean()) for s in per_source},
-        }
+        return self._card(
+            target_pass_rate_per_source=pass_rate,
+            calibrated_on="every source's out-of-fold or check images, each scored without its own lesion",
+            pass_rate_by_source={s: float((scores[sources == s] <= self.threshold).mean()) for s in per_source},
+        )
+
+    def _card(self, **calibration) -> dict:
+        """The model card's ``ood`` section."""
+        scales = {"knn": self.scales[0], "statistics": self.scales[1]}
+        return {"method": METHOD, "k": K_OOD, "scales": scales, "threshold": self.threshold, **calibration}
 
     def _set_scales(self, knn: torch.Tensor, mahalanobis: torch.Tensor) -> None:
         self.scales = (
