@@ -362,7 +362,7 @@ def evaluate_sources(data, model_dir: Path, write_card: bool = False) -> dict:
     return results
 
 
-def _outputs_of_cached(model: SkinClassifier, data, mask: np.ndarray, batch_size: int = 64):
+def _outputs_of_cached(model: SkinClassifier, data, mask: np.ndarray, batch_size: int = 4):
     """Member logits, embedding input and image statistics of cached images (already at the
     artifact's source size and colour balance, as ``prepare`` makes them)."""
     rows = np.flatnonzero(mask)
