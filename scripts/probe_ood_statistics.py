@@ -42,12 +42,12 @@ def main() -> None:
         source = SourceSize(150, 200, p)
         stats = statistics([paths[i] for i in table["image_id"]], source)
         check = OodCheck.fit(stats[table["split"].eq("train").to_numpy()])
-        distance = check.distances(torch.ones(len(stats), 10), stats)[1].numpy()
+        distance = check.statistics_distance(stats).numpy()
         per_source = {
             s: float(np.quantile(distance[(table["source"] == s).to_numpy()], 0.97, method="higher"))
             for s in sorted(set(table["source"]))
         }
-        far = check.distances(torch.ones(len(outside), 10), statistics(outside, source))[1].numpy()
+        far = check.statistics_distance(statistics(outside, source)).numpy()
         for rule, threshold in (
             ("every source", max(per_source.values())),
             ("HAM10000's clinics", max(v for s, v in per_source.items() if s != "isic2017")),

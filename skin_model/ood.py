@@ -86,16 +86,21 @@ class OodCheck:
         covariance = torch.cov(stats.T) + 1e-6 * torch.eye(stats.shape[1], dtype=torch.float64)
         return cls(stats.mean(0), torch.linalg.inv(covariance))
 
+    def statistics_distance(self, stats: torch.Tensor) -> torch.Tensor:
+        """(N,) Mahalanobis distance of ``image_statistics`` from the training images'."""
+        d = stats.double() - self.stats_mean
+        return torch.einsum("ni,ij,nj->n", d, self.stats_precision, d).clamp(min=0).sqrt()
+
     def distances(self, sims: torch.Tensor, stats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """kNN distance from similarities to the training images, and the statistics' Mahalanobis distance."""
         knn = 1.0 - sims.topk(K_OOD, dim=1).values[:, -1]
-        d = stats.double() - self.stats_mean
-        mahalanobis = torch.einsum("ni,ij,nj->n", d, self.stats_precision, d).clamp(min=0).sqrt()
-        return knn.double(), mahalanobis
+        return knn.double(), self.statistics_distance(stats)
 
     def scores(self, sims: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
         """(N,) scores from ``CaseIndex.similarities``; above ``threshold``: not like the training images."""
-        knn, mahalanobis = self.distances(sims, stats)
+        return self._combine(*self.distances(sims, stats))
+
+    def _combine(self, knn: torch.Tensor, mahalanobis: torch.Tensor) -> torch.Tensor:
         return torch.maximum(knn / self.scales[0], mahalanobis / self.scales[1])
 
     def score_features(self, cases: CaseIndex, features: torch.Tensor, stats: torch.Tensor, batch: int = 512):
@@ -111,7 +116,7 @@ class OodCheck:
         """Scales and threshold from in-domain images that are not in the index (one validation split)."""
         knn, mahalanobis = self.distances(cases.similarities(features), stats)
         self._set_scales(knn, mahalanobis)
-        scores = self.score_features(cases, features, stats)
+        scores = self._combine(knn, mahalanobis)
         self.threshold = float(np.quantile(scores.numpy(), pass_rate, method="higher"))  # at least pass_rate pass
         return self._card(
             target_validation_pass_rate=pass_rate,
@@ -139,7 +144,7 @@ class OodCheck:
             sources += list(table["source"])
         knn, stats, sources = torch.cat(knn), torch.cat(stats), np.array(sources)
         self._set_scales(knn, stats)
-        scores = torch.maximum(knn / self.scales[0], stats / self.scales[1]).numpy()
+        scores = self._combine(knn, stats).numpy()
         per_source = {
             s: float(np.quantile(scores[sources == s], pass_rate, method="higher")) for s in sorted(set(sources))
         }
