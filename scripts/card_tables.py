@@ -75,11 +75,14 @@ def main(model_dir: Path | None = None) -> None:
     print(f"Threshold {card['ood']['threshold']:.3f}; pass rate by source (out-of-fold or check, leave-lesion-out):")
     for s, rate in card["ood"]["pass_rate_by_source"].items():
         print(f"- {s}: {rate:.3f}")
-    outside = ev.get("not_dermoscopy")
+    outside, fitted = ev.get("not_dermoscopy"), ev.get("not_dermoscopy_fitting_part") or {}
     if outside:
-        print("\n| not dermoscopy | images | flagged |\n|---|---|---|")
+        print(
+            "\n| not dermoscopy | kept aside: images | flagged | fitting part: images | flagged |\n|---|---|---|---|---|"
+        )
         for name, r in outside.items():
-            print(f"| {name} | {r['n']} | {r['flagged']:.3f} |")
+            f = fitted.get(name, {})
+            print(f"| {name} | {r['n']} | {r['flagged']:.3f} | {f.get('n', '–')} | {_f(f.get('flagged'))} |")
     print(f"\nEpoch by pooled out-of-fold BA: {card['selection']['out_of_fold_balanced_accuracy_by_epoch']}")
     print(
         f"Temperature {card['temperature']:.3f}; bias {card['bias']}; referral threshold {card['referral']['threshold']:.3f}"

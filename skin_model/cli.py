@@ -24,17 +24,25 @@ def _train_recipe(args) -> int:
     recipe = Recipe.load(args.recipe)
     run = Path(args.run or f"runs/{recipe.model_version}")
     data_dirs = args.data or [settings().data_dir]
+    outliers = Path(args.outliers or Path(data_dirs[0]).parent / "not_dermoscopy")
+    if recipe.outlier_exposure and not outliers.is_dir() and not args.evaluate_only:
+        print(
+            f"The recipe fits the out-of-domain check on real images that are not dermoscopy, and {outliers} "
+            "is not a folder: name it with --outliers DIR (category folders of .jpg files).",
+            file=sys.stderr,
+        )
+        return 2
     data = load_sources(recipe, data_dirs, cache=run / "images.npy")
     out = Path(args.out or run / "artifact")
     if not args.evaluate_only:
         if not args.export_only:
             train_folds(recipe, data, run)
-        export_recipe(recipe, data, data_dirs, run, out)
+        export_recipe(recipe, data, data_dirs, run, out, outliers)
         print(f"artifact written to {out}")
     if not args.no_evaluate:
         from .evaluate import evaluate_sources
 
-        evaluate_sources(data, out, write_card=True)
+        evaluate_sources(data, out, write_card=True, outliers=outliers)
     return 0
 
 
@@ -175,6 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--export-only", action="store_true", help="with --recipe: export the finished folds, no training"
+    )
+    train.add_argument(
+        "--outliers",
+        type=Path,
+        default=None,
+        help="with --recipe: real images that are not dermoscopy, in category folders; half fits the "
+        "out-of-domain check, half is kept aside to check it (default: not_dermoscopy beside the first --data)",
     )
     train.add_argument("--no-evaluate", action="store_true", help="with --recipe: skip the evaluation after export")
     train.add_argument(

@@ -30,6 +30,7 @@ from .predictor import FUSED, IMAGE_ONLY, SkinClassifier
 from .priors import PRIORS, apply_prior
 from .referral import MALIGNANT_OR_PREMALIGNANT
 from .similar import member_embedding
+from .splits import outlier_parts
 
 log = logging.getLogger(__name__)
 VIEWS = {"fused": FUSED, "image_only": IMAGE_ONLY}
@@ -311,21 +312,26 @@ def source_metrics(probs: np.ndarray, labels: np.ndarray, ood: np.ndarray) -> di
     return source_report(probs, labels) | {"ood_flagged": float(ood.mean())}
 
 
-def not_dermoscopy_report(model: SkinClassifier, folder: Path = NOT_DERMOSCOPY_DIR) -> dict | None:
-    """Share flagged out of domain per category of real images that are not dermoscopy (none of
-    them is ever trained on)."""
-    if not folder.is_dir():
+def not_dermoscopy_report(
+    model: SkinClassifier, folder: Path = NOT_DERMOSCOPY_DIR, part: str = "kept_aside"
+) -> dict | None:
+    """Share flagged out of domain per category of real images that are not dermoscopy: their
+    kept-aside half (never trained on; ``splits.outlier_parts``), or the half that outlier
+    exposure may fit on (``part="fitting"``)."""
+    if not Path(folder).is_dir():
         return None
+    fitting, kept_aside = outlier_parts(folder)
+    paths = kept_aside if part == "kept_aside" else fitting
     report = {}
-    for category in sorted(p for p in folder.iterdir() if p.is_dir()):
-        flags = [model.predict(path).ood for path in sorted(category.glob("*.jpg"))]
-        report[category.name] = {"n": len(flags), "flagged": float(np.mean(flags))}
+    for category in sorted({p.parent.name for p in paths}):
+        flags = [model.predict(p).ood for p in paths if p.parent.name == category]
+        report[category] = {"n": len(flags), "flagged": float(np.mean(flags))}
     n = sum(r["n"] for r in report.values())
     report["all"] = {"n": n, "flagged": sum(r["flagged"] * r["n"] for r in report.values()) / max(n, 1)}
     return report
 
 
-def evaluate_sources(data, model_dir: Path, write_card: bool = False) -> dict:
+def evaluate_sources(data, model_dir: Path, write_card: bool = False, outliers: Path = NOT_DERMOSCOPY_DIR) -> dict:
     """A cross-validated artifact on what it was never trained on: HAM10000's test split (each of
     its sources too), ISIC 2017's check part, and real images that are not dermoscopy. Scored
     once; nothing here feeds a choice."""
@@ -351,7 +357,8 @@ def evaluate_sources(data, model_dir: Path, write_card: bool = False) -> dict:
         for source in sorted(set(df["source"])):
             inside = (df["source"] == source).to_numpy()
             results["by_source"][f"{source} ({name})"] = source_metrics(equal[inside], labels[inside], ood[inside])
-    results["not_dermoscopy"] = not_dermoscopy_report(model)
+    results["not_dermoscopy"] = not_dermoscopy_report(model, outliers)  # kept aside: the check
+    results["not_dermoscopy_fitting_part"] = not_dermoscopy_report(model, outliers, part="fitting")
     if write_card:
         with model_card.model_folder(model_dir) as folder:
             card = model_card.read_card(folder)

@@ -17,6 +17,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from safetensors.torch import load_file
 
@@ -36,7 +37,7 @@ from .recipe import Recipe
 from .referral import card_section as referral_section
 from .referral import malignant_scores
 from .similar import THUMB_SIZE, CaseIndex, member_embedding, thumbnail_jpeg
-from .splits import file_sha256
+from .splits import file_sha256, outlier_parts
 from .uncertainty import choose_gap
 
 log = logging.getLogger(__name__)
@@ -130,8 +131,36 @@ def natural_thumbnails(data: Dataset, data_dirs: list[Path], source: SourceSize)
     return [thumbnail_jpeg(plain.to_uint8(load_image(paths[i]))) for i in data.df["image_id"]]
 
 
-def export_recipe(recipe: Recipe, data: Dataset, data_dirs: list[Path], run_root: Path, out_dir: Path) -> dict:
-    """Write the artifact of a finished cross-validated run into ``out_dir``; returns its card."""
+def outside_images(folder: Path, source: SourceSize) -> Dataset:
+    """The fitting part of a folder of real images that are not dermoscopy (``splits.outlier_parts``;
+    the other part is kept aside for the evaluation), decoded as an upload is, without metadata."""
+    paths, _ = outlier_parts(folder)
+    if not paths:
+        raise FileNotFoundError(f"no images that are not dermoscopy below {folder} (<category>/*.jpg)")
+    df = pd.DataFrame(
+        {
+            "image_id": [p.stem for p in paths],
+            "label": -1,
+            "age": np.nan,
+            "sex": "unknown",
+            "localization": "unknown",
+            "category": [p.parent.name for p in paths],
+        }
+    )
+    return Dataset(df, torch.stack([source.to_uint8(load_image(p)) for p in paths]))
+
+
+def export_recipe(
+    recipe: Recipe, data: Dataset, data_dirs: list[Path], run_root: Path, out_dir: Path, outliers: Path | None = None
+) -> dict:
+    """Write the artifact of a finished cross-validated run into ``out_dir``; returns its card.
+    ``outliers``: a folder of real images that are not dermoscopy, needed when the recipe asks
+    for outlier exposure."""
+    if recipe.outlier_exposure and (outliers is None or not Path(outliers).is_dir()):
+        raise FileNotFoundError(
+            f"recipe {recipe.path.name} trains the out-of-domain check on real images that are not dermoscopy: "
+            f"give their folder with --outliers (not found: {outliers})"
+        )
     df = data.df
     in_train = df["split"].eq("train").to_numpy()
     in_check = df["split"].eq("check").to_numpy()
@@ -185,13 +214,31 @@ def export_recipe(recipe: Recipe, data: Dataset, data_dirs: list[Path], run_root
         "out-of-fold": (features[in_scored_oof], image_statistics(oof.images), oof.df),
         "check": (features[in_scored_check], image_statistics(check.images), check.df),
     }
+    outside = None
+    if recipe.outlier_exposure:
+        fitting = outside_images(outliers, source)
+        outside = (member_embedding([f for _, f in outputs(models, fitting, views)]), image_statistics(fitting.images))
     ood_check = OodCheck.fit(image_statistics(train.images))
+    # Other sources' training parts: every fold model trained on them, so they set no threshold;
+    # the outlier classifier learns from them what their clinics' dermoscopy looks like.
+    in_scored_other = (scored.df["split"].eq("train") & scored.df["fold"].lt(0)).to_numpy()
+    other = scored.subset(in_scored_other)
     ood = ood_check.calibrate_by_source(
         cases,
         {name: part for name, part in ood_parts.items() if len(part[2])},
         list(train.df["lesion_id"]),
         recipe.ood_pass_rate,
+        outside=outside,
+        also_inside=(features[in_scored_other], image_statistics(other.images), other.df) if len(other) else None,
     )
+    if outside is not None:
+        ood["outlier_exposure"]["outside_images_by_category"] = {
+            str(c): int(n) for c, n in fitting.df["category"].value_counts().sort_index().items()
+        }
+        ood["outlier_exposure"]["split_rule"] = (
+            "half of each category of not_dermoscopy, by a hash of the file name (splits.outlier_parts); "
+            "the other half is kept aside for the evaluation and never trained on"
+        )
     oof_report = classification_report(decided.numpy(), labels.numpy())
     card = {
         "format": FORMAT,

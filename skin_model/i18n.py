@@ -442,8 +442,10 @@ TEXT: dict[str, dict[str, str]] = {
         "{p:.3f} pour une part de lésions malignes de {share:.3f}.",
     },
     "card.not_dermoscopy": {
-        "en": "Real images that are not dermoscopy, flagged out of domain: {summary}.",
-        "fr": "Vraies images qui ne sont pas de la dermoscopie, signalées hors domaine : {summary}.",
+        "en": "Real images that are not dermoscopy (the half kept aside, never trained on), flagged out of "
+        "domain: {summary}.",
+        "fr": "Vraies images qui ne sont pas de la dermoscopie (la moitié mise de côté, jamais apprise), signalées "
+        "hors domaine : {summary}.",
     },
     "card.no_metrics": {
         "en": "This model card has no test metrics yet.",

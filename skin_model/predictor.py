@@ -222,8 +222,9 @@ class SkinClassifier:
         probs = self.under_prior(calibrated, prior)
         fused = _probs_dict(probs[FUSED, 0])
         referral = float(sum(calibrated[FUSED, 0, vocab.CLASSES.index(c)] for c in MALIGNANT_OR_PREMALIGNANT))
-        sims = self.cases.similarities(member_embedding(features))  # one matrix product
-        ood_score = float(self.ood.scores(sims, image_statistics(pixels))[0])
+        embedded = self.cases.embed(member_embedding(features))
+        sims = self.cases.similarities_of(embedded)  # one matrix product
+        ood_score = float(self.ood.scores(embedded, sims, image_statistics(pixels))[0])
         return Prediction(
             label=max(fused, key=fused.get),
             probabilities=fused,

@@ -27,6 +27,7 @@ class Recipe:
     tta: tuple[str, ...] = ("identity", "hflip", "vflip", "hvflip")
     target_sensitivity: float = 0.90
     ood_pass_rate: float = 0.97  # of each source's out-of-fold or check images
+    outlier_exposure: bool = False  # fit the out-of-domain check against images that are not dermoscopy
     raw: dict = field(default_factory=dict, compare=False)
 
     @property
@@ -59,5 +60,6 @@ class Recipe:
             tta=tuple(raw.get("tta", cls.tta)),
             target_sensitivity=float(raw.get("target_sensitivity", 0.90)),
             ood_pass_rate=float(raw.get("ood_pass_rate", 0.97)),
+            outlier_exposure=bool(raw.get("outlier_exposure", False)),
             raw=raw,
         )

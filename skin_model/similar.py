@@ -109,7 +109,11 @@ class CaseIndex:
 
     def similarities(self, features: torch.Tensor) -> torch.Tensor:
         """(N, training images) cosine similarities of ``member_embedding`` features."""
-        return self.embed(features) @ self.embeddings.float().T
+        return self.similarities_of(self.embed(features))
+
+    def similarities_of(self, embedded: torch.Tensor) -> torch.Tensor:
+        """The same, for features already through ``embed``."""
+        return embedded @ self.embeddings.float().T
 
     def neighbours(self, sims: torch.Tensor, k: int = 6) -> list[Neighbour]:
         """The k most similar training images for one query's similarity row."""

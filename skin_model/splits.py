@@ -39,6 +39,19 @@ def lesion_hash(lesion_id: str) -> int:
     return int(hashlib.sha256(str(lesion_id).encode()).hexdigest()[:12], 16)
 
 
+def outlier_parts(folder: Path) -> tuple[list[Path], list[Path]]:
+    """Real images that are not dermoscopy (``<folder>/<category>/*.jpg``) in two halves per
+    category, by a hash of the file name: the first trains the out-of-domain check (outlier
+    exposure), the second is kept aside to check it and is never trained on."""
+    fitting, kept_aside = [], []
+    for category in sorted(p for p in Path(folder).iterdir() if p.is_dir()):
+        files = sorted(category.glob("*.jpg"), key=lambda p: (lesion_hash(p.name), p.name))
+        half = len(files) // 2
+        fitting += sorted(files[:half])
+        kept_aside += sorted(files[half:])
+    return fitting, kept_aside
+
+
 def make_lesion_split(images: pd.DataFrame, folds: int = FOLDS, seed: int = 0) -> pd.DataFrame:
     """Lesion table from an image table with ``lesion_id``, ``dx`` and ``split`` (train / val /
     test): test stays test; train and val lesions are dealt into ``folds`` class-stratified folds."""

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
 
 from skin_model import vocab
 
@@ -40,12 +41,33 @@ def make_second_source(root, per_class: int = 12):
     return root
 
 
+def make_not_dermoscopy(root, per_category: int = 8):
+    """Two kinds of image that are not dermoscopy: text pages and smooth colour gradients."""
+    from PIL import ImageDraw
+
+    for category in ("documents", "natural"):
+        (root / category).mkdir(parents=True)
+        for j in range(per_category):
+            rng = np.random.default_rng(900 + j)
+            if category == "documents":
+                img = Image.new("RGB", (90, 120), "white")
+                draw = ImageDraw.Draw(img)
+                for line in range(4, 116, 9):
+                    draw.text((4, line), "".join(rng.choice(list("lorem ipsum")) for _ in range(14)), fill="black")
+            else:
+                ramp = np.linspace(0, 1, 80)[None, :, None] * rng.uniform(0, 255, (1, 1, 3))
+                img = Image.fromarray((ramp + np.linspace(0, 60, 60)[:, None, None]).clip(0, 255).astype(np.uint8))
+            img.save(root / category / f"{category}_{j:03d}.jpg")
+    return root
+
+
 RECIPE = """
 model_version = "0.0.cv"
 folds = 5
 split_file = "{split}"
 colour_constancy_p = 6
 tta = ["identity", "hflip"]
+outlier_exposure = true
 
 [member_defaults]
 epochs = 2
@@ -79,7 +101,8 @@ def cv_run(tmp_path_factory):
     data_dirs = [ham, isic]
     data = load_sources(recipe, data_dirs)
     train_folds(recipe, data, root / "run")
-    card = export_recipe(recipe, data, data_dirs, root / "run", root / "artifact")
+    outside = make_not_dermoscopy(root / "not_dermoscopy")
+    card = export_recipe(recipe, data, data_dirs, root / "run", root / "artifact", outside)
     shutil.copytree(root / "artifact", root / "exported")  # as exported, before any evaluation writes
     return recipe, data, data_dirs, root, card
 
@@ -125,10 +148,25 @@ def test_the_exported_model_predicts_and_evaluates(cv_run):
     model = SkinClassifier.load(root / "artifact")
     pred = model.predict(synthetic_lesion("mel", seed=1), age=40)
     assert pred.verdict in ("suspicious", "not_suspicious", "cannot_judge")
-    results = evaluate_sources(data, root / "artifact", write_card=True)
+    results = evaluate_sources(data, root / "artifact", write_card=True, outliers=root / "not_dermoscopy")
     card = json.loads((root / "artifact" / "model_card.json").read_text())
     assert card["evaluation"]["splits"]["test"]["equal_prior"]["images"] == int(data.df["split"].eq("test").sum())
     assert "isic2017 (check)" in results["by_source"]
+    # The not-dermoscopy images: half fitted the check, the kept-aside half is what the evaluation reports.
+    assert model.ood.outliers is not None
+    assert card["ood"]["outlier_exposure"]["outside_images_by_category"] == {"documents": 4, "natural": 4}
+    assert {k: v["n"] for k, v in results["not_dermoscopy"].items()} == {"documents": 4, "natural": 4, "all": 8}
+    assert results["not_dermoscopy_fitting_part"]["all"]["n"] == 8
+
+
+def test_a_recipe_with_outlier_exposure_and_no_such_folder_says_what_to_give(cv_run, tmp_path, capsys):
+    from skin_model.cli import main
+
+    recipe, _, data_dirs, root, _ = cv_run
+    args = ["train", "--recipe", str(recipe.path), "--run", str(root / "run"), "--export-only", "--out", str(tmp_path)]
+    code = main(args + sum((["--data", str(d)] for d in data_dirs), []) + ["--outliers", str(tmp_path / "absent")])
+    assert code == 2 and "--outliers" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing exported
 
 
 def test_export_never_reads_test_labels(cv_run):
@@ -140,7 +178,7 @@ def test_export_never_reads_test_labels(cv_run):
     test = poisoned.df["split"].eq("test").to_numpy()
     poisoned.labels[test] = (poisoned.labels[test] + 3) % len(vocab.CLASSES)
     poisoned.df.loc[test, "dx"] = [vocab.CLASSES[i] for i in poisoned.labels[test]]
-    export_recipe(recipe, poisoned, data_dirs, root / "run", root / "poisoned")
+    export_recipe(recipe, poisoned, data_dirs, root / "run", root / "poisoned", root / "not_dermoscopy")
     assert (root / "poisoned" / "model_card.json").read_bytes() == (root / "exported" / "model_card.json").read_bytes()
     for name in ("model.safetensors", "index.safetensors"):
         # Same tensors, bytes and metadata (safetensors may order its header's keys differently).

@@ -35,11 +35,12 @@ def test_the_score_grows_with_the_distance_from_the_training_images():
     ood.calibrate(cases, feats[:50] + 0.1 * torch.randn(50, feats.shape[1]), stats[:50])
     # Farther in the features: the k-th nearest training image less similar.
     sims = torch.linspace(1.0, -0.5, 7)[:, None] * torch.ones(7, 200)
-    by_features = ood.scores(sims, stats[:1].repeat(7, 1)).tolist()
+    unused = torch.zeros(7, 32)  # the embedding: read only by an outlier classifier, none here
+    by_features = ood.scores(unused, sims, stats[:1].repeat(7, 1)).tolist()
     assert _non_decreasing(by_features) and by_features[-1] > by_features[0]
     # Farther in the image statistics (colour, contrast, texture), the features left as they are.
     steps = torch.linspace(0, 3, 7)[:, None] * stats.std(0)
-    by_statistics = ood.scores(torch.ones(7, 200), stats.mean(0) + steps).tolist()
+    by_statistics = ood.scores(unused, torch.ones(7, 200), stats.mean(0) + steps).tolist()
     assert _non_decreasing(by_statistics) and by_statistics[-1] > by_statistics[0]
 
 
@@ -81,3 +82,54 @@ def test_a_training_image_scored_without_its_own_lesion_is_not_trivially_in_doma
         pass_rate=0.97,
     )
     assert ood.scales[0] < left_out_scale
+
+
+def _outside(cases: CaseIndex, feats: torch.Tensor, stats: torch.Tensor, n: int, seed: int):
+    """Images that are not dermoscopy, and would pass the distances: a shift along the index's
+    main directions (cosine neighbours stay near), typical statistics."""
+    g = torch.Generator().manual_seed(seed)
+    rows = torch.randint(0, len(feats), (n,), generator=g)
+    direction = cases.projection[:, :4].sum(1)
+    shift = direction / direction.norm() * feats.norm(dim=1).mean()
+    return feats[rows] + 0.3 * torch.randn(n, feats.shape[1], generator=g) + shift, stats[rows]
+
+
+def test_outlier_exposure_flags_the_kind_of_image_it_was_shown_and_each_source_still_passes():
+    cases, ood, feats, stats = _index(n=400, seed=3)
+    g = torch.Generator().manual_seed(4)
+    inside = feats[:200] + 0.3 * torch.randn(200, feats.shape[1], generator=g)
+    table = pd.DataFrame({"lesion_id": [f"new{i}" for i in range(200)], "source": ["a", "b"] * 100})
+    parts = {"in": (inside, stats[:200], table)}
+    lesions = [f"img{i}" for i in range(400)]
+    fitting, kept_aside = _outside(cases, feats, stats, 60, 5), _outside(cases, feats, stats, 60, 6)
+
+    ood.calibrate_by_source(cases, parts, lesions, pass_rate=0.9)
+    without = (ood.score_features(cases, *kept_aside) > ood.threshold).double().mean().item()
+    # Images every model trained on (another source's training part): learnt from, no threshold.
+    also = (feats[200:300], stats[200:300], pd.DataFrame({"lesion_id": lesions[200:300], "source": "trained on"}))
+    report = ood.calibrate_by_source(cases, parts, lesions, pass_rate=0.9, outside=fitting, also_inside=also)
+    assert set(report["pass_rate_by_source"]) == {"a", "b"}
+    assert report["outlier_exposure"]["in_domain_images"] == 300
+    with_outliers = (ood.score_features(cases, *kept_aside) > ood.threshold).double().mean().item()
+    assert without < 0.5 and with_outliers > 0.9
+    assert report["outlier_exposure"]["outside_images"] == 60 and len(ood.scales) == 3
+    for source in ("a", "b"):
+        mask = torch.tensor((table["source"] == source).to_numpy())
+        passed = (ood.score_features(cases, inside[mask], stats[:200][mask]) <= ood.threshold).double().mean()
+        # each in-domain image's classifier distance came from a fit on the other half of the
+        # lesions: the final fit (on all) can only make them look more in-domain
+        assert passed.item() >= 0.9 - 1e-9
+
+
+def test_the_outlier_classifier_survives_storage():
+    cases, ood, feats, stats = _index(n=300, seed=7)
+    table = pd.DataFrame({"lesion_id": [f"new{i}" for i in range(100)], "source": "a"})
+    outside = _outside(cases, feats, stats, 40, 8)
+    lesions = [f"img{i}" for i in range(300)]
+    ood.calibrate_by_source(cases, {"in": (feats[:100], stats[:100], table)}, lesions, outside=outside)
+    tensors, metadata = ood.to_tensors()
+    again = OodCheck.from_tensors(tensors, metadata)
+    query = torch.cat([feats[200:220], outside[0][:20]])
+    query_stats = torch.cat([stats[200:220], outside[1][:20]])
+    assert torch.equal(ood.score_features(cases, query, query_stats), again.score_features(cases, query, query_stats))
+    assert again.threshold == ood.threshold and again.outliers is not None

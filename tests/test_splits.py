@@ -49,3 +49,20 @@ def test_a_lesion_listed_twice_is_refused(tmp_path):
     path.write_text("lesion_id,split,fold\nHAM_1,train,0\nHAM_1,test,-1\n")
     with pytest.raises(SplitLeakError):
         read_lesion_split(path)
+
+
+def test_the_not_dermoscopy_images_split_in_two_halves_per_category_by_file_name(tmp_path):
+    from skin_model.splits import outlier_parts
+
+    for category, n in (("documents", 6), ("natural", 7)):
+        (tmp_path / category).mkdir()
+        for j in range(n):
+            (tmp_path / category / f"{category}_{j:03d}.jpg").write_bytes(b"x")
+    fitting, kept_aside = outlier_parts(tmp_path)
+    assert not set(fitting) & set(kept_aside) and len(fitting) + len(kept_aside) == 13
+    assert [p.parent.name for p in fitting].count("documents") == 3
+    assert [p.parent.name for p in fitting].count("natural") == 3  # the odd one is kept aside
+    # Each category on its own: a new file in one moves no file of another.
+    (tmp_path / "natural" / "natural_999.jpg").write_bytes(b"x")
+    again, _ = outlier_parts(tmp_path)
+    assert [p for p in fitting if p.parent.name == "documents"] == [p for p in again if p.parent.name == "documents"]
