@@ -139,20 +139,98 @@ def referral_section(rule: dict) -> None:
     )
 
 
+def recall_and_confusion(report: dict) -> None:
+    """Per-class recall and the confusion matrix (rows: truth, each divided by its total)."""
+    left, right = st.columns(2)
+    with left:
+        st.subheader(tr("card.recall"))
+        recall = report["recall"]
+        fig = go.Figure(
+            go.Bar(
+                x=list(vocab.CLASSES),
+                y=[recall[c] for c in vocab.CLASSES],
+                text=[f"{recall[c]:.2f}" for c in vocab.CLASSES],
+                textposition="outside",
+            )
+        )
+        fig.update_layout(yaxis=dict(range=[0, 1.1]), height=320, margin=dict(l=10, r=10, t=10, b=10))
+        st.plotly_chart(fig, config={"displayModeBar": False})
+    with right:
+        st.subheader(tr("card.confusion"))
+        counts = report["confusion_matrix"]
+        # Each row divided by its total (recall), so that small classes are as visible as nv.
+        shares = [[n / max(sum(row), 1) for n in row] for row in counts]
+        fig = go.Figure(
+            go.Heatmap(
+                z=shares,
+                x=list(vocab.CLASSES),
+                y=list(vocab.CLASSES),
+                zmin=0,
+                zmax=1,
+                colorscale="Blues",
+                customdata=counts,
+                texttemplate="%{z:.2f}",
+                hovertemplate="%{y} → %{x}: %{customdata} (%{z:.1%})<extra></extra>",
+                showscale=False,
+            )
+        )
+        fig.update_layout(
+            xaxis_title=tr("card.predicted"),
+            yaxis_title=tr("card.truth"),
+            yaxis_autorange="reversed",
+            height=320,
+            margin=dict(l=10, r=10, t=10, b=10),
+        )
+        st.plotly_chart(fig, config={"displayModeBar": False})
+
+
+def reliability_chart(rel: dict, ece: float) -> None:
+    """Confidence against observed accuracy under the training prior, each bin sized by its count."""
+    st.subheader(tr("card.reliability"))
+    bins = [(c, a, n) for c, a, n in zip(rel["confidence"], rel["accuracy"], rel["count"]) if n]
+    fig = go.Figure(
+        [
+            go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name=tr("card.ideal"), line=dict(dash="dash", color="grey")),
+            go.Scatter(
+                x=[b[0] for b in bins],
+                y=[b[1] for b in bins],
+                mode="lines+markers",
+                name=f"ECE {ece:.3f}",
+                marker=dict(size=[max(6, min(24, n**0.5)) for *_, n in bins]),
+                text=[f"n={n}" for *_, n in bins],
+                cliponaxis=False,
+            ),
+        ]
+    )
+    fig.update_layout(
+        xaxis_title=tr("card.confidence"),
+        yaxis_title=tr("card.observed"),
+        height=360,
+        xaxis_range=[0, 1.05],
+        yaxis_range=[0, 1.05],
+        margin=dict(l=10, r=30, t=30, b=10),
+        legend=dict(orientation="h", y=-0.25),
+    )
+    st.plotly_chart(fig, config={"displayModeBar": False})
+
+
 def evaluation_section(evaluation: dict) -> None:
     """A cross-validated model: out-of-fold beside test, every source apart, calibration, and
     real images that are not dermoscopy."""
     st.subheader(tr("card.evaluation"))
     oof, test = card["out_of_fold"], evaluation["splits"]["test"]
-    cols = st.columns(3)
-    cols[0].metric(
-        f"{tr('card.bal_acc')} · {tr('card.test')}", f"{test['equal_prior']['balanced_accuracy_present']:.3f}"
-    )
-    cols[0].caption(f"{tr('card.oof')}: {oof['balanced_accuracy_equal_prior_tta']:.3f}")
-    cols[1].metric(f"{tr('card.mel_recall')} · {tr('card.test')}", f"{test['equal_prior']['melanoma_recall']:.3f}")
-    cols[1].caption(f"{tr('card.oof')}: {oof['melanoma_recall_equal_prior_tta']:.3f}")
-    cols[2].metric(f"{tr('card.mel_auc')} · {tr('card.test')}", f"{test['equal_prior']['melanoma_auc']:.3f}")
     calibration = test["training_prior"]
+    headline = (
+        ("card.bal_acc", test["equal_prior"]["balanced_accuracy_present"], oof["balanced_accuracy_equal_prior_tta"]),
+        ("card.mel_recall", test["equal_prior"]["melanoma_recall"], oof["melanoma_recall_equal_prior_tta"]),
+        ("card.mel_auc", test["equal_prior"]["melanoma_auc"], None),
+        ("card.auc", test["equal_prior_report"]["macro_auc"], oof["macro_auc"]),
+        ("card.ece", calibration["ece_15"], oof["training_prior"]["ece_15"]),
+    )
+    for col, (label, on_test, out_of_fold) in zip(st.columns(len(headline)), headline):
+        col.metric(f"{tr(label)} · {tr('card.test')}", f"{on_test:.3f}")
+        if out_of_fold is not None:
+            col.caption(f"{tr('card.oof')}: {out_of_fold:.3f}")
     st.caption(
         tr(
             "card.calibration_line",
@@ -184,6 +262,8 @@ def evaluation_section(evaluation: dict) -> None:
     if outside:
         summary = " · ".join(f"{k} {v['flagged']:.0%} (n={v['n']})" for k, v in outside.items())
         st.caption(tr("card.not_dermoscopy", summary=summary))
+    recall_and_confusion(test["equal_prior_report"])
+    reliability_chart(calibration["reliability"], calibration["ece_15"])
 
 
 if card.get("referral"):
@@ -253,75 +333,8 @@ else:
     )
     st.caption(tr("card.table_legend"))
 
-    left, right = st.columns(2)
-    with left:
-        st.subheader(tr("card.recall"))
-        recall = test["recall"]
-        fig = go.Figure(
-            go.Bar(
-                x=list(vocab.CLASSES),
-                y=[recall[c] for c in vocab.CLASSES],
-                text=[f"{recall[c]:.2f}" for c in vocab.CLASSES],
-                textposition="outside",
-            )
-        )
-        fig.update_layout(yaxis=dict(range=[0, 1.1]), height=320, margin=dict(l=10, r=10, t=10, b=10))
-        st.plotly_chart(fig, config={"displayModeBar": False})
-    with right:
-        st.subheader(tr("card.confusion"))
-        counts = test["confusion_matrix"]
-        # Each row divided by its total (recall), so that small classes are as visible as nv.
-        shares = [[n / max(sum(row), 1) for n in row] for row in counts]
-        fig = go.Figure(
-            go.Heatmap(
-                z=shares,
-                x=list(vocab.CLASSES),
-                y=list(vocab.CLASSES),
-                zmin=0,
-                zmax=1,
-                colorscale="Blues",
-                customdata=counts,
-                texttemplate="%{z:.2f}",
-                hovertemplate="%{y} → %{x}: %{customdata} (%{z:.1%})<extra></extra>",
-                showscale=False,
-            )
-        )
-        fig.update_layout(
-            xaxis_title=tr("card.predicted"),
-            yaxis_title=tr("card.truth"),
-            yaxis_autorange="reversed",
-            height=320,
-            margin=dict(l=10, r=10, t=10, b=10),
-        )
-        st.plotly_chart(fig, config={"displayModeBar": False})
-
-    st.subheader(tr("card.reliability"))
-    rel = splits["test"]["reliability_training_prior"]
-    bins = [(c, a, n) for c, a, n in zip(rel["confidence"], rel["accuracy"], rel["count"]) if n]
-    fig = go.Figure(
-        [
-            go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name=tr("card.ideal"), line=dict(dash="dash", color="grey")),
-            go.Scatter(
-                x=[b[0] for b in bins],
-                y=[b[1] for b in bins],
-                mode="lines+markers",
-                name=f"ECE {calibrated['ece_15']:.3f}",
-                marker=dict(size=[max(6, min(24, n**0.5)) for *_, n in bins]),
-                text=[f"n={n}" for *_, n in bins],
-                cliponaxis=False,
-            ),
-        ]
-    )
-    fig.update_layout(
-        xaxis_title=tr("card.confidence"),
-        yaxis_title=tr("card.observed"),
-        height=360,
-        xaxis_range=[0, 1.05],
-        yaxis_range=[0, 1.05],
-        margin=dict(l=10, r=30, t=30, b=10),
-        legend=dict(orientation="h", y=-0.25),
-    )
-    st.plotly_chart(fig, config={"displayModeBar": False})
+    recall_and_confusion(test)
+    reliability_chart(splits["test"]["reliability_training_prior"], calibrated["ece_15"])
     malignant = splits["test"]["malignant_probability_calibration"]
     st.caption(
         tr(

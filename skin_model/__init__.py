@@ -2,7 +2,7 @@
 
 import threading
 
-__version__ = "2.2.0"
+__version__ = "3.0.0"
 _shared: dict = {}  # model folder (None: the shipped one) -> its loaded model
 _shared_lock = threading.Lock()
 

@@ -453,14 +453,19 @@ TEXT: dict[str, dict[str, str]] = {
     },
     "card.use": {"en": "Intended use and limitations", "fr": "Usage prévu et limites"},
     "card.limitations": {
-        "en": "- Trained on HAM10000 only: dermoscopic images of pigmented lesions from two centres (Austria, Australia), mostly fair skin.\n"
+        "en": "- Trained on HAM10000 (two Austrian clinics and one Australian practice) and ISIC 2017 (mostly one US "
+        "centre): dermoscopic images of mostly pigmented lesions, mostly fair skin. On dermoscopy from clinics it has "
+        "never seen, it misses more melanomas than on these (see the documentation's held-out sources).\n"
         "- Seven classes only: any other lesion (e.g. squamous cell carcinoma) is forced into one of them.\n"
-        "- Low input resolution (160×120 and 200×150 px); clinical (non-dermoscopic) photos are out of distribution.\n"
-        "- Calibration was measured on data like the training data; on other images probabilities may be over-confident.",
-        "fr": "- Entraîné uniquement sur HAM10000 : images dermoscopiques de lésions pigmentées de deux centres (Autriche, Australie), surtout peaux claires.\n"
+        "- Low input resolution (160×120 px); clinical (non-dermoscopic) photos are out of distribution.\n"
+        "- Calibrated to HAM10000's frequencies; on other images probabilities may be over-confident.",
+        "fr": "- Entraîné sur HAM10000 (deux cliniques autrichiennes et un cabinet australien) et ISIC 2017 (surtout un "
+        "centre américain) : images dermoscopiques de lésions surtout pigmentées, surtout sur peau claire. Sur la "
+        "dermoscopie de cliniques qu'il n'a jamais vues, il manque plus de mélanomes que sur celles-ci (voir la "
+        "documentation, sources tenues à l'écart).\n"
         "- Sept classes seulement : toute autre lésion (p. ex. carcinome épidermoïde) est rangée dans l'une d'elles.\n"
-        "- Faible résolution d'entrée (160×120 et 200×150 px) ; les photos cliniques (non dermoscopiques) sont hors distribution.\n"
-        "- La calibration a été mesurée sur des données semblables ; sur d'autres images, les probabilités peuvent être trop confiantes.",
+        "- Faible résolution d'entrée (160×120 px) ; les photos cliniques (non dermoscopiques) sont hors distribution.\n"
+        "- Calibré sur les fréquences de HAM10000 ; sur d'autres images, les probabilités peuvent être trop confiantes.",
     },
     "card.licence": {"en": "Licence and citation", "fr": "Licence et citation"},
     # -- about page ----------------------------------------------------------------------------------------
@@ -536,8 +541,12 @@ TEXT: dict[str, dict[str, str]] = {
     },
     "about.data": {"en": "Data and licence", "fr": "Données et licence"},
     "about.data.text": {
-        "en": "Trained on HAM10000 (CC BY-NC-SA 4.0): non-commercial use, with attribution. The model weights and the sample images carry the same conditions.",
-        "fr": "Entraîné sur HAM10000 (CC BY-NC-SA 4.0) : usage non commercial, avec attribution. Les poids du modèle et les images d'exemple sont soumis aux mêmes conditions.",
+        "en": "Trained on HAM10000 (Tschandl et al. 2018, CC BY-NC-SA 4.0) and ISIC 2017 (Codella et al. 2018; ISIC "
+        "Archive images, CC BY-NC or CC-0): non-commercial use, with attribution. The model weights, the similar "
+        "cases' thumbnails and the sample images carry the same conditions.",
+        "fr": "Entraîné sur HAM10000 (Tschandl et al. 2018, CC BY-NC-SA 4.0) et ISIC 2017 (Codella et al. 2018 ; images "
+        "de l'ISIC Archive, CC BY-NC ou CC-0) : usage non commercial, avec attribution. Les poids du modèle, les "
+        "vignettes des cas similaires et les images d'exemple sont soumis aux mêmes conditions.",
     },
 }
 

@@ -215,10 +215,11 @@ def test_model_card_renders_its_metrics():
     labels = [m.label for m in at.metric]
     test = f" · {t('card.test', 'en')}"
     referral = ("card.sensitivity", "card.specificity", "card.mel_sensitivity")  # the referral rule first
-    headline = ("card.bal_acc", "card.mel_recall", "card.auc", "card.ece")
+    headline = ("card.bal_acc", "card.mel_recall", "card.mel_auc", "card.auc", "card.ece")
     assert labels == [t(k, "en") + test for k in (*referral, *headline)]
     assert all(0 < float(m.value) <= 1 for m in at.metric)
-    assert sum(c.value.startswith(t("card.val", "en") + ":") for c in at.caption) == 7  # validation beside test
+    # out-of-fold beside test: the 3 referral figures and each headline figure but melanoma AUC
+    assert sum(c.value.startswith(t("card.oof", "en") + ":") for c in at.caption) == 7
     assert len(at.get("plotly_chart")) == 4  # the referral ROC, recall, confusion, reliability
     assert t("card.referral", "en") in [h.value for h in at.subheader]
 

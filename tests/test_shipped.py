@@ -155,9 +155,15 @@ def test_committed_samples_pass_the_out_of_domain_check(shipped):
         assert not pred.ood, (row.image_id, pred.ood_score)
         assert len(pred.neighbours) == 6
         split = pd.read_csv(REPO / "runs" / "v1" / "split.csv").set_index("image_id")["split"]
-        for case in pred.neighbours:  # similar cases come from the training split only
-            assert split[case.image_id] == "train" and case.dx in vocab.CLASSES
-            assert case.dx_type in ("histo", "follow_up", "consensus", "confocal")
+        # Similar cases come from training images only: v1's training split (models up to 2.2.0),
+        # or every fold (v1's training and validation lesions) and ISIC 2017's training part.
+        cross_validated = "out_of_fold" in shipped.card
+        for case in pred.neighbours:
+            if case.image_id in split.index:  # a HAM10000 image
+                assert split[case.image_id] in ({"train", "val"} if cross_validated else {"train"})
+                assert case.dx in vocab.CLASSES and case.dx_type in ("histo", "follow_up", "consensus", "confocal")
+            else:
+                assert cross_validated and case.dx_type == "isic2017" and case.dx in ("bkl", "mel", "nv")
             with Image.open(io.BytesIO(case.thumbnail)) as thumb:
                 assert thumb.size == (96, 72)
 
