@@ -258,12 +258,26 @@ def evaluation_section(evaluation: dict) -> None:
         width="stretch",
         column_config={c: st.column_config.NumberColumn(format="%.3f") for c in numbers},
     )
+    recall_and_confusion(test["equal_prior_report"])
+    reliability_chart(calibration["reliability"], calibration["ece_15"])
+
+    st.subheader(tr("card.ood"))
+    ood = card["ood"]
+    passing = ood["pass_rate_by_source"]
+    strictest = min(passing, key=passing.get)
+    st.write(
+        tr(
+            "card.ood_cv_text",
+            n=ood.get("outlier_exposure", {}).get("outside_images", 0),
+            rate=ui.pct(ood["target_pass_rate_per_source"]),
+            source=strictest,
+            lowest=ui.pct(passing[strictest]),
+        )
+    )
     outside = evaluation.get("not_dermoscopy")
     if outside:
         summary = " · ".join(f"{k} {v['flagged']:.0%} (n={v['n']})" for k, v in outside.items())
         st.caption(tr("card.not_dermoscopy", summary=summary))
-    recall_and_confusion(test["equal_prior_report"])
-    reliability_chart(calibration["reliability"], calibration["ece_15"])
 
 
 if card.get("referral"):
@@ -381,7 +395,8 @@ counts = pd.DataFrame(
     }
 )
 st.write(f"{data['dataset']}. {tr('card.split')}: {data['split_rule']}.")
-st.dataframe(counts, width="stretch")
+# A count not in the card (the test split's classes) shows as a dash, not as "None".
+st.dataframe(counts.astype(object).where(counts.notna(), "–"), width="stretch")
 
 st.subheader(tr("card.use"))
 st.info(tr("app.disclaimer"))

@@ -403,6 +403,14 @@ TEXT: dict[str, dict[str, str]] = {
         "fr": "Images non dermoscopiques signalées : {non_skin:.0%} (images synthétiques et photos fournies). "
         "Images du domaine signalées : {val:.1%} de la validation, {test:.1%} du test.",
     },
+    "card.ood_cv_text": {
+        "en": "An image unlike the dermoscopy the model learnt from gets “cannot judge this image”, never a verdict. "
+        "The check has also learnt from {n} real images that are not dermoscopy; its threshold lets at least "
+        "{rate} of each source's dermoscopy pass (the strictest: {source}, {lowest}).",
+        "fr": "Une image qui ne ressemble pas à la dermoscopie apprise reçoit « impossible de juger cette image », "
+        "jamais un verdict. Le contrôle a aussi appris de {n} vraies images qui ne sont pas de la dermoscopie ; son "
+        "seuil laisse passer au moins {rate} de la dermoscopie de chaque source (la plus stricte : {source}, {lowest}).",
+    },
     "card.similar": {
         "en": "The majority diagnosis of the {k} most similar training images is right with balanced accuracy {bal:.3f} on test.",
         "fr": "Le diagnostic majoritaire des {k} images d'entraînement les plus proches atteint une exactitude équilibrée de {bal:.3f} sur le test.",
@@ -458,6 +466,8 @@ TEXT: dict[str, dict[str, str]] = {
         "never seen, it misses more melanomas than on these (see the documentation's held-out sources).\n"
         "- Seven classes only: any other lesion (e.g. squamous cell carcinoma) is forced into one of them.\n"
         "- Low input resolution (160×120 px); clinical (non-dermoscopic) photos are out of distribution.\n"
+        "- The out-of-domain check refuses most images that are not dermoscopy, but about 4 in 10 ordinary-camera "
+        "photos of skin still pass it and get an answer they should not.\n"
         "- Calibrated to HAM10000's frequencies; on other images probabilities may be over-confident.",
         "fr": "- Entraîné sur HAM10000 (deux cliniques autrichiennes et un cabinet australien) et ISIC 2017 (surtout un "
         "centre américain) : images dermoscopiques de lésions surtout pigmentées, surtout sur peau claire. Sur la "
@@ -465,6 +475,9 @@ TEXT: dict[str, dict[str, str]] = {
         "documentation, sources tenues à l'écart).\n"
         "- Sept classes seulement : toute autre lésion (p. ex. carcinome épidermoïde) est rangée dans l'une d'elles.\n"
         "- Faible résolution d'entrée (160×120 px) ; les photos cliniques (non dermoscopiques) sont hors distribution.\n"
+        "- Le contrôle hors domaine refuse la plupart des images qui ne sont pas de la dermoscopie, mais environ 4 "
+        "photos de peau sur 10 prises avec un appareil ordinaire le passent encore et reçoivent une réponse qu'elles "
+        "ne devraient pas recevoir.\n"
         "- Calibré sur les fréquences de HAM10000 ; sur d'autres images, les probabilités peuvent être trop confiantes.",
     },
     "card.licence": {"en": "Licence and citation", "fr": "Licence et citation"},
