@@ -70,11 +70,11 @@ def oof_logits_by_epoch(run_root: Path, member: str, data: Dataset, folds: int) 
 def choose_epoch(run_root: Path, member: str, data: Dataset, folds: int) -> tuple[int, dict[str, float]]:
     """The epoch whose pooled out-of-fold logits, calibrated and under the equal prior, have the
     best balanced accuracy (every fold must have reached it); ties: the earlier."""
-    oof = data.df["split"].eq("train") & data.df["fold"].ge(0)
-    labels = data.labels[oof.to_numpy()]
+    oof = torch.from_numpy((data.df["split"].eq("train") & data.df["fold"].ge(0)).to_numpy(copy=True))
+    labels = data.labels[oof]
     scores = {}
     for epoch, logits in sorted(oof_logits_by_epoch(run_root, member, data, folds).items()):
-        logits = logits[oof.to_numpy()]
+        logits = logits[oof]
         if torch.isnan(logits).any():
             continue  # not every fold has this epoch yet
         t, bias = fit_bias_temperature(logits, labels)
@@ -162,8 +162,8 @@ def export_recipe(
             f"give their folder with --outliers (not found: {outliers})"
         )
     df = data.df
-    in_train = df["split"].eq("train").to_numpy()
-    in_check = df["split"].eq("check").to_numpy()
+    in_train = df["split"].eq("train").to_numpy(copy=True)
+    in_check = df["split"].eq("check").to_numpy(copy=True)
     epochs, epoch_scores = {}, {}
     for cfg in recipe.members:
         epochs[cfg.name], epoch_scores[cfg.name] = choose_epoch(run_root, cfg.name, data, recipe.folds)
@@ -177,12 +177,12 @@ def export_recipe(
     per_model = outputs(models, scored, views)
     features = member_embedding([f for _, f in per_model])  # as the predictor embeds an image
     # Out-of-fold logits: each HAM10000 training image through the fold model(s) that never saw it.
-    in_scored_oof = (scored.df["split"].eq("train") & scored.df["fold"].ge(0)).to_numpy()
+    in_scored_oof = (scored.df["split"].eq("train") & scored.df["fold"].ge(0)).to_numpy(copy=True)
     oof = scored.subset(in_scored_oof)
     oof_logits = torch.zeros(len(oof), len(vocab.CLASSES))
     n_members = len(recipe.members)
     for (_, _, k), (logits, _) in zip(models, per_model):
-        own = (oof.df["fold"] == k).to_numpy()
+        own = (oof.df["fold"] == k).to_numpy(copy=True)
         oof_logits[own] += logits[in_scored_oof][own] / n_members
     labels = oof.labels
     frequencies = class_frequencies(labels)
@@ -198,7 +198,7 @@ def export_recipe(
 
     # Similar cases and the out-of-domain check over every training image of every source.
     source = SourceSize(data.images.shape[-2], data.images.shape[-1], recipe.colour_constancy_p)
-    in_scored_train = scored.df["split"].eq("train").to_numpy()
+    in_scored_train = scored.df["split"].eq("train").to_numpy(copy=True)
     train = scored.subset(in_scored_train)
     cases = CaseIndex.build(
         features[in_scored_train],
@@ -208,7 +208,7 @@ def export_recipe(
         natural_thumbnails(train, data_dirs, source),
     )
     # The out-of-fold images are in the index: each is scored without its own lesion's images.
-    in_scored_check = scored.df["split"].eq("check").to_numpy()
+    in_scored_check = scored.df["split"].eq("check").to_numpy(copy=True)
     check = scored.subset(in_scored_check)
     ood_parts = {
         "out-of-fold": (features[in_scored_oof], image_statistics(oof.images), oof.df),
@@ -221,7 +221,7 @@ def export_recipe(
     ood_check = OodCheck.fit(image_statistics(train.images))
     # Other sources' training parts: every fold model trained on them, so they set no threshold;
     # the outlier classifier learns from them what their clinics' dermoscopy looks like.
-    in_scored_other = (scored.df["split"].eq("train") & scored.df["fold"].lt(0)).to_numpy()
+    in_scored_other = (scored.df["split"].eq("train") & scored.df["fold"].lt(0)).to_numpy(copy=True)
     other = scored.subset(in_scored_other)
     ood = ood_check.calibrate_by_source(
         cases,

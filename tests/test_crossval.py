@@ -175,7 +175,7 @@ def test_export_never_reads_test_labels(cv_run):
 
     recipe, data, data_dirs, root, card = cv_run
     poisoned = data.subset(np.ones(len(data), dtype=bool))
-    test = poisoned.df["split"].eq("test").to_numpy()
+    test = poisoned.df["split"].eq("test").to_numpy(copy=True)
     poisoned.labels[test] = (poisoned.labels[test] + 3) % len(vocab.CLASSES)
     poisoned.df.loc[test, "dx"] = [vocab.CLASSES[i] for i in poisoned.labels[test]]
     export_recipe(recipe, poisoned, data_dirs, root / "run", root / "poisoned", root / "not_dermoscopy")
