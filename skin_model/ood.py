@@ -95,7 +95,7 @@ class OutlierClassifier:
         return torch.cat([embedded.double(), stats.double(), knn.double()[:, None], mahalanobis.double()[:, None]], 1)
 
     @classmethod
-    def fit(cls, inside: tuple, outside: tuple, weight_decay: float = 1e-2) -> OutlierClassifier:
+    def fit(cls, inside: tuple, outside: tuple, weight_decay: float = OUTLIER_WEIGHT_DECAY) -> OutlierClassifier:
         """``inside``/``outside``: (embedded, stats, knn, mahalanobis) of dermoscopy and of images
         that are not; the two groups weigh the same in the loss, whatever their sizes."""
         x_in, x_out = cls.columns(*inside), cls.columns(*outside)
