@@ -85,8 +85,8 @@ def neighbour_vote(model: SkinClassifier, features: torch.Tensor, labels: np.nda
 
 
 def out_of_domain_report(model: SkinClassifier, in_domain_scores: dict[str, torch.Tensor]) -> dict:
-    """Share flagged per category of real images that are not dermoscopy (``not_dermoscopy_report``;
-    empty where that folder is absent), and of the in-domain splits."""
+    """Share flagged per category of real images that are not dermoscopy (their kept-aside half,
+    ``not_dermoscopy_report``; empty where that folder is absent), and of the in-domain splits."""
     outside = not_dermoscopy_report(model) or {}
     report = {
         "threshold": model.ood.threshold,
