@@ -396,7 +396,7 @@ counts = pd.DataFrame(
 )
 st.write(f"{data['dataset']}. {tr('card.split')}: {data['split_rule']}.")
 # A count not in the card (the test split's classes) shows as a dash, not as "None".
-st.dataframe(counts.astype(object).where(counts.notna(), "–"), width="stretch")
+st.dataframe(counts.map(lambda n: "–" if pd.isna(n) else int(n)), width="stretch")
 
 st.subheader(tr("card.use"))
 st.info(tr("app.disclaimer"))
