@@ -286,103 +286,20 @@ if "sources" in card["data"]:
     st.info(tr("card.sources", sources=", ".join(card["data"]["sources"])))
 if card.get("evaluation"):
     evaluation_section(card["evaluation"])
-
-metrics = card.get("test_metrics")
-if card.get("evaluation"):
-    pass  # a cross-validated model's figures are above
-elif not metrics:
-    st.warning(tr("card.no_metrics"))
 else:
-    splits = metrics["splits"]
+    st.warning(tr("card.no_metrics"))
 
-    def report(split, name="ensemble", tta="tta", prior="equal", view="fused"):
-        return splits[split]["models"][name][tta][prior][view]
-
-    val, test = report("val"), report("test")
-    st.subheader(tr("card.headline"))
-    cols = st.columns(4)
-    for col, key, label in ((cols[0], "balanced_accuracy", "card.bal_acc"), (cols[2], "macro_auc", "card.auc")):
-        col.metric(tr(label) + " · " + tr("card.test"), f"{test[key]:.3f}")
-        col.caption(f"{tr('card.val')}: {val[key]:.3f}")
-    cols[1].metric(tr("card.mel_recall") + " · " + tr("card.test"), f"{test['recall']['mel']:.3f}")
-    cols[1].caption(f"{tr('card.val')}: {val['recall']['mel']:.3f}")
-    calibrated = report("test", prior="training")
-    cols[3].metric(tr("card.ece") + " · " + tr("card.test"), f"{calibrated['ece_15']:.3f}")
-    cols[3].caption(f"{tr('card.val')}: {report('val', prior='training')['ece_15']:.3f} · {tr('prior.training')}")
-    base = metrics["majority_baseline"]
-    st.caption(tr("card.baseline", acc=base["accuracy"], bal=base["balanced_accuracy"]))
-
-    st.subheader(tr("card.table"))
-    rows = []
-    for name, by_tta in splits["test"]["models"].items():
-        model_name = tr("card.ensemble") if name == "ensemble" else name.split("_", 2)[2]
-        if name != "ensemble" and len(card["members"]) == 1:
-            continue  # one member: its rows are the shipped model's
-        for tta, by_prior in by_tta.items():
-            for prior, by_view in by_prior.items():
-                for view in by_view:
-                    v, r = report("val", name, tta, prior, view), report("test", name, tta, prior, view)
-                    rows.append(
-                        {
-                            tr("card.model"): model_name,
-                            "TTA": tta == "tta",
-                            tr("card.prior"): prior,
-                            tr("card.view"): tr("diag.fused") if view == "fused" else tr("diag.image_only"),
-                            f"BA {tr('card.val_short')}": v["balanced_accuracy"],
-                            "BA test": r["balanced_accuracy"],
-                            "mel test": r["recall"]["mel"],
-                            "AUC test": r["macro_auc"],
-                            "ECE test": r["ece_15"],
-                        }
-                    )
-    table = pd.DataFrame(rows)
-    if table[tr("card.model")].nunique() == 1:
-        table = table.drop(columns=tr("card.model"))  # one network: a column that says nothing
-    numbers = [c for c in table.columns if table[c].dtype.kind == "f"]
-    st.dataframe(
-        table,
-        hide_index=True,
-        width="stretch",
-        column_config={c: st.column_config.NumberColumn(format="%.3f") for c in numbers},
-    )
-    st.caption(tr("card.table_legend"))
-
-    recall_and_confusion(test)
-    reliability_chart(splits["test"]["reliability_training_prior"], calibrated["ece_15"])
-    malignant = splits["test"]["malignant_probability_calibration"]
+band = card["uncertainty"].get("validation", {})
+if "accuracy_of_uncertain" in band:
     st.caption(
         tr(
-            "card.malignant",
-            ece=malignant["training"]["ece"],
-            brier=malignant["training"]["brier"],
-            ece_equal=malignant["equal"]["ece"],
+            "card.uncertain",
+            gap=ui.pct(card["uncertainty"]["gap"]),
+            share=ui.pct(band["share_uncertain"]),
+            right=ui.pct(band["accuracy_of_uncertain"]),
+            rest=ui.pct(band["accuracy_of_the_rest"]),
         )
     )
-    cam = metrics.get("gradcam_mask_share")
-    if cam:
-        st.caption(tr("card.cam", inside=cam["mean_energy_in_mask"], area=cam["mean_mask_area_share"]))
-        st.caption(tr("card.cam_meaning"))
-
-    st.subheader(tr("card.ood"))
-    ood = metrics["out_of_domain"]
-    if ood["non_skin_flagged"] is not None:
-        st.write(
-            tr("card.ood_text", non_skin=ood["non_skin_flagged"], val=ood["val_flagged"], test=ood["test_flagged"])
-        )
-    st.markdown(" · ".join(f"{name} {c['flagged']:.0%} (n={c['n']})" for name, c in ood["categories"].items()))
-    knn = splits["test"]["similar_cases_majority"]
-    st.caption(tr("card.similar", k=knn["k"], bal=knn["balanced_accuracy"]))
-    band = card["uncertainty"].get("validation", {})
-    if "accuracy_of_uncertain" in band:
-        st.caption(
-            tr(
-                "card.uncertain",
-                gap=ui.pct(card["uncertainty"]["gap"]),
-                share=ui.pct(band["share_uncertain"]),
-                right=ui.pct(band["accuracy_of_uncertain"]),
-                rest=ui.pct(band["accuracy_of_the_rest"]),
-            )
-        )
 
 st.subheader(tr("card.data"))
 data = card["data"]

@@ -1,11 +1,13 @@
 """Design choices on held-out sources, with a cheap proxy member (MobileNetV2, ImageNet
-init, 128x96, 4 epochs): each variant is trained once per held-out source, without it.
+init, 128x96, 4 epochs): each variant is fold 0's model trained once per held-out source,
+without it. The data's roles and folds are the recipe's (``--recipe``), read by training's own code.
 
     python -m scripts.holdout_proxy --data ../shared/data/ham10000 --data ../shared/data/isic2017 \
-        --split runs/v1/split.csv --out runs/holdout
+        --data ../shared/data/bcn20000 --out runs/holdout
 
 Results are appended to <out>/results.jsonl; a finished (variant, source) is skipped, an
-unfinished one resumes from its checkpoint.
+unfinished one resumes from its checkpoint. Rows before issue 31 (no ``split`` key) came from
+the old single split (``runs/v1/split.csv``, now gone) and are reported apart.
 """
 
 from __future__ import annotations
@@ -19,9 +21,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from skin_model.holdout import load_all, run_holdout
+from skin_model.holdout import HOLDOUT_FOLD, load_all, run_holdout
+from skin_model.preprocess import SourceSize
 from skin_model.recipe import Recipe
 from skin_model.train import TrainConfig
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
 PROXY = dict(
     arch="mobilenet_v2",
@@ -37,27 +42,27 @@ PROXY = dict(
 STRONG = dict(aug_zoom_out=0.3, aug_colour_cast=0.15, aug_gamma=0.2, aug_blur=0.25, aug_ring=0.25)
 # One fold model of recipes/3.0.0.toml (the shipped model averages five), its member settings
 # read from the recipe itself. Not a design choice: the recipe's own measure on held-out sources.
-RECIPE_3_0_0 = {
-    k: v
-    for k, v in asdict(Recipe.load(Path(__file__).resolve().parents[1] / "recipes" / "3.0.0.toml").members[0]).items()
-    if k != "name"
-}
+RECIPE_3_0_0 = {k: v for k, v in asdict(Recipe.load(RECIPES / "3.0.0.toml").members[0]).items() if k != "name"}
+WITHOUT_BCN = {"exclude": ("bcn20000",)}  # a variant's sources never trained on (held out or not)
 VARIANTS = {
     "base": {},
     "sog_aug": dict(colour_constancy_p=6, **STRONG),
-    "sog": dict(colour_constancy_p=6),
+    "sog": dict(colour_constancy_p=6, **WITHOUT_BCN),
     "aug": dict(STRONG),
-    "recipe_3.0.0": RECIPE_3_0_0,
+    "recipe_3.0.0": dict(RECIPE_3_0_0, **WITHOUT_BCN),
+    # Issue 33: what BCN20000 (84x84) is worth, without and with the other sources made 84x84 at random.
+    "sog_bcn": dict(colour_constancy_p=6),
+    "sog_bcn_lowres": dict(colour_constancy_p=6, aug_low_res=0.5),
 }
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, action="append", required=True)
-    p.add_argument("--split", type=Path, required=True)
+    p.add_argument("--recipe", type=Path, default=RECIPES / "4.0.0.toml", help="the data's roles and folds")
     p.add_argument("--out", type=Path, default=Path("runs/holdout"))
     p.add_argument("--variants", nargs="+", default=list(VARIANTS))
-    p.add_argument("--sources", nargs="+", default=["isic2017", "rosendahl", "vidir_modern"])
+    p.add_argument("--sources", nargs="+", default=["isic2017", "bcn20000", "rosendahl", "vidir_modern"])
     p.add_argument("--report", action="store_true", help="print the results as a markdown table, train nothing")
     args = p.parse_args()
     if args.report:
@@ -70,20 +75,29 @@ def main() -> None:
     done = set()
     if results.exists():
         rows = map(json.loads, results.read_text().splitlines())
-        done = {(r["variant"], r["holdout"]) for r in rows if "ood_flagged" in r}  # older rows: scored again
-    cache = args.out / "images.npy"
+        done = {(r["variant"], r["holdout"]) for r in rows if "split" in r}  # older rows: the old split
+    recipe = Recipe.load(args.recipe)
     loaded = {}
     for variant in args.variants:
         for source in args.sources:
             if (variant, source) in done:
                 continue
-            cfg = TrainConfig(name="proxy", **{**PROXY, **VARIANTS[variant]})
+            settings = dict(VARIANTS[variant])
+            exclude = settings.pop("exclude", ())
+            cfg = TrainConfig(name="proxy", **{**PROXY, **settings})
             p_cc = cfg.colour_constancy_p
             if p_cc not in loaded:
                 loaded.clear()  # one copy in memory at a time
-                loaded[p_cc] = load_all(args.data, args.split, p_cc, cache)
-            result = run_holdout(loaded[p_cc], source, cfg, args.out / variant)
-            result["variant"] = variant
+                size = SourceSize(colour_constancy_p=p_cc)
+                loaded[p_cc] = load_all(recipe, args.data, size, args.out / f"images_p{p_cc}.npy")
+            data = loaded[p_cc]
+            data = data.subset(~data.df["source"].isin(set(exclude) - {source}).to_numpy())
+            result = run_holdout(data, source, cfg, args.out / variant)
+            result |= {
+                "variant": variant,
+                "split": f"{args.recipe.name} fold {HOLDOUT_FOLD}",
+                "excluded": list(exclude),
+            }
             with results.open("a") as fh:
                 fh.write(json.dumps(result) + "\n")
             logging.info(
@@ -99,22 +113,29 @@ def report(results: Path) -> str:
     latest = {}
     for line in results.read_text().splitlines():  # a row scored again replaces the older one
         r = json.loads(line)
-        latest[(r["variant"], r["holdout"])] = r
+        latest[(r["variant"], r["holdout"], "split" in r)] = r
     rows = list(latest.values())
-    keys = ("melanoma_recall", "melanoma_auc", "balanced_accuracy_present", "malignant_auc", "ood_flagged")
+    keys = (
+        "melanoma_recall",
+        "melanoma_auc",
+        "melanoma_auc_training_prior",
+        "balanced_accuracy_present",
+        "malignant_auc_training_prior",
+        "ood_flagged",
+    )
     lines = [
-        "| variant | held-out source | images | melanomas | melanoma recall | melanoma AUC | BA (classes present) "
-        "| P(malignant) AUC | flagged out of domain |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| variant | held-out source | images | melanomas | melanoma recall | melanoma AUC (equal prior) "
+        "| melanoma AUC (training frequencies) | BA (classes present) | P(malignant) AUC (training frequencies) "
+        "| flagged out of domain |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['variant']} | {r['holdout']} | {r['images']} | {r['melanomas']} | "
-            + " | ".join(f"{r[k]:.3f}" if r.get(k) is not None else "–" for k in keys)
-            + " |"
+            f"| {r['variant']}{'' if 'split' in r else ' (old split)'} | {r['holdout']} | {r['images']} | "
+            f"{r['melanomas']} | " + " | ".join(f"{r[k]:.3f}" if r.get(k) is not None else "–" for k in keys) + " |"
         )
-    for variant in dict.fromkeys(r["variant"] for r in rows):
-        mine = [r for r in rows if r["variant"] == variant]
+    for variant in dict.fromkeys(r["variant"] for r in rows if "split" in r):
+        mine = [r for r in rows if r["variant"] == variant and "split" in r]
         means = [np.mean([r[k] for r in mine if r.get(k) is not None] or [np.nan]) for k in keys]
         sources = "+".join(r["holdout"] for r in mine)
         lines.append(f"| **{variant}: mean** | {sources} | | | " + " | ".join(f"**{m:.3f}**" for m in means) + " |")

@@ -26,7 +26,7 @@ print("API:", pred.label, f"{pred.confidence:.3f}")
 assert pathlib.Path("cams/ISIC_0027622.png").exists()
 PY
 # The app's install has no training stack: `train` says what to install, no traceback.
-if "$WORK/venv/bin/skin-model" train --arch mobilenet_v2 2> train.err; then
+if "$WORK/venv/bin/skin-model" train --recipe "$REPO/recipes/3.0.0.toml" 2> train.err; then
     echo "train ran without scikit-learn and tqdm installed?"; exit 1
 fi
 grep "is not installed" train.err

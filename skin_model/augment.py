@@ -25,6 +25,7 @@ class SourceAugmentation:
     gamma: float = 0.0  # log-gamma jitter
     blur: float = 0.0  # share of images blurred (sigma 0.5-1.5 px at the input size)
     ring: float = 0.0  # share of images given a dermoscope ring and vignette
+    low_res: float = 0.0  # share of images squashed to LOW_RES_SIDE square and back (BCN20000's copy)
 
     @property
     def active(self) -> bool:
@@ -36,6 +37,9 @@ class SourceAugmentation:
 
 
 NO_SOURCE_AUGMENTATION = SourceAugmentation()
+# BCN20000's only reachable copy is 84x84, squashed from the originals: images of the other
+# sources made the same way at random keep "blurry" from meaning "Barcelona".
+LOW_RES_SIDE = 84
 
 
 def _gray(x: torch.Tensor) -> torch.Tensor:
@@ -62,6 +66,12 @@ def _ring(x: torch.Tensor, uniform) -> torch.Tensor:
     inside = torch.sigmoid((radius - d) / 0.02)
     vignette = 1 - uniform(0.0, 0.5).view(n, 1, 1) * d**2
     return x * (inside * vignette).unsqueeze(1)
+
+
+def _low_res(x: torch.Tensor) -> torch.Tensor:
+    """Down to LOW_RES_SIDE x LOW_RES_SIDE (antialiased, aspect ignored) and back to the input size."""
+    small = F.interpolate(x, size=(LOW_RES_SIDE, LOW_RES_SIDE), mode="bilinear", antialias=True, align_corners=False)
+    return F.interpolate(small, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
 def augment_batch(
@@ -103,6 +113,10 @@ def augment_batch(
     )
     grid = F.affine_grid(theta, (n, 3, *out_hw), align_corners=False)
     x = images.float().div_(255.0)
+    if source.low_res > 0:
+        chosen = (torch.rand(n, generator=gen) < source.low_res).to(device)
+        if chosen.any():
+            x = torch.where(chosen.view(n, 1, 1, 1), _low_res(x), x)
     # Downscale first so bilinear sampling does not alias.
     scale = min(1.0, out_hw[0] / x.shape[-2])
     if scale < 0.75:

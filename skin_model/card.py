@@ -45,7 +45,7 @@ def model_folder(model_dir: Path | None = None):
     """The artifact's folder: ``model_dir``, else ``SKIN_MODEL_DIR``, else the one shipped in the package.
 
     The one place that decides where the model is (loading, ``--version`` and
-    ``evaluate --write-card`` all use it).
+    the evaluation that writes into the card all use it).
     """
     model_dir = model_dir or settings().model_dir
     if model_dir is not None:

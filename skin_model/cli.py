@@ -1,4 +1,4 @@
-"""Command line: ``python -m skin_model {train,evaluate,referral,predict}`` (also ``skin-model``)."""
+"""Command line: ``python -m skin_model {train,predict}`` (also ``skin-model``)."""
 
 from __future__ import annotations
 
@@ -47,75 +47,11 @@ def _train_recipe(args) -> int:
 
 
 def _train(args) -> int:
-    import torch
-
-    from .preprocess import SourceSize
-    from .train import Run, TrainConfig, export, load_splits, train_member
-
     if args.threads:
+        import torch
+
         torch.set_num_threads(args.threads)
-    if args.recipe:
-        return _train_recipe(args)
-    args.data = (args.data or [settings().data_dir])[0]
-    args.run = args.run or Path("runs/default")
-    run = Run(args.run)
-    height = args.height or args.size
-    width = args.width or args.size
-    tuning = {
-        k: v
-        for k, v in (
-            ("class_weight_power", args.class_weight_power),
-            ("meta_dropout", args.meta_dropout),
-            ("meta_drop_all", args.meta_drop_all),
-            ("label_smoothing", args.label_smoothing),
-            ("ema_decay", args.ema_decay),
-            ("weight_decay", args.weight_decay),
-        )
-        if v is not None
-    }
-    for spec in args.arch or []:
-        name, _, rest = spec.rpartition("=")
-        arch, _, epochs = rest.partition(":")
-        cfg = TrainConfig(
-            arch=arch,
-            name=name,
-            epochs=int(epochs or args.epochs),
-            height=height,
-            width=width,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            seed=args.seed,
-            device=args.device,
-            pretrained=arch in args.pretrained,
-            **tuning,
-        )
-        data = load_splits(args.data, run, SourceSize.for_inputs(cfg.height), cfg.seed)
-        train_member(data, run, cfg, resume=args.resume)
-    if args.out:
-        export(run, args.data, Path(args.out), args.model_version, names=args.export_members)
-    return 0
-
-
-def _evaluate(args) -> int:
-    from .evaluate import evaluate, summary_table
-
-    results = evaluate(args.data, Path(args.run), args.model, write_card=args.write_card, cam_limit=args.cam_limit)
-    print(summary_table(results))
-    return 0
-
-
-def _referral(args) -> int:
-    from .evaluate import write_referral
-
-    section = write_referral(args.data, Path(args.run), args.model, write_card=args.write_card)
-    for split in ("validation", "test"):
-        point = section[split]
-        print(
-            f"{split}: threshold {section['threshold']:.3f}, sensitivity {point['sensitivity']:.3f}, "
-            f"specificity {point['specificity']:.3f}, melanoma sensitivity {point['melanoma_sensitivity']:.3f}, "
-            f"AUC {point['auc']:.3f} (n={point['n']})"
-        )
-    return 0
+    return _train_recipe(args)
 
 
 def _predict(args) -> int:
@@ -164,13 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser(
         "train",
-        help="train a recipe's fold models, export and evaluate them (--recipe); or single members (--arch)",
+        help="train a recipe's fold models, export and evaluate them",
         description="With --recipe: train every member of the recipe on every fold (resuming where a run "
         "stopped), export the artifact into <run>/artifact (or --out), and evaluate it. "
         "Example: python -m skin_model train --recipe recipes/3.0.0.toml "
         "--data ../shared/data/ham10000 --data ../shared/data/isic2017",
     )
-    train.add_argument("--recipe", type=Path, default=None, help="a recipe file (recipes/<version>.toml)")
+    train.add_argument("--recipe", type=Path, required=True, help="a recipe file (recipes/<version>.toml)")
     train.add_argument(
         "--data",
         type=Path,
@@ -181,100 +117,27 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--run", type=Path, default=None, help="run folder (default: runs/<model version> or runs/default)"
     )
-    train.add_argument(
-        "--export-only", action="store_true", help="with --recipe: export the finished folds, no training"
-    )
+    train.add_argument("--export-only", action="store_true", help="export the finished folds, no training")
     train.add_argument(
         "--outliers",
         type=Path,
         default=None,
-        help="with --recipe: real images that are not dermoscopy, in category folders; half fits the "
+        help="real images that are not dermoscopy, in category folders; half fits the "
         "out-of-domain check, half is kept aside to check it (default: not_dermoscopy beside the first --data)",
     )
-    train.add_argument("--no-evaluate", action="store_true", help="with --recipe: skip the evaluation after export")
+    train.add_argument("--no-evaluate", action="store_true", help="skip the evaluation after export")
     train.add_argument(
-        "--evaluate-only", action="store_true", help="with --recipe: evaluate the exported artifact again, nothing else"
+        "--evaluate-only", action="store_true", help="evaluate the exported artifact again, nothing else"
     )
     train.add_argument(
         "--out",
         type=Path,
         default=None,
-        help="export the artifact here (with --recipe, default <run>/artifact: a run never writes into "
+        help="export the artifact here (default <run>/artifact: a run never writes into "
         "skin_model/model unless it is named here)",
     )
-    legacy = train.add_argument_group(
-        "single members without a recipe (how models before 3.0.0 were made; see docs/decisions.md)"
-    )
-    legacy.add_argument(
-        "--arch",
-        action="append",
-        default=None,
-        help="member [NAME=]ARCH[:EPOCHS] to train, repeatable (ARCH: resnet18, mobilenet_v2, "
-        "efficientnet_lite0; NAME defaults to ARCH); none: only export",
-    )
-    legacy.add_argument(
-        "--pretrained",
-        action="append",
-        default=[],
-        help="architecture(s) to start from ImageNet weights (sha256-checked files on disk)",
-    )
-    legacy.add_argument("--epochs", type=int, default=14)
-    legacy.add_argument("--size", type=int, default=112, help="square input side (see --height/--width)")
-    legacy.add_argument("--height", type=int, default=None, help="input height (default: --size)")
-    legacy.add_argument("--width", type=int, default=None, help="input width (default: --size)")
-    legacy.add_argument("--batch-size", type=int, default=64)
-    legacy.add_argument("--lr", type=float, default=1e-3)
-    legacy.add_argument("--weight-decay", type=float, default=None)
-    legacy.add_argument("--seed", type=int, default=0)
-    legacy.add_argument("--device", default=settings().device, help="cpu or cuda (default: SKIN_MODEL_DEVICE or cpu)")
-    legacy.add_argument(
-        "--class-weight-power",
-        type=float,
-        default=None,
-        help="loss weight of a class ~ (1 / frequency) ** POWER (0: none, 1: fully balanced; default: TrainConfig's)",
-    )
-    legacy.add_argument(
-        "--meta-dropout",
-        type=float,
-        default=None,
-        help="chance that each metadata field is hidden during training (default: TrainConfig's)",
-    )
-    legacy.add_argument(
-        "--meta-drop-all",
-        type=float,
-        default=None,
-        help="chance that the whole metadata vector is hidden (trains the image-only view)",
-    )
-    legacy.add_argument("--label-smoothing", type=float, default=None)
-    legacy.add_argument("--ema-decay", type=float, default=None, help="EMA of the weights (0: off)")
-    legacy.add_argument("--threads", type=int, default=None)
-    legacy.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    legacy.add_argument("--model-version", default=__version__)
-    legacy.add_argument(
-        "--export-members",
-        nargs="+",
-        default=None,
-        help="member names to put in the artifact (default: every finished member; "
-        "'auto': the subset that scores best on validation)",
-    )
+    train.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     train.set_defaults(func=_train)
-
-    ev = sub.add_parser("evaluate", help="test-split metrics of an artifact")
-    ev.add_argument("--data", type=Path, default=settings().data_dir)
-    ev.add_argument("--run", type=Path, required=True, help="run folder holding split.csv")
-    ev.add_argument("--model", type=Path, default=None, help="artifact folder (default: the shipped one)")
-    ev.add_argument("--write-card", action="store_true", help="store the metrics in the model card")
-    ev.add_argument("--cam-limit", type=int, default=None, help="images for the Grad-CAM mask check (default all)")
-    ev.set_defaults(func=_evaluate)
-
-    rf = sub.add_parser(
-        "referral", help="choose the referral threshold on validation and score it on test (an existing artifact)"
-    )
-    rf.add_argument("--data", type=Path, default=settings().data_dir)
-    rf.add_argument("--run", type=Path, required=True, help="run folder holding split.csv")
-    rf.add_argument("--model", type=Path, default=None, help="artifact folder (default: the shipped one)")
-    rf.add_argument("--write-card", action="store_true", help="store the rule in the model card")
-    rf.set_defaults(func=_referral)
 
     pr = sub.add_parser("predict", help="predict image files or folders")
     pr.add_argument("paths", nargs="+", type=Path)

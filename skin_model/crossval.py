@@ -1,11 +1,13 @@
 """Cross-validated training: each member of a recipe, once per fold.
 
-Fold k trains on the other folds' HAM10000 lesions and on every other source's training
-part, and scores fold k's lesions after every epoch (its out-of-fold logits). Pooled over
-the folds, those logits cover every HAM10000 training lesion once, with a model that never
-saw it: every later choice (epoch, temperature, prior, thresholds) is made on them.
+Fold k trains on the other folds' lesions and on the rows in every fold's training (a source's
+own training part), and scores fold k's lesions after every epoch (its out-of-fold logits).
+Pooled over the folds, those logits cover every lesion that sits in a fold once, with a model
+that never saw it: every later choice (epoch, temperature, prior, thresholds) is made on them.
+Who sits where is declared in the recipe (``splits``).
 
-Run layout: ``<run>/<member>/fold<k>/`` (a ``train.Run`` each), and ``<run>/recipe.toml``.
+Run layout: ``<run>/<member>/fold<k>/`` (a ``train.Run`` each), and ``<run>/recipe.toml``
+(the recipe, with its lesion files' sha256 in the card).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch
 from .data import Dataset, read_sources
 from .preprocess import SourceSize
 from .recipe import Recipe
-from .splits import assign, file_sha256, fold_parts, read_lesion_split
+from .splits import assign, fold_parts
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +30,14 @@ log = logging.getLogger(__name__)
 def load_sources(recipe: Recipe, data_dirs: list[Path], cache: Path | None = None) -> Dataset:
     """Every image of every source (test included: it is only ever scored), decoded once at the
     recipe's source size and colour balance, with ``split`` and ``fold`` columns."""
-    df = assign(read_sources(data_dirs), read_lesion_split(recipe.split_file), recipe.folds)
     height = max(m.height for m in recipe.members)
-    source = SourceSize.for_inputs(height, recipe.colour_constancy_p)
+    return decode_sources(recipe, data_dirs, SourceSize.for_inputs(height, recipe.colour_constancy_p), cache)
+
+
+def decode_sources(recipe: Recipe, data_dirs: list[Path], source: SourceSize, cache: Path | None = None) -> Dataset:
+    """``load_sources`` at a given source size (the held-out-source harness decodes once for
+    several variants); ``cache``: a ``.npy`` of the decoded images, reused when it matches."""
+    df = assign(read_sources(data_dirs), recipe.sources, recipe.folds)
     if cache is not None and cache.exists():
         images = torch.from_numpy(np.load(cache, allow_pickle=False))
         if images.shape[0] == len(df) and tuple(images.shape[-2:]) == (source.height, source.width):
@@ -54,7 +61,6 @@ def train_folds(recipe: Recipe, data: Dataset, run_root: Path, resume: bool = Tr
     run_root = Path(run_root)
     run_root.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(recipe.path, run_root / "recipe.toml")
-    (run_root / "split.sha256").write_text(file_sha256(recipe.split_file) + "\n")
     for cfg in recipe.members:
         for k in range(recipe.folds):
             member_dir = fold_dir(run_root, cfg.name, k)

@@ -1,5 +1,5 @@
 """Dermoscopy on disk (HAM10000 and other sources in its column layout): metadata, image
-files, the lesion-grouped split, an in-memory cache."""
+files, an in-memory cache. Who trains and who is scored is ``splits``' job."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from .preprocess import SourceSize
 log = logging.getLogger(__name__)
 
 METADATA_COLUMNS = ("lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization")
-SPLITS = ("train", "val", "test")
 
 
 def find_metadata_csv(root: Path) -> Path:
@@ -60,7 +59,8 @@ def source_of(dataset: str) -> str:
 
 
 def read_sources(data_dirs: Sequence[Path]) -> pd.DataFrame:
-    """The metadata of every data folder, one table, with a ``source`` column.
+    """The metadata of every data folder, one table, with ``folder`` (the data folder's name, which
+    the recipe's ``[sources.<folder>]`` gives a role) and ``source`` columns.
 
     A folder's rows keep their ``dataset`` column where they have one (HAM10000's four
     collections; ISIC 2017's parts), else the folder's name.
@@ -74,6 +74,7 @@ def read_sources(data_dirs: Sequence[Path]) -> pd.DataFrame:
         if "dataset" not in df.columns:
             df["dataset"] = Path(root).name
         df["source"] = df["dataset"].map(source_of)
+        df["folder"] = Path(root).name
         frames.append(df)
     df = pd.concat(frames, ignore_index=True)
     repeated = df["image_id"][df["image_id"].duplicated()]
@@ -91,25 +92,6 @@ def find_images(roots: Path | Sequence[Path]) -> dict[str, Path]:
         for p in Path(root).rglob("*")
         if p.suffix.lower() in IMAGE_SUFFIXES and not p.stem.endswith("_segmentation")
     }
-
-
-def split_by_lesion(df: pd.DataFrame, seed: int = 0, n_folds: int = 7) -> pd.Series:
-    """A seeded, class-stratified train/val/test split in which no lesion spans two splits.
-
-    One of ``n_folds`` lesion-grouped folds is the test split, one of the
-    remaining ``n_folds - 1`` the validation split (about 14% each).
-    """
-    from sklearn.model_selection import StratifiedGroupKFold
-
-    split = pd.Series("train", index=df.index)
-    outer = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    rest, test = next(outer.split(df, df["label"], groups=df["lesion_id"]))
-    split.iloc[test] = "test"
-    inner = StratifiedGroupKFold(n_splits=n_folds - 1, shuffle=True, random_state=seed + 1)
-    sub = df.iloc[rest]
-    _, val = next(inner.split(sub, sub["label"], groups=sub["lesion_id"]))
-    split.iloc[rest[val]] = "val"
-    return split
 
 
 def label_space_mask(df: pd.DataFrame) -> torch.Tensor:

@@ -37,17 +37,29 @@ from .recipe import Recipe
 from .referral import card_section as referral_section
 from .referral import malignant_scores
 from .similar import THUMB_SIZE, CaseIndex, member_embedding, thumbnail_jpeg
-from .splits import file_sha256, outlier_parts
+from .splits import fold_parts, out_of_fold, outlier_parts
 from .uncertainty import choose_gap
 
 log = logging.getLogger(__name__)
 
+SHORT_NAMES = {"ham10000": "HAM10000", "isic2017": "ISIC 2017", "bcn20000": "BCN20000"}
+DATASETS = {
+    "ham10000": "HAM10000 (working copy: 8,499 of its 10,015 images)",
+    "isic2017": "ISIC 2017 (1,952 images; mel, bkl, nv)",
+    "bcn20000": "BCN20000 (11,886 images of 3,538 lesions, 84x84 px)",
+}
+LICENCES = {
+    "ham10000": "HAM10000: CC BY-NC-SA 4.0",
+    "isic2017": "ISIC 2017: CC BY-NC or CC-0 per image",
+    "bcn20000": "BCN20000: CC BY-NC 4.0",
+}
 CITATIONS = {
-    "HAM10000": "Tschandl P., Rosendahl C., Kittler H. The HAM10000 dataset, a large collection of multi-source "
+    "ham10000": "Tschandl P., Rosendahl C., Kittler H. The HAM10000 dataset, a large collection of multi-source "
     "dermatoscopic images of common pigmented skin lesions. Sci. Data 5, 180161 (2018). doi:10.1038/sdata.2018.161",
-    "ISIC 2017": "Codella N. et al. Skin lesion analysis toward melanoma detection: a challenge at the 2017 "
+    "isic2017": "Codella N. et al. Skin lesion analysis toward melanoma detection: a challenge at the 2017 "
     "International Symposium on Biomedical Imaging (ISBI), hosted by the International Skin Imaging "
     "Collaboration (ISIC). ISBI 2018. arXiv:1710.05006",
+    "bcn20000": "Combalia M. et al. BCN20000: Dermoscopic lesions in the wild. arXiv:1908.02288 (2019)",
 }
 
 
@@ -59,7 +71,7 @@ def oof_logits_by_epoch(run_root: Path, member: str, data: Dataset, folds: int) 
     """Epoch -> pooled out-of-fold logits (N, classes), NaN where a row is in no fold."""
     out: dict[int, torch.Tensor] = {}
     for k in range(folds):
-        rows = np.flatnonzero(((data.df["split"] == "train") & (data.df["fold"] == k)).to_numpy())
+        rows = np.flatnonzero(fold_parts(data.df, k)[1])
         for path in sorted(fold_dir(run_root, member, k).glob("val_logits_*.safetensors")):
             epoch = int(path.stem.rsplit("_", 1)[1])
             pooled = out.setdefault(epoch, torch.full((len(data), len(vocab.CLASSES)), float("nan")))
@@ -70,7 +82,7 @@ def oof_logits_by_epoch(run_root: Path, member: str, data: Dataset, folds: int) 
 def choose_epoch(run_root: Path, member: str, data: Dataset, folds: int) -> tuple[int, dict[str, float]]:
     """The epoch whose pooled out-of-fold logits, calibrated and under the equal prior, have the
     best balanced accuracy (every fold must have reached it); ties: the earlier."""
-    oof = torch.from_numpy((data.df["split"].eq("train") & data.df["fold"].ge(0)).to_numpy(copy=True))
+    oof = torch.from_numpy(out_of_fold(data.df))
     labels = data.labels[oof]
     scores = {}
     for epoch, logits in sorted(oof_logits_by_epoch(run_root, member, data, folds).items()):
@@ -177,7 +189,7 @@ def export_recipe(
     per_model = outputs(models, scored, views)
     features = member_embedding([f for _, f in per_model])  # as the predictor embeds an image
     # Out-of-fold logits: each HAM10000 training image through the fold model(s) that never saw it.
-    in_scored_oof = (scored.df["split"].eq("train") & scored.df["fold"].ge(0)).to_numpy(copy=True)
+    in_scored_oof = out_of_fold(scored.df)
     oof = scored.subset(in_scored_oof)
     oof_logits = torch.zeros(len(oof), len(vocab.CLASSES))
     n_members = len(recipe.members)
@@ -193,7 +205,8 @@ def export_recipe(
     referral = referral_section(
         malignant_scores(calibrated.numpy()),
         labels.numpy(),
-        chosen_on=f"pooled out-of-fold predictions ({len(oof)} HAM10000 images, {recipe.folds} folds)",
+        chosen_on=f"pooled out-of-fold predictions ({len(oof)} images, {recipe.folds} folds)",
+        sensitivity=recipe.target_sensitivity,
     )
 
     # Similar cases and the out-of-domain check over every training image of every source.
@@ -240,9 +253,10 @@ def export_recipe(
             "the other half is kept aside for the evaluation and never trained on"
         )
     oof_report = classification_report(decided.numpy(), labels.numpy())
+    folders = sorted(set(df["folder"]))
     card = {
         "format": FORMAT,
-        "name": "skin_model multimodal ensemble (HAM10000 + ISIC 2017, cross-validated)",
+        "name": f"skin_model multimodal ensemble ({' + '.join(SHORT_NAMES.get(f, f) for f in folders)}, cross-validated)",
         "model_version": recipe.model_version,
         "package_version": __version__,
         "created": date.today().isoformat(),
@@ -281,11 +295,11 @@ def export_recipe(
         "referral": referral,
         "ood": ood,
         "similar_cases": {
-            "source": "every training image (HAM10000 folds and ISIC 2017's training part)",
+            "source": "every training image of " + ", ".join(SHORT_NAMES.get(f, f) for f in folders),
             "count": len(cases.image_ids),
             "thumbnail": f"{THUMB_SIZE[0]}x{THUMB_SIZE[1]} JPEG, in the images' own colours",
             "file": INDEX_FILE,
-            "licence": "HAM10000: CC BY-NC-SA 4.0; ISIC 2017: CC BY-NC or CC-0 per image",
+            "licence": "; ".join(LICENCES[f] for f in folders if f in LICENCES),
         },
         "metadata_encoding": "age/100 and an age-missing flag, one-hot sex, one-hot site",
         "data": _data_section(recipe, data),
@@ -316,7 +330,7 @@ def _data_section(recipe: Recipe, data: Dataset) -> dict:
     df = data.df
     roles = {
         "folds (training and out-of-fold)": df["split"].eq("train") & df["fold"].ge(0),
-        "other sources' training parts (every fold)": df["split"].eq("train") & df["fold"].lt(0),
+        "in every fold's training": df["split"].eq("train") & df["fold"].lt(0),
         "check (never trained on)": df["split"].eq("check"),
         "test (scored once)": df["split"].eq("test"),
     }
@@ -333,18 +347,19 @@ def _data_section(recipe: Recipe, data: Dataset) -> dict:
         }
         for role, mask in roles.items()
     }
+    folders = sorted(set(df["folder"]))
     return {
-        "dataset": "HAM10000 (working copy: 8,499 of its 10,015 images) and ISIC 2017 (1,952 images; mel, bkl, nv)",
+        "dataset": " and ".join(DATASETS.get(f, f) for f in folders),
         "sources": sorted(set(df["source"])),
-        "split_rule": "HAM10000 lesions: a fixed test split and 5 class-stratified folds of the rest, from "
-        f"{recipe.split_file.name} (sha256 {file_sha256(recipe.split_file)[:16]}); a lesion absent from it is "
-        "placed by a hash of its lesion_id. ISIC 2017: its training part in every fold's training, its "
-        "validation part a check, never trained on",
-        "split_file_sha256": file_sha256(recipe.split_file),
+        "roles": {f: recipe.sources[f].to_card() for f in folders},
+        "split_rule": "each data folder's role is declared in the recipe (skin_model/splits.py): lesion_file: a "
+        "file of lesions gives the test split and the folds (a lesion absent from it is placed by a hash of its "
+        "lesion_id); lesion_hash: every lesion in a fold by a hash of its lesion_id; own_parts: the source's "
+        "published parts, each a role (train: in every fold's training; check: never trained on)",
         "label_spaces": "ISIC 2017 names 3 of the 7 diagnoses: its rows' loss is a softmax over those 3 only, so "
         "the other four are absent, not negative; its body site is 'unknown' for every row (the metadata "
         "branch sees it as a missing field, as metadata dropout trains it to)",
         "counts": counts,
-        "licence": "HAM10000: CC BY-NC-SA 4.0; ISIC 2017: CC BY-NC or CC-0 per image (non-commercial, with attribution)",
-        "citation": " · ".join(CITATIONS.values()),
+        "licence": "; ".join(LICENCES[f] for f in folders if f in LICENCES) + " (non-commercial, with attribution)",
+        "citation": " · ".join(CITATIONS[f] for f in folders if f in CITATIONS),
     }

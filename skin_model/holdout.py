@@ -1,8 +1,9 @@
 """Held-out-source evaluation: train without one source (a clinic or a collection), score it.
 
-The best guide there is to how the model will do on dermoscopy from a clinic it has
-never seen. HAM10000's test split is never read: its lesions are dropped from every
-part before anything else happens.
+The best guide there is to how the model will do on dermoscopy from a clinic it has never seen.
+It uses training's own data and split code (``crossval.decode_sources``, ``splits.fold_parts``):
+a held-out run is fold 0's model of a recipe with one source left out. The test rows are never
+read: they are dropped before anything else happens.
 """
 
 from __future__ import annotations
@@ -13,61 +14,40 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
-from .data import Dataset, read_sources
+from .crossval import decode_sources
+from .data import Dataset
 from .metrics import source_report
-from .preprocess import SourceSize, shades_of_gray
+from .preprocess import SourceSize
 from .priors import PRIORS, apply_prior, choose_prior_strength
+from .referral import MEL, is_malignant, malignant_scores
+from .splits import fold_parts
 
 log = logging.getLogger(__name__)
+HOLDOUT_FOLD = 0  # the fold model trained: fold 0's lesions choose its epoch
 
 
-def assign_splits(df: pd.DataFrame, split_csv: Path) -> pd.Series:
-    """HAM10000 rows take the run's lesion-grouped split; a challenge's rows their own parts
-    (``isic2017_train`` -> train, ``isic2017_val`` -> val)."""
-    saved = pd.read_csv(split_csv, dtype=str).set_index("image_id")["split"]
-    split = df["image_id"].map(saved)
-    own = df["dataset"].str.extract(r"_(train|val)$")[0]
-    return split.fillna(own)
-
-
-def load_all(data_dirs: list[Path], split_csv: Path, colour_constancy_p: int, cache: Path | None) -> Dataset:
-    """Every non-test image of every source, decoded once (cached as .npy between runs)."""
-    df = read_sources(data_dirs)
-    df["split"] = assign_splits(df, split_csv)
-    if df["split"].isna().any():
-        raise ValueError(f"{int(df['split'].isna().sum())} images have no split in {split_csv}")
-    df = df[df["split"] != "test"].reset_index(drop=True)
-    source = SourceSize()
-    if cache is not None and cache.exists():
-        images = torch.from_numpy(np.load(cache))
-        if len(images) != len(df):
-            raise ValueError(f"{cache} holds {len(images)} images, not {len(df)}: delete it")
-        data = Dataset(df, images)
-    else:
-        data = Dataset.load(df, data_dirs, source)
-        if cache is not None:
-            np.save(cache, data.images.numpy())
-    if colour_constancy_p:
-        data.images = torch.cat([shades_of_gray(b, colour_constancy_p) for b in data.images.split(512)])
-    return data
+def load_all(recipe, data_dirs: list[Path], source: SourceSize, cache: Path | None) -> Dataset:
+    """Every image the harness may read, decoded once as training decodes it (``crossval``), with
+    the recipe's declared roles; the test rows are dropped before anything else happens."""
+    data = decode_sources(recipe, data_dirs, source, cache)
+    return data.subset(data.df["split"].ne("test").to_numpy())
 
 
 def run_holdout(data: Dataset, holdout: str, cfg, run_root: Path) -> dict:
-    """Train ``cfg`` on every source but ``holdout`` (best epoch by the other sources'
-    validation), then score the held-out source's images under the equal prior."""
+    """Fold 0's model of ``cfg`` trained on every source but ``holdout`` (epoch chosen on the other
+    sources' fold-0 lesions), then the held-out source's every image scored: under the equal prior
+    at its chosen strength (the 7-class answer), and under the training frequencies (the ranking)."""
     from .train import TTA_VIEWS, Run, class_frequencies, load_member, predict_outputs, train_member
 
     sources = data.df["source"]
     if holdout not in set(sources):
         raise ValueError(f"unknown source {holdout!r}; the data has {sorted(set(sources))}")
-    parts = {
-        "train": data.subset((sources != holdout) & (data.df["split"] == "train")),
-        "val": data.subset((sources != holdout) & (data.df["split"] == "val")),
-    }
-    held_out = data.subset(sources == holdout)
+    others = sources.ne(holdout).to_numpy()
+    train, val = fold_parts(data.df, HOLDOUT_FOLD)
+    parts = {"train": data.subset(train & others), "val": data.subset(val & others)}
+    held_out = data.subset(~others)
     run = Run(run_root / f"without_{holdout}")
     member_dir = run.member_dir(cfg.name)
     if not (member_dir / "done.json").exists():
@@ -81,11 +61,29 @@ def run_holdout(data: Dataset, holdout: str, cfg, run_root: Path) -> dict:
     held_logits, held_features = predict_outputs(net, held_out, cfg.inputs, TTA_VIEWS)
     probs = torch.softmax(held_logits, 1).double()
     decided = apply_prior(probs, train_prior, equal, strength).numpy()
-    report = source_report(decided, held_out.labels.numpy())
+    labels = held_out.labels.numpy()
+    report = source_report(decided, labels)
+    report |= _training_prior_ranking(probs.numpy(), labels)
     report["ood_flagged"] = ood_share(net, cfg, parts, val_features, held_out, held_features)
     report |= {"holdout": holdout, "equal_prior_strength": strength, "member": asdict(cfg)}
     (member_dir / "holdout.json").write_text(json.dumps(report, indent=2))
     return report
+
+
+def _training_prior_ranking(probs: np.ndarray, labels: np.ndarray) -> dict:
+    """Melanoma and P(malignant) AUCs of the network's own output (its training frequencies): no
+    prior divides it, so rare classes are not boosted unevenly from image to image."""
+    from sklearn.metrics import roc_auc_score
+
+    is_mel, malignant = labels == MEL, is_malignant(labels)
+
+    def auc(positive, scores):
+        return float(roc_auc_score(positive, scores)) if 0 < positive.sum() < len(labels) else None
+
+    return {
+        "melanoma_auc_training_prior": auc(is_mel, probs[:, MEL]),
+        "malignant_auc_training_prior": auc(malignant, malignant_scores(probs)),
+    }
 
 
 def ood_share(

@@ -332,10 +332,6 @@ TEXT: dict[str, dict[str, str]] = {
         "en": "This model ({split}): malignant or pre-malignant",
         "fr": "Ce modèle ({split}) : maligne ou précancéreuse",
     },
-    "card.headline": {
-        "en": "The answer the app gives: held-out test split, validation beside it",
-        "fr": "La réponse que donne l'appli : jeu de test réservé, validation à côté",
-    },
     "card.test": {"en": "test", "fr": "test"},
     "card.val": {"en": "validation", "fr": "validation"},
     "card.chosen_on_val": {"en": "of the validation split", "fr": "de la partition de validation"},
@@ -346,31 +342,9 @@ TEXT: dict[str, dict[str, str]] = {
         "qui ne l'a jamais vue)",
     },
     "card.mel_recall": {"en": "Melanomas found", "fr": "Mélanomes trouvés"},
-    "card.prior": {"en": "Prior", "fr": "A priori"},
-    "card.malignant": {
-        "en": "P(malignant or pre-malignant) on the test split: ECE {ece:.3f}, Brier {brier:.3f} under HAM10000's "
-        "frequencies (ECE {ece_equal:.3f} under the equal prior, which deliberately over-states rare diagnoses).",
-        "fr": "P(maligne ou précancéreuse) sur le test : ECE {ece:.3f}, Brier {brier:.3f} sous les fréquences de "
-        "HAM10000 (ECE {ece_equal:.3f} sous l'a priori égal, qui surestime exprès les diagnostics rares).",
-    },
     "card.bal_acc": {"en": "Balanced accuracy", "fr": "Exactitude équilibrée"},
     "card.auc": {"en": "Macro ROC AUC", "fr": "AUC ROC macro"},
     "card.ece": {"en": "Calibration error (ECE)", "fr": "Erreur de calibration (ECE)"},
-    "card.ensemble": {"en": "shipped model", "fr": "modèle livré"},
-    "card.table": {
-        "en": "Every model, with and without test-time flips, under both priors, with and without patient information",
-        "fr": "Chaque modèle, avec et sans vues retournées, sous les deux a priori, avec et sans informations patient",
-    },
-    "card.model": {"en": "Model", "fr": "Modèle"},
-    "card.val_short": {"en": "val", "fr": "val"},
-    "card.table_legend": {
-        "en": "BA: balanced accuracy (the mean of the seven recalls); mel: melanomas found (recall); AUC: macro ROC "
-        "AUC; ECE: calibration error. val: validation split, which chose everything; test: held-out test split.",
-        "fr": "BA : exactitude équilibrée (moyenne des sept rappels) ; mel : mélanomes trouvés (rappel) ; AUC : AUC ROC "
-        "macro ; ECE : erreur de calibration. val : partition de validation, qui a servi à tous les choix ; test : "
-        "partition de test, tenue à l'écart.",
-    },
-    "card.view": {"en": "Input", "fr": "Entrée"},
     "card.recall": {"en": "Recall per diagnosis", "fr": "Rappel par diagnostic"},
     "card.confusion": {
         "en": "Confusion matrix (rows: truth, columns: prediction)",
@@ -382,27 +356,7 @@ TEXT: dict[str, dict[str, str]] = {
     "card.confidence": {"en": "Confidence", "fr": "Confiance"},
     "card.observed": {"en": "Observed accuracy", "fr": "Exactitude observée"},
     "card.ideal": {"en": "Perfect calibration", "fr": "Calibration parfaite"},
-    "card.baseline": {
-        "en": "Always answering nv (the majority class) gives accuracy {acc:.3f} and balanced accuracy {bal:.3f}.",
-        "fr": "Répondre toujours nv (classe majoritaire) donne une exactitude de {acc:.3f} et une exactitude équilibrée de {bal:.3f}.",
-    },
-    "card.cam": {
-        "en": "Grad-CAM energy inside the lesion masks: {inside:.1%} (the masks cover {area:.1%} of the images).",
-        "fr": "Énergie Grad-CAM dans les masques de lésion : {inside:.1%} (les masques couvrent {area:.1%} des images).",
-    },
-    "card.cam_meaning": {
-        "en": "That is, the network mostly looks at the lesion rather than at the skin, hair or dermoscope around it; "
-        "it says where it looked, not whether it was right.",
-        "fr": "Autrement dit, le réseau regarde surtout la lésion plutôt que la peau, les poils ou le dermoscope autour ; "
-        "cela dit où il a regardé, pas s'il a raison.",
-    },
     "card.ood": {"en": "Knowing when not to answer", "fr": "Savoir ne pas répondre"},
-    "card.ood_text": {
-        "en": "Images that are not dermoscopy flagged: {non_skin:.0%} (synthetic images and packaged photos). "
-        "In-domain images flagged: {val:.1%} of validation, {test:.1%} of test.",
-        "fr": "Images non dermoscopiques signalées : {non_skin:.0%} (images synthétiques et photos fournies). "
-        "Images du domaine signalées : {val:.1%} de la validation, {test:.1%} du test.",
-    },
     "card.ood_cv_text": {
         "en": "An image unlike the dermoscopy the model learnt from gets “cannot judge this image”, never a verdict. "
         "The check has also learnt from {n} real images that are not dermoscopy; its threshold lets at least "
@@ -410,10 +364,6 @@ TEXT: dict[str, dict[str, str]] = {
         "fr": "Une image qui ne ressemble pas à la dermoscopie apprise reçoit « impossible de juger cette image », "
         "jamais un verdict. Le contrôle a aussi appris de {n} vraies images qui ne sont pas de la dermoscopie ; son "
         "seuil laisse passer au moins {rate} de la dermoscopie de chaque source (la plus stricte : {source}, {lowest}).",
-    },
-    "card.similar": {
-        "en": "The majority diagnosis of the {k} most similar training images is right with balanced accuracy {bal:.3f} on test.",
-        "fr": "Le diagnostic majoritaire des {k} images d'entraînement les plus proches atteint une exactitude équilibrée de {bal:.3f} sur le test.",
     },
     "card.uncertain": {
         "en": "“Uncertain between A and B” when the top two probabilities differ by less than {gap}: the widest "

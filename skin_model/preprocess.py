@@ -18,8 +18,6 @@ from PIL import Image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-SIGNED_MEAN = (0.5, 0.5, 0.5)  # inputs scaled to [-1, 1] (TensorFlow-trained weights)
-SIGNED_STD = (0.5, 0.5, 0.5)
 
 
 @dataclass(frozen=True)

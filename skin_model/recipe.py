@@ -1,8 +1,9 @@
 """A recipe: everything that makes one shipped model, in one TOML file (``recipes/<version>.toml``).
 
-The model card records the recipe (and its sha256) and the split file's sha256, so that
+The model card records the recipe (and its sha256) and each lesion file's sha256, so that
 ``python -m skin_model train --recipe recipes/<version>.toml --data ... --data ...``
-makes the same model again.
+makes the same model again. A recipe is strict: an unknown key is an error that names it, and
+every key changes what is trained or exported (``tests/test_recipe.py`` changes each one).
 """
 
 from __future__ import annotations
@@ -13,7 +14,21 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from .config import REPO_DIR
+from .splits import SourceRoles
 from .train import TrainConfig
+
+KEYS = {
+    "model_version",
+    "folds",
+    "colour_constancy_p",
+    "tta",
+    "target_sensitivity",
+    "ood_pass_rate",
+    "outlier_exposure",
+    "sources",
+    "member_defaults",
+    "members",
+}
 
 
 @dataclass(frozen=True)
@@ -21,11 +36,11 @@ class Recipe:
     path: Path
     model_version: str
     folds: int
-    split_file: Path
+    sources: dict[str, SourceRoles]  # data folder name -> its declared role (``splits``)
     colour_constancy_p: int
     members: tuple[TrainConfig, ...]
     tta: tuple[str, ...] = ("identity", "hflip", "vflip", "hvflip")
-    target_sensitivity: float = 0.90
+    target_sensitivity: float = 0.90  # of the referral threshold, chosen out of fold
     ood_pass_rate: float = 0.97  # of each source's out-of-fold or check images
     outlier_exposure: bool = False  # fit the out-of-domain check against images that are not dermoscopy
     raw: dict = field(default_factory=dict, compare=False)
@@ -38,27 +53,43 @@ class Recipe:
     def load(cls, path: Path) -> Recipe:
         path = Path(path)
         raw = tomllib.loads(path.read_text())
+        unknown = set(raw) - KEYS
+        if unknown:
+            raise ValueError(f"{path}: unknown recipe key(s) {sorted(unknown)}; known: {sorted(KEYS)}")
+        for key in ("model_version", "sources"):
+            if key not in raw:
+                raise ValueError(f"{path}: the recipe must set {key!r}")
         known = {f.name for f in fields(TrainConfig)}
-        members = []
+        defaults = raw.get("member_defaults", {})
+        unknown = set(defaults) - known
+        if unknown:
+            raise ValueError(f"{path}: unknown member setting(s) {sorted(unknown)} in [member_defaults]")
         colour_constancy_p = int(raw.get("colour_constancy_p", 0))
+        members = []
         for spec in raw.get("members", []):
             unknown = set(spec) - known
             if unknown:
                 raise ValueError(f"{path}: unknown member setting(s) {sorted(unknown)}")
-            defaults = {**raw.get("member_defaults", {}), "colour_constancy_p": colour_constancy_p}
-            members.append(TrainConfig(**{**defaults, **spec}))
+            members.append(TrainConfig(**{**defaults, "colour_constancy_p": colour_constancy_p, **spec}))
         if not members:
             raise ValueError(f"{path} names no [[members]]")
-        split_file = Path(raw.get("split_file", "splits/ham10000_lesions.csv"))
+        from .network import FLIPS
+
+        tta = tuple(raw.get("tta", cls.tta))
+        if not tta or set(tta) - set(FLIPS):
+            raise ValueError(f"{path}: tta views are some of {list(FLIPS)}, not {list(tta)}")
+        target = float(raw.get("target_sensitivity", 0.90))
+        if not 0 < target < 1:
+            raise ValueError(f"{path}: target_sensitivity is a share in (0, 1), not {target}")
         return cls(
             path=path,
             model_version=str(raw["model_version"]),
             folds=int(raw.get("folds", 5)),
-            split_file=split_file if split_file.is_absolute() else REPO_DIR / split_file,
+            sources={name: SourceRoles.from_toml(name, table, REPO_DIR) for name, table in raw["sources"].items()},
             colour_constancy_p=colour_constancy_p,
             members=tuple(members),
-            tta=tuple(raw.get("tta", cls.tta)),
-            target_sensitivity=float(raw.get("target_sensitivity", 0.90)),
+            tta=tta,
+            target_sensitivity=target,
             ood_pass_rate=float(raw.get("ood_pass_rate", 0.97)),
             outlier_exposure=bool(raw.get("outlier_exposure", False)),
             raw=raw,

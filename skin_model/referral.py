@@ -3,8 +3,8 @@
 A clinician's question is not "which of seven diagnoses?" but "should this be looked
 at?". The rule answers it from one number, P(malignant or pre-malignant) = P(mel) +
 P(bcc) + P(akiec) under the ``training`` prior (so it never moves with the prior shown
-to the user), read against a threshold chosen on validation: the highest one that
-still flags ``TARGET_SENSITIVITY`` of validation's malignant and pre-malignant lesions.
+to the user), read against a threshold chosen out of fold: the highest one that still flags the recipe's
+``target_sensitivity`` (default ``TARGET_SENSITIVITY``) of the malignant and pre-malignant lesions.
 A missed melanoma costs more than an extra referral.
 """
 
@@ -109,15 +109,18 @@ def operating_point(scores: np.ndarray, labels: np.ndarray, threshold: float) ->
     }
 
 
-def card_section(val_scores: np.ndarray, val_labels: np.ndarray, chosen_on: str = "validation split") -> dict:
-    """The model card's ``referral``: the rule, its threshold from validation, and how it did there."""
-    threshold = choose_threshold(val_scores, is_malignant(val_labels))
+def card_section(
+    val_scores: np.ndarray, val_labels: np.ndarray, chosen_on: str, sensitivity: float = TARGET_SENSITIVITY
+) -> dict:
+    """The model card's ``referral``: the rule, its threshold chosen on ``val_scores`` for
+    ``sensitivity`` (the recipe's ``target_sensitivity``), and how it did there."""
+    threshold = choose_threshold(val_scores, is_malignant(val_labels), sensitivity)
     val_scores, val_labels = np.asarray(val_scores, dtype=np.float64), np.asarray(val_labels)
     return {
         "rule": RULE,
         "classes": list(MALIGNANT_OR_PREMALIGNANT),
         "prior": "training",
-        "target_sensitivity": TARGET_SENSITIVITY,
+        "target_sensitivity": sensitivity,
         "threshold": threshold,
         "chosen_on": chosen_on,
         "validation": operating_point(val_scores, val_labels, threshold),

@@ -1,48 +1,36 @@
-"""Training of ensemble members, then calibration and export of the artifact.
+"""Training of one network (a fold model of a recipe's member): its settings, the loss, the
+epoch loop with checkpoints, and its outputs on a dataset.
 
-A run folder holds the split (``split.csv``), one sub-folder per member (named
-by the member, so one architecture may appear several times) with its
-checkpoint, best weights and per-epoch log, and the exported artifact.
+``crossval`` runs it once per fold; ``export`` turns the fold models into the artifact.
+A member's folder holds its config, checkpoint, per-epoch weights, out-of-fold logits and log.
 """
 
 from __future__ import annotations
 
 import copy
 import csv
-import itertools
 import json
 import logging
 import math
 import random
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, fields
-from datetime import date
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from . import __version__, vocab
-from .artifact import FORMAT, save_artifact, save_index
+from . import vocab
 from .augment import SourceAugmentation, augment_batch
-from .calibration import fit_temperature
-from .config import INDEX_FILE
-from .data import Dataset, find_metadata_csv, read_metadata, split_by_lesion
+from .data import Dataset
 from .metrics import classification_report
 from .network import BACKBONES, FLIPS, META_DIM, SkinNet, flip_views
-from .ood import OodCheck, image_statistics
-from .preprocess import InputConfig, SourceSize
-from .priors import PRIORS, apply_prior, choose_prior_strength
-from .referral import card_section as referral_section
-from .referral import malignant_scores
-from .similar import THUMB_SIZE, CaseIndex, member_embedding, thumbnail_jpeg
-from .splits import SplitLeakError
-from .uncertainty import choose_gap
+from .preprocess import InputConfig
+from .priors import choose_prior_strength
 
 log = logging.getLogger(__name__)
 TTA_VIEWS = tuple(FLIPS)
@@ -50,7 +38,7 @@ TTA_VIEWS = tuple(FLIPS)
 
 @dataclass
 class TrainConfig:
-    arch: str = "resnet18"
+    arch: str = "mobilenet_v2"
     name: str = ""  # the member's folder and name; default: the architecture
     epochs: int = 14
     height: int = 112
@@ -72,6 +60,7 @@ class TrainConfig:
     aug_gamma: float = 0.0
     aug_blur: float = 0.0
     aug_ring: float = 0.0
+    aug_low_res: float = 0.0
     device: str = "cpu"
 
     def __post_init__(self):
@@ -88,7 +77,9 @@ class TrainConfig:
 
     @property
     def source_augmentation(self) -> SourceAugmentation:
-        return SourceAugmentation(self.aug_zoom_out, self.aug_colour_cast, self.aug_gamma, self.aug_blur, self.aug_ring)
+        return SourceAugmentation(
+            self.aug_zoom_out, self.aug_colour_cast, self.aug_gamma, self.aug_blur, self.aug_ring, self.aug_low_res
+        )
 
     @property
     def inputs(self) -> InputConfig:
@@ -98,14 +89,12 @@ class TrainConfig:
 
 @dataclass
 class Run:
-    """Paths of one training run."""
+    """Paths of one training run: a folder per member (or per fold of a member)."""
 
     root: Path
-    split_csv: Path = field(init=False)
 
     def __post_init__(self):
         self.root = Path(self.root)
-        self.split_csv = self.root / "split.csv"
 
     def member_dir(self, name: str) -> Path:
         return self.root / name
@@ -115,30 +104,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def prepare_split(data_dir: Path, run: Run, seed: int) -> pd.DataFrame:
-    """The run's split: read back if it exists (so members share it), else made and saved."""
-    df = read_metadata(find_metadata_csv(data_dir))
-    if run.split_csv.exists():
-        saved = pd.read_csv(run.split_csv, dtype=str).set_index("image_id")["split"]
-        df["split"] = df["image_id"].map(saved)
-        if df["split"].isna().any():
-            raise ValueError(f"{run.split_csv} does not cover the metadata in {data_dir}")
-    else:
-        df["split"] = split_by_lesion(df, seed=seed)
-        run.root.mkdir(parents=True, exist_ok=True)
-        df[["image_id", "lesion_id", "dx", "split"]].to_csv(run.split_csv, index=False)
-    leaks = int(df.groupby("lesion_id")["split"].nunique().gt(1).sum())
-    if leaks:  # an exception, not an assert: `python -O` must not skip it
-        raise SplitLeakError(f"{leaks} lesions span two splits in {run.split_csv}")
-    return df
-
-
-def load_splits(data_dir: Path, run: Run, source: SourceSize, seed: int) -> dict[str, Dataset]:
-    df = prepare_split(data_dir, run, seed)
-    full = Dataset.load(df, Path(data_dir), source)
-    return {name: full.subset(df["split"] == name) for name in ("train", "val", "test")}
 
 
 def hide_metadata(meta: torch.Tensor, p: float, gen: torch.Generator, p_all: float = 0.0) -> torch.Tensor:
@@ -374,153 +339,3 @@ def load_member(member_dir: Path) -> tuple[SkinNet, TrainConfig]:
     net = SkinNet(cfg.arch, meta_hidden=cfg.meta_hidden)
     net.load_state_dict(load_file(str(member_dir / "best.safetensors")))
     return net.eval(), cfg
-
-
-def finished_members(run: Run) -> list[Path]:
-    return sorted(p.parent for p in run.root.glob("*/done.json"))
-
-
-def export(
-    run: Run,
-    data_dir: Path,
-    out_dir: Path,
-    model_version: str,
-    names: list[str] | None = None,
-    tta: tuple[str, ...] = TTA_VIEWS,
-) -> dict:
-    """Calibrate on the validation split and write the artifact of the finished members:
-    all of them, those named in ``names``, or with ``["auto"]`` the subset that scores best
-    on validation (balanced accuracy under the equal prior, with test-time augmentation)."""
-    finished = finished_members(run)
-    if not finished:
-        raise RuntimeError(f"No finished member in {run.root}")
-    candidates = [load_member(d) for d in finished]
-    source = SourceSize.for_inputs(max(cfg.height for _, cfg in candidates))
-    data = load_splits(data_dir, run, source, candidates[0][1].seed)
-    val, train_prior = data["val"], class_frequencies(data["train"].labels)
-    candidate_outputs = [predict_outputs(net, val, cfg.inputs, tta) for net, cfg in candidates]
-    candidate_logits = [logits for logits, _ in candidate_outputs]
-
-    def score(members: tuple[int, ...]) -> float:
-        """Validation balanced accuracy of a subset as it would ship: calibrated, then the
-        equal prior at its best strength."""
-        logits = torch.stack([candidate_logits[i] for i in members]).mean(0)
-        probs = torch.softmax(logits / fit_temperature(logits, val.labels), 1).double()
-        return max(choose_prior_strength(probs, val.labels, train_prior)[1].values())
-
-    subsets = [s for k in range(1, len(candidates) + 1) for s in itertools.combinations(range(len(candidates)), k)]
-    label = {s: "+".join(candidates[i][1].name for i in s) for s in subsets}
-    validation = {label[s]: score(s) for s in subsets}
-    if names == ["auto"]:
-        chosen = max(subsets, key=lambda s: (validation[label[s]], -len(s)))  # ties: fewer members
-    else:
-        chosen = tuple(i for i, (_, cfg) in enumerate(candidates) if names is None or cfg.name in names)
-    if not chosen:
-        raise ValueError(f"None of {names} has finished training in {run.root}")
-    loaded = [candidates[i] for i in chosen]
-    member_logits = [candidate_logits[i] for i in chosen]
-    member_specs = []
-    for (_, cfg), logits in zip(loaded, member_logits):
-        member_specs.append(
-            {
-                "name": cfg.name,
-                "architecture": cfg.arch,
-                "meta_hidden": cfg.meta_hidden,
-                "input": cfg.inputs.to_card(),
-                "cam_layer": BACKBONES[cfg.arch].cam_layer,
-                "temperature": fit_temperature(logits, val.labels),
-                "pretrained": "ImageNet" if cfg.pretrained else "none (from scratch)",
-                "training": asdict(cfg),
-            }
-        )
-    ensemble_logits = torch.stack(member_logits).mean(0)
-    ensemble_t = fit_temperature(ensemble_logits, val.labels)
-    calibrated = torch.softmax(ensemble_logits / ensemble_t, 1).double()
-    strength, strength_scores = choose_prior_strength(calibrated, val.labels, train_prior)
-    decided = apply_prior(calibrated, train_prior, PRIORS["equal"](train_prior), strength)
-    uncertainty = choose_gap(decided.numpy(), val.labels.numpy())
-    # Similar cases and the out-of-domain check, in the shipped members' own feature space.
-    train = data["train"]
-    train_features = member_embedding([predict_outputs(net, train, cfg.inputs, tta)[1] for net, cfg in loaded])
-    index = CaseIndex.build(
-        train_features,
-        train.labels,
-        list(train.df["dx_type"]),
-        list(train.df["image_id"]),
-        [thumbnail_jpeg(img) for img in train.images],
-    )
-    ood_check = OodCheck.fit(image_statistics(train.images))
-    ood = ood_check.calibrate(
-        index, member_embedding([candidate_outputs[i][1] for i in chosen]), image_statistics(val.images)
-    )
-    counts = {
-        name: {
-            "images": len(d),
-            "lesions": int(d.df["lesion_id"].nunique()),
-            "per_class": {c: int((d.labels == i).sum()) for i, c in enumerate(vocab.CLASSES)},
-        }
-        for name, d in data.items()
-    }
-    card = {
-        "format": FORMAT,
-        "name": "skin_model HAM10000 multimodal ensemble",
-        "model_version": model_version,
-        "package_version": __version__,
-        "created": date.today().isoformat(),
-        "source": source.to_card(),
-        "tta": {"views": list(tta), "rule": "member logits averaged over the flipped views, one batch"},
-        "vocabulary": vocab.vocabulary(),
-        "members": member_specs,
-        "ensemble": "softmax(mean of member logits / temperature), then the prior correction",
-        "temperature": ensemble_t,
-        "prior": {
-            "default": "equal",
-            "training_frequencies": {c: float(f) for c, f in zip(vocab.CLASSES, train_prior)},
-            "equal_strength": strength,
-            "rule": "p'(c|x) ~ p(c|x) * (prior(c) / training frequency(c)) ** strength; "
-            "strength chosen on validation balanced accuracy (1 = full Bayes correction)",
-            "strength_validation_balanced_accuracy": strength_scores,
-        },
-        "uncertainty": uncertainty,
-        "referral": referral_section(malignant_scores(calibrated.numpy()), val.labels.numpy()),
-        "ood": ood,
-        "similar_cases": {
-            "source": "training split",
-            "count": len(index.image_ids),
-            "thumbnail": f"{THUMB_SIZE[0]}x{THUMB_SIZE[1]} JPEG",
-            "file": INDEX_FILE,
-            "licence": "CC BY-NC-SA 4.0 (HAM10000, Tschandl et al. 2018)",
-        },
-        "metadata_encoding": "age/100 and an age-missing flag, one-hot sex, one-hot site",
-        "data": {
-            "dataset": "HAM10000 (working copy: 8,499 images, 85% of the published set)",
-            "split_rule": "lesion-grouped, class-stratified, seeded: no lesion_id in two splits "
-            "(sklearn StratifiedGroupKFold, 1/7 test, 1/6 of the rest validation)",
-            "seed": candidates[0][1].seed,
-            "counts": counts,
-            "licence": "CC BY-NC-SA 4.0 (non-commercial, with attribution)",
-            "citation": "Tschandl P., Rosendahl C., Kittler H. The HAM10000 dataset, a large collection of "
-            "multi-source dermatoscopic images of common pigmented skin lesions. "
-            "Sci. Data 5, 180161 (2018). doi:10.1038/sdata.2018.161",
-        },
-        "calibration": "temperature scaling fitted on the validation split (per member and for the ensemble)",
-        "validation_balanced_accuracy_equal_prior_tta": validation,
-        "selection": (
-            "the subset of finished members with the best validation balanced accuracy "
-            "(equal prior, test-time flips); ties go to fewer members"
-            if names == ["auto"]
-            else f"members named at export: {names or 'all finished'}"
-        ),
-        "intended_use": "Research and teaching demonstrator. Not a medical device; no substitute for a dermatologist.",
-        "test_metrics": None,
-    }
-    save_artifact(out_dir, [net for net, _ in loaded], card)
-    save_index(out_dir, index, ood_check)
-    log.info(
-        "exported %s to %s (ensemble temperature %.3f, prior strength %.2f)",
-        label[chosen],
-        out_dir,
-        ensemble_t,
-        strength,
-    )
-    return card

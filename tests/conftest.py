@@ -1,9 +1,12 @@
-"""Shared fixtures: a synthetic HAM10000-style dataset and a model trained on it in seconds."""
+"""Shared fixtures: synthetic sources and a model made from them in seconds by the shipped path
+(recipe, cross-validated training, export, evaluation), so that every test sees the shipped format."""
 
 from __future__ import annotations
 
 import io
 import os
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -69,51 +72,157 @@ def make_synthetic_dataset(root: Path, per_class: int = 24) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def synthetic_data(tmp_path_factory) -> Path:
-    return make_synthetic_dataset(tmp_path_factory.mktemp("ham_synthetic"))
+def make_second_source(root: Path, per_class: int = 12) -> Path:
+    """A challenge-like source in HAM10000's columns: 3 of the 7 diagnoses, no body site, its own
+    train / val parts."""
+    rows = []
+    (root / "images").mkdir(parents=True)
+    for k, dx in enumerate(("bkl", "mel", "nv")):
+        for j in range(per_class):
+            image_id = f"ISIC_9{k}{j:03d}"
+            synthetic_lesion(dx, seed=7000 + 100 * k + j).save(root / "images" / f"{image_id}.jpg")
+            rows.append(
+                {
+                    "lesion_id": image_id,
+                    "image_id": image_id,
+                    "dx": dx,
+                    "dx_type": "isic2017",
+                    "age": 50,
+                    "sex": "female",
+                    "localization": "unknown",
+                    "dataset": "isic2017_val" if j < 3 else "isic2017_train",
+                }
+            )
+    pd.DataFrame(rows).to_csv(root / "metadata.csv", index=False)
+    return root
 
 
-def tiny_config(arch: str, **kwargs):
-    """The training recipe of the test members: 2 epochs at 48x64 px (4:3, like the real ones)."""
-    from skin_model.train import TrainConfig
+def make_not_dermoscopy(root: Path, per_category: int = 8) -> Path:
+    """Two kinds of image that are not dermoscopy: text pages and smooth colour gradients."""
+    from PIL import ImageDraw
 
-    return TrainConfig(
-        arch=arch,
-        **{
-            "epochs": 2,
-            "height": 48,
-            "width": 64,
-            "batch_size": 16,
-            "lr": 2e-3,
-            "ema_decay": 0.9,
-            "meta_drop_all": 0.2,
-            **kwargs,
-        },
+    for category in ("documents", "natural"):
+        (root / category).mkdir(parents=True)
+        for j in range(per_category):
+            rng = np.random.default_rng(900 + j)
+            if category == "documents":
+                img = Image.new("RGB", (90, 120), "white")
+                draw = ImageDraw.Draw(img)
+                for line in range(4, 116, 9):
+                    draw.text((4, line), "".join(rng.choice(list("lorem ipsum")) for _ in range(14)), fill="black")
+            else:
+                ramp = np.linspace(0, 1, 80)[None, :, None] * rng.uniform(0, 255, (1, 1, 3))
+                img = Image.fromarray((ramp + np.linspace(0, 60, 60)[:, None, None]).clip(0, 255).astype(np.uint8))
+            img.save(root / category / f"{category}_{j:03d}.jpg")
+    return root
+
+
+def write_lesion_file(metadata_csv: Path, path: Path, folds: int = 5) -> Path:
+    """A lesion file (``lesion_id,split,fold``): every 7th lesion is test, the rest dealt into folds."""
+    lesions = sorted(set(pd.read_csv(metadata_csv)["lesion_id"]))
+    rows = [
+        {"lesion_id": x, "split": "test" if i % 7 == 0 else "train", "fold": -1 if i % 7 == 0 else i % folds}
+        for i, x in enumerate(lesions)
+    ]
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+# The test recipe: the shipped recipe's keys, at a size that trains in seconds (ResNet18 from
+# scratch, 48x64, 2 epochs, five folds).
+TEST_RECIPE = """
+model_version = "0.0.test"
+folds = 5
+colour_constancy_p = 6
+tta = ["identity", "hflip", "vflip", "hvflip"]
+target_sensitivity = 0.90
+ood_pass_rate = 0.97
+outlier_exposure = true
+
+[sources.ham10000]
+split = "lesion_file"
+lesion_file = "{lesion_file}"
+
+[sources.isic2017]
+split = "own_parts"
+parts = {{ isic2017_train = "train", isic2017_val = "check" }}
+
+[member_defaults]
+epochs = 2
+batch_size = 16
+lr = 2e-3
+ema_decay = 0.9
+meta_drop_all = 0.2
+label_smoothing = 0.1
+
+[[members]]
+name = "tiny"
+arch = "resnet18"
+height = 48
+width = 64
+"""
+
+
+@dataclass
+class CrossValidatedRun:
+    """The shared test model, made as the shipped one is: recipe -> crossval -> export -> evaluation."""
+
+    recipe: object
+    data: object  # crossval.load_sources' Dataset
+    data_dirs: list[Path]
+    root: Path
+    run: Path  # the fold models
+    artifact: Path  # exported, then evaluated (its card holds the evaluation)
+    exported: Path  # a copy of the artifact as exported, before the evaluation wrote into it
+    outliers: Path
+    card: dict
+
+
+def make_cross_validated_run(root: Path) -> CrossValidatedRun:
+    from skin_model.crossval import load_sources, train_folds
+    from skin_model.evaluate import evaluate_sources
+    from skin_model.export import export_recipe
+    from skin_model.recipe import Recipe
+
+    ham = make_synthetic_dataset(root / "ham10000")  # named as the real folders: the recipe's roles name them
+    isic = make_second_source(root / "isic2017")
+    lesion_file = write_lesion_file(ham / "HAM10000_metadata.csv", root / "lesions.csv")
+    (root / "recipe.toml").write_text(TEST_RECIPE.format(lesion_file=lesion_file))
+    recipe = Recipe.load(root / "recipe.toml")
+    data_dirs = [ham, isic]
+    data = load_sources(recipe, data_dirs)
+    train_folds(recipe, data, root / "run")
+    outliers = make_not_dermoscopy(root / "not_dermoscopy")
+    card = export_recipe(recipe, data, data_dirs, root / "run", root / "artifact", outliers)
+    shutil.copytree(root / "artifact", root / "exported")
+    evaluate_sources(data, root / "artifact", write_card=True, outliers=outliers)
+    return CrossValidatedRun(
+        recipe, data, data_dirs, root, root / "run", root / "artifact", root / "exported", outliers, card
     )
 
 
 @pytest.fixture(scope="session")
-def trained_run(synthetic_data, tmp_path_factory):
-    """One member per registered backbone, trained for 2 epochs, exported as an artifact."""
-    from skin_model.network import BACKBONES
-    from skin_model.preprocess import SourceSize
-    from skin_model.train import Run, export, load_splits, train_member
-
-    run = Run(tmp_path_factory.mktemp("run"))
-    data = load_splits(synthetic_data, run, SourceSize.for_inputs(48), seed=0)
-    for arch in sorted(BACKBONES):
-        train_member(data, run, tiny_config(arch))
-    out = run.root / "artifact"
-    export(run, synthetic_data, out, "0.0.test")
-    return run, out
+def cv_run(tmp_path_factory) -> CrossValidatedRun:
+    return make_cross_validated_run(tmp_path_factory.mktemp("cv"))
 
 
 @pytest.fixture(scope="session")
-def tiny_model(trained_run):
+def synthetic_data(cv_run) -> Path:
+    """The HAM10000-layout folder the shared model was trained on."""
+    return cv_run.data_dirs[0]
+
+
+@pytest.fixture(scope="session")
+def model_dir(cv_run) -> Path:
+    """The shared test artifact (as exported and evaluated)."""
+    return cv_run.artifact
+
+
+@pytest.fixture(scope="session")
+def tiny_model(model_dir):
     from skin_model.predictor import SkinClassifier
 
-    return SkinClassifier.load(trained_run[1])
+    return SkinClassifier.load(model_dir)
 
 
 def encode(img: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:

@@ -13,7 +13,7 @@ from .conftest import encode, synthetic_lesion
 
 
 @pytest.fixture
-def predict(trained_run, capsys, caplog):
+def predict(model_dir, capsys, caplog):
     """Runs ``predict`` in-process on the tiny model; returns (exit status, table, stderr, log)."""
 
     def run(*args, verbose=False):
@@ -22,7 +22,7 @@ def predict(trained_run, capsys, caplog):
             "predict",
             *map(str, args),
             "--model",
-            str(trained_run[1]),
+            str(model_dir),
             "--out",
             str(out),
         ]
@@ -62,7 +62,7 @@ def test_some_failing_exits_zero_with_a_one_line_summary(tmp_path, predict):
     assert table.set_index("image_id").loc["good", "prediction"] in vocab.CLASSES
 
 
-def test_one_name_in_two_folders_gets_two_ids_and_two_heatmaps(tmp_path, predict, trained_run):
+def test_one_name_in_two_folders_gets_two_ids_and_two_heatmaps(tmp_path, predict, model_dir):
     _lesion(tmp_path / "a" / "x.jpg", 1)
     _lesion(tmp_path / "b" / "x.jpg", 2)
     _lesion(tmp_path / "b" / "y.jpg", 3)

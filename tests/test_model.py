@@ -1,9 +1,11 @@
-"""Training, the artifact and the predictor, on a model trained in seconds on synthetic data."""
+"""Training, the artifact and the predictor, on the shared test model (``conftest``: made in seconds
+by the shipped path on synthetic data)."""
 
 import json
 import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -18,56 +20,55 @@ from skin_model.config import CARD_FILE, WEIGHTS_FILE
 from skin_model.gradcam import grayscale_png, overlay
 from skin_model.network import BACKBONES, encode_metadata
 from skin_model.predictor import SkinClassifier
-from skin_model.preprocess import SIGNED_MEAN
+from skin_model.preprocess import IMAGENET_MEAN
 
-from .conftest import synthetic_lesion, tiny_config
+from .conftest import synthetic_lesion
 
 
-@pytest.mark.parametrize("arch", sorted(BACKBONES))
-def test_training_lowers_the_loss(trained_run, arch):
-    run, _ = trained_run
-    log = pd.read_csv(run.member_dir(arch) / "log.csv")
+@pytest.mark.parametrize("fold", range(5))
+def test_every_fold_model_trains_and_lowers_its_loss(cv_run, fold):
+    folder = cv_run.run / "tiny" / f"fold{fold}"
+    log = pd.read_csv(folder / "log.csv")
     assert list(log["epoch"]) == [1, 2]
     assert log["train_loss"].iloc[1] < log["train_loss"].iloc[0]
-    assert (run.member_dir(arch) / "best.safetensors").exists()
-    assert (run.member_dir(arch) / "done.json").exists()
+    assert (folder / "done.json").exists()
+    assert sorted(p.name for p in folder.glob("epoch_*.safetensors")) == [
+        "epoch_01.safetensors",
+        "epoch_02.safetensors",
+    ]
 
 
-def test_split_is_saved_and_grouped(trained_run):
-    split = pd.read_csv(trained_run[0].split_csv)
-    assert split.groupby("lesion_id")["split"].nunique().max() == 1
-
-
-def test_artifact_describes_itself(trained_run):
-    card = json.loads((trained_run[1] / CARD_FILE).read_text())
-    members = {m["architecture"]: m for m in card["members"]}
-    assert sorted(members) == sorted(BACKBONES)
-    for member in members.values():  # each member carries its own preprocessing
+def test_artifact_describes_itself(model_dir):
+    card = json.loads((model_dir / CARD_FILE).read_text())
+    assert [m["name"] for m in card["members"]] == [f"tiny_fold{k}" for k in range(5)]
+    for member in card["members"]:  # each member carries its own preprocessing
+        assert member["architecture"] in BACKBONES
         assert (member["input"]["height"], member["input"]["width"]) == (48, 64)
-        assert len(member["input"]["mean"]) == 3 and member["temperature"] > 0
-    assert tuple(members["efficientnet_lite0"]["input"]["mean"]) == SIGNED_MEAN
+        assert tuple(member["input"]["mean"]) == IMAGENET_MEAN and member["temperature"] > 0
     assert (card["source"]["height"], card["source"]["width"]) == (150, 200)
+    assert card["source"]["colour_constancy"]["p"] == 6
     assert card["tta"]["views"] == ["identity", "hflip", "vflip", "hvflip"]
     frequencies = card["prior"]["training_frequencies"]
     assert list(frequencies) == list(vocab.CLASSES) and sum(frequencies.values()) == pytest.approx(1.0)
-    assert 0.0 <= card["prior"]["equal_strength"] <= 1.0
+    assert list(card["bias"]) == list(vocab.CLASSES)
     assert card["vocabulary"]["classes"] == list(vocab.CLASSES)
-    assert card["temperature"] > 0
+    assert card["temperature"] > 0 and 0 < card["referral"]["threshold"] < 1
+    assert card["ood"]["threshold"] > 0 and card["ood"]["outlier_exposure"]
     assert "Tschandl" in card["data"]["citation"]
 
 
-def test_resume_restores_the_interrupted_state(synthetic_data, tmp_path, monkeypatch):
+def test_resume_restores_the_interrupted_state(cv_run, tmp_path, monkeypatch):
     """Training interrupted after epoch 2 and resumed ends with the very weights of an
     uninterrupted run: model, optimiser, schedule, EMA and random streams all restored."""
     from safetensors.torch import load_file as load
 
     from skin_model import train
-    from skin_model.preprocess import SourceSize
+    from skin_model.splits import fold_parts
 
-    cfg = tiny_config("mobilenet_v2", epochs=3)
+    cfg = replace(cv_run.recipe.members[0], epochs=3)
     straight, interrupted = train.Run(tmp_path / "straight"), train.Run(tmp_path / "interrupted")
-    data = train.load_splits(synthetic_data, straight, SourceSize.for_inputs(48), seed=0)
-    shutil.copytree(straight.root, interrupted.root)  # the same split
+    in_train, in_val = fold_parts(cv_run.data.df, 0)
+    data = {"train": cv_run.data.subset(in_train), "val": cv_run.data.subset(in_val)}
     train.train_member(data, straight, cfg)
 
     scored_epochs = []
@@ -82,14 +83,14 @@ def test_resume_restores_the_interrupted_state(synthetic_data, tmp_path, monkeyp
     monkeypatch.setattr(train, "predict_outputs", crash_in_epoch_3)
     with pytest.raises(KeyboardInterrupt):
         train.train_member(data, interrupted, cfg)
-    assert not (interrupted.member_dir("mobilenet_v2") / "done.json").exists()
+    assert not (interrupted.member_dir(cfg.name) / "done.json").exists()
     monkeypatch.setattr(train, "predict_outputs", real_predict)
     train.train_member(data, interrupted, cfg, resume=True)
 
-    log = pd.read_csv(interrupted.member_dir("mobilenet_v2") / "log.csv")
+    log = pd.read_csv(interrupted.member_dir(cfg.name) / "log.csv")
     assert list(log["epoch"]) == [1, 2, 3]  # epochs 1-2 were not redone
-    a = load(str(straight.member_dir("mobilenet_v2") / "best.safetensors"))
-    b = load(str(interrupted.member_dir("mobilenet_v2") / "best.safetensors"))
+    a = load(str(straight.member_dir(cfg.name) / "best.safetensors"))
+    b = load(str(interrupted.member_dir(cfg.name) / "best.safetensors"))
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
@@ -208,8 +209,8 @@ def _copy(src, dst):
     return dst
 
 
-def test_missing_weights(trained_run, tmp_path):
-    model_dir = _copy(trained_run[1], tmp_path / "m")
+def test_missing_weights(model_dir, tmp_path):
+    model_dir = _copy(model_dir, tmp_path / "m")
     (model_dir / WEIGHTS_FILE).unlink()
     with pytest.raises(ModelArtifactError, match=WEIGHTS_FILE):
         load_artifact(model_dir)
@@ -220,25 +221,26 @@ def test_missing_card(tmp_path):
         load_artifact(tmp_path)
 
 
-def test_corrupted_weights(trained_run, tmp_path):
-    model_dir = _copy(trained_run[1], tmp_path / "m")
+def test_corrupted_weights(model_dir, tmp_path):
+    model_dir = _copy(model_dir, tmp_path / "m")
     data = (model_dir / WEIGHTS_FILE).read_bytes()
     (model_dir / WEIGHTS_FILE).write_bytes(data[: len(data) // 2])
     with pytest.raises(ModelArtifactError, match="corrupted"):
         load_artifact(model_dir)
 
 
-def test_weights_that_do_not_match_the_card(trained_run, tmp_path):
-    model_dir = _copy(trained_run[1], tmp_path / "m")
+def test_weights_that_do_not_match_the_card(model_dir, tmp_path):
+    model_dir = _copy(model_dir, tmp_path / "m")
     card = json.loads((model_dir / CARD_FILE).read_text())
-    card["members"] = card["members"][::-1]  # architectures swapped: every shape is wrong
+    for member in card["members"]:
+        member["meta_hidden"] = 16  # the metadata branch's shapes no longer match the weights
     (model_dir / CARD_FILE).write_text(json.dumps(card))
     with pytest.raises(ModelArtifactError, match="do not match"):
         load_artifact(model_dir)
 
 
-def test_extra_tensors_are_refused(trained_run, tmp_path):
-    model_dir = _copy(trained_run[1], tmp_path / "m")
+def test_extra_tensors_are_refused(model_dir, tmp_path):
+    model_dir = _copy(model_dir, tmp_path / "m")
     tensors = load_file(str(model_dir / WEIGHTS_FILE))
     tensors["members.9.stray"] = tensors[next(iter(tensors))].clone()
     save_file(tensors, str(model_dir / WEIGHTS_FILE))
@@ -246,14 +248,14 @@ def test_extra_tensors_are_refused(trained_run, tmp_path):
         load_artifact(model_dir)
 
 
-def test_an_index_built_with_other_image_statistics_is_refused_at_load(trained_run, tmp_path):
+def test_an_index_built_with_other_image_statistics_is_refused_at_load(model_dir, tmp_path):
     """An artifact exported before the statistics changed would fail at its first answer;
     it is refused when it loads, with what to do."""
     from safetensors import safe_open
 
     from skin_model.config import INDEX_FILE
 
-    model_dir = _copy(trained_run[1], tmp_path / "m")
+    model_dir = _copy(model_dir, tmp_path / "m")
     path = str(model_dir / INDEX_FILE)
     with safe_open(path, "pt") as f:
         metadata = f.metadata()
@@ -265,8 +267,8 @@ def test_an_index_built_with_other_image_statistics_is_refused_at_load(trained_r
         SkinClassifier.load(model_dir)
 
 
-def test_foreign_vocabulary_is_refused(trained_run, tmp_path):
-    model_dir = _copy(trained_run[1], tmp_path / "m")
+def test_foreign_vocabulary_is_refused(model_dir, tmp_path):
+    model_dir = _copy(model_dir, tmp_path / "m")
     card = json.loads((model_dir / CARD_FILE).read_text())
     card["vocabulary"]["classes"] = card["vocabulary"]["classes"][::-1]
     (model_dir / CARD_FILE).write_text(json.dumps(card))
@@ -308,16 +310,3 @@ def test_batches_are_small_by_default(tiny_model, monkeypatch):
     items = [BatchItem(f"img{i}", synthetic_lesion("nv", 60 + i), {}) for i in range(2 * BATCH_SIZE + 1)]
     assert len(predict_items(tiny_model, items)) == len(items)
     assert sizes == [BATCH_SIZE, BATCH_SIZE, 1]
-
-
-def test_auto_export_ships_the_best_subset_on_validation(trained_run, synthetic_data, tmp_path):
-    from skin_model.train import export
-
-    card = export(trained_run[0], synthetic_data, tmp_path / "auto", "0.0.auto", names=["auto"])
-    validation = card["validation_balanced_accuracy_equal_prior_tta"]
-    assert len(validation) == 2 ** len(BACKBONES) - 1  # every non-empty subset scored
-    best = max(validation.values())
-    shipped = "+".join(m["name"] for m in card["members"])
-    assert validation[shipped] == best
-    assert all(len(k.split("+")) >= len(card["members"]) for k, v in validation.items() if v == best)
-    assert SkinClassifier.load(tmp_path / "auto").predict(synthetic_lesion("nv", 3)).label in vocab.CLASSES

@@ -53,15 +53,15 @@ def test_natural_frequencies_round_to_whole_lesions():
     assert referral.natural_frequencies({"sensitivity": 0.906, "specificity": 0.734}) == (91, 27)
 
 
-def _cards(trained_run) -> dict:
+def _cards(model_dir) -> dict:
     shipped = json.loads((PACKAGE_DIR / "model" / "model_card.json").read_text())
-    tiny = json.loads((trained_run[1] / "model_card.json").read_text())
+    tiny = json.loads((model_dir / "model_card.json").read_text())
     return {"shipped": shipped, "tiny": tiny}
 
 
 @pytest.mark.parametrize("which", ["shipped", "tiny"])
-def test_the_cards_threshold_and_sensitivity_follow_from_its_stored_predictions(trained_run, which):
-    rule = _cards(trained_run)[which]["referral"]
+def test_the_cards_threshold_and_sensitivity_follow_from_its_stored_predictions(model_dir, which):
+    rule = _cards(model_dir)[which]["referral"]
     stored = rule["chosen_on_scores"]
     scores, malignant = np.array(stored["malignant_probability"]), np.array(stored["malignant"], dtype=bool)
     assert referral.choose_threshold(scores, malignant, rule["target_sensitivity"]) == rule["threshold"]

@@ -22,6 +22,12 @@ from .conftest import REPO, SAMPLES_DIR
 
 MODEL_DIR = PACKAGE_DIR / "model"
 SAMPLES = pd.read_csv(SAMPLES_DIR / "metadata.csv", dtype={"image_id": str})
+# The working copy's images (splits/ham10000_images.csv) with their lesion's place in the lesion file.
+HAM_IMAGE_SPLIT = (
+    pd.read_csv(REPO / "splits" / "ham10000_images.csv")
+    .set_index("image_id")["lesion_id"]
+    .map(read_lesion_split(REPO / "splits" / "ham10000_lesions.csv").set_index("lesion_id")["split"])
+)
 
 
 @pytest.fixture(scope="module")
@@ -35,20 +41,15 @@ def test_artifact_is_small_safetensors_with_a_full_card():
     assert (MODEL_DIR / "index.safetensors").stat().st_size < 30 * 2**20
     card = json.loads((MODEL_DIR / CARD_FILE).read_text())
     assert {m["architecture"] for m in card["members"]} <= set(BACKBONES)
-    if "out_of_fold" not in card:  # models before 3.0.0: one validation split
-        validation = card["validation_balanced_accuracy_equal_prior_tta"]
-        shipped = "+".join(m["name"] for m in card["members"])
-        assert validation[shipped] >= max(validation.values()) - 1e-9
-        test = card["test_metrics"]["splits"]["test"]
-        assert test["models"]["ensemble"]["tta"]["equal"]["fused"]["n"] == test["n_images"] > 500
-        return
     # Cross-validated: one model per fold, the epoch with the best pooled out-of-fold score,
     # the split the card names is the one in the repository, and the test split scored once.
     assert sorted(m["fold"] for m in card["members"]) == list(range(5)) * (len(card["members"]) // 5)
     for member, epoch in card["selection"]["epoch"].items():
         by_epoch = card["selection"]["out_of_fold_balanced_accuracy_by_epoch"][member]
         assert by_epoch[str(epoch)] == max(by_epoch.values())
-    assert card["data"]["split_file_sha256"] == file_sha256(REPO / "splits" / "ham10000_lesions.csv")
+    lesion_file = REPO / "splits" / "ham10000_lesions.csv"
+    recorded = card["data"].get("roles", {}).get("ham10000", {}).get("lesion_file_sha256")  # from 4.0.0
+    assert (recorded or card["data"]["split_file_sha256"]) == file_sha256(lesion_file)
     assert card["out_of_fold"]["n_images"] == card["data"]["counts"]["folds (training and out-of-fold)"]["images"]
     test = card["evaluation"]["splits"]["test"]["equal_prior"]
     assert test["images"] == card["data"]["counts"]["test (scored once)"]["images"] > 500
@@ -136,7 +137,7 @@ def test_cli_version():
 
 @pytest.mark.parametrize("missing", ["sklearn", "tqdm"])
 def test_cli_train_without_the_training_extras_says_what_to_install(
-    monkeypatch, caplog, missing, synthetic_data, tmp_path
+    monkeypatch, caplog, missing, cv_run, synthetic_data, tmp_path
 ):
     from skin_model import cli
 
@@ -144,7 +145,7 @@ def test_cli_train_without_the_training_extras_says_what_to_install(
         monkeypatch.setitem(sys.modules, name, None)  # as in the app's install: not importable
     for name in ("skin_model.train", "skin_model.data"):
         monkeypatch.delitem(sys.modules, name, raising=False)
-    args = ["train", "--arch", "mobilenet_v2:1", "--size", "32", "--data", str(synthetic_data), "--run", str(tmp_path)]
+    args = ["train", "--recipe", str(cv_run.recipe.path), "--data", str(synthetic_data), "--run", str(tmp_path)]
     assert cli.main(args) == 1
     assert f"{missing} is not installed" in caplog.text and "requirements-dev.txt" in caplog.text
 
@@ -154,16 +155,14 @@ def test_committed_samples_pass_the_out_of_domain_check(shipped):
         pred = shipped.predict(SAMPLES_DIR / f"{row.image_id}.jpg", row.age, row.sex, row.localization)
         assert not pred.ood, (row.image_id, pred.ood_score)
         assert len(pred.neighbours) == 6
-        split = pd.read_csv(REPO / "runs" / "v1" / "split.csv").set_index("image_id")["split"]
-        # Similar cases come from training images only: v1's training split (models up to 2.2.0),
-        # or every fold (v1's training and validation lesions) and ISIC 2017's training part.
-        cross_validated = "out_of_fold" in shipped.card
+        # Similar cases come from training images only: HAM10000 lesions in a fold and ISIC 2017's
+        # training part, never a test lesion.
         for case in pred.neighbours:
-            if case.image_id in split.index:  # a HAM10000 image
-                assert split[case.image_id] in ({"train", "val"} if cross_validated else {"train"})
+            if case.image_id in HAM_IMAGE_SPLIT.index:  # a HAM10000 image
+                assert HAM_IMAGE_SPLIT[case.image_id] == "train"
                 assert case.dx in vocab.CLASSES and case.dx_type in ("histo", "follow_up", "consensus", "confocal")
             else:
-                assert cross_validated and case.dx_type == "isic2017" and case.dx in ("bkl", "mel", "nv")
+                assert case.dx_type == "isic2017" and case.dx in ("bkl", "mel", "nv")
             with Image.open(io.BytesIO(case.thumbnail)) as thumb:
                 assert thumb.size == (96, 72)
 
@@ -181,8 +180,7 @@ def test_in_domain_test_split_mostly_passes(shipped):
 
     if not (SHARED_DATA / "HAM10000_metadata.csv").exists():
         pytest.skip(f"HAM10000 is not at {SHARED_DATA}")
-    split = pd.read_csv(REPO / "runs" / "v1" / "split.csv")
-    test_ids = split.loc[split["split"] == "test", "image_id"].iloc[:200]
+    test_ids = HAM_IMAGE_SPLIT.index[HAM_IMAGE_SPLIT == "test"][:200]
     from skin_model.data import find_images
 
     paths = find_images(SHARED_DATA)
