@@ -70,9 +70,7 @@ def test_changing_an_export_key_changes_the_export(cv_run, tmp_path, key):
     from skin_model.export import export_recipe
 
     value, holds = EXPORT_KEYS[key]
-    text = "\n".join(
-        line for line in cv_run.recipe.path.read_text().splitlines() if not line.startswith(f"{key} =")
-    )
+    text = "\n".join(line for line in cv_run.recipe.path.read_text().splitlines() if not line.startswith(f"{key} ="))
     recipe = Recipe.load(_write(tmp_path, f"{key} = {value}\n{text}"))
     card = export_recipe(recipe, cv_run.data, cv_run.data_dirs, cv_run.run, tmp_path / "artifact", cv_run.outliers)
     shipped = json.loads((cv_run.exported / "model_card.json").read_text())
