@@ -11,9 +11,9 @@ from pathlib import Path
 import streamlit as st
 
 from skin_model import shared_model, vocab
-from skin_model.card import ModelArtifactError, read_card_of_shipped
 from skin_model.i18n import LANGUAGES, class_label, percent, t
-from skin_model.predictor import SkinClassifier
+from skin_model.inference.card import ModelArtifactError, read_card_of_shipped
+from skin_model.inference.predictor import SkinClassifier
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 SAMPLES = ASSETS / "samples"
@@ -138,7 +138,7 @@ def colour_legend(width: int = 256, height: int = 12):
     """The heatmap's colour scale, low (blue) to high (red), as a thin strip."""
     import numpy as np
 
-    from skin_model.gradcam import jet
+    from skin_model.inference.gradcam import jet
 
     strip = np.tile(jet(np.linspace(0.0, 1.0, width))[None], (height, 1, 1))
     return (strip * 255).round().astype(np.uint8)

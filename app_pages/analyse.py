@@ -9,10 +9,10 @@ import streamlit as st
 
 import ui
 from skin_model import vocab
-from skin_model.gradcam import blend, jet
 from skin_model.i18n import error_text
-from skin_model.inputs import InvalidInputError, load_image
-from skin_model.referral import CANNOT_JUDGE, NOT_SUSPICIOUS, SUSPICIOUS, natural_frequencies
+from skin_model.inference.gradcam import blend, jet
+from skin_model.inference.inputs import InvalidInputError, load_image
+from skin_model.inference.referral import CANNOT_JUDGE, NOT_SUSPICIOUS, SUSPICIOUS, natural_frequencies
 
 UNLIKELY = 0.05  # a Grad-CAM of a class below this probability says so
 DISPLAY_SIDE = 640  # images and overlays are shown at most this large: no work for pixels nobody sees

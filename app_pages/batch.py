@@ -8,10 +8,10 @@ import streamlit as st
 
 import ui
 from skin_model import vocab
-from skin_model.batch import BatchItem, metadata_for, predict_items, read_metadata_table
 from skin_model.config import settings
 from skin_model.i18n import error_text, unread_field_text
-from skin_model.inputs import InvalidInputError
+from skin_model.inference.inputs import InvalidInputError
+from skin_model.serving.batch import BatchItem, metadata_for, predict_items, read_metadata_table
 
 tr = ui.tr
 model = ui.model()

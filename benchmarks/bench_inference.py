@@ -44,7 +44,7 @@ def median_seconds(fn, repeats: int, warmup: int = 2) -> float:
 def cold_start(repeats: int) -> dict:
     """Process start -> model ready, split into import and load, in fresh processes."""
     code = (
-        "import time, json; t0 = time.time(); from skin_model.predictor import SkinClassifier; "
+        "import time, json; t0 = time.time(); from skin_model.inference.predictor import SkinClassifier; "
         "t1 = time.time(); SkinClassifier.load(); t2 = time.time(); print(json.dumps([t0, t1, t2]))"
     )
     totals, imports, loads = [], [], []
@@ -65,11 +65,11 @@ def cold_start(repeats: int) -> dict:
 def in_process(repeats: int) -> dict:
     import torch
 
-    from skin_model.batch import predict_paths
-    from skin_model.gradcam import GradCAM
-    from skin_model.inputs import Metadata
-    from skin_model.network import encode_metadata
-    from skin_model.predictor import SkinClassifier, on_torch_thread
+    from skin_model.inference.gradcam import GradCAM
+    from skin_model.inference.inputs import Metadata
+    from skin_model.inference.network import encode_metadata
+    from skin_model.inference.predictor import SkinClassifier, on_torch_thread
+    from skin_model.serving.batch import predict_paths
 
     model = SkinClassifier.load()
     data = (SAMPLES / "ISIC_0027622.jpg").read_bytes()

@@ -34,9 +34,9 @@ WORKER = r"""
 import sys, time, json
 from pathlib import Path
 sys.path.insert(0, sys.argv[2])
-from skin_model.predictor import SkinClassifier
-from skin_model.inputs import load_image
-from skin_model.gradcam import overlay
+from skin_model.inference.predictor import SkinClassifier
+from skin_model.inference.inputs import load_image
+from skin_model.inference.gradcam import overlay
 
 def hwm_mb():
     for line in open("/proc/self/status"):

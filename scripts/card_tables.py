@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from skin_model import vocab
-from skin_model.card import model_folder, read_card
+from skin_model.inference.card import model_folder, read_card
 
 
 def _f(x, digits: int = 3) -> str:

@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from skin_model.holdout import HOLDOUT_FOLD, load_all, run_holdout
-from skin_model.preprocess import SourceSize
-from skin_model.recipe import Recipe
-from skin_model.train import TrainConfig
+from skin_model.inference.preprocess import SourceSize
+from skin_model.training.holdout import HOLDOUT_FOLD, load_all, run_holdout
+from skin_model.training.recipe import Recipe
+from skin_model.training.train import TrainConfig
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 

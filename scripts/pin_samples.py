@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 import skin_model
-from skin_model.card import read_card_of_shipped
+from skin_model.inference.card import read_card_of_shipped
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "assets" / "samples"

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from skin_model.crossval import load_sources
-from skin_model.data import find_images
-from skin_model.inputs import load_image
-from skin_model.ood import OodCheck, image_statistics
-from skin_model.preprocess import SourceSize
-from skin_model.recipe import Recipe
+from skin_model.inference.inputs import load_image
+from skin_model.inference.ood import OodCheck, image_statistics
+from skin_model.inference.preprocess import SourceSize
+from skin_model.training.crossval import load_sources
+from skin_model.training.data import find_images
+from skin_model.training.recipe import Recipe
 
 DATA = [Path("../shared/data/ham10000"), Path("../shared/data/isic2017")]
 NOT_DERMOSCOPY = Path("../shared/data/not_dermoscopy")

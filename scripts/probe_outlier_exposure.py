@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from skin_model.crossval import load_sources
-from skin_model.evaluate import _outputs_of_cached
-from skin_model.network import encode_metadata
-from skin_model.ood import K_OOD, OutlierClassifier, image_statistics
-from skin_model.predictor import SkinClassifier
-from skin_model.recipe import Recipe
-from skin_model.similar import member_embedding
-from skin_model.splits import lesion_hash, outlier_parts
+from skin_model.inference.network import encode_metadata
+from skin_model.inference.ood import K_OOD, OutlierClassifier, image_statistics
+from skin_model.inference.predictor import SkinClassifier
+from skin_model.inference.similar import member_embedding
+from skin_model.training.crossval import load_sources
+from skin_model.training.evaluate import _outputs_of_cached
+from skin_model.training.recipe import Recipe
+from skin_model.training.splits import lesion_hash, outlier_parts
 
 DATA = [Path("../shared/data/ham10000"), Path("../shared/data/isic2017")]
 NOT_DERMOSCOPY = Path("../shared/data/not_dermoscopy")

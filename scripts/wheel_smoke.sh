@@ -20,7 +20,7 @@ cat pred.csv
 "$WORK/venv/bin/python" - <<'PY'
 import skin_model, pathlib
 assert "site-packages" in skin_model.__file__, skin_model.__file__
-from skin_model.predictor import SkinClassifier
+from skin_model.inference.predictor import SkinClassifier
 pred = SkinClassifier.load().predict("ISIC_0027622.jpg", age=40, sex="female", site="upper extremity")
 print("API:", pred.label, f"{pred.confidence:.3f}")
 assert pathlib.Path("cams/ISIC_0027622.png").exists()

@@ -12,7 +12,7 @@ def load_model(model_dir=None):
 
     Imported lazily, so that ``import skin_model`` stays light.
     """
-    from .predictor import SkinClassifier
+    from skin_model.inference.predictor import SkinClassifier
 
     return SkinClassifier.load(model_dir)
 
@@ -21,7 +21,7 @@ def shared_model():
     """The process's one model (of the folder ``SKIN_MODEL_DIR`` names, else the shipped one),
     loaded on first use: the pages and the API share it (one copy in memory, one torch thread).
     A model that fails to load is not kept: the next call tries again and says why."""
-    from .config import settings
+    from skin_model.config import settings
 
     folder = settings().model_dir
     with _shared_lock:

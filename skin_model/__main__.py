@@ -1,5 +1,5 @@
 import sys
 
-from .cli import main
+from skin_model.serving.cli import main
 
 sys.exit(main())

@@ -5,7 +5,7 @@ Class names come from ``vocab``; this table holds the rest.
 
 from __future__ import annotations
 
-from . import vocab
+from skin_model import vocab
 
 LANGUAGES = {"en": "English", "fr": "Français"}
 

@@ -179,10 +179,10 @@ class CrossValidatedRun:
 
 
 def make_cross_validated_run(root: Path) -> CrossValidatedRun:
-    from skin_model.crossval import load_sources, train_folds
-    from skin_model.evaluate import evaluate_sources
-    from skin_model.export import export_recipe
-    from skin_model.recipe import Recipe
+    from skin_model.training.crossval import load_sources, train_folds
+    from skin_model.training.evaluate import evaluate_sources
+    from skin_model.training.export import export_recipe
+    from skin_model.training.recipe import Recipe
 
     ham = make_synthetic_dataset(root / "ham10000")  # named as the real folders: the recipe's roles name them
     isic = make_second_source(root / "isic2017")
@@ -220,7 +220,7 @@ def model_dir(cv_run) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(model_dir):
-    from skin_model.predictor import SkinClassifier
+    from skin_model.inference.predictor import SkinClassifier
 
     return SkinClassifier.load(model_dir)
 

@@ -5,7 +5,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from skin_model import inputs
+from skin_model.inference import inputs
 
 from .conftest import encode, synthetic_lesion
 

@@ -1,4 +1,4 @@
-"""The prediction API (skin_model.api) through Starlette's test client, on the tiny model."""
+"""The prediction API (skin_model.serving.api) through Starlette's test client, on the tiny model."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from skin_model import vocab
-from skin_model.api import PREFIX, create_api, openapi_document
-from skin_model.torch_thread import TorchThreadError
+from skin_model.inference.torch_thread import TorchThreadError
+from skin_model.serving.api import PREFIX, create_api, openapi_document
 
 from .conftest import encode, synthetic_lesion
 from .hostile import HOSTILE_IMAGES

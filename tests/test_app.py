@@ -6,8 +6,8 @@ from streamlit.testing.v1 import AppTest
 
 from skin_model import vocab
 from skin_model.i18n import error_text, percent, t
-from skin_model.inputs import load_image
-from skin_model.referral import VERDICTS
+from skin_model.inference.inputs import load_image
+from skin_model.inference.referral import VERDICTS
 
 from .conftest import REPO, SAMPLES_DIR
 
@@ -38,7 +38,7 @@ def _texts(at) -> str:
 @pytest.fixture
 def model_calls(monkeypatch):
     """Counts the model's answers (``diagnose`` calls) made by the pages, from outside them."""
-    from skin_model.predictor import SkinClassifier
+    from skin_model.inference.predictor import SkinClassifier
 
     calls = []
     diagnose = SkinClassifier.diagnose
@@ -432,7 +432,7 @@ def test_a_sample_gets_the_referral_score_the_prior_and_similar_cases():
 def test_the_referral_verdict_comes_first_in_both_languages(lang):
     """Above the seven diagnoses: the verdict in words, P(malignant) against the threshold, and
     the rule's evidence from the card as natural frequencies."""
-    from skin_model.referral import natural_frequencies
+    from skin_model.inference.referral import natural_frequencies
 
     at = _app()
     _upload(at, "lesion.jpg", SAMPLE.read_bytes())
@@ -455,6 +455,6 @@ def test_the_referral_verdict_comes_first_in_both_languages(lang):
 
 
 def _card() -> dict:
-    from skin_model.card import read_card_of_shipped
+    from skin_model.inference.card import read_card_of_shipped
 
     return read_card_of_shipped()

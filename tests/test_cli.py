@@ -6,8 +6,9 @@ import logging
 import pandas as pd
 import pytest
 
-from skin_model import cli, vocab
-from skin_model.batch import RESULT_COLUMNS
+from skin_model import vocab
+from skin_model.serving import cli
+from skin_model.serving.batch import RESULT_COLUMNS
 
 from .conftest import encode, synthetic_lesion
 

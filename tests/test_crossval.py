@@ -14,7 +14,7 @@ from skin_model import vocab
 
 
 def test_every_fold_trains_on_the_other_source_and_never_on_its_own_lesions(cv_run):
-    from skin_model.splits import fold_parts
+    from skin_model.training.splits import fold_parts
 
     recipe, df = cv_run.recipe, cv_run.data.df
     for k in range(recipe.folds):
@@ -50,7 +50,7 @@ def test_the_export_is_calibrated_to_the_out_of_fold_frequencies(cv_run):
 
 
 def test_a_recipe_with_outlier_exposure_and_no_such_folder_says_what_to_give(cv_run, tmp_path, capsys):
-    from skin_model.cli import main
+    from skin_model.serving.cli import main
 
     recipe, data_dirs = cv_run.recipe, cv_run.data_dirs
     args = ["train", "--recipe", str(recipe.path), "--run", str(cv_run.run), "--export-only", "--out", str(tmp_path)]
@@ -61,7 +61,7 @@ def test_a_recipe_with_outlier_exposure_and_no_such_folder_says_what_to_give(cv_
 
 def test_export_never_reads_test_labels(cv_run):
     """Poisoning the test split's labels changes nothing the export writes."""
-    from skin_model.export import export_recipe
+    from skin_model.training.export import export_recipe
 
     recipe, data, data_dirs, root = cv_run.recipe, cv_run.data, cv_run.data_dirs, cv_run.root
     poisoned = data.subset(np.ones(len(data), dtype=bool))
@@ -85,7 +85,7 @@ def _safetensors_content(path) -> tuple[dict, dict]:
 def test_the_loss_leaves_a_source_s_absent_diagnoses_alone():
     import torch.nn.functional as F
 
-    from skin_model.train import partial_cross_entropy
+    from skin_model.training.train import partial_cross_entropy
 
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(6, 7, generator=g, requires_grad=True)
@@ -102,7 +102,7 @@ def test_the_loss_leaves_a_source_s_absent_diagnoses_alone():
 
 
 def test_evaluate_only_scores_the_exported_artifact_and_trains_nothing(cv_run, tmp_path):
-    from skin_model.cli import main
+    from skin_model.serving.cli import main
 
     recipe, data, data_dirs = cv_run.recipe, cv_run.data, cv_run.data_dirs
     artifact = shutil.copytree(cv_run.exported, tmp_path / "artifact")

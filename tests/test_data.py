@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 
 from skin_model import vocab
-from skin_model.data import find_images, find_metadata_csv, read_metadata
+from skin_model.training.data import find_images, find_metadata_csv, read_metadata
 
 
 def test_reads_original_layout(synthetic_data):

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from skin_model import evaluate as stage
 from skin_model import vocab
-from skin_model.data import find_images, metadata_of
+from skin_model.training import evaluate as stage
+from skin_model.training.data import find_images, metadata_of
 
 
 @pytest.mark.parametrize("prior", ["training", "equal"])

@@ -8,9 +8,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from skin_model.gradcam import GradCAM, jet, overlay, upsample
-from skin_model.inputs import parse_metadata
-from skin_model.network import SkinNet, encode_metadata
+from skin_model.inference.gradcam import GradCAM, jet, overlay, upsample
+from skin_model.inference.inputs import parse_metadata
+from skin_model.inference.network import SkinNet, encode_metadata
 
 from .conftest import synthetic_lesion
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from skin_model import vocab
-from skin_model.batch import BatchItem, predict_items, read_metadata_table
+from skin_model.serving.batch import BatchItem, predict_items, read_metadata_table
 
 from .conftest import synthetic_lesion
 from .hostile import HOSTILE_CSVS, HOSTILE_IMAGES, HOSTILE_METADATA

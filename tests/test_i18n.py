@@ -6,7 +6,7 @@ import pytest
 
 from skin_model import vocab
 from skin_model.i18n import LANGUAGES, TEXT, error_text, t
-from skin_model.inputs import InvalidAgeError, NotAnImageError
+from skin_model.inference.inputs import InvalidAgeError, NotAnImageError
 
 from .conftest import REPO
 
@@ -96,7 +96,7 @@ def test_error_texts_are_whole_sentences_in_the_language_without_english_details
     """Each refusal is worded once, in the chosen language, with its own numbers."""
     from PIL import Image
 
-    from skin_model.inputs import InvalidInputError, load_image
+    from skin_model.inference.inputs import InvalidInputError, load_image
 
     with pytest.raises(InvalidInputError) as small:
         load_image(Image.new("RGB", (20, 10)))
@@ -112,7 +112,7 @@ def test_error_texts_are_whole_sentences_in_the_language_without_english_details
 
 def test_a_metadata_warning_names_the_field_and_the_value_in_the_language():
     from skin_model.i18n import unread_field_text
-    from skin_model.inputs import parse_metadata_leniently
+    from skin_model.inference.inputs import parse_metadata_leniently
 
     meta, unread = parse_metadata_leniently("abc", "robot", "dos")
     assert meta.age is None and meta.sex == vocab.UNKNOWN and meta.site == "back"
@@ -124,7 +124,7 @@ def test_a_metadata_warning_names_the_field_and_the_value_in_the_language():
 @pytest.mark.parametrize("lang", sorted(LANGUAGES))
 def test_every_shown_metadata_name_is_understood_when_read_back(lang):
     """What the app shows in either language is accepted in a metadata file."""
-    from skin_model.inputs import parse_sex, parse_site
+    from skin_model.inference.inputs import parse_sex, parse_site
 
     for sex in vocab.SEXES:
         assert parse_sex(t(f"sex.{sex}", lang).upper()) == sex

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from skin_model import inputs
 from skin_model.config import settings
-from skin_model.inputs import load_image, parse_metadata
+from skin_model.inference import inputs
+from skin_model.inference.inputs import load_image, parse_metadata
 
 from .conftest import encode, synthetic_lesion
 from .hostile import HOSTILE_IMAGES

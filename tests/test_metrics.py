@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from skin_model.calibration import fit_temperature
-from skin_model.metrics import classification_report, expected_calibration_error
+from skin_model.training.calibration import fit_temperature
+from skin_model.training.metrics import classification_report, expected_calibration_error
 
 
 def test_report_on_a_known_case():

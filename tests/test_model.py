@@ -15,12 +15,12 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from skin_model import vocab
-from skin_model.artifact import ModelArtifactError, load_artifact
 from skin_model.config import CARD_FILE, WEIGHTS_FILE
-from skin_model.gradcam import grayscale_png, overlay
-from skin_model.network import BACKBONES, encode_metadata
-from skin_model.predictor import SkinClassifier
-from skin_model.preprocess import IMAGENET_MEAN
+from skin_model.inference.artifact import ModelArtifactError, load_artifact
+from skin_model.inference.gradcam import grayscale_png, overlay
+from skin_model.inference.network import BACKBONES, encode_metadata
+from skin_model.inference.predictor import SkinClassifier
+from skin_model.inference.preprocess import IMAGENET_MEAN
 
 from .conftest import synthetic_lesion
 
@@ -62,8 +62,8 @@ def test_resume_restores_the_interrupted_state(cv_run, tmp_path, monkeypatch):
     uninterrupted run: model, optimiser, schedule, EMA and random streams all restored."""
     from safetensors.torch import load_file as load
 
-    from skin_model import train
-    from skin_model.splits import fold_parts
+    from skin_model.training import train
+    from skin_model.training.splits import fold_parts
 
     cfg = replace(cv_run.recipe.members[0], epochs=3)
     straight, interrupted = train.Run(tmp_path / "straight"), train.Run(tmp_path / "interrupted")
@@ -173,7 +173,7 @@ def test_threads_share_one_model_safely(tiny_model):
 
 @pytest.mark.parametrize("call", ["predict", "diagnose", "member_logits", "predict_prepared", "diagnose_prepared"])
 def test_network_runs_on_the_torch_thread_and_decoding_does_not(tiny_model, monkeypatch, call):
-    import skin_model.predictor as predictor
+    import skin_model.inference.predictor as predictor
 
     network, decoding = [], []
     for net in tiny_model.members:
@@ -277,7 +277,7 @@ def test_foreign_vocabulary_is_refused(model_dir, tmp_path):
 
 
 def test_batched_prediction_equals_one_by_one(tiny_model):
-    from skin_model.batch import BatchItem, predict_items
+    from skin_model.serving.batch import BatchItem, predict_items
 
     images = [synthetic_lesion(c, 40 + i) for i, c in enumerate(vocab.CLASSES)]
     items = [
@@ -298,7 +298,7 @@ def test_batched_prediction_equals_one_by_one(tiny_model):
 def test_batches_are_small_by_default(tiny_model, monkeypatch):
     """The network sees at most BATCH_SIZE images at once: a 100-image batch must not need the
     memory of 100 images' activations."""
-    from skin_model.batch import BATCH_SIZE, BatchItem, predict_items
+    from skin_model.serving.batch import BATCH_SIZE, BatchItem, predict_items
 
     sizes = []
     predict_prepared = SkinClassifier.predict_prepared

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from skin_model.inputs import Metadata, parse_metadata
-from skin_model.network import BACKBONES, META_DIM, SkinNet, encode_metadata
+from skin_model.inference.inputs import Metadata, parse_metadata
+from skin_model.inference.network import BACKBONES, META_DIM, SkinNet, encode_metadata
 
 
 def test_metadata_encoding():
@@ -31,7 +31,7 @@ def test_forward_shapes_with_and_without_metadata(arch):
 
 
 def test_a_pretrained_file_with_the_wrong_checksum_is_never_unpickled(tmp_path, monkeypatch):
-    from skin_model.network import PretrainedFile
+    from skin_model.inference.network import PretrainedFile
 
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     (tmp_path / "checkpoints").mkdir()

@@ -6,7 +6,8 @@ import torch
 from PIL import Image
 
 from skin_model import vocab
-from skin_model.priors import PRIORS, apply_prior, choose_prior_strength
+from skin_model.inference.priors import PRIORS, apply_prior
+from skin_model.training.train import choose_prior_strength
 
 from .conftest import synthetic_lesion
 
@@ -46,7 +47,7 @@ def test_equal_on_a_balanced_training_set_changes_nothing():
 def test_bias_corrected_temperature_matches_the_frequencies_of_the_data_it_is_fitted_on():
     """Under the training prior, each class's mean probability is its frequency, whatever the
     model's lean (here: a model that over-calls the rarest class, as a class-weighted loss does)."""
-    from skin_model.calibration import fit_bias_temperature
+    from skin_model.training.calibration import fit_bias_temperature
 
     g = torch.Generator().manual_seed(0)
     frequencies = torch.tensor([0.03, 0.05, 0.11, 0.01, 0.11, 0.67, 0.02])
@@ -109,7 +110,7 @@ def test_gradcam_follows_a_flip(tiny_model):
 
 def test_tta_off_differs_from_tta_on(tiny_model):
     prepared = tiny_model.prepare(synthetic_lesion("vasc", 36))
-    from skin_model.network import encode_metadata
+    from skin_model.inference.network import encode_metadata
 
     meta = encode_metadata(prepared.metadata)[None]
     on, off = (

@@ -7,7 +7,7 @@ import tomllib
 
 import pytest
 
-from skin_model.recipe import KEYS, Recipe
+from skin_model.training.recipe import KEYS, Recipe
 
 from .conftest import REPO
 
@@ -67,7 +67,7 @@ def test_every_key_is_either_read_by_export_or_by_training():
 
 @pytest.mark.parametrize("key", sorted(EXPORT_KEYS))
 def test_changing_an_export_key_changes_the_export(cv_run, tmp_path, key):
-    from skin_model.export import export_recipe
+    from skin_model.training.export import export_recipe
 
     value, holds = EXPORT_KEYS[key]
     text = "\n".join(line for line in cv_run.recipe.path.read_text().splitlines() if not line.startswith(f"{key} ="))
@@ -80,7 +80,7 @@ def test_changing_an_export_key_changes_the_export(cv_run, tmp_path, key):
 
 
 def test_training_keys_reach_what_training_reads(cv_run, tmp_path):
-    from skin_model.crossval import load_sources
+    from skin_model.training.crossval import load_sources
 
     base = cv_run.recipe
     text = base.path.read_text()

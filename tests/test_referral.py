@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from skin_model import referral, vocab
+from skin_model import vocab
 from skin_model.config import PACKAGE_DIR
+from skin_model.inference import referral
 
 MEL, NV, BCC = (vocab.CLASSES.index(c) for c in ("mel", "nv", "bcc"))
 

@@ -13,10 +13,10 @@ from PIL import Image
 
 import skin_model
 from skin_model import __version__, vocab
-from skin_model.batch import RESULT_COLUMNS
 from skin_model.config import CARD_FILE, PACKAGE_DIR, WEIGHTS_FILE
-from skin_model.network import BACKBONES
-from skin_model.splits import file_sha256, read_lesion_split
+from skin_model.inference.network import BACKBONES
+from skin_model.serving.batch import RESULT_COLUMNS
+from skin_model.training.splits import file_sha256, read_lesion_split
 
 from .conftest import REPO, SAMPLES_DIR
 
@@ -139,11 +139,11 @@ def test_cli_version():
 def test_cli_train_without_the_training_extras_says_what_to_install(
     monkeypatch, caplog, missing, cv_run, synthetic_data, tmp_path
 ):
-    from skin_model import cli
+    from skin_model.serving import cli
 
     for name in [m for m in sys.modules if m == missing or m.startswith(missing + ".")] + [missing]:
         monkeypatch.setitem(sys.modules, name, None)  # as in the app's install: not importable
-    for name in ("skin_model.train", "skin_model.data"):
+    for name in ("skin_model.training.train", "skin_model.training.data"):
         monkeypatch.delitem(sys.modules, name, raising=False)
     args = ["train", "--recipe", str(cv_run.recipe.path), "--data", str(synthetic_data), "--run", str(tmp_path)]
     assert cli.main(args) == 1
@@ -181,7 +181,7 @@ def test_in_domain_test_split_mostly_passes(shipped):
     if not (SHARED_DATA / "HAM10000_metadata.csv").exists():
         pytest.skip(f"HAM10000 is not at {SHARED_DATA}")
     test_ids = HAM_IMAGE_SPLIT.index[HAM_IMAGE_SPLIT == "test"][:200]
-    from skin_model.data import find_images
+    from skin_model.training.data import find_images
 
     paths = find_images(SHARED_DATA)
     flagged = [shipped.predict(paths[i]).ood for i in test_ids]

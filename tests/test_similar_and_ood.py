@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from skin_model import vocab
-from skin_model.ood import OodCheck, image_statistics
-from skin_model.similar import CaseIndex
+from skin_model.inference.ood import OodCheck, image_statistics
+from skin_model.inference.similar import CaseIndex
 
 
 def _index(n: int = 200, features: int = 64, seed: int = 0) -> tuple[CaseIndex, OodCheck, torch.Tensor, torch.Tensor]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from skin_model.splits import FOLDS, SourceRoles, SplitLeakError, assign, lesion_hash
+from skin_model.training.splits import FOLDS, SourceRoles, SplitLeakError, assign, lesion_hash
 
 from .conftest import REPO, SHARED_DATA
 
@@ -96,7 +96,7 @@ def test_a_role_that_cannot_be_read_is_refused_with_what_is_wrong(table, message
 
 
 def test_a_lesion_listed_twice_is_refused(tmp_path):
-    from skin_model.splits import read_lesion_split
+    from skin_model.training.splits import read_lesion_split
 
     path = tmp_path / "lesions.csv"
     path.write_text("lesion_id,split,fold\nHAM_1,train,0\nHAM_1,test,-1\n")
@@ -114,8 +114,8 @@ def test_a_lesion_in_two_folders_is_refused(tmp_path):
 
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="the shared data is not on this machine")
 def test_the_shipped_recipes_roles_on_the_real_data_leak_no_lesion():
-    from skin_model.data import read_sources
-    from skin_model.recipe import Recipe
+    from skin_model.training.data import read_sources
+    from skin_model.training.recipe import Recipe
 
     recipe = Recipe.load(REPO / "recipes" / "4.0.0.toml")
     folders = [SHARED_DATA.parent / f for f in recipe.sources if (SHARED_DATA.parent / f).is_dir()]
@@ -127,7 +127,7 @@ def test_the_shipped_recipes_roles_on_the_real_data_leak_no_lesion():
 
 
 def test_the_not_dermoscopy_images_split_in_two_halves_per_category_by_file_name(tmp_path):
-    from skin_model.splits import outlier_parts
+    from skin_model.training.splits import outlier_parts
 
     for category, n in (("documents", 6), ("natural", 7)):
         (tmp_path / category).mkdir()

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from skin_model.torch_thread import THREAD_NAME, TorchThread, TorchThreadError, on_torch_thread
+from skin_model.inference.torch_thread import THREAD_NAME, TorchThread, TorchThreadError, on_torch_thread
 
 
 def test_calls_run_on_the_named_daemon_thread():

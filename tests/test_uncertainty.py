@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from skin_model.i18n import percent, t
-from skin_model.uncertainty import choose_gap, uncertain_pair
+from skin_model.inference.uncertainty import choose_gap, uncertain_pair
 
 
 @pytest.mark.parametrize(

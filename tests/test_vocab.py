@@ -16,7 +16,7 @@ def test_every_class_has_two_distinct_names_and_a_group():
 
 
 def test_the_referral_counts_melanoma_bcc_and_akiec_as_malignant_or_premalignant():
-    from skin_model.referral import MALIGNANT_OR_PREMALIGNANT
+    from skin_model.inference.referral import MALIGNANT_OR_PREMALIGNANT
 
     assert set(MALIGNANT_OR_PREMALIGNANT) == {"mel", "bcc", "akiec"}
 
@@ -26,7 +26,7 @@ def test_an_artifact_of_another_vocabulary_is_refused(tmp_path):
 
     import pytest
 
-    from skin_model.card import FORMAT, ModelArtifactError, read_card
+    from skin_model.inference.card import FORMAT, ModelArtifactError, read_card
 
     other = vocab.vocabulary() | {"classes": ["mel", "nv"]}
     (tmp_path / "model_card.json").write_text(json.dumps({"format": FORMAT, "vocabulary": other}))

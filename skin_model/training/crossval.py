@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import Dataset, read_sources
-from .preprocess import SourceSize
-from .recipe import Recipe
-from .splits import assign, fold_parts
+from skin_model.inference.preprocess import SourceSize
+from skin_model.training.data import Dataset, read_sources
+from skin_model.training.recipe import Recipe
+from skin_model.training.splits import assign, fold_parts
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def fold_dir(run_root: Path, member: str, k: int) -> Path:
 
 def train_folds(recipe: Recipe, data: Dataset, run_root: Path, resume: bool = True) -> None:
     """Every (member, fold) not yet finished, in order; each resumes from its checkpoint."""
-    from .train import Run, train_member
+    from skin_model.training.train import Run, train_member
 
     run_root = Path(run_root)
     run_root.mkdir(parents=True, exist_ok=True)

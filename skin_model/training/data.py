@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import vocab
-from .inputs import IMAGE_SUFFIXES, Metadata, load_image, parse_metadata
-from .network import encode_metadata
-from .preprocess import SourceSize
+from skin_model import vocab
+from skin_model.inference.inputs import IMAGE_SUFFIXES, Metadata, load_image, parse_metadata
+from skin_model.inference.network import encode_metadata
+from skin_model.inference.preprocess import SourceSize
 
 log = logging.getLogger(__name__)
 

@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .crossval import decode_sources
-from .data import Dataset
-from .metrics import source_report
-from .preprocess import SourceSize
-from .priors import PRIORS, apply_prior, choose_prior_strength
-from .referral import MEL, is_malignant, malignant_scores
-from .splits import fold_parts
+from skin_model.inference.preprocess import SourceSize
+from skin_model.inference.priors import PRIORS, apply_prior
+from skin_model.inference.referral import MEL, is_malignant, malignant_scores
+from skin_model.training.crossval import decode_sources
+from skin_model.training.data import Dataset
+from skin_model.training.metrics import source_report
+from skin_model.training.splits import fold_parts
 
 log = logging.getLogger(__name__)
 HOLDOUT_FOLD = 0  # the fold model trained: fold 0's lesions choose its epoch
@@ -39,7 +39,15 @@ def run_holdout(data: Dataset, holdout: str, cfg, run_root: Path) -> dict:
     """Fold 0's model of ``cfg`` trained on every source but ``holdout`` (epoch chosen on the other
     sources' fold-0 lesions), then the held-out source's every image scored: under the equal prior
     at its chosen strength (the 7-class answer), and under the training frequencies (the ranking)."""
-    from .train import TTA_VIEWS, Run, class_frequencies, load_member, predict_outputs, train_member
+    from skin_model.training.train import (
+        TTA_VIEWS,
+        Run,
+        choose_prior_strength,
+        class_frequencies,
+        load_member,
+        predict_outputs,
+        train_member,
+    )
 
     sources = data.df["source"]
     if holdout not in set(sources):
@@ -91,9 +99,9 @@ def ood_share(
 ) -> float:
     """Share of the held-out source flagged by the out-of-domain check built as export builds it:
     an index of the training images, its threshold passing 97% of each validation source."""
-    from .ood import OodCheck, image_statistics
-    from .similar import CaseIndex, member_embedding
-    from .train import TTA_VIEWS, predict_outputs
+    from skin_model.inference.ood import OodCheck, image_statistics
+    from skin_model.inference.similar import CaseIndex, member_embedding
+    from skin_model.training.train import TTA_VIEWS, predict_outputs
 
     train = parts["train"]
     train_features = predict_outputs(net, train, cfg.inputs, TTA_VIEWS)[1]

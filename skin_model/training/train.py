@@ -24,13 +24,13 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from . import vocab
-from .augment import SourceAugmentation, augment_batch
-from .data import Dataset
-from .metrics import classification_report
-from .network import BACKBONES, FLIPS, META_DIM, SkinNet, flip_views
-from .preprocess import InputConfig
-from .priors import choose_prior_strength
+from skin_model import vocab
+from skin_model.inference.network import BACKBONES, FLIPS, META_DIM, SkinNet, flip_views
+from skin_model.inference.preprocess import InputConfig
+from skin_model.inference.priors import PRIORS, apply_prior
+from skin_model.training.augment import SourceAugmentation, augment_batch
+from skin_model.training.data import Dataset
+from skin_model.training.metrics import classification_report
 
 log = logging.getLogger(__name__)
 TTA_VIEWS = tuple(FLIPS)
@@ -104,6 +104,23 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+STRENGTHS = tuple(round(0.1 * i, 1) for i in range(11))  # 0, 0.1, ..., 1
+
+
+def choose_prior_strength(
+    probs: torch.Tensor, labels: torch.Tensor, train_prior: torch.Tensor, grid: tuple[float, ...] = STRENGTHS
+) -> tuple[float, dict]:
+    """The strength of the ``equal`` correction with the best validation balanced accuracy
+    (ties: the weakest), and the score of each strength tried."""
+    equal = PRIORS["equal"](train_prior)
+    scores = {}
+    for s in grid:
+        corrected = apply_prior(probs, train_prior, equal, float(s))
+        scores[f"{s:.1f}"] = classification_report(corrected.numpy(), labels.numpy())["balanced_accuracy"]
+    best = max(scores, key=lambda k: (round(scores[k], 6), -float(k)))
+    return float(best), scores
 
 
 def hide_metadata(meta: torch.Tensor, p: float, gen: torch.Generator, p_all: float = 0.0) -> torch.Tensor:

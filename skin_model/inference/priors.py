@@ -5,21 +5,21 @@ Under another prior pi' they become p'(c|x) ~ p(c|x) * pi'(c) / pi_train(c)
 (Saerens et al. 2002). ``equal`` (every diagnosis as likely before the image is
 seen) is what balanced accuracy, the ISIC challenge metric, rewards; ``training``
 keeps the dataset's frequencies. The correction may be tempered by a strength
-in [0, 1], chosen on validation and recorded in the model card.
+in [0, 1], recorded in the model card (``train.choose_prior_strength``).
 """
 
 from __future__ import annotations
 
 import torch
 
-from .vocab import DEFAULT_PRIOR
+from skin_model.vocab import DEFAULT_PRIOR
 
 # Keyed as vocab.PRIOR_NAMES, the list the CLI and the app offer.
 PRIORS = {
     "equal": lambda train: torch.full_like(train, 1.0 / len(train)),
     "training": lambda train: train.clone(),
 }
-__all__ = ["DEFAULT_PRIOR", "PRIORS", "apply_prior", "choose_prior_strength"]
+__all__ = ["DEFAULT_PRIOR", "PRIORS", "apply_prior"]
 
 
 def apply_prior(
@@ -29,22 +29,3 @@ def apply_prior(
     ratio = (prior.to(probs) / train_prior.to(probs)) ** strength
     out = probs * ratio
     return out / out.sum(-1, keepdim=True)
-
-
-STRENGTHS = tuple(round(0.1 * i, 1) for i in range(11))  # 0, 0.1, ..., 1
-
-
-def choose_prior_strength(
-    probs: torch.Tensor, labels: torch.Tensor, train_prior: torch.Tensor, grid: tuple[float, ...] = STRENGTHS
-) -> tuple[float, dict]:
-    """The strength of the ``equal`` correction with the best validation balanced accuracy
-    (ties: the weakest), and the score of each strength tried."""
-    from .metrics import classification_report
-
-    equal = PRIORS["equal"](train_prior)
-    scores = {}
-    for s in grid:
-        corrected = apply_prior(probs, train_prior, equal, float(s))
-        scores[f"{s:.1f}"] = classification_report(corrected.numpy(), labels.numpy())["balanced_accuracy"]
-    best = max(scores, key=lambda k: (round(scores[k], 6), -float(k)))
-    return float(best), scores

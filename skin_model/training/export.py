@@ -21,24 +21,24 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file
 
-from . import __version__, vocab
-from .artifact import FORMAT, save_artifact, save_index
-from .calibration import fit_bias_temperature
-from .config import INDEX_FILE
-from .crossval import fold_dir
-from .data import Dataset, find_images
-from .inputs import load_image
-from .metrics import classification_report, training_prior_report
-from .network import BACKBONES, SkinNet
-from .ood import OodCheck, image_statistics
-from .preprocess import SourceSize
-from .priors import PRIORS, apply_prior
-from .recipe import Recipe
-from .referral import card_section as referral_section
-from .referral import malignant_scores
-from .similar import THUMB_SIZE, CaseIndex, member_embedding, thumbnail_jpeg
-from .splits import fold_parts, out_of_fold, outlier_parts
-from .uncertainty import choose_gap
+from skin_model import __version__, vocab
+from skin_model.config import INDEX_FILE
+from skin_model.inference.artifact import FORMAT, save_artifact, save_index
+from skin_model.inference.inputs import load_image
+from skin_model.inference.network import BACKBONES, SkinNet
+from skin_model.inference.ood import OodCheck, image_statistics
+from skin_model.inference.preprocess import SourceSize
+from skin_model.inference.priors import PRIORS, apply_prior
+from skin_model.inference.referral import card_section as referral_section
+from skin_model.inference.referral import malignant_scores
+from skin_model.inference.similar import THUMB_SIZE, CaseIndex, member_embedding, thumbnail_jpeg
+from skin_model.inference.uncertainty import choose_gap
+from skin_model.training.calibration import fit_bias_temperature
+from skin_model.training.crossval import fold_dir
+from skin_model.training.data import Dataset, find_images
+from skin_model.training.metrics import classification_report, training_prior_report
+from skin_model.training.recipe import Recipe
+from skin_model.training.splits import fold_parts, out_of_fold, outlier_parts
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def class_frequencies(labels: torch.Tensor) -> torch.Tensor:
 
 def load_fold_models(recipe: Recipe, run_root: Path, epochs: dict[str, int]) -> list[tuple[SkinNet, object, int]]:
     """(network, its TrainConfig with the member's name, fold) for each member and fold."""
-    from .train import TrainConfig
+    from skin_model.training.train import TrainConfig
 
     models = []
     for cfg in recipe.members:
@@ -128,7 +128,7 @@ FORWARD_BATCH = 16
 @torch.inference_mode()
 def outputs(models, data: Dataset, views: tuple[str, ...]):
     """Per model: (fused logits (N, C), image features (N, F)), averaged over the views."""
-    from .train import predict_outputs
+    from skin_model.training.train import predict_outputs
 
     batch = max(1, FORWARD_BATCH // len(views))
     return [predict_outputs(net, data, cfg.inputs, views, batch) for net, cfg, _ in models]

@@ -16,11 +16,11 @@ from pathlib import Path
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from .card import FORMAT, ModelArtifactError, model_folder, read_card, write_card
-from .config import INDEX_FILE, WEIGHTS_FILE
-from .network import SkinNet
-from .ood import OodCheck
-from .similar import CaseIndex
+from skin_model.config import INDEX_FILE, WEIGHTS_FILE
+from skin_model.inference.card import FORMAT, ModelArtifactError, model_folder, read_card, write_card
+from skin_model.inference.network import SkinNet
+from skin_model.inference.ood import OodCheck
+from skin_model.inference.similar import CaseIndex
 
 log = logging.getLogger(__name__)
 __all__ = [

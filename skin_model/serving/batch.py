@@ -12,13 +12,19 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from . import vocab
-from .i18n import unread_field_text
-from .inputs import IMAGE_SUFFIXES, InvalidInputError, MetadataError, MetadataFileError, parse_metadata_leniently
-from .vocab import DEFAULT_PRIOR
+from skin_model import vocab
+from skin_model.i18n import unread_field_text
+from skin_model.inference.inputs import (
+    IMAGE_SUFFIXES,
+    InvalidInputError,
+    MetadataError,
+    MetadataFileError,
+    parse_metadata_leniently,
+)
+from skin_model.vocab import DEFAULT_PRIOR
 
 if TYPE_CHECKING:
-    from .predictor import Prepared
+    from skin_model.inference.predictor import Prepared
 
 
 # Images per forward pass: the peak memory grows faster than the batch (CPU build of torch).
@@ -141,7 +147,7 @@ def predict_items(
     network in batches; with heatmaps, one at a time (each needs its own backward pass).
     ``error_text`` and ``warning_text`` word the messages (the app passes its language's).
     """
-    from .gradcam import grayscale_png
+    from skin_model.inference.gradcam import grayscale_png
 
     rows: dict[int, dict] = {}
     pending: list[tuple[int, Prepared]] = []
@@ -237,7 +243,7 @@ def predict_paths(
     model_dir: Path | None = None,
     prior: str = DEFAULT_PRIOR,
 ) -> BatchOutcome:
-    from .predictor import SkinClassifier
+    from skin_model.inference.predictor import SkinClassifier
 
     collected = collect_images(paths)
     if not collected.images:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from . import vocab
+from skin_model import vocab
 
 DIM = 128
 THUMB_SIZE = (96, 72)

@@ -11,20 +11,20 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import vocab
-from .artifact import load_artifact, load_index
-from .card import ModelArtifactError, model_folder
-from .config import settings
-from .gradcam import GradCAM, upsample
-from .inputs import ImageSource, Metadata, load_image, parse_metadata
-from .network import SkinNet, encode_metadata, flip_views, unflip
-from .ood import OodCheck, image_statistics
-from .preprocess import InputConfig, SourceSize
-from .priors import DEFAULT_PRIOR, PRIORS, apply_prior
-from .referral import MALIGNANT_OR_PREMALIGNANT, NOT_SUSPICIOUS, verdict
-from .similar import CaseIndex, Neighbour, member_embedding
-from .torch_thread import on_torch_thread
-from .uncertainty import uncertain_pair
+from skin_model import vocab
+from skin_model.config import settings
+from skin_model.inference.artifact import load_artifact, load_index
+from skin_model.inference.card import ModelArtifactError, model_folder
+from skin_model.inference.gradcam import GradCAM, upsample
+from skin_model.inference.inputs import ImageSource, Metadata, load_image, parse_metadata
+from skin_model.inference.network import SkinNet, encode_metadata, flip_views, unflip
+from skin_model.inference.ood import OodCheck, image_statistics
+from skin_model.inference.preprocess import InputConfig, SourceSize
+from skin_model.inference.priors import DEFAULT_PRIOR, PRIORS, apply_prior
+from skin_model.inference.referral import MALIGNANT_OR_PREMALIGNANT, NOT_SUSPICIOUS, verdict
+from skin_model.inference.similar import CaseIndex, Neighbour, member_embedding
+from skin_model.inference.torch_thread import on_torch_thread
+from skin_model.inference.uncertainty import uncertain_pair
 
 FUSED, IMAGE_ONLY = 0, 1  # the two metadata views computed for every image
 

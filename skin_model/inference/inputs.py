@@ -16,8 +16,8 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from . import vocab
-from .config import settings
+from skin_model import vocab
+from skin_model.config import settings
 
 
 class InvalidInputError(ValueError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import vocab
+from skin_model import vocab
 
 
 def confusion_matrix(labels: np.ndarray, preds: np.ndarray, k: int = len(vocab.CLASSES)) -> np.ndarray:
@@ -102,7 +102,7 @@ def source_report(probs: np.ndarray, labels: np.ndarray) -> dict:
     AUC, and balanced accuracy over the classes present (a source may lack some)."""
     from sklearn.metrics import roc_auc_score
 
-    from .referral import MEL, is_malignant, malignant_scores
+    from skin_model.inference.referral import MEL, is_malignant, malignant_scores
 
     preds = probs.argmax(1)
     present = sorted(set(labels.tolist()))
@@ -126,7 +126,7 @@ def source_report(probs: np.ndarray, labels: np.ndarray) -> dict:
 def training_prior_report(probs: np.ndarray, labels: np.ndarray) -> dict:
     """Does the ``training`` prior mean what it says? ECE, each class's mean probability beside its
     frequency, and mean P(malignant or pre-malignant) beside the malignant share."""
-    from .referral import is_malignant, malignant_scores
+    from skin_model.inference.referral import is_malignant, malignant_scores
 
     return {
         "ece_15": expected_calibration_error(probs, labels),

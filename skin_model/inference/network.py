@@ -11,9 +11,9 @@ import torch
 from torch import nn
 from torchvision import models
 
-from . import vocab
-from .inputs import Metadata
-from .preprocess import IMAGENET_MEAN, IMAGENET_STD
+from skin_model import vocab
+from skin_model.inference.inputs import Metadata
+from skin_model.inference.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 # Width of the encoded metadata: scaled age + missing flag, one-hot sex, one-hot site.
 META_DIM = 2 + len(vocab.SEXES) + len(vocab.SITES)

@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import card as model_card
-from . import referral
-from .config import DEFAULT_DATA_DIR
-from .metrics import classification_report, source_report, training_prior_report
-from .ood import image_statistics
-from .predictor import FUSED, SkinClassifier
-from .similar import member_embedding
-from .splits import outlier_parts
+from skin_model.config import DEFAULT_DATA_DIR
+from skin_model.inference import card as model_card
+from skin_model.inference import referral
+from skin_model.inference.ood import image_statistics
+from skin_model.inference.predictor import FUSED, SkinClassifier
+from skin_model.inference.similar import member_embedding
+from skin_model.training.metrics import classification_report, source_report, training_prior_report
+from skin_model.training.splits import outlier_parts
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
-from . import vocab
-from .config import CARD_FILE, MODEL_PACKAGE, settings
+from skin_model import vocab
+from skin_model.config import CARD_FILE, MODEL_PACKAGE, settings
 
 FORMAT = "skin_model-artifact/2"
 

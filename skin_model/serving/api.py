@@ -28,8 +28,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
-from . import __version__, vocab
-from .inputs import (
+from skin_model import __version__, vocab
+from skin_model.inference.inputs import (
     ImageTooLargeError,
     ImageTooSmallError,
     InvalidInputError,
@@ -37,7 +37,7 @@ from .inputs import (
     NotAnImageError,
     TruncatedImageError,
 )
-from .torch_thread import TorchThreadError
+from skin_model.inference.torch_thread import TorchThreadError
 
 log = logging.getLogger(__name__)
 PREFIX = "/api/v1"
@@ -131,7 +131,7 @@ def prediction_json(pred, explanation=None) -> dict:
     CLI row's and more), with the Grad-CAM when one was asked for."""
     out = pred.as_dict()
     if explanation is not None:
-        from .gradcam import grayscale_png
+        from skin_model.inference.gradcam import grayscale_png
 
         buffer = io.BytesIO()
         grayscale_png(explanation.heatmap).save(buffer, format="PNG")

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from . import vocab
+from skin_model import vocab
 
 TARGET_SENSITIVITY = 0.90
 MALIGNANT_OR_PREMALIGNANT: tuple[str, ...] = tuple(d.code for d in vocab.DIAGNOSES if d.group != "benign")

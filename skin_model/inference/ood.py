@@ -18,14 +18,14 @@ that a stated share of each source's images passes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .similar import CaseIndex
-from .splits import lesion_hash
+from skin_model.inference.similar import CaseIndex
 
 K_OOD = 5
 PASS_RATE = 0.97
@@ -78,6 +78,12 @@ def image_statistics(pixels: torch.Tensor) -> torch.Tensor:
 
 
 N_STATISTICS = image_statistics(torch.zeros(1, 3, 3, 3, dtype=torch.uint8)).shape[1]
+
+
+def _stable_half(lesion_id: str) -> int:
+    """0 or 1 by a hash of the lesion id (``training.splits.lesion_hash`` % 2): the same on every
+    machine (Python's ``hash`` is salted)."""
+    return int(hashlib.sha256(str(lesion_id).encode()).hexdigest()[:12], 16) % 2
 
 
 class OutlierClassifier:
@@ -271,7 +277,7 @@ class OodCheck:
                 inside, (out_embedded, out_stats, out_distances[:, 0], out_distances[:, 1]), weight_decay
             )
 
-        half = torch.tensor([lesion_hash(x) % 2 for x in lesions])
+        half = torch.tensor([_stable_half(x) for x in lesions])
         crossfitted = torch.zeros(len(embedded), dtype=torch.float64)
         for h in (0, 1):
             other = half != h

@@ -7,9 +7,9 @@ import logging
 import sys
 from pathlib import Path
 
-from . import __version__
-from .config import settings
-from .vocab import DEFAULT_PRIOR, PRIOR_NAMES
+from skin_model import __version__
+from skin_model.config import settings
+from skin_model.vocab import DEFAULT_PRIOR, PRIOR_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -17,9 +17,9 @@ log = logging.getLogger(__name__)
 def _train_recipe(args) -> int:
     """A recipe: every member x fold (resuming), then the artifact (into the run unless --out names
     another folder), then its evaluation on the test split and every source."""
-    from .crossval import load_sources, train_folds
-    from .export import export_recipe
-    from .recipe import Recipe
+    from skin_model.training.crossval import load_sources, train_folds
+    from skin_model.training.export import export_recipe
+    from skin_model.training.recipe import Recipe
 
     recipe = Recipe.load(args.recipe)
     run = Path(args.run or f"runs/{recipe.model_version}")
@@ -40,7 +40,7 @@ def _train_recipe(args) -> int:
         export_recipe(recipe, data, data_dirs, run, out, outliers)
         print(f"artifact written to {out}")
     if not args.no_evaluate:
-        from .evaluate import evaluate_sources
+        from skin_model.training.evaluate import evaluate_sources
 
         evaluate_sources(data, out, write_card=True, outliers=outliers)
     return 0
@@ -57,7 +57,7 @@ def _train(args) -> int:
 def _predict(args) -> int:
     """Exit 0 when at least one image was predicted (with a one-line summary on stderr if some
     were not), 1 when none was."""
-    from .batch import predict_paths
+    from skin_model.serving.batch import predict_paths
 
     outcome = predict_paths(
         args.paths,
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     if args.version:
-        from .card import read_card_of_shipped
+        from skin_model.inference.card import read_card_of_shipped
 
         print(f"skin_model {__version__}, model {read_card_of_shipped().get('model_version', '?')}")
         return 0

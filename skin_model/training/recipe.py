@@ -13,9 +13,9 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from .config import REPO_DIR
-from .splits import SourceRoles
-from .train import TrainConfig
+from skin_model.config import REPO_DIR
+from skin_model.training.splits import SourceRoles
+from skin_model.training.train import TrainConfig
 
 KEYS = {
     "model_version",
@@ -73,7 +73,7 @@ class Recipe:
             members.append(TrainConfig(**{**defaults, "colour_constancy_p": colour_constancy_p, **spec}))
         if not members:
             raise ValueError(f"{path} names no [[members]]")
-        from .network import FLIPS
+        from skin_model.inference.network import FLIPS
 
         tta = tuple(raw.get("tta", cls.tta))
         if not tta or set(tta) - set(FLIPS):

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import REPO_DIR
+from skin_model.config import REPO_DIR
 
 FOLDS = 5
 TEST_ONE_IN = 7  # a lesion absent from a lesion file goes to test with chance 1/7, the file's own test share
