@@ -120,18 +120,12 @@ def load_fold_models(recipe: Recipe, run_root: Path, epochs: dict[str, int]) -> 
     return models
 
 
-# Images per forward pass: on this 2-core CPU a MobileNetV2 runs 250 img/s in batches of up to 16
-# (views included) and 77 img/s in batches of 512, whose activations no longer fit in cache.
-FORWARD_BATCH = 16
-
-
 @torch.inference_mode()
 def outputs(models, data: Dataset, views: tuple[str, ...]):
     """Per model: (fused logits (N, C), image features (N, F)), averaged over the views."""
     from skin_model.training.train import predict_outputs
 
-    batch = max(1, FORWARD_BATCH // len(views))
-    return [predict_outputs(net, data, cfg.inputs, views, batch) for net, cfg, _ in models]
+    return [predict_outputs(net, data, cfg.inputs, views) for net, cfg, _ in models]
 
 
 def natural_thumbnails(data: Dataset, data_dirs: list[Path], source: SourceSize) -> list[bytes]:

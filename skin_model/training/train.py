@@ -168,16 +168,23 @@ def class_frequencies(labels: torch.Tensor) -> torch.Tensor:
     return counts / counts.sum()
 
 
+# Images per forward pass: on a 2-core CPU a MobileNetV2 runs 250 img/s in batches of up to 16
+# (views included) and 77 img/s in batches of 512, whose activations no longer fit in cache.
+FORWARD_BATCH = 16
+
+
 @torch.inference_mode()
 def predict_outputs(
     net: SkinNet,
     data: Dataset,
     inputs: InputConfig,
     views: tuple[str, ...] = ("identity",),
-    batch_size: int = 128,
+    batch_size: int | None = None,
     device: str = "cpu",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fused logits (N, classes) and pooled image features (N, F), averaged over the test-time views."""
+    """Fused logits (N, classes) and pooled image features (N, F), averaged over the test-time
+    views; ``batch_size`` images (default: ``FORWARD_BATCH`` forward passes, views included) at once."""
+    batch_size = batch_size or max(1, FORWARD_BATCH // len(views))
     net.eval().to(device)
     logits, features = [], []
     for i in range(0, len(data), batch_size):
