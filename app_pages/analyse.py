@@ -13,6 +13,7 @@ from skin_model.i18n import error_text
 from skin_model.inference.gradcam import blend, jet
 from skin_model.inference.inputs import InvalidInputError, load_image
 from skin_model.inference.referral import CANNOT_JUDGE, NOT_SUSPICIOUS, SUSPICIOUS, natural_frequencies
+from skin_model.inference.torch_thread import TorchThreadError
 
 UNLIKELY = 0.05  # a Grad-CAM of a class below this probability says so
 DISPLAY_SIDE = 640  # images and overlays are shown at most this large: no work for pixels nobody sees
@@ -141,9 +142,15 @@ with result_col:
                 prediction, explanation = model.diagnose(
                     given["image"], age=age, sex=sex, site=site, prior=prior, heatmap_size=display.size
                 )
+        except TorchThreadError as err:  # busy or timed out: the inputs stay, a rerun tries again
+            st.warning(error_text(err, ui.lang()), icon=":material/hourglass_top:")
+            st.stop()
+        except InvalidInputError as err:
+            st.error(error_text(err, ui.lang()), icon=":material/error:")
+            st.stop()
         except Exception:  # never a traceback on the page; the log has no image content
             log.exception("analysis failed")
-            st.error(tr("error.InvalidInputError"), icon=":material/error:")
+            st.error(tr("error.unexpected"), icon=":material/error:")
             st.stop()
         result = {
             "key": key,
@@ -166,16 +173,20 @@ def explain(result: dict) -> None:
     with explained:
         target = ui.choice(st.selectbox, tr("diag.cam_class"), vocab.CLASSES, "cam_class", pred.label, ui.label)
         if target not in result["heatmaps"]:
-            with st.spinner(tr("diag.running")):
-                _, explanation = model.diagnose(
-                    result["image"],
-                    age=age,
-                    sex=sex,
-                    site=site,
-                    target=target,
-                    prior=prior,
-                    heatmap_size=result["display"].size,
-                )
+            try:
+                with st.spinner(tr("diag.running")):
+                    _, explanation = model.diagnose(
+                        result["image"],
+                        age=age,
+                        sex=sex,
+                        site=site,
+                        target=target,
+                        prior=prior,
+                        heatmap_size=result["display"].size,
+                    )
+            except TorchThreadError as err:  # the answer above stays; choosing the class again retries
+                st.warning(error_text(err, ui.lang()), icon=":material/hourglass_top:")
+                return
             result["heatmaps"][target] = explanation.heatmap
         if result.get("coloured") != target:  # the shown class in jet colours, so that a slider step only blends
             result["coloured"], result["colours"] = target, jet(result["heatmaps"][target]).astype(np.float32)

@@ -1,7 +1,6 @@
 """Batch: several images and an optional metadata CSV -> a table, a summary chart, a CSV."""
 
 import io
-from pathlib import Path
 
 import plotly.graph_objects as go
 import streamlit as st
@@ -11,7 +10,8 @@ from skin_model import vocab
 from skin_model.config import settings
 from skin_model.i18n import error_text, unread_field_text
 from skin_model.inference.inputs import InvalidInputError
-from skin_model.serving.batch import BatchItem, metadata_for, predict_items, read_metadata_table
+from skin_model.inference.torch_thread import TorchThreadError
+from skin_model.serving.batch import BatchItem, metadata_for, predict_items, read_metadata_table, upload_ids
 
 tr = ui.tr
 model = ui.model()
@@ -41,17 +41,24 @@ elif st.button(tr("batch.run", n=len(files)), type="primary", key="batch_run"):
     except InvalidInputError as err:
         st.error(error_text(err, ui.lang()))
         st.stop()
-    items = [BatchItem(Path(f.name).stem, f.getvalue(), metadata_for(table, Path(f.name).stem)) for f in files]
+    # Each upload is read when its turn comes (no copy of all of them first); ids as the CLI makes them.
+    ids = upload_ids([f.name for f in files])
+    items = [BatchItem(i, f, metadata_for(table, i)) for i, f in zip(ids, files)]
     bar = st.progress(0.0)
     lang = ui.lang()
-    result = predict_items(
-        model,
-        items,
-        prior=st.session_state.get("prior", vocab.DEFAULT_PRIOR),
-        error_text=lambda err: error_text(err, lang),
-        warning_text=lambda err: unread_field_text(err, lang),
-        progress=lambda i, n: bar.progress(i / n, text=tr("batch.progress", i=i, n=n)),
-    )
+    try:
+        result = predict_items(
+            model,
+            items,
+            prior=st.session_state.get("prior", vocab.DEFAULT_PRIOR),
+            error_text=lambda err: error_text(err, lang),
+            warning_text=lambda err: unread_field_text(err, lang),
+            progress=lambda i, n: bar.progress(i / n, text=tr("batch.progress", i=i, n=n)),
+        )
+    except TorchThreadError as err:  # the uploads stay: the button runs them again
+        bar.empty()
+        st.warning(error_text(err, lang), icon=":material/hourglass_top:")
+        st.stop()
     bar.empty()
     kept = st.session_state["batch"] = {"inputs": inputs, "result": result}
 

@@ -17,6 +17,14 @@ def load_model(model_dir=None):
     return SkinClassifier.load(model_dir)
 
 
+def loaded_shared_model():
+    """The process's one model if it has loaded, else None (never loads it: the API asks this, on
+    the event loop, where a load would freeze every page)."""
+    from skin_model.config import settings
+
+    return _shared.get(settings().model_dir)
+
+
 def shared_model():
     """The process's one model (of the folder ``SKIN_MODEL_DIR`` names, else the shipped one),
     loaded on first use: the pages and the API share it (one copy in memory, one torch thread).

@@ -77,6 +77,15 @@ TEXT: dict[str, dict[str, str]] = {
         "fr": "Le CSV de métadonnées donne deux fois l'image_id {image_id}.",
     },
     "error.InvalidInputError": {"en": "This input cannot be used.", "fr": "Cette entrée est inutilisable."},
+    "error.TorchThreadError": {
+        "en": "The model is busy with other requests: please try again in a moment. Nothing you gave is lost.",
+        "fr": "Le modèle est occupé par d'autres demandes : réessayez dans un instant. Rien de ce que vous avez "
+        "donné n'est perdu.",
+    },
+    "error.unexpected": {
+        "en": "Something went wrong on the server while answering; please try again.",
+        "fr": "Un problème est survenu sur le serveur pendant la réponse ; réessayez.",
+    },
     "field.age": {"en": "age", "fr": "âge"},
     "field.sex": {"en": "sex", "fr": "sexe"},
     "field.site": {"en": "localization", "fr": "localisation"},

@@ -195,6 +195,8 @@ def test_the_openapi_document_describes_every_route(client, token_required):
 def test_the_real_server_answers_the_api_beside_the_pages(tmp_path):
     """`streamlit run streamlit_app.py`: a real HTTP request with a sample image gets the Python
     API's answer, and the pages are still served by the same process."""
+    import time
+
     import httpx
 
     import skin_model
@@ -205,8 +207,16 @@ def test_the_real_server_answers_the_api_beside_the_pages(tmp_path):
     sample = sorted(SAMPLES_DIR.glob("*.jpg"))[0].read_bytes()
     log = tmp_path / "streamlit.log"
     with streamlit_server(log) as url:
-        version = httpx.get(f"{url}{PREFIX}/version", timeout=120)
+        version = httpx.get(f"{url}{PREFIX}/version", timeout=120)  # from the card: no wait for the model
         assert version.status_code == 200 and version.json()["classes"] == list(vocab.CLASSES)
+        # The server loads the model at start-up, asked by nobody: ready without a prediction.
+        for _ in range(240):
+            ready = httpx.get(f"{url}{PREFIX}/ready", timeout=30)
+            if ready.status_code == 200:
+                break
+            assert ready.json()["error"] == "loading" and ready.headers["retry-after"].isdigit()
+            time.sleep(0.5)
+        assert ready.json() == {"ready": True}
         response = httpx.post(
             f"{url}{PREFIX}/predict",
             files={"image": ("patient_durand.jpg", sample, "image/jpeg"), "age": (None, "60"), "sex": (None, "male")},
@@ -223,3 +233,135 @@ def test_the_real_server_answers_the_api_beside_the_pages(tmp_path):
     expected = skin_model.load_model().predict(sample, age=60, sex="male")
     assert response.json()["probabilities"] == pytest.approx(expected.probabilities, abs=1e-9)
     assert response.json()["verdict"] == expected.verdict
+
+
+def test_a_body_over_a_megabyte_is_parsed_in_memory(tiny_model, monkeypatch):
+    """Starlette's own form parser spools parts over 1 MB to disk; this one never writes a file."""
+    import tempfile
+
+    import numpy as np
+
+    def no_files(*args, **kwargs):
+        raise AssertionError("an upload reached the disk")
+
+    for name in ("TemporaryFile", "NamedTemporaryFile", "SpooledTemporaryFile", "mkstemp"):
+        monkeypatch.setattr(tempfile, name, no_files)
+    noise = np.random.default_rng(0).integers(0, 255, (700, 900, 3), dtype=np.uint8)
+    big = encode(Image.fromarray(noise), "JPEG", quality=100)
+    assert 2**20 < len(big) < LIMIT
+    client = TestClient(create_api(lambda: tiny_model, LIMIT))
+    response = _predict(client, image=big, data={"age": "40"})
+    assert response.status_code == 200, response.text
+    assert response.json()["probabilities"] == pytest.approx(tiny_model.predict(big, age=40).probabilities, abs=1e-9)
+
+
+MULTIPART = "multipart/form-data; boundary=xyz"
+
+
+@pytest.mark.parametrize(
+    "body, content_type, status, code",
+    [
+        (
+            b'--xyz\r\nContent-Disposition: form-data; name="image"\r\n\r\n' + LESION[:500],
+            MULTIPART,
+            400,
+            "bad_request",
+        ),
+        (b"--xyz\r\nContent-Disposition: form-data\r\n\r\nabc\r\n--xyz--\r\n", MULTIPART, 400, "bad_request"),
+        (b"garbage that is no form at all", MULTIPART, 400, "bad_request"),
+        (b"--xyz--\r\n", "multipart/form-data", 400, "bad_request"),
+        (
+            b'--xyz\r\nContent-Disposition: form-data; name="age"\r\n\r\n40\r\n'
+            b'--xyz\r\nContent-Disposition: form-data; name="age"\r\n\r\n50\r\n--xyz--\r\n',
+            MULTIPART,
+            422,
+            "repeated_field",
+        ),
+    ],
+    ids=["cut_short", "part_without_name", "not_a_form", "no_boundary", "repeated_field"],
+)
+def test_a_malformed_body_gets_a_json_refusal(client, body, content_type, status, code):
+    response = client.post("/predict", content=body, headers={"content-type": content_type})
+    assert (response.status_code, response.json()["error"]) == (status, code), response.text
+    assert _predict(client).status_code == 200  # and the next request is answered
+
+
+def test_admission_refuses_before_reading_the_body_while_the_model_is_held_busy(tiny_model):
+    """``max_pending`` predictions in flight: the next is 503 with Retry-After, and its body is
+    never read; once the held one finishes, requests are admitted again."""
+    import asyncio
+    import threading
+
+    import httpx
+
+    entered, release = threading.Event(), threading.Event()
+
+    class Held:
+        card = tiny_model.card
+
+        def predict(self, *args, **kwargs):
+            entered.set()
+            release.wait(30)
+            return tiny_model.predict(*args, **kwargs)
+
+    app = create_api(lambda: Held(), LIMIT, max_pending=1)
+    body = b'--xyz\r\nContent-Disposition: form-data; name="image"\r\n\r\n' + LESION + b"\r\n--xyz--\r\n"
+
+    async def raw_post() -> tuple[list[dict], int]:
+        received, sent = [], []
+
+        async def receive():
+            received.append(1)
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/predict",
+            "raw_path": b"/predict",
+            "root_path": "",
+            "query_string": b"",
+            "headers": [(b"content-type", MULTIPART.encode()), (b"content-length", str(len(body)).encode())],
+            "client": ("127.0.0.1", 1),
+            "server": ("test", 80),
+        }
+        await app(scope, receive, send)
+        return sent, len(received)
+
+    async def scenario():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            held = asyncio.create_task(
+                http.post("/predict", files={"image": ("a.jpg", LESION, "image/jpeg")}, timeout=60)
+            )
+            while not entered.is_set():
+                await asyncio.sleep(0.01)
+            refused, reads = await raw_post()
+            release.set()
+            first = await held
+            after, _ = await raw_post()
+        return refused, reads, first, after
+
+    refused, reads, first, after = asyncio.run(scenario())
+    start = next(m for m in refused if m["type"] == "http.response.start")
+    headers = dict(start["headers"])
+    assert start["status"] == 503 and headers[b"retry-after"].isdigit() and reads == 0
+    assert b'"busy"' in b"".join(m.get("body", b"") for m in refused)
+    assert first.status_code == 200
+    assert next(m for m in after if m["type"] == "http.response.start")["status"] == 200
+
+
+def test_while_the_model_loads_predict_and_ready_say_so_and_version_reads_the_card(tiny_model):
+    client = TestClient(create_api(lambda: None, LIMIT, card=lambda: tiny_model.card))
+    for response in (_predict(client), client.get("/ready")):
+        assert response.status_code == 503 and response.headers["retry-after"].isdigit()
+        assert response.json()["error"] == "loading"
+    assert client.get("/version").json()["model_version"] == tiny_model.version
+    loaded = TestClient(create_api(lambda: tiny_model, LIMIT))
+    assert loaded.get("/ready").json() == {"ready": True}

@@ -9,7 +9,7 @@ from skin_model.i18n import error_text, percent, t
 from skin_model.inference.inputs import load_image
 from skin_model.inference.referral import VERDICTS
 
-from .conftest import REPO, SAMPLES_DIR
+from .conftest import REPO, SAMPLES_DIR, encode
 
 SAMPLE = SAMPLES_DIR / "ISIC_0027622.jpg"
 
@@ -458,3 +458,72 @@ def _card() -> dict:
     from skin_model.inference.card import read_card_of_shipped
 
     return read_card_of_shipped()
+
+
+def _busy(*args, **kwargs):
+    from skin_model.inference.torch_thread import TorchThreadError
+
+    raise TorchThreadError("The model is busy with too many requests; please try again shortly.")
+
+
+def _warnings(at) -> str:
+    return " ".join(str(w.value) for w in at.warning)
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_a_busy_model_is_said_as_busy_on_analyse_and_the_image_is_kept(monkeypatch, lang):
+    from skin_model.inference.predictor import SkinClassifier
+    from skin_model.inference.torch_thread import TorchThreadError
+
+    at = _app()
+    monkeypatch.setattr(SkinClassifier, "diagnose", _busy)
+    _upload(at, "lesion.jpg", SAMPLE.read_bytes())
+    at.session_state["lang"] = lang  # as the sidebar's language selector sets it
+    at.run()
+    busy = error_text(TorchThreadError(), lang)
+    assert busy in _warnings(at) and not at.error
+    assert "diagnosis" not in at.session_state and at.session_state["upload"]["name"] == "lesion.jpg"
+    if lang == "en":  # (AppTest cannot rerun a French page whose radio it set in English)
+        monkeypatch.undo()  # the model is free again: the next run answers, nothing re-uploaded
+        at.run()
+        assert not at.exception and at.session_state["diagnosis"]["prediction"].label in vocab.CLASSES
+
+
+def test_a_busy_model_in_the_heatmap_keeps_the_answer(monkeypatch):
+    from skin_model.inference.predictor import SkinClassifier
+    from skin_model.inference.torch_thread import TorchThreadError
+
+    at = _app()
+    _upload(at, "lesion.jpg", SAMPLE.read_bytes())
+    answered = at.session_state["diagnosis"]["prediction"]
+    other = next(c for c in vocab.CLASSES if c != answered.label)
+    monkeypatch.setattr(SkinClassifier, "diagnose", _busy)
+    at.selectbox(key="cam_class.en").set_value(other).run()
+    assert not at.exception, at.exception
+    assert error_text(TorchThreadError(), "en") in _warnings(at)
+    assert at.session_state["diagnosis"]["prediction"] is answered  # the answer above stays
+
+
+def test_a_busy_model_on_the_batch_page_keeps_the_uploads(monkeypatch):
+    from skin_model.inference.predictor import SkinClassifier
+    from skin_model.inference.torch_thread import TorchThreadError
+
+    at = _app("app_pages/batch.py")
+    monkeypatch.setattr(SkinClassifier, "predict_prepared", _busy)
+    at.file_uploader(key="batch_images").set_value([("a.jpg", SAMPLE.read_bytes(), "image/jpeg")])
+    at.run()
+    at.button(key="batch_run").click().run()
+    assert not at.exception, at.exception
+    assert error_text(TorchThreadError(), "en") in _warnings(at) and "batch" not in at.session_state
+    monkeypatch.undo()
+    at.button(key="batch_run").click().run()
+    assert list(at.session_state["batch"]["result"]["image_id"]) == ["a"]
+
+
+def test_batch_uploads_sharing_a_stem_keep_distinct_ids():
+    at = _app("app_pages/batch.py")
+    data = SAMPLE.read_bytes()
+    png = encode(load_image(data), "PNG")
+    result = _batch(at, [("x.jpg", data, "image/jpeg"), ("x.png", png, "image/png"), ("x.jpg", data, "image/jpeg")])
+    assert list(result["image_id"]) == ["x.jpg", "x.png", "x.jpg (2)"]
+    assert (result["error"] == "").all()

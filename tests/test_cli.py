@@ -2,6 +2,7 @@
 messages fit for a terminal, and tracebacks only with -v."""
 
 import logging
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -147,3 +148,73 @@ def test_no_file_name_or_metadata_reaches_the_log(tmp_path, predict):
     logged = " ".join(r.getMessage() for r in records)
     for private in ("patient_dupont", "secret_notes", "robot", "scalp"):
         assert private not in logged
+
+
+def test_the_training_summary_survives_a_split_without_melanoma(cv_run):
+    """A split without melanoma has no melanoma recall, AUC or sensitivity: dashes, no crash."""
+    import json
+
+    evaluation = json.loads((cv_run.artifact / "model_card.json").read_text())["evaluation"]
+    text = cli.summary(evaluation)
+    assert text.count("\n") >= len(evaluation["splits"]) and "test (" in text
+    without = {
+        "splits": {
+            "check": {
+                "equal_prior": {
+                    "images": 3,
+                    "balanced_accuracy_present": 1.0,
+                    "melanoma_recall": None,
+                    "melanoma_auc": None,
+                },
+                "referral": {"sensitivity": 0.0, "specificity": 1.0, "melanoma_sensitivity": None},
+            }
+        },
+        "by_source": {
+            "isic2017 (check)": {"images": 3, "melanoma_recall": None, "melanoma_auc": None, "ood_flagged": 0.0}
+        },
+        "not_dermoscopy": None,
+    }
+    text = cli.summary(without)
+    assert "melanoma recall –, melanoma AUC –" in text and "melanoma sensitivity –" in text
+
+
+@pytest.mark.parametrize(
+    "image_id, expected",
+    [
+        ("x", "x.png"),
+        ("a/x", "a/x.png"),
+        ("../../etc/passwd", "etc/passwd.png"),
+        ("/abs/x", "abs/x.png"),
+        ("a/../../x", "a/x.png"),
+        ("..", "image.png"),
+    ],
+)
+def test_a_heatmap_is_never_written_outside_the_cam_folder(tmp_path, image_id, expected):
+    from skin_model.serving.batch import cam_file
+
+    path = cam_file(tmp_path / "cams", image_id)
+    assert path == tmp_path / "cams" / expected
+    assert path.resolve().is_relative_to((tmp_path / "cams").resolve())
+
+
+def test_ids_with_dots_write_their_heatmaps_inside_the_cam_folder(tmp_path, predict, monkeypatch):
+    """Two images named x.jpg in ../a and ../b get the ids ../a/x and ../b/x: their heatmaps
+    land inside --cam-dir, one each."""
+    work = tmp_path / "work"
+    for folder in ("a", "b"):
+        _lesion(tmp_path / folder / "x.jpg")
+    work.mkdir()
+    monkeypatch.chdir(work)
+    status, table, _, _ = predict(Path("..") / "a" / "x.jpg", Path("..") / "b" / "x.jpg", "--cam-dir", "cams")
+    assert status == 0 and sorted(table["image_id"]) == ["../a/x", "../b/x"]
+    written = sorted(p.relative_to(work / "cams").as_posix() for p in (work / "cams").rglob("*.png"))
+    assert written == ["a/x.png", "b/x.png"]
+    assert not (work / "a").exists() and not (work / "b").exists()  # cams/../a/x.png: outside the folder
+
+
+def test_uploads_sharing_a_stem_or_a_name_keep_distinct_ids():
+    from skin_model.serving.batch import upload_ids
+
+    assert upload_ids(["a.jpg", "b.jpg"]) == ["a", "b"]
+    assert upload_ids(["x.jpg", "x.png", "y.jpg"]) == ["x.jpg", "x.png", "y"]
+    assert upload_ids(["x.jpg", "x.jpg"]) == ["x.jpg", "x.jpg (2)"]

@@ -310,3 +310,47 @@ def test_batches_are_small_by_default(tiny_model, monkeypatch):
     items = [BatchItem(f"img{i}", synthetic_lesion("nv", 60 + i), {}) for i in range(2 * BATCH_SIZE + 1)]
     assert len(predict_items(tiny_model, items)) == len(items)
     assert sizes == [BATCH_SIZE, BATCH_SIZE, 1]
+
+
+# Tensor views of a decoded image (no computation): all the torch a caller's thread may do.
+CALLER_TORCH_CALLS = {"permute", "unsqueeze", "__get__", "dtype", "shape"}
+
+
+@pytest.mark.parametrize("call", ["predict", "diagnose", "predict_prepared", "diagnose_prepared"])
+def test_every_torch_computation_runs_on_the_torch_thread(tiny_model, call):
+    """The network, calibration, embedding, similar cases and out-of-domain score: every torch
+    function the caller's thread runs is recorded (torch function modes are per thread), and
+    none computes anything: torch keeps a thread pool per calling thread."""
+    from torch.overrides import TorchFunctionMode
+
+    class Recorder(TorchFunctionMode):
+        def __init__(self):
+            super().__init__()
+            self.names = []
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            self.names.append(getattr(func, "__name__", str(func)))
+            return func(*args, **(kwargs or {}))
+
+    img = synthetic_lesion("df", 11)
+    prepared = tiny_model.prepare(img)
+    calls = {
+        "predict": lambda: tiny_model.predict(img, age=50),
+        "diagnose": lambda: tiny_model.diagnose(img, age=50),
+        "predict_prepared": lambda: tiny_model.predict_prepared([prepared]),
+        "diagnose_prepared": lambda: tiny_model.diagnose_prepared(prepared),
+    }
+
+    def on_the_callers_thread():
+        with Recorder() as recorder:
+            result = calls[call]()
+        return recorder.names, result
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="caller") as caller:
+        names, result = caller.submit(on_the_callers_thread).result()
+    assert set(names) <= CALLER_TORCH_CALLS, sorted(set(names) - CALLER_TORCH_CALLS)
+    pred = result[0] if isinstance(result, (list, tuple)) else result
+    assert pred.label in vocab.CLASSES  # the work was done, elsewhere
+    with Recorder() as everywhere:  # the recorder does see torch work on the thread it watches
+        tiny_model.calibrate(torch.zeros(1, 2, 1, len(vocab.CLASSES)))
+    assert "softmax" in everywhere.names

@@ -86,3 +86,31 @@ def test_a_prediction_carries_the_verdict_under_the_training_prior_whatever_the_
     black = tiny_model.predict(Image.new("RGB", (160, 120)))
     assert black.ood and black.verdict == referral.CANNOT_JUDGE and black.refer
     assert black.as_dict()["refer"] is True
+
+
+def test_a_default_prediction_is_not_reassuring():
+    """Fail closed: a Prediction built without the referral's numbers cannot be judged, and is
+    referred."""
+    from skin_model.inference.inputs import Metadata
+    from skin_model.inference.predictor import Prediction
+
+    probabilities = {c: 1 / 7 for c in vocab.CLASSES}
+    pred = Prediction("nv", probabilities, probabilities, Metadata.unknown(), "0")
+    assert (pred.verdict, pred.refer, pred.ood) == (referral.CANNOT_JUDGE, True, True)
+    judged = Prediction("nv", probabilities, probabilities, Metadata.unknown(), "0", ood=False)
+    assert judged.verdict == referral.CANNOT_JUDGE  # still no referral probability: not "not suspicious"
+
+
+@pytest.mark.parametrize(
+    "probability, threshold, ood, expected",
+    [
+        (0.5, 0.2, False, referral.SUSPICIOUS),
+        (0.1, 0.2, False, referral.NOT_SUSPICIOUS),
+        (0.1, 0.2, True, referral.CANNOT_JUDGE),
+        (float("nan"), 0.2, False, referral.CANNOT_JUDGE),
+        (0.1, float("nan"), False, referral.CANNOT_JUDGE),
+        (0.1, float("inf"), False, referral.CANNOT_JUDGE),
+    ],
+)
+def test_the_verdict_fails_closed(probability, threshold, ood, expected):
+    assert referral.verdict(probability, threshold, ood) == expected

@@ -32,7 +32,9 @@ def test_a_training_image_finds_itself_first(i):
 
 def test_the_score_grows_with_the_distance_from_the_training_images():
     cases, ood, feats, stats = _index()
-    ood.calibrate(cases, feats[:50] + 0.1 * torch.randn(50, feats.shape[1]), stats[:50])
+    table = pd.DataFrame({"lesion_id": [f"new{i}" for i in range(50)], "source": "near"})
+    near = feats[:50] + 0.1 * torch.randn(50, feats.shape[1])
+    ood.calibrate_by_source(cases, {"near": (near, stats[:50], table)}, [f"img{i}" for i in range(200)])
     # Farther in the features: the k-th nearest training image less similar.
     sims = torch.linspace(1.0, -0.5, 7)[:, None] * torch.ones(7, 200)
     unused = torch.zeros(7, 32)  # the embedding: read only by an outlier classifier, none here
@@ -133,3 +135,15 @@ def test_the_outlier_classifier_survives_storage():
     query_stats = torch.cat([stats[200:220], outside[1][:20]])
     assert torch.equal(ood.score_features(cases, query, query_stats), again.score_features(cases, query, query_stats))
     assert again.threshold == ood.threshold and again.outliers is not None
+
+
+def test_an_uncalibrated_check_refuses_and_a_nan_score_is_flagged():
+    stats = image_statistics(torch.randint(0, 255, (20, 3, 16, 16), dtype=torch.uint8))
+    check = OodCheck.fit(stats)
+    with pytest.raises(RuntimeError, match="no threshold"):
+        check.flags(torch.tensor([0.1]))  # never "everything passes"
+    check.threshold = 1.0
+    assert check.flags(torch.tensor([0.5, 2.0, float("nan")])).tolist() == [False, True, True]
+    tensors, metadata = OodCheck.fit(stats).to_tensors()
+    with pytest.raises(RuntimeError, match="no threshold"):  # stored uncalibrated, loaded: still refuses
+        OodCheck.from_tensors(tensors, metadata).flags(torch.tensor([0.1]))

@@ -92,6 +92,8 @@ def _open(source: ImageSource) -> Image.Image:
         source = Path(source)
         if not source.is_file():
             raise NotAnImageError(f"No image file at {source}.")
+    elif hasattr(source, "seek"):
+        source.seek(0)  # a file object (an upload) is read from its start, however often it is read
     try:
         # Pillow warns above its own pixel limit and raises above twice that;
         # both are turned into our own, size-based refusal below.

@@ -142,12 +142,12 @@ class OodCheck:
         stats_mean: torch.Tensor,
         stats_precision: torch.Tensor,
         scales: tuple[float, ...] = (1.0, 1.0),
-        threshold: float = float("inf"),
+        threshold: float | None = None,
         outliers: OutlierClassifier | None = None,
     ):
         self.stats_mean, self.stats_precision = stats_mean.double(), stats_precision.double()
         self.scales = tuple(scales)  # kNN, statistics (and outlier classifier) distance scales
-        self.threshold = threshold
+        self.threshold = threshold  # None until calibrated: an uncalibrated check refuses to answer
         self.outliers = outliers
 
     @classmethod
@@ -177,6 +177,13 @@ class OodCheck:
         """(N,) scores; above ``threshold``: not like the training images."""
         return self._combine(self.distances(embedded, sims, stats))
 
+    def flags(self, scores: torch.Tensor) -> torch.Tensor:
+        """(N,) bool: not like the training images. Fails closed: a score that is not a number is
+        flagged, and a check that was never calibrated refuses instead of passing everything."""
+        if self.threshold is None or not np.isfinite(self.threshold):
+            raise RuntimeError("the out-of-domain check has no threshold: export the model again")
+        return ~(scores <= self.threshold)  # NaN compares False: flagged
+
     def _combine(self, distances: torch.Tensor) -> torch.Tensor:
         if self.outliers is not None:  # the classifier has weighed both distances already
             return distances[:, 2] / self.scales[2]
@@ -189,18 +196,6 @@ class OodCheck:
             embedded = cases.embed(features[i : i + batch])
             out.append(self.scores(embedded, cases.similarities_of(embedded), stats[i : i + batch]))
         return torch.cat(out)
-
-    def calibrate(self, cases: CaseIndex, features: torch.Tensor, stats: torch.Tensor, pass_rate=PASS_RATE) -> dict:
-        """Scales and threshold from in-domain images that are not in the index (one validation split)."""
-        embedded = cases.embed(features)
-        distances = self.distances(embedded, cases.similarities_of(embedded), stats)
-        self._set_scales(distances)
-        scores = self._combine(distances)
-        self.threshold = float(np.quantile(scores.numpy(), pass_rate, method="higher"))  # at least pass_rate pass
-        return self._card(
-            target_validation_pass_rate=pass_rate,
-            validation_pass_rate=float((scores <= self.threshold).double().mean()),
-        )
 
     def calibrate_by_source(
         self,
@@ -340,4 +335,5 @@ class OodCheck:
             raise ValueError(
                 "its out-of-domain scales do not match its parts: rebuild the artifact with the export stage"
             )
-        return cls(tensors["stats_mean"], tensors["stats_precision"], scales, float(metadata["threshold"]), outliers)
+        threshold = None if metadata["threshold"] == "None" else float(metadata["threshold"])
+        return cls(tensors["stats_mean"], tensors["stats_precision"], scales, threshold, outliers)

@@ -48,12 +48,13 @@ class Prediction:
     model_version: str
     prior: str = DEFAULT_PRIOR
     uncertain_between: tuple[str, str] | None = None  # the top two, when they are too close to call
-    ood: bool = False  # the image does not look like the dermoscopy the model learnt from
-    ood_score: float = 0.0  # higher: less like the training images (see ood.py)
+    ood: bool = True  # the image does not look like the dermoscopy the model learnt from (default: fail closed)
+    ood_score: float = float("nan")  # higher: less like the training images (see ood.py)
     neighbours: tuple[Neighbour, ...] = ()  # the most similar training images, with confirmed diagnoses
-    # The referral rule's input: P(malignant or pre-malignant) under the training prior, whatever ``prior`` is.
-    referral_probability: float = 0.0
-    refer_threshold: float = 1.0
+    # The referral rule's input: P(malignant or pre-malignant) under the training prior, whatever
+    # ``prior`` is. Not a number by default: a Prediction built without them is "cannot judge".
+    referral_probability: float = float("nan")
+    refer_threshold: float = float("nan")
 
     @property
     def verdict(self) -> str:
@@ -221,7 +222,7 @@ class SkinClassifier:
         referral = float(sum(calibrated[FUSED, 0, vocab.CLASSES.index(c)] for c in MALIGNANT_OR_PREMALIGNANT))
         embedded = self.cases.embed(member_embedding(features))
         sims = self.cases.similarities_of(embedded)  # one matrix product
-        ood_score = float(self.ood.scores(embedded, sims, image_statistics(pixels))[0])
+        ood_scores = self.ood.scores(embedded, sims, image_statistics(pixels))
         return Prediction(
             label=max(fused, key=fused.get),
             probabilities=fused,
@@ -230,8 +231,8 @@ class SkinClassifier:
             model_version=self.version,
             prior=prior,
             uncertain_between=uncertain_pair(fused, self.uncertainty_gap),
-            ood=ood_score > self.ood.threshold,
-            ood_score=ood_score,
+            ood=bool(self.ood.flags(ood_scores)[0]),
+            ood_score=float(ood_scores[0]),
             neighbours=tuple(self.cases.neighbours(sims[0])),
             referral_probability=referral,
             refer_threshold=self.refer_threshold,
@@ -242,8 +243,10 @@ class SkinClassifier:
         with and without the metadata."""
         return self.predict_prepared([self.prepare(image, age, sex, site)], prior)[0]
 
+    @_torch_work
     def predict_prepared(self, prepared: list[Prepared], prior: str = DEFAULT_PRIOR) -> list[Prediction]:
-        """Predictions for already prepared inputs (see ``prepare``), as one batch."""
+        """Predictions for already prepared inputs (see ``prepare``), as one batch: all of it on the
+        torch thread (network, calibration, embedding, similar cases, out-of-domain score)."""
         pixels = torch.cat([p.pixels for p in prepared])
         metas = torch.stack([encode_metadata(p.metadata) for p in prepared])
         logits, features = self.member_outputs(pixels, metas)

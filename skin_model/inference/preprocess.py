@@ -54,11 +54,16 @@ class SourceSize:
         return card
 
     def to_uint8(self, img: Image.Image) -> torch.Tensor:
-        """An RGB PIL image at this size (and colour balance), as a uint8 tensor (3, H, W)."""
+        """An RGB PIL image at this size (and colour balance), as a uint8 tensor (3, H, W).
+
+        NumPy work only (the tensor is a view of its array): it runs where the image is decoded,
+        off the torch thread, and starts no torch thread pool there."""
         if img.size != (self.width, self.height):
             img = img.resize((self.width, self.height), Image.BILINEAR, reducing_gap=3.0)
-        pixels = torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1)
-        return shades_of_gray(pixels, self.colour_constancy_p) if self.colour_constancy_p else pixels
+        pixels = np.array(img, dtype=np.uint8)
+        if self.colour_constancy_p:
+            pixels = shades_of_gray(pixels, self.colour_constancy_p)
+        return torch.from_numpy(pixels).permute(2, 0, 1)
 
 
 @dataclass(frozen=True)
@@ -93,15 +98,15 @@ class InputConfig:
         return (x - mean) / std
 
 
-def shades_of_gray(images: torch.Tensor, p: int = 6) -> torch.Tensor:
+def shades_of_gray(pixels: np.ndarray, p: int = 6) -> np.ndarray:
     """Colour constancy (Finlayson & Trezzi 2004): each channel is scaled so that the image's
     estimated illuminant, the p-norm mean of each channel, becomes neutral grey.
 
-    uint8 (3, H, W) or (N, 3, H, W) -> uint8 of the same shape. Dermoscopes and cameras
-    differ mostly in their colour balance (pink, yellow, grey); this removes most of it.
+    uint8 (H, W, 3) -> uint8 (H, W, 3). Dermoscopes and cameras differ mostly in their colour
+    balance (pink, yellow, grey); this removes most of it.
     """
-    x = images.float()
-    illuminant = x.pow(p).mean((-2, -1), keepdim=True).pow(1.0 / p)  # (..., 3, 1, 1)
-    illuminant = illuminant / illuminant.norm(dim=-3, keepdim=True).clamp(min=1e-6)
-    gain = 1.0 / (illuminant * 3**0.5).clamp(min=1e-3)
-    return (x * gain).round_().clamp_(0, 255).to(torch.uint8)
+    x = pixels.astype(np.float32)
+    illuminant = np.power(np.power(x, p).mean((0, 1)), 1.0 / p)  # (3,)
+    illuminant = illuminant / max(float(np.linalg.norm(illuminant)), 1e-6)
+    gain = 1.0 / np.maximum(illuminant * np.float32(3**0.5), 1e-3)
+    return np.clip(np.round(x * gain.astype(np.float32)), 0, 255).astype(np.uint8)

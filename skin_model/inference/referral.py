@@ -50,8 +50,9 @@ ANCHORS = (
 
 
 def verdict(malignant_probability: float, threshold: float, ood: bool) -> str:
-    """The referral verdict of one image: out of domain is never reassuring."""
-    if ood:
+    """The referral verdict of one image: out of domain is never reassuring, and neither is a
+    probability or a threshold that is not a number (fail closed)."""
+    if ood or not (math.isfinite(malignant_probability) and math.isfinite(threshold)):
         return CANNOT_JUDGE
     return SUSPICIOUS if malignant_probability >= threshold else NOT_SUSPICIOUS
 

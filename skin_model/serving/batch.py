@@ -82,6 +82,30 @@ def collect_images(paths: Iterable[Path]) -> Collected:
     return Collected(list(zip(ids, files)), skipped)
 
 
+def upload_ids(names: list[str]) -> list[str]:
+    """Unique ids for uploaded files, as ``collect_images`` makes them for paths: the name without
+    extension, or the whole name where two share a stem (``x.jpg``, ``x.png``), numbered where
+    the same name is given twice (``x.jpg``, ``x.jpg (2)``)."""
+    stems = Counter(Path(n).stem for n in names)
+    ids = [Path(n).stem if stems[Path(n).stem] == 1 else n for n in names]
+    seen: Counter = Counter()
+    unique = []
+    for image_id in ids:
+        seen[image_id] += 1
+        unique.append(image_id if seen[image_id] == 1 else f"{image_id} ({seen[image_id]})")
+    return unique
+
+
+def cam_file(cam_dir: Path, image_id: str) -> Path:
+    """Where an image's heatmap goes: ``<cam_dir>/<id>.png``, the id's folders kept but never a way
+    out of ``cam_dir`` (``..``, a leading ``/`` and empty parts are dropped)."""
+    parts = [p for p in Path(image_id).as_posix().split("/") if p not in ("", ".", "..")] or ["image"]
+    path = Path(cam_dir).joinpath(*parts[:-1], parts[-1] + ".png")
+    if not path.resolve().is_relative_to(Path(cam_dir).resolve()):  # a symlinked folder inside cam_dir
+        raise ValueError(f"the heatmap of {image_id!r} would be written outside {cam_dir}")
+    return path
+
+
 def read_metadata_table(source) -> dict[str, dict]:
     """``image_id -> {age, sex, localization}`` from a CSV in the HAM10000 columns.
 
@@ -124,7 +148,7 @@ def metadata_for(table: dict[str, dict], image_id: str) -> dict:
 @dataclass
 class BatchItem:
     image_id: str
-    source: object  # path or bytes
+    source: object  # path, bytes or a file object (an upload, read when its turn comes)
     metadata: dict  # raw age / sex / localization, read by the batch rule
 
 
@@ -152,6 +176,7 @@ def predict_items(
     rows: dict[int, dict] = {}
     pending: list[tuple[int, Prepared]] = []
     warnings: dict[int, str] = {}
+    written: set[Path] = set()  # heatmap files of this run: two ids never share one
 
     def refuse(n, item, err):
         rows[n] = {
@@ -202,7 +227,10 @@ def predict_items(
                     flush()
             else:
                 pred, explanation = model.diagnose(item.source, **kwargs, prior=prior)
-                cam_path = Path(cam_dir) / f"{item.image_id}.png"
+                cam_path = cam_file(cam_dir, item.image_id)
+                while cam_path in written:  # "../a/x" and "a/x" both became a/x.png
+                    cam_path = cam_path.with_name(cam_path.stem + "_.png")
+                written.add(cam_path)
                 cam_path.parent.mkdir(parents=True, exist_ok=True)
                 grayscale_png(explanation.heatmap).save(cam_path)
                 accept(n, item, pred)

@@ -42,8 +42,39 @@ def _train_recipe(args) -> int:
     if not args.no_evaluate:
         from skin_model.training.evaluate import evaluate_sources
 
-        evaluate_sources(data, out, write_card=True, outliers=outliers)
+        print(summary(evaluate_sources(data, out, write_card=True, outliers=outliers)))
     return 0
+
+
+def _number(value, digits: int = 3) -> str:
+    """A metric for the terminal: a dash where there is none (a split without melanoma has no
+    melanoma recall, one with a single class no AUC)."""
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def summary(results: dict) -> str:
+    """The evaluation in a few lines: each scored split, then each source, then the images that
+    are not dermoscopy (all of it is in the card's ``evaluation``)."""
+    lines = []
+    for name, split in results["splits"].items():
+        equal, rule = split["equal_prior"], split["referral"]
+        lines.append(
+            f"{name} ({equal['images']} images): balanced accuracy {_number(equal['balanced_accuracy_present'])}, "
+            f"melanoma recall {_number(equal['melanoma_recall'])}, melanoma AUC {_number(equal['melanoma_auc'])}; "
+            f"referral sensitivity {_number(rule['sensitivity'])}, specificity {_number(rule['specificity'])}, "
+            f"melanoma sensitivity {_number(rule['melanoma_sensitivity'])}"
+        )
+    for source, r in results["by_source"].items():
+        lines.append(
+            f"  {source}: {r['images']} images, melanoma recall {_number(r['melanoma_recall'])}, "
+            f"melanoma AUC {_number(r['melanoma_auc'])}, flagged out of domain {_number(r['ood_flagged'])}"
+        )
+    outside = results.get("not_dermoscopy")
+    if outside:
+        lines.append(
+            f"not dermoscopy (kept aside) flagged: {_number(outside['all']['flagged'])} (n={outside['all']['n']})"
+        )
+    return "\n".join(lines)
 
 
 def _train(args) -> int:

@@ -91,7 +91,7 @@ def score_cached(model: SkinClassifier, data, mask: np.ndarray) -> dict[str, np.
     Through the predictor's own ``calibrate`` (temperature and bias), so that the evaluation
     scores exactly what the app shows (``tests/test_evaluate.py`` checks it image by image)."""
     logits, features, stats = _outputs_of_cached(model, data, mask)
-    ood = (model.ood.score_features(model.cases, features, stats) > model.ood.threshold).numpy()
+    ood = model.ood.flags(model.ood.score_features(model.cases, features, stats)).numpy()
     return {
         "training": model.calibrate(logits, "training")[FUSED].numpy(),
         "equal": model.calibrate(logits, "equal")[FUSED].numpy(),
