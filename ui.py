@@ -165,19 +165,30 @@ def samples() -> list[dict]:
     return [{**row, "age": int(float(row["age"])), "path": str(SAMPLES / f"{row['image_id']}.jpg")} for row in rows]
 
 
-def probability_table(probabilities: dict[str, float], image_only: dict[str, float], highlight: str) -> str:
-    """All seven diagnoses, most likely first: a bar and the probability with the patient
-    information, and the image-only probability beside it, as one small HTML table (a chart
-    library cost the browser ~40 ms of each answer on 2 cores). Only our own codes, names and
-    numbers go in it, never user text."""
-    head = f"<tr><th>{tr('diag.class')}</th><th></th><th>{tr('diag.fused')}</th><th>{tr('diag.image_only')}</th></tr>"
+def probability_table(
+    probabilities: dict[str, float],
+    image_only: dict[str, float],
+    highlight: str,
+    before_base_rates: dict[str, float] | None = None,
+) -> str:
+    """All seven diagnoses, most likely first: the code with its full name (no hover needed on a
+    phone), a bar and the probability with the patient information, the image-only probability,
+    and where asked the view before base rates; one small HTML table (a chart library cost the
+    browser ~40 ms of each answer on 2 cores). Only our own codes, names and numbers go in it."""
+    extra = f"<th>{tr('diag.balanced')}</th>" if before_base_rates else ""
+    head = (
+        f"<tr><th>{tr('diag.class')}</th><th></th><th>{tr('diag.fused')}</th><th>{tr('diag.image_only')}</th>"
+        f"{extra}</tr>"
+    )
     rows = []
     for code in sorted(probabilities, key=probabilities.get, reverse=True):
         p, colour = probabilities[code], "#d62728" if code == highlight else "#9aa5b1"
         bar = f'<div aria-hidden="true" style="background:{colour};width:{100 * p:.1f}%;height:0.8em;border-radius:2px"></div>'
+        balanced = f'<td style="text-align:right">{pct(before_base_rates[code])}</td>' if before_base_rates else ""
         rows.append(
-            f'<tr><td><abbr title="{vocab.BY_CODE[code].name(lang())}">{code}</abbr></td>'
-            f'<td style="width:40%">{bar}</td>'
-            f'<td style="text-align:right">{pct(p)}</td><td style="text-align:right">{pct(image_only[code])}</td></tr>'
+            f'<tr><td><b>{code}</b><br><span style="font-size:0.8em">{vocab.BY_CODE[code].name(lang())}</span></td>'
+            f'<td style="width:30%">{bar}</td>'
+            f'<td style="text-align:right">{pct(p)}</td><td style="text-align:right">{pct(image_only[code])}</td>'
+            f"{balanced}</tr>"
         )
     return f'<table style="width:100%"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'

@@ -119,7 +119,11 @@ with inputs_col:
                 st.selectbox, tr("meta.site"), vocab.SITES, "site", vocab.UNKNOWN, lambda s: tr(f"site.{s}")
             )
 
-prior = st.session_state.get("prior", vocab.DEFAULT_PRIOR)  # its control sits by the probabilities
+    # Above what it changes (on a phone too): the extra column of the seven diagnoses. The verdict
+    # and the probabilities never depend on it.
+    balanced = ui.kept(st.toggle, "balanced", False, label=tr("diag.balanced_toggle"), help=tr("diag.balanced_help"))
+
+prior = vocab.DEFAULT_PRIOR  # the probabilities shown are the calibrated ones: one malignancy number
 
 # -- the model runs only when the image, the metadata or the prior change -------------------------------------
 with result_col:
@@ -134,7 +138,7 @@ with result_col:
     key = (given["sha256"], age, sex, site, prior)
     result = st.session_state.get("diagnosis")
     if result is None or result["key"] != key:
-        st.session_state.pop("diagnosis", None)
+        previous = st.session_state.pop("diagnosis", None)
         display = given["image"].copy()
         display.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE))
         try:
@@ -160,6 +164,8 @@ with result_col:
             "pixels": np.asarray(display),
             "prediction": prediction,
             "heatmaps": {explanation.target: explanation.heatmap},  # each class asked for
+            # Same image, other patient information: say what moved.
+            "before": previous["prediction"] if previous and previous["key"][0] == key[0] else None,
         }
         st.session_state["diagnosis"] = result
         ui.forget("cam_class")  # a new answer explains its own class first
@@ -192,7 +198,8 @@ def explain(result: dict) -> None:
             result["coloured"], result["colours"] = target, jet(result["heatmaps"][target]).astype(np.float32)
     original.image(result["display_jpeg"], caption=tr("diag.original"), width="stretch")
     with explained:
-        opacity = ui.kept(st.slider, "opacity", 0.45, label=tr("diag.opacity"), min_value=0.0, max_value=1.0, step=0.05)
+        # Low by default: the lesion stays visible under the colours.
+        opacity = ui.kept(st.slider, "opacity", 0.3, label=tr("diag.opacity"), min_value=0.0, max_value=1.0, step=0.05)
         st.image(
             blend(result["pixels"], result["colours"], opacity),
             caption=tr("diag.overlay", code=target),
@@ -210,7 +217,7 @@ VERDICT_STYLE = {  # colour and icon of each verdict's heading
     NOT_SUSPICIOUS: ("green", ":material/check_circle:"),
     CANNOT_JUDGE: ("orange", ":material/help:"),
 }
-VERDICT_NOTE = {NOT_SUSPICIOUS: "refer.not_suspicious_note", CANNOT_JUDGE: "refer.cannot_judge_note"}
+VERDICT_NOTE = {NOT_SUSPICIOUS: "refer.not_suspicious_note"}
 
 
 def verdict_heading(verdict: str) -> str:
@@ -220,14 +227,63 @@ def verdict_heading(verdict: str) -> str:
 
 def referral(pred) -> None:
     """The answer a clinician needs first: should a dermatologist see this lesion? With the
-    number behind it and the rule's evidence on validation, in natural frequencies."""
+    number behind it, and in words when it is borderline, when it seems to contradict the most
+    likely diagnosis, and why an image cannot be judged; then the rule's evidence."""
     with st.container(border=True):
         st.markdown(verdict_heading(pred.verdict))
-        if pred.verdict in VERDICT_NOTE:
-            st.markdown(tr(VERDICT_NOTE[pred.verdict]))
+        if pred.verdict == CANNOT_JUDGE:
+            st.markdown(
+                tr("refer.cannot_judge_note", score=f"{pred.ood_score:.2f}", threshold=f"{model.ood.threshold:.2f}")
+            )
+        elif pred.verdict == NOT_SUSPICIOUS:
+            st.markdown(tr(VERDICT_NOTE[NOT_SUSPICIOUS]))
         st.markdown(tr("refer.score", p=ui.pct(pred.referral_probability), threshold=ui.pct(pred.refer_threshold)))
+        band = model.borderline_band
+        if pred.borderline and pred.verdict != CANNOT_JUDGE:
+            st.markdown(
+                tr(
+                    "refer.borderline",
+                    p=ui.pct(pred.referral_probability),
+                    threshold=ui.pct(pred.refer_threshold),
+                    low=ui.pct(band["low"]),
+                    high=ui.pct(band["high"]),
+                    share=ui.pct(band["malignant_share"]),
+                )
+            )
+        if pred.verdict == SUSPICIOUS and vocab.BY_CODE[pred.label].group == "benign":
+            st.markdown(
+                tr(
+                    "refer.conflict",
+                    code=pred.label,
+                    top=ui.pct(pred.confidence),
+                    p=ui.pct(pred.referral_probability),
+                    threshold=ui.pct(pred.refer_threshold),
+                )
+            )
         flagged, false_alarms = natural_frequencies(model.card["referral"]["validation"])
         st.caption(tr("refer.evidence", flagged=flagged, false_alarms=false_alarms))
+
+
+def what_changed(before, after) -> None:
+    """One line after the patient information changed: what moved, and whether the verdict did."""
+    if before is None:
+        return
+    verdict = (
+        tr("diag.verdict_same")
+        if before.verdict == after.verdict
+        else f"{tr('refer.short.' + before.verdict)} → {tr('refer.short.' + after.verdict)}"
+    )
+    st.info(
+        tr(
+            "diag.changed",
+            before=ui.pct(before.referral_probability),
+            after=ui.pct(after.referral_probability),
+            top_before=before.label,
+            top_after=after.label,
+            verdict=verdict,
+        ),
+        icon=":material/compare_arrows:",
+    )
 
 
 # -- the answer ----------------------------------------------------------------------------------------------
@@ -235,8 +291,12 @@ with result_col:
     pred = result["prediction"]
     diagnosis = vocab.BY_CODE[pred.label]
     referral(pred)
+    what_changed(result.get("before"), pred)
+    # The image and what the network looked at, right under the verdict (the first screen of a phone).
+    st.markdown(f"**{tr('diag.cam')}**")
+    explain(result)
     if pred.ood:
-        # Not dermoscopy of a lesion: the seven-class answer only on request.
+        # Unlike the dermoscopy it learnt from: the seven-class answer only on request.
         if not st.checkbox(tr("diag.show_anyway"), key=f"show_anyway_{result['key'][0][:16]}"):
             st.stop()
         st.subheader(tr("diag.ood_answer", code=pred.label))
@@ -259,29 +319,24 @@ with result_col:
     st.metric(tr("diag.confidence"), ui.pct(pred.confidence))
 
     st.markdown(f"**{tr('diag.chart')}**")
-    ui.choice(
-        st.radio,
-        tr("diag.prior"),
-        vocab.PRIOR_NAMES,
-        "prior",
-        vocab.DEFAULT_PRIOR,
-        lambda p: tr(f"prior.{p}"),
-        help=tr("diag.prior_help"),
+    st.markdown(
+        ui.probability_table(
+            pred.probabilities, pred.image_only, pred.label, pred.before_base_rates if balanced else None
+        ),
+        unsafe_allow_html=True,
     )
-    st.caption(tr("diag.prior_in_force", prior=tr(f"prior.{pred.prior}")))
-    st.markdown(ui.probability_table(pred.probabilities, pred.image_only, pred.label), unsafe_allow_html=True)
     if pred.metadata == type(pred.metadata).unknown():
         st.caption(tr("diag.no_metadata"))
-
-    st.markdown(f"**{tr('diag.cam')}**")
-    explain(result)
 
     st.markdown(f"**{tr('diag.similar')}**")
     cases = pred.neighbours
     st.image(
         [n.thumbnail for n in cases],
-        width=96,
-        caption=[tr("diag.similar_caption", code=n.dx, how=tr(f"dx_type.{n.dx_type}")) for n in cases],
+        width=144,
+        caption=[
+            tr("diag.similar_caption", code=n.dx, how=tr(f"dx_type.{n.dx_type}"), similarity=ui.pct(n.similarity))
+            for n in cases
+        ],
     )
 
     report = {

@@ -10,11 +10,32 @@ from skin_model import vocab
 from skin_model.config import settings
 from skin_model.i18n import error_text, unread_field_text
 from skin_model.inference.inputs import InvalidInputError
+from skin_model.inference.referral import CANNOT_JUDGE, NOT_SUSPICIOUS, SUSPICIOUS
 from skin_model.inference.torch_thread import TorchThreadError
-from skin_model.serving.batch import BatchItem, metadata_for, predict_items, read_metadata_table, upload_ids
+from skin_model.serving.batch import (
+    BatchItem,
+    metadata_for,
+    predict_items,
+    read_metadata_table,
+    upload_ids,
+    write_csv,
+)
 
 tr = ui.tr
 model = ui.model()
+
+
+def verdict_words(verdict: str, borderline) -> str:
+    words = tr(f"refer.short.{verdict}")
+    return f"{words} · {tr('refer.borderline_short')}" if borderline == 1 and verdict != CANNOT_JUDGE else words
+
+
+def csv_text(table) -> str:
+    buffer = io.StringIO()
+    write_csv(table, buffer)
+    return buffer.getvalue()
+
+
 limit = settings().max_batch_files
 st.title(tr("batch.title"))
 st.info(tr("app.disclaimer"), icon=":material/medical_information:")
@@ -82,27 +103,43 @@ if kept is not None:
     flagged = int((result["ood"] == 1).sum())
     if flagged:
         st.warning(tr("batch.ood", n=flagged, column=tr("column.ood")))
+    # Riskiest first: suspicious, then cannot judge, then not suspicious, each by P(malignant);
+    # refused files last. The verdict leads each row, in words, so that a phone shows it first.
+    order = {SUSPICIOUS: 0, CANNOT_JUDGE: 1, NOT_SUSPICIOUS: 2, "": 3}
+    shown_result = (
+        result.assign(
+            _rank=result["verdict"].map(order),
+            _p=-result["malignant_probability"].fillna(-1.0),
+            verdict=[
+                verdict_words(v, b) if v else tr("column.refused")
+                for v, b in zip(result["verdict"], result["borderline"])
+            ],
+        )
+        .sort_values(["_rank", "_p"], kind="stable")
+        .drop(columns=["_rank", "_p"])
+    )
     labels = {c: tr(f"column.{c}") if c not in vocab.CLASSES else c for c in result.columns}
     config = {c: st.column_config.Column(label) for c, label in labels.items()}
-    # Numbers take narrow columns and the out-of-domain flag a tick box, so that a whole row fits
-    # at 1280 px; the CSV keeps the flag as 0/1.
-    config |= {c: st.column_config.NumberColumn(c, format="%.3f", width=64) for c in vocab.CLASSES}
+    config |= {c: st.column_config.NumberColumn(c, format="percent", width=64) for c in vocab.CLASSES}
     config["malignant_probability"] = st.column_config.NumberColumn(
-        labels["malignant_probability"], format="%.3f", width=100
+        labels["malignant_probability"], format="percent", width=90
     )
-    config["ood"] = st.column_config.CheckboxColumn(labels["ood"], width="small")
-    config["refer"] = st.column_config.CheckboxColumn(labels["refer"], width="small")
-    # Prior (one value for the whole batch) and OOD score are named or kept in the CSV, not shown,
-    # nor are text columns empty for every row (the warnings above count the others).
+    config["verdict"] = st.column_config.TextColumn(labels["verdict"], width="medium")
+    # The prior (one value for the whole batch), the referral's tick, threshold and band, the
+    # out-of-domain flag and score are in the verdict's words or the CSV, not on the screen; nor
+    # are text columns empty for every row (the warnings above count the others).
     for prior in sorted(set(result["prior"]) - {""}):  # one, unless nothing was read
         st.caption(tr("diag.prior_in_force", prior=tr(f"prior.{prior}")))
     empty = [c for c in ("uncertain_between", "warning", "error") if (result[c] == "").all()]
-    shown = [c for c in result.columns if c not in ("prior", "ood_score", *empty)]
-    # None (not read) stays empty
-    shown_result = result.assign(ood=result["ood"].astype("boolean"), refer=result["refer"].astype("boolean"))
+    hidden = {"prior", "ood_score", "refer", "refer_threshold", "borderline", "ood", *empty}
+    first = ["verdict", "malignant_probability", "image_id", "prediction"]
+    shown = first + [c for c in result.columns if c not in hidden and c not in first]
     st.dataframe(shown_result, hide_index=True, width="stretch", column_config=config, column_order=shown)
 
-    counts = result.loc[result["prediction"] != "", "prediction"].value_counts().reindex(vocab.CLASSES, fill_value=0)
+    # The chart counts diagnoses of the images the model could judge: an image unlike dermoscopy
+    # has no diagnosis to count.
+    judged = (result["prediction"] != "") & (result["ood"] == 0)
+    counts = result.loc[judged, "prediction"].value_counts().reindex(vocab.CLASSES, fill_value=0)
     if counts.sum() == 0:
         st.caption(tr("batch.none"))
     else:
@@ -132,7 +169,7 @@ if kept is not None:
         st.plotly_chart(fig, config={"displayModeBar": False})
     st.download_button(
         tr("batch.download"),
-        result.to_csv(index=False),
+        csv_text(result),
         file_name="skin_model_batch.csv",
         mime="text/csv",
         icon=":material/download:",

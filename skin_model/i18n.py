@@ -123,7 +123,10 @@ TEXT: dict[str, dict[str, str]] = {
     "diag.waiting": {"en": "Give an image to get an answer.", "fr": "Donnez une image pour obtenir une réponse."},
     "diag.running": {"en": "Analysing…", "fr": "Analyse en cours…"},
     "diag.result": {"en": "Most likely: **{code}** — {name}", "fr": "Le plus probable : **{code}** — {name}"},
-    "diag.confidence": {"en": "Calibrated probability", "fr": "Probabilité calibrée"},
+    "diag.confidence": {
+        "en": "Its probability (calibrated, HAM10000's frequencies)",
+        "fr": "Sa probabilité (calibrée, fréquences de HAM10000)",
+    },
     "diag.chart": {"en": "All seven diagnoses", "fr": "Les sept diagnostics"},
     "diag.cam": {"en": "What the network looked at (Grad-CAM)", "fr": "Ce que le réseau a regardé (Grad-CAM)"},
     "diag.original": {"en": "Image", "fr": "Image"},
@@ -146,7 +149,7 @@ TEXT: dict[str, dict[str, str]] = {
         "en": "Similar confirmed cases (training images nearest in the model's feature space)",
         "fr": "Cas confirmés similaires (images d'entraînement les plus proches pour le modèle)",
     },
-    "diag.similar_caption": {"en": "{code}, confirmed by {how}", "fr": "{code}, confirmé par {how}"},
+    "diag.similar_caption": {"en": "{code} · {how} · {similarity}", "fr": "{code} · {how} · {similarity}"},
     "dx_type.histo": {"en": "histopathology", "fr": "histopathologie"},
     "dx_type.follow_up": {"en": "follow-up", "fr": "suivi"},
     "dx_type.consensus": {"en": "expert consensus", "fr": "consensus d'experts"},
@@ -173,11 +176,56 @@ TEXT: dict[str, dict[str, str]] = {
         "dermatologue.",
     },
     "refer.cannot_judge_note": {
-        "en": "It does not look like a dermoscopic image of a skin lesion, so the model cannot say whether the "
-        "lesion is suspicious. If it is a real lesion, a dermatologist should see it.",
-        "fr": "Elle ne ressemble pas à une image dermoscopique d'une lésion cutanée : le modèle ne peut pas dire si "
-        "la lésion est suspecte. S'il s'agit d'une vraie lésion, un dermatologue devrait la voir.",
+        "en": "This image is unlike the dermoscopy this model learnt from (its out-of-domain score, {score}, is "
+        "above the {threshold} that 97% of the dermoscopic images of each source it knows stay under). It may be "
+        "a photo taken without a dermoscope, another magnification or camera, or not a skin lesion at all. So "
+        "the model cannot say whether the lesion is suspicious: if it is a real lesion, a dermatologist should "
+        "see it.",
+        "fr": "Cette image ne ressemble pas à la dermoscopie que ce modèle a apprise (son score hors domaine, "
+        "{score}, dépasse le seuil de {threshold} sous lequel restent 97 % des images dermoscopiques de chaque "
+        "source qu'il connaît). Ce peut être une photo prise sans dermatoscope, un autre grossissement ou un autre "
+        "appareil, ou pas une lésion cutanée. Le modèle ne peut donc pas dire si la lésion est suspecte : s'il "
+        "s'agit d'une vraie lésion, un dermatologue devrait la voir.",
     },
+    "refer.borderline": {
+        "en": "**Borderline:** {p} is close to the threshold ({threshold}). Among lesions the model had not "
+        "learnt from that scored between {low} and {high}, {share} were malignant or pre-malignant: treat this "
+        "answer as uncertain either way.",
+        "fr": "**À la limite :** {p} est proche du seuil ({threshold}). Parmi les lésions que le modèle n'avait "
+        "pas apprises et dont le score était entre {low} et {high}, {share} étaient malignes ou précancéreuses : "
+        "considérez cette réponse comme incertaine dans un sens comme dans l'autre.",
+    },
+    "refer.conflict": {
+        "en": "**Why both?** The single most likely diagnosis is benign ({code}, {top}), yet the {p} chance that "
+        "the lesion is malignant or pre-malignant is above the {threshold} at which this tool asks for a "
+        "dermatologist. It refers lesions even when benign is more likely, so as to miss few malignant ones.",
+        "fr": "**Pourquoi les deux ?** Le diagnostic le plus probable est bénin ({code}, {top}), mais la "
+        "probabilité de {p} que la lésion soit maligne ou précancéreuse dépasse le seuil de {threshold} à partir "
+        "duquel cet outil demande un dermatologue. Il oriente même quand le bénin est plus probable, pour manquer "
+        "peu de lésions malignes.",
+    },
+    "diag.changed": {
+        "en": "What changed: the probability of a malignant or pre-malignant lesion went from {before} to {after}; "
+        "most likely: {top_before} → {top_after}; verdict {verdict}.",
+        "fr": "Ce qui a changé : la probabilité d'une lésion maligne ou précancéreuse est passée de {before} à "
+        "{after} ; le plus probable : {top_before} → {top_after} ; verdict {verdict}.",
+    },
+    "diag.verdict_same": {"en": "unchanged", "fr": "inchangé"},
+    "diag.balanced_toggle": {
+        "en": "Also show what the image suggests before base rates",
+        "fr": "Afficher aussi ce que suggère l'image avant les fréquences de base",
+    },
+    "diag.balanced_help": {
+        "en": "The probabilities are calibrated to HAM10000's own mix of diagnoses (two lesions in three are "
+        "nevi): their malignant share is the number the verdict reads. The extra column weighs the image's "
+        "evidence as if every diagnosis were equally common beforehand: it ranks rare diagnoses higher, it is "
+        "not the probability of this lesion, and the verdict never uses it.",
+        "fr": "Les probabilités sont calibrées sur le mélange de diagnostics de HAM10000 (deux lésions sur trois "
+        "sont des nævus) : leur part maligne est le nombre que lit le verdict. La colonne en plus pèse les indices "
+        "de l'image comme si tous les diagnostics étaient également fréquents : elle place plus haut les "
+        "diagnostics rares, ce n'est pas la probabilité de cette lésion, et le verdict ne l'utilise jamais.",
+    },
+    "diag.balanced": {"en": "Before base rates", "fr": "Avant fréquences"},
     "refer.score": {
         "en": "Probability of a malignant or pre-malignant lesion (mel + bcc + akiec, HAM10000's frequencies): "
         "**{p}** · referral threshold: **{threshold}**",
@@ -257,6 +305,14 @@ TEXT: dict[str, dict[str, str]] = {
         "fr": "Aucune image n'a pu être analysée : pas de résumé.",
     },
     "column.image_id": {"en": "image", "fr": "image"},
+    "column.verdict": {"en": "verdict", "fr": "verdict"},
+    "column.refer_threshold": {"en": "threshold", "fr": "seuil"},
+    "column.borderline": {"en": "borderline", "fr": "limite"},
+    "column.refused": {"en": "refused (see error)", "fr": "refusée (voir erreur)"},
+    "refer.short.suspicious": {"en": "Suspicious", "fr": "Suspecte"},
+    "refer.short.not_suspicious": {"en": "Not suspicious", "fr": "Non suspecte"},
+    "refer.short.cannot_judge": {"en": "Cannot judge", "fr": "Impossible à juger"},
+    "refer.borderline_short": {"en": "borderline", "fr": "limite"},
     "column.prediction": {"en": "prediction", "fr": "prédiction"},
     "column.uncertain_between": {"en": "uncertain between", "fr": "incertain entre"},
     "column.malignant_probability": {"en": "P(malignant)", "fr": "P(maligne)"},

@@ -97,10 +97,13 @@ SITE_SPELLINGS: dict[str, str] = {
     "inconnu": UNKNOWN,
 }
 
-# Priors under which the answer is decided (see priors.py): "equal" before the image is
-# seen every diagnosis is as likely; "training": HAM10000's own frequencies.
-PRIOR_NAMES: tuple[str, ...] = ("equal", "training")
-DEFAULT_PRIOR = "equal"
+# Priors under which the probabilities are stated (see priors.py). "training", the default:
+# HAM10000's own frequencies, the calibrated probabilities whose mel + bcc + akiec is the
+# referral's number (one malignancy number everywhere), and a better melanoma ranking on
+# other clinics' images (docs/model.md). "equal": every diagnosis as likely before the image
+# is seen, a view of the image's evidence before base rates, never called a probability.
+PRIOR_NAMES: tuple[str, ...] = ("training", "equal")
+DEFAULT_PRIOR = "training"
 
 
 def vocabulary() -> dict:

@@ -73,7 +73,9 @@ def test_diagnose_shows_answer_chart_and_heatmap(model_calls):
     table = _probability_table(at)  # every class, most likely first: fused, then image-only
     rows = table.split("<tr>")[2:]
     by_probability = sorted(vocab.CLASSES, key=prediction.probabilities.get, reverse=True)
-    assert [row.split("</abbr>")[0].rsplit(">", 1)[1] for row in rows] == by_probability
+    assert [row.split("</b>")[0].rsplit("<b>", 1)[1] for row in rows] == by_probability
+    for code, row in zip(by_probability, rows):  # the full name too, visible without hovering
+        assert vocab.BY_CODE[code].name_en in row
     for code, row in zip(by_probability, rows):
         fused, image_only = percent(prediction.probabilities[code]), percent(prediction.image_only[code])
         assert row.index(fused) < row.rindex(image_only)
@@ -141,13 +143,21 @@ def test_batch_with_two_images_and_a_csv():
     assert list(result["image_id"]) == ["ISIC_0027622", "ISIC_0029827"]
     assert (result["error"] == "").all()
     assert len(at.dataframe) == 1 and len(at.get("plotly_chart")) == 1
-    # The batch's one prior is said once; it, the OOD score and text columns empty for every
-    # row stay in the CSV, off the screen.
-    hidden = {"prior", "ood_score", "warning", "error"} | (
+    # The verdict leads each row, then P(malignant); the batch's one prior is said once; it, the
+    # referral's tick, threshold and band, the OOD flag and score and text columns empty for
+    # every row stay in the CSV, off the screen.
+    hidden = {"prior", "ood_score", "refer", "refer_threshold", "borderline", "ood", "warning", "error"} | (
         {"uncertain_between"} if (result["uncertain_between"] == "").all() else set()
     )
-    assert list(at.dataframe[0].proto.column_order) == [c for c in result.columns if c not in hidden]
-    assert any(c.value == t("diag.prior_in_force", "en", prior=t("prior.equal", "en")) for c in at.caption)
+    first = ["verdict", "malignant_probability", "image_id", "prediction"]
+    expected = first + [c for c in result.columns if c not in hidden and c not in first]
+    assert list(at.dataframe[0].proto.column_order) == expected
+    assert any(c.value == t("diag.prior_in_force", "en", prior=t("prior.training", "en")) for c in at.caption)
+    shown = at.dataframe[0].value  # riskiest first: suspicious by P(malignant), then the others
+    ranks = shown["verdict"].map(lambda v: 0 if v.startswith(t("refer.short.suspicious", "en")) else 1)
+    assert list(ranks) == sorted(ranks)
+    malignant = result[["mel", "bcc", "akiec"]].sum(axis=1)  # one number: the classes add up to it
+    assert ((result["malignant_probability"] - malignant).abs() < 1e-9).all()
 
 
 def _batch(at, files, csv=None):
@@ -262,7 +272,7 @@ def test_after_a_language_switch_every_selector_shows_french_values_and_keeps_it
     assert at.selectbox(key="site.fr").value == "back"
     cam = at.selectbox(key="cam_class.fr")
     assert cam.value == label and cam.options[0] == f"akiec — {vocab.BY_CODE['akiec'].name_fr}"
-    assert at.radio(key="prior.fr").options[0] == t("prior.equal", "fr")
+    assert at.toggle(key="balanced.widget").label == t("diag.balanced_toggle", "fr")
     assert at.session_state["diagnosis"]["prediction"].label == label  # the same answer, now in French
 
 
@@ -389,6 +399,12 @@ def _verdicts(at) -> list[str]:
     return [v for m in at.markdown for text, v in names.items() if m.value.startswith("####") and text in m.value]
 
 
+def at_threshold() -> float:
+    import skin_model
+
+    return skin_model.load_model().ood.threshold
+
+
 def test_an_image_that_is_not_dermoscopy_gets_the_warning_first():
     """A flagged image: "cannot judge" first, never a reassuring verdict, no answer and no
     badge; the answer only on request."""
@@ -400,7 +416,10 @@ def test_an_image_that_is_not_dermoscopy_gets_the_warning_first():
     _upload(at, "black.png", encode(Image.new("RGB", (320, 240), (0, 0, 0))), "image/png")
     assert at.session_state["diagnosis"]["prediction"].ood
     assert _verdicts(at) == ["cannot_judge"]  # never "not suspicious" for an image it cannot judge
-    assert t("refer.cannot_judge_note", "en") in [m.value for m in at.markdown]
+    pred = at.session_state["diagnosis"]["prediction"]
+    reason = t("refer.cannot_judge_note", "en", score=f"{pred.ood_score:.2f}", threshold=f"{at_threshold():.2f}")
+    assert reason in [m.value for m in at.markdown]  # unlike its dermoscopy, with the reason's numbers
+    assert len(at.get("imgs")) >= 1 or len(at.get("image")) >= 1  # and the image itself, beside it
     assert not at.subheader and not any("-badge[" in m.value for m in at.markdown)
     shown = next(c for c in at.checkbox if c.label == t("diag.show_anyway", "en"))
     shown.check().run()
@@ -417,15 +436,17 @@ def test_a_sample_gets_the_referral_score_the_prior_and_similar_cases():
     pred = at.session_state["diagnosis"]["prediction"]
     assert not pred.ood
     text = _texts(at)
-    # P(malignant) once, in the verdict's box, under the training prior whatever the prior shown
+    # One malignancy number: the verdict's P(malignant) is the table's mel + bcc + akiec.
     score = t("refer.score", "en", p=percent(pred.referral_probability), threshold=percent(pred.refer_threshold))
-    assert score in text
-    assert t("diag.prior_in_force", "en", prior=t("prior.equal", "en")) in text
+    assert score in text and pred.prior == "training"
+    assert sum(pred.probabilities[c] for c in ("mel", "bcc", "akiec")) == pytest.approx(pred.referral_probability)
+    assert pred.malignant_probability == pred.referral_probability
     assert len(pred.neighbours) == 6
-    at.radio(key="prior.en").set_value("training").run()
-    assert at.session_state["diagnosis"]["prediction"].prior == "training"
-    assert t("diag.prior_in_force", "en", prior=t("prior.training", "en")) in _texts(at)
-    assert score in _texts(at)  # the prior shown never moves the verdict or its number
+    assert t("diag.balanced", "en") not in _probability_table(at)
+    at.toggle(key="balanced.widget").set_value(True).run()  # the view before base rates, as an extra column
+    assert t("diag.balanced", "en") in _probability_table(at)
+    assert at.session_state["diagnosis"]["prediction"] is pred  # no new answer: the verdict cannot move
+    assert score in _texts(at)
 
 
 @pytest.mark.parametrize("lang", ["en", "fr"])
@@ -527,3 +548,35 @@ def test_batch_uploads_sharing_a_stem_keep_distinct_ids():
     result = _batch(at, [("x.jpg", data, "image/jpeg"), ("x.png", png, "image/png"), ("x.jpg", data, "image/jpeg")])
     assert list(result["image_id"]) == ["x.jpg", "x.png", "x.jpg (2)"]
     assert (result["error"] == "").all()
+
+
+def test_a_suspicious_verdict_over_a_benign_diagnosis_says_why_and_a_change_says_what_moved():
+    at = _app()
+    _upload(at, "lesion.jpg", SAMPLE.read_bytes())
+    pred = at.session_state["diagnosis"]["prediction"]
+    conflict = pred.verdict == "suspicious" and vocab.BY_CODE[pred.label].group == "benign"
+    assert conflict  # this sample: a nevus most likely, yet referred (pinned with the model)
+    why = t(
+        "refer.conflict",
+        "en",
+        code=pred.label,
+        top=percent(pred.confidence),
+        p=percent(pred.referral_probability),
+        threshold=percent(pred.refer_threshold),
+    )
+    assert why in _texts(at)
+    assert not any("What changed" in str(i.value) for i in at.info)  # a first answer changed nothing
+    at.number_input(key="age.widget").set_value(80).run()
+    after = at.session_state["diagnosis"]["prediction"]
+    line = t(
+        "diag.changed",
+        "en",
+        before=percent(pred.referral_probability),
+        after=percent(after.referral_probability),
+        top_before=pred.label,
+        top_after=after.label,
+        verdict=t("diag.verdict_same", "en")
+        if after.verdict == pred.verdict
+        else f"{t('refer.short.' + pred.verdict, 'en')} → {t('refer.short.' + after.verdict, 'en')}",
+    )
+    assert line in [str(i.value) for i in at.info]

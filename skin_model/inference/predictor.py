@@ -21,7 +21,7 @@ from skin_model.inference.network import SkinNet, encode_metadata, flip_views, u
 from skin_model.inference.ood import OodCheck, image_statistics
 from skin_model.inference.preprocess import InputConfig, SourceSize
 from skin_model.inference.priors import DEFAULT_PRIOR, PRIORS, apply_prior
-from skin_model.inference.referral import MALIGNANT_OR_PREMALIGNANT, NOT_SUSPICIOUS, verdict
+from skin_model.inference.referral import MALIGNANT_OR_PREMALIGNANT, NOT_SUSPICIOUS, borderline_band, verdict
 from skin_model.inference.similar import CaseIndex, Neighbour, member_embedding
 from skin_model.inference.torch_thread import on_torch_thread
 from skin_model.inference.uncertainty import uncertain_pair
@@ -55,6 +55,10 @@ class Prediction:
     # ``prior`` is. Not a number by default: a Prediction built without them is "cannot judge".
     referral_probability: float = float("nan")
     refer_threshold: float = float("nan")
+    borderline: bool = False  # the referral probability lies in the card's borderline band around the threshold
+    # What the image suggests before base rates (every diagnosis as likely beforehand, the "equal"
+    # prior), with the metadata: a view for teaching, never the probability of this lesion.
+    before_base_rates: dict[str, float] = field(default_factory=dict)
 
     @property
     def verdict(self) -> str:
@@ -73,8 +77,10 @@ class Prediction:
 
     @property
     def malignant_probability(self) -> float:
-        """P(melanoma, basal cell carcinoma or actinic keratosis / Bowen's), the question asked first."""
-        return sum(self.probabilities[c] for c in MALIGNANT_OR_PREMALIGNANT)
+        """P(melanoma, basal cell carcinoma or actinic keratosis / Bowen's), the question asked first:
+        the referral's number, the one malignancy number (calibrated, HAM10000's frequencies),
+        whatever ``prior`` the seven ``probabilities`` are stated under."""
+        return self.referral_probability
 
     def as_dict(self) -> dict:
         return {
@@ -82,6 +88,7 @@ class Prediction:
             "refer": self.refer,
             "referral_probability": self.referral_probability,
             "refer_threshold": self.refer_threshold,
+            "borderline": self.borderline,
             "prediction": self.label,
             "confidence": self.confidence,
             "prior": self.prior,
@@ -92,6 +99,7 @@ class Prediction:
             "malignant_probability": self.malignant_probability,
             "probabilities": self.probabilities,
             "image_only_probabilities": self.image_only,
+            "before_base_rates": self.before_base_rates,
             "metadata": self.metadata.as_dict(),
             "model_version": self.model_version,
         }
@@ -143,6 +151,7 @@ class SkinClassifier:
         if threshold is None:  # never answer "not suspicious" without the rule that says so
             raise ModelArtifactError("The model card has no referral threshold: export the model again.")
         self.refer_threshold = float(threshold)
+        self.borderline_band = borderline_band(card["referral"])
         self.version = card["model_version"]
         self._unknown = encode_metadata(Metadata.unknown())
         self.cases, self.ood = cases, ood
@@ -219,6 +228,7 @@ class SkinClassifier:
         (views, 1, classes), member features and pixels."""
         probs = self.under_prior(calibrated, prior)
         fused = _probs_dict(probs[FUSED, 0])
+        balanced = _probs_dict(self.under_prior(calibrated, "equal")[FUSED, 0])
         referral = float(sum(calibrated[FUSED, 0, vocab.CLASSES.index(c)] for c in MALIGNANT_OR_PREMALIGNANT))
         embedded = self.cases.embed(member_embedding(features))
         sims = self.cases.similarities_of(embedded)  # one matrix product
@@ -227,6 +237,7 @@ class SkinClassifier:
             label=max(fused, key=fused.get),
             probabilities=fused,
             image_only=_probs_dict(probs[IMAGE_ONLY, 0]),
+            before_base_rates=balanced,
             metadata=meta,
             model_version=self.version,
             prior=prior,
@@ -236,6 +247,7 @@ class SkinClassifier:
             neighbours=tuple(self.cases.neighbours(sims[0])),
             referral_probability=referral,
             refer_threshold=self.refer_threshold,
+            borderline=self.borderline_band["low"] <= referral <= self.borderline_band["high"],
         )
 
     def predict(self, image: ImageSource, age=None, sex=None, site=None, prior: str = DEFAULT_PRIOR) -> Prediction:

@@ -136,6 +136,29 @@ def card_section(
     }
 
 
+BORDERLINE_SHARE = 0.10  # the out-of-fold images nearest the threshold, half on each side
+
+
+def borderline_band(rule: dict, share: float = BORDERLINE_SHARE) -> dict:
+    """The scores called borderline: the ``share`` of the images the threshold was chosen on that
+    lie nearest it by rank (half below, half above), and how many of those were malignant.
+    Read from the card's stored out-of-fold scores (``chosen_on_scores``), so every card has it."""
+    scores = np.sort(np.asarray(rule["chosen_on_scores"]["malignant_probability"], dtype=np.float64))
+    malignant = np.asarray(rule["chosen_on_scores"]["malignant"], dtype=bool)
+    raw = np.asarray(rule["chosen_on_scores"]["malignant_probability"], dtype=np.float64)
+    at = np.searchsorted(scores, rule["threshold"]) / len(scores)  # the threshold's rank
+    low = float(np.quantile(scores, max(0.0, at - share / 2)))
+    high = float(np.quantile(scores, min(1.0, at + share / 2)))
+    inside = (raw >= low) & (raw <= high)
+    return {
+        "low": low,
+        "high": high,
+        "share_of_images": float(inside.mean()),
+        "malignant_share": float(malignant[inside].mean()) if inside.any() else None,
+        "rule": f"the {share:.0%} of out-of-fold images nearest the threshold by rank, half on each side",
+    }
+
+
 def natural_frequencies(point: dict) -> tuple[int, int]:
     """(of 100 malignant lesions, how many flagged; of 100 benign ones, how many flagged)."""
     return round(100 * point["sensitivity"]), round(100 * (1 - point["specificity"]))

@@ -39,6 +39,9 @@ RESULT_COLUMNS = (
     "uncertain_between",
     "malignant_probability",
     "refer",
+    "verdict",
+    "refer_threshold",
+    "borderline",
     *vocab.CLASSES,
     "prior",
     "ood",
@@ -163,8 +166,10 @@ def predict_items(
     warning_text: Callable[[MetadataError], str] = unread_field_text,
 ) -> pd.DataFrame:
     """One row per item: image_id, prediction, the uncertain pair if any, P(malignant or
-    pre-malignant), the referral verdict (``refer`` 0/1: 1 also when out of domain), 7 probabilities under ``prior``, the out-of-domain verdict (``ood`` 0/1)
-    and score, a ``warning`` for metadata fields taken as unknown, an ``error`` for refusals.
+    pre-malignant) (the referral's number: calibrated, HAM10000's frequencies, whatever ``prior``),
+    ``refer`` (0/1: 1 also when out of domain), the ``verdict`` in words, the referral threshold,
+    ``borderline`` (0/1), the 7 class values under ``prior``, the out-of-domain verdict (``ood``
+    0/1) and score, a ``warning`` for metadata fields taken as unknown, an ``error`` for refusals.
 
     A metadata field that cannot be read never refuses the image: it becomes unknown and
     the row says so (``parse_metadata_leniently``). Without heatmaps, images go through the
@@ -185,6 +190,9 @@ def predict_items(
             "uncertain_between": "",
             "malignant_probability": None,
             "refer": None,
+            "verdict": "",
+            "refer_threshold": None,
+            "borderline": None,
             **{c: None for c in vocab.CLASSES},
             "prior": prior,
             "ood": None,
@@ -200,6 +208,9 @@ def predict_items(
             "uncertain_between": "/".join(pred.uncertain_between or ()),
             "malignant_probability": pred.malignant_probability,
             "refer": int(pred.refer),
+            "verdict": pred.verdict,
+            "refer_threshold": pred.refer_threshold,
+            "borderline": int(pred.borderline),
             **pred.probabilities,
             "prior": pred.prior,
             "ood": int(pred.ood),
@@ -243,6 +254,14 @@ def predict_items(
     return pd.DataFrame([rows[n] for n in range(len(items))], columns=list(RESULT_COLUMNS))
 
 
+CSV_DIGITS = "%.4f"  # probabilities to 0.01 percentage point: finer is noise, not information
+
+
+def write_csv(table: pd.DataFrame, target) -> None:
+    """The batch table as CSV (the command line's and the Batch page's download): numbers rounded."""
+    table.to_csv(target, index=False, float_format=CSV_DIGITS)
+
+
 @dataclass
 class BatchOutcome:
     """What ``predict_paths`` did, for the command line's summary and exit status."""
@@ -280,8 +299,5 @@ def predict_paths(
     items = [BatchItem(image_id, path, metadata_for(table, image_id)) for image_id, path in collected.images]
     model = SkinClassifier.load(model_dir)
     result = predict_items(model, items, cam_dir=cam_dir, prior=prior)
-    if out_csv is None:
-        result.to_csv(sys.stdout, index=False)
-    else:
-        result.to_csv(out_csv, index=False)
+    write_csv(result, sys.stdout if out_csv is None else out_csv)
     return BatchOutcome(result, collected.skipped)
