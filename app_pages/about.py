@@ -1,4 +1,5 @@
-"""About: the seven diagnoses in plain words, how to read Grad-CAM, how to run the app."""
+"""About: reading the answer (verdict, threshold, borderline, calibrated, base rates), the seven
+diagnoses in plain words, how to read Grad-CAM, the data. Installing is the README's job."""
 
 import streamlit as st
 
@@ -9,6 +10,9 @@ tr = ui.tr
 st.title(tr("about.title"))
 st.info(tr("app.disclaimer"), icon=":material/medical_information:")
 
+st.subheader(tr("about.answer"))
+st.markdown(tr("about.answer.text"))
+
 st.subheader(tr("about.glossary"))
 for d in vocab.DIAGNOSES:
     st.markdown(f"**{d.code} — {d.name(ui.lang())}** {ui.badge(d.code)}  \n{tr('about.class.' + d.code)}")
@@ -16,14 +20,8 @@ for d in vocab.DIAGNOSES:
 st.subheader(tr("about.gradcam"))
 st.markdown(tr("about.gradcam.text"))
 
-st.subheader(tr("about.run"))
-st.code("pip install --retries 0 -r requirements.txt\nstreamlit run streamlit_app.py", language="bash")
-st.code("docker build -t skin-lesion-app .\ndocker run --rm -p 8501:8501 skin-lesion-app", language="bash")
-st.markdown(tr("about.cloud"))
-
 st.subheader(tr("about.api"))
 st.markdown(tr("about.api.text"))
-st.code("curl -F image=@lesion.jpg -F age=55 -F sex=male http://localhost:8501/api/v1/predict", language="bash")
 
 st.subheader(tr("about.language"))
 st.markdown(tr("about.language.text"))

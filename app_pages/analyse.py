@@ -12,7 +12,14 @@ from skin_model import vocab
 from skin_model.i18n import error_text
 from skin_model.inference.gradcam import blend, jet
 from skin_model.inference.inputs import InvalidInputError, load_image
-from skin_model.inference.referral import CANNOT_JUDGE, NOT_SUSPICIOUS, SUSPICIOUS, natural_frequencies
+from skin_model.inference.referral import (
+    CAM_TARGETS,
+    CANNOT_JUDGE,
+    MALIGNANT,
+    NOT_SUSPICIOUS,
+    SUSPICIOUS,
+    natural_frequencies,
+)
 from skin_model.inference.torch_thread import TorchThreadError
 
 UNLIKELY = 0.05  # a Grad-CAM of a class below this probability says so
@@ -143,8 +150,15 @@ with result_col:
         display.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE))
         try:
             with st.spinner(tr("diag.running")):
+                # The first heatmap explains the referral's score: the number the verdict reads.
                 prediction, explanation = model.diagnose(
-                    given["image"], age=age, sex=sex, site=site, prior=prior, heatmap_size=display.size
+                    given["image"],
+                    age=age,
+                    sex=sex,
+                    site=site,
+                    target=MALIGNANT,
+                    prior=prior,
+                    heatmap_size=display.size,
                 )
         except TorchThreadError as err:  # busy or timed out: the inputs stay, a rerun tries again
             st.warning(error_text(err, ui.lang()), icon=":material/hourglass_top:")
@@ -168,7 +182,11 @@ with result_col:
             "before": previous["prediction"] if previous and previous["key"][0] == key[0] else None,
         }
         st.session_state["diagnosis"] = result
-        ui.forget("cam_class")  # a new answer explains its own class first
+        ui.forget("cam_class")  # a new answer explains its verdict's score first
+
+
+def cam_label(target: str) -> str:
+    return tr("diag.cam_malignant") if target == MALIGNANT else ui.label(target)
 
 
 @st.fragment
@@ -177,7 +195,7 @@ def explain(result: dict) -> None:
     pred = result["prediction"]
     original, explained = st.columns(2)
     with explained:
-        target = ui.choice(st.selectbox, tr("diag.cam_class"), vocab.CLASSES, "cam_class", pred.label, ui.label)
+        target = ui.choice(st.selectbox, tr("diag.cam_class"), CAM_TARGETS, "cam_class", MALIGNANT, cam_label)
         if target not in result["heatmaps"]:
             try:
                 with st.spinner(tr("diag.running")):
@@ -202,13 +220,13 @@ def explain(result: dict) -> None:
         opacity = ui.kept(st.slider, "opacity", 0.3, label=tr("diag.opacity"), min_value=0.0, max_value=1.0, step=0.05)
         st.image(
             blend(result["pixels"], result["colours"], opacity),
-            caption=tr("diag.overlay", code=target),
+            caption=tr("diag.overlay", code=cam_label(target)),
             width="stretch",
             output_format="JPEG",
         )
         st.image(ui.colour_legend(), width="stretch")
-        st.caption(tr("diag.legend", code=target))
-    if pred.probabilities[target] < UNLIKELY:
+        st.caption(tr("diag.legend", code=cam_label(target)))
+    if target != MALIGNANT and pred.probabilities[target] < UNLIKELY:
         st.warning(tr("diag.cam_unlikely", code=target, p=ui.pct(pred.probabilities[target])))
 
 

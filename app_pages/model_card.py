@@ -10,12 +10,11 @@ from skin_model import vocab
 tr = ui.tr
 card = ui.model().card
 st.title(tr("card.title"))
-cross_validated = "out_of_fold" in card  # model 3.0.0 on: fold models, every choice out-of-fold
 kinds = [f"{m['architecture']} ({m['input']['width']}×{m['input']['height']} px)" for m in card["members"]]
 members = " + ".join(f"{kinds.count(k)} × {k}" if kinds.count(k) > 1 else k for k in dict.fromkeys(kinds))
 st.write(
     tr(
-        "card.summary_cv" if cross_validated else "card.summary",
+        "card.summary_cv",
         members=members,
         version=card["model_version"],
         date=card["created"],
@@ -29,7 +28,7 @@ def referral_section(rule: dict) -> None:
     """The rule the app leads with: its threshold, how it did on validation and test, its ROC
     curves with the operating point, its confusion against the truth, and published anchors."""
     st.subheader(tr("card.referral"))
-    points = {tr("card.oof" if cross_validated else "card.val"): rule["validation"]}
+    points = {tr("card.oof"): rule["validation"]}
     if rule.get("test"):
         points[tr("card.test")] = rule["test"]
     st.markdown(
@@ -37,7 +36,7 @@ def referral_section(rule: dict) -> None:
             "card.referral_text",
             threshold=ui.pct(rule["threshold"]),
             target=ui.pct(rule["target_sensitivity"]),
-            chosen_on=tr("card.chosen_on_oof" if cross_validated else "card.chosen_on_val"),
+            chosen_on=tr("card.chosen_on_oof"),
         )
     )
     cols = st.columns(3)
@@ -75,14 +74,15 @@ def referral_section(rule: dict) -> None:
                     marker=dict(color=colour, size=12, symbol="x"),
                 )
             )
-        for anchor in rule["anchors"]:
+        # Each anchor its own marker, drawn open and small so that the model's points stay visible.
+        for anchor, symbol in zip(rule["anchors"], ("triangle-up-open", "square-open", "star-open")):
             fig.add_trace(
                 go.Scatter(
                     x=[1 - anchor["specificity"]],
                     y=[anchor["sensitivity"]],
                     mode="markers",
                     name=tr(f"card.anchor.{anchor['key']}"),
-                    marker=dict(color="grey", size=9, symbol="diamond-open"),
+                    marker=dict(color="#555555", size=10, symbol=symbol, line=dict(width=2)),
                 )
             )
         fig.update_layout(
@@ -90,9 +90,10 @@ def referral_section(rule: dict) -> None:
             yaxis_title=tr("card.roc_y"),
             xaxis_range=[0, 1],
             yaxis_range=[0, 1.02],
-            height=380,
+            height=440,
             margin=dict(l=10, r=10, t=10, b=10),
-            legend=dict(orientation="h", y=-0.3),
+            # Below the plot, one entry a line: readable at 390 px, never over the curves.
+            legend=dict(orientation="v", yanchor="top", y=-0.22, x=0, font=dict(size=11)),
         )
         st.plotly_chart(fig, config={"displayModeBar": False})
     with right:
@@ -305,20 +306,34 @@ st.subheader(tr("card.data"))
 data = card["data"]
 # Per part: images, lesions where counted, and images per class (never the test split's, in a
 # cross-validated card: export does not read test labels).
+PARTS = {  # the card's English names of the data's parts -> their i18n keys
+    "folds (training and out-of-fold)": "card.part.folds",
+    "other sources' training parts (every fold)": "card.part.every_fold",
+    "in every fold's training": "card.part.every_fold",
+    "check (never trained on)": "card.part.check",
+    "test (scored once)": "card.part.test",
+}
 counts = pd.DataFrame(
     {
-        name: {"images": c["images"], **({"lesions": c["lesions"]} if "lesions" in c else {}), **c.get("per_class", {})}
+        tr(PARTS[name]) if name in PARTS else name: {
+            tr("card.images"): c["images"],
+            **({tr("card.lesions"): c["lesions"]} if "lesions" in c else {}),
+            **c.get("per_class", {}),
+        }
         for name, c in data["counts"].items()
     }
 )
-st.write(f"{data['dataset']}. {tr('card.split')}: {data['split_rule']}.")
-# A count not in the card (the test split's classes) shows as a dash, not as "None".
-st.dataframe(counts.map(lambda n: "–" if pd.isna(n) else int(n)), width="stretch")
+datasets = [name for name in ("HAM10000", "ISIC 2017", "BCN20000") if name in data["dataset"]]
+st.write(tr("card.data_text", datasets=", ".join(datasets), sources=", ".join(data["sources"])))
+st.caption(f"{tr('card.split')}: {tr('card.split_text')}")
+# A count not in the card (the test split's classes) shows as a dash, not as "None"; every cell
+# is text, so that Arrow never meets a column mixing numbers and dashes.
+st.dataframe(counts.map(lambda n: "–" if pd.isna(n) else str(int(n))), width="stretch")
 
 st.subheader(tr("card.use"))
 st.info(tr("app.disclaimer"))
 st.markdown(tr("card.limitations"))
 
 st.subheader(tr("card.licence"))
-st.write(data["licence"])
-st.caption(data["citation"])
+st.write(" · ".join(tr(f"licence.{name}") for name in datasets) + " " + tr("licence.terms"))
+st.caption(data["citation"])  # titles and authors, as published

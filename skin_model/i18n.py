@@ -132,7 +132,11 @@ TEXT: dict[str, dict[str, str]] = {
     "diag.original": {"en": "Image", "fr": "Image"},
     "diag.overlay": {"en": "Grad-CAM for {code}", "fr": "Grad-CAM pour {code}"},
     "diag.opacity": {"en": "Heatmap opacity", "fr": "Opacité de la carte"},
-    "diag.cam_class": {"en": "Explain the class", "fr": "Expliquer la classe"},
+    "diag.cam_class": {"en": "Explain", "fr": "Expliquer"},
+    "diag.cam_malignant": {
+        "en": "malignant or pre-malignant (the verdict's score)",
+        "fr": "maligne ou précancéreuse (le score du verdict)",
+    },
     "diag.fused": {"en": "With patient info", "fr": "Avec infos patient"},
     "diag.image_only": {"en": "Image only", "fr": "Image seule"},
     "diag.no_metadata": {
@@ -238,17 +242,8 @@ TEXT: dict[str, dict[str, str]] = {
         "fr": "Que vaut cette règle ? Sur 100 lésions malignes ou précancéreuses que le modèle n'avait pas apprises, "
         "elle en a signalé {flagged} ; sur 100 bénignes, elle en a aussi signalé {false_alarms}.",
     },
-    "diag.prior": {"en": "Before the image is seen, assume", "fr": "Avant de voir l'image, supposer"},
     "prior.equal": {"en": "every diagnosis equally likely", "fr": "tous les diagnostics également probables"},
     "prior.training": {"en": "HAM10000's own frequencies (nv 67%)", "fr": "les fréquences de HAM10000 (nv 67 %)"},
-    "diag.prior_help": {
-        "en": "Base rates change the answer: in HAM10000 two lesions in three are nevi, so a model that keeps those "
-        "odds calls doubtful lesions nevi and misses melanomas; assuming every diagnosis equally likely weighs "
-        "the image's evidence alone.",
-        "fr": "Les fréquences de base changent la réponse : dans HAM10000, deux lésions sur trois sont des nævus ; un modèle "
-        "qui garde ces chances classe les lésions douteuses en nævus et manque des mélanomes ; supposer tous les "
-        "diagnostics également probables ne pèse que les indices de l'image.",
-    },
     "diag.prior_in_force": {
         "en": "Probabilities under the prior: {prior}.",
         "fr": "Probabilités sous l'a priori : {prior}.",
@@ -328,22 +323,16 @@ TEXT: dict[str, dict[str, str]] = {
     },
     # -- model card page --------------------------------------------------------------------------------
     "card.title": {"en": "Model card", "fr": "Fiche du modèle"},
-    "card.summary": {
-        "en": "{members}; version {version}, exported on {date}. Each answer averages {views} flipped "
-        "views of the image; decisions assume every diagnosis equally likely (correction "
-        "strength {strength}, chosen on validation).",
-        "fr": "{members} ; version {version}, exportée le {date}. Chaque réponse moyenne {views} vues "
-        "retournées de l'image ; les décisions supposent tous les diagnostics également probables "
-        "(force de correction {strength}, choisie sur la validation).",
-    },
     "card.summary_cv": {
         "en": "{members}: one per fold of a 5-fold cross-validation, averaged; version {version}, exported on "
-        "{date}. Each answer averages {views} flipped views of the image; decisions assume every diagnosis "
-        "equally likely (the plain Bayes correction from HAM10000's frequencies, to which the model is calibrated).",
+        "{date}. Each answer averages {views} flipped views of the image. Its probabilities are calibrated to "
+        "HAM10000's frequencies, and the referral verdict reads their malignant share; the 7-class figures "
+        "below are those of the view before base rates (every diagnosis equally likely), as the model was chosen.",
         "fr": "{members} : un par pli d'une validation croisée à 5 plis, moyennés ; version {version}, exportée le "
-        "{date}. Chaque réponse moyenne {views} vues retournées de l'image ; les décisions supposent tous les "
-        "diagnostics également probables (la simple correction de Bayes depuis les fréquences de HAM10000, "
-        "auxquelles le modèle est calibré).",
+        "{date}. Chaque réponse moyenne {views} vues retournées de l'image. Ses probabilités sont calibrées sur "
+        "les fréquences de HAM10000, et le verdict d'orientation lit leur part maligne ; les chiffres à 7 classes "
+        "ci-dessous sont ceux de la vue avant fréquences (tous les diagnostics également probables), comme le "
+        "modèle a été choisi.",
     },
     "card.referral": {
         "en": "Should a dermatologist see it? The referral rule",
@@ -398,8 +387,6 @@ TEXT: dict[str, dict[str, str]] = {
         "fr": "Ce modèle ({split}) : maligne ou précancéreuse",
     },
     "card.test": {"en": "test", "fr": "test"},
-    "card.val": {"en": "validation", "fr": "validation"},
-    "card.chosen_on_val": {"en": "of the validation split", "fr": "de la partition de validation"},
     "card.chosen_on_oof": {
         "en": "among the out-of-fold predictions (each HAM10000 training lesion scored by the fold model that "
         "never saw it)",
@@ -440,6 +427,34 @@ TEXT: dict[str, dict[str, str]] = {
     },
     "card.data": {"en": "Training data", "fr": "Données d'entraînement"},
     "card.split": {"en": "Split", "fr": "Partition"},
+    "card.data_text": {
+        "en": "Dermoscopy from {datasets}; the sources (clinics and collections): {sources}.",
+        "fr": "Dermoscopie de {datasets} ; les sources (cliniques et collections) : {sources}.",
+    },
+    "card.split_text": {
+        "en": "no lesion in two places. HAM10000: a fixed test split and five class-stratified folds of the rest "
+        "(a lesion file, splits/ham10000_lesions.csv); ISIC 2017: its training part in every fold's training, its "
+        "validation part checked, never trained on. The test split's classes are never read by the export.",
+        "fr": "aucune lésion à deux endroits. HAM10000 : une partition de test fixe et cinq plis stratifiés par "
+        "classe pour le reste (un fichier de lésions, splits/ham10000_lesions.csv) ; ISIC 2017 : sa partie "
+        "d'entraînement dans l'entraînement de chaque pli, sa partie de validation vérifiée, jamais apprise. "
+        "L'export ne lit jamais les classes de la partition de test.",
+    },
+    "card.part.folds": {"en": "folds (training and out-of-fold)", "fr": "plis (entraînement et hors pli)"},
+    "card.part.every_fold": {"en": "in every fold's training", "fr": "dans l'entraînement de chaque pli"},
+    "card.part.check": {"en": "check (never trained on)", "fr": "vérification (jamais apprise)"},
+    "card.part.test": {"en": "test (scored once)", "fr": "test (évalué une fois)"},
+    "card.lesions": {"en": "lesions", "fr": "lésions"},
+    "licence.HAM10000": {"en": "HAM10000: CC BY-NC-SA 4.0", "fr": "HAM10000 : CC BY-NC-SA 4.0"},
+    "licence.ISIC 2017": {
+        "en": "ISIC 2017: CC BY-NC or CC-0, per image",
+        "fr": "ISIC 2017 : CC BY-NC ou CC-0, selon l'image",
+    },
+    "licence.BCN20000": {"en": "BCN20000: CC BY-NC 4.0", "fr": "BCN20000 : CC BY-NC 4.0"},
+    "licence.terms": {
+        "en": "— non-commercial use only, with attribution.",
+        "fr": "— usage non commercial uniquement, avec attribution.",
+    },
     "card.sources": {
         "en": "Seen in training: {sources}. Images from other cameras and clinics may be answered less well.",
         "fr": "Vues à l'entraînement : {sources}. Les images d'autres appareils et cliniques peuvent être moins bien "
@@ -499,6 +514,46 @@ TEXT: dict[str, dict[str, str]] = {
     # -- about page ----------------------------------------------------------------------------------------
     "about.title": {"en": "About", "fr": "À propos"},
     "about.glossary": {"en": "The seven diagnoses", "fr": "Les sept diagnostics"},
+    "about.answer": {"en": "Reading the answer", "fr": "Lire la réponse"},
+    "about.answer.text": {
+        "en": "- **The verdict** answers one question: should a dermatologist see this lesion? It reads one "
+        "number, the probability that the lesion is malignant or pre-malignant (melanoma + basal cell carcinoma "
+        "+ actinic keratosis / Bowen's), against a **threshold**.\n"
+        "- **The threshold** was chosen on lesions the model had not been trained on (out of fold), as the "
+        "highest that still flagged 90% of their malignant and pre-malignant lesions: a missed melanoma costs "
+        "more than an extra visit. So many benign lesions are flagged too, and *not suspicious* rules nothing out.\n"
+        "- **Borderline** means the number is among the 10% of those lesions' scores nearest the threshold: "
+        "the verdict could have gone either way.\n"
+        "- **Calibrated** means that of the lesions given 30%, about 30 in 100 had that diagnosis, among "
+        "lesions like the training images (HAM10000's clinics, with their mix of diagnoses: two in three are "
+        "nevi). The seven probabilities add up to 100%, and the malignant ones to the verdict's number.\n"
+        "- **Base rates.** A probability depends on how common each diagnosis is before the image is seen. "
+        "The optional column *before base rates* weighs the image's evidence as if every diagnosis were equally "
+        "common: it ranks rare diagnoses higher, is not the probability of this lesion, and the verdict never "
+        "uses it.\n"
+        "- **Cannot judge** means the image is unlike the dermoscopy the model learnt from (another camera, no "
+        "dermoscope, not a lesion): its numbers would not mean what they say there.",
+        "fr": "- **Le verdict** répond à une question : un dermatologue devrait-il voir cette lésion ? Il lit un "
+        "nombre, la probabilité que la lésion soit maligne ou précancéreuse (mélanome + carcinome basocellulaire "
+        "+ kératose actinique / maladie de Bowen), face à un **seuil**.\n"
+        "- **Le seuil** a été choisi sur des lésions que le modèle n'avait pas apprises (hors pli), comme le plus "
+        "haut qui signalait encore 90 % de leurs lésions malignes ou précancéreuses : manquer un mélanome coûte "
+        "plus qu'une consultation de trop. Beaucoup de lésions bénignes sont donc signalées aussi, et *non "
+        "suspecte* n'exclut rien.\n"
+        "- **À la limite** signifie que le nombre est parmi les 10 % des scores de ces lésions les plus proches "
+        "du seuil : le verdict aurait pu basculer.\n"
+        "- **Calibrée** signifie que sur les lésions auxquelles il donne 30 %, environ 30 sur 100 avaient ce "
+        "diagnostic, parmi des lésions comme celles de l'entraînement (les cliniques de HAM10000, avec leur "
+        "mélange de diagnostics : deux sur trois sont des nævus). Les sept probabilités font 100 %, et les "
+        "malignes le nombre du verdict.\n"
+        "- **Fréquences de base.** Une probabilité dépend de la fréquence de chaque diagnostic avant de voir "
+        "l'image. La colonne facultative *avant fréquences* pèse les indices de l'image comme si tous les "
+        "diagnostics étaient également fréquents : elle place plus haut les diagnostics rares, ce n'est pas la "
+        "probabilité de cette lésion, et le verdict ne l'utilise jamais.\n"
+        "- **Impossible de juger** signifie que l'image ne ressemble pas à la dermoscopie que le modèle a apprise "
+        "(autre appareil, pas de dermatoscope, pas une lésion) : ses nombres n'y voudraient pas dire ce qu'ils "
+        "disent.",
+    },
     "about.class.akiec": {
         "en": "Rough, scaly patches from years of sun; a small share become squamous cell carcinoma. Bowen's disease is a carcinoma confined to the top layer of skin.",
         "fr": "Plaques rugueuses et squameuses dues au soleil ; une petite part évolue en carcinome épidermoïde. La maladie de Bowen est un carcinome limité à la couche superficielle de la peau.",
@@ -539,13 +594,6 @@ TEXT: dict[str, dict[str, str]] = {
         "Pièges : la carte montre où le réseau a regardé, pas pourquoi, ni s'il a raison. "
         "Des zones chaudes sur une règle, des poils, de l'encre ou les coins sombres du dermoscope révèlent des raccourcis, pas de la médecine. "
         "La carte d'une classe très improbable explique peu.",
-    },
-    "about.run": {"en": "Running the app", "fr": "Lancer l'application"},
-    "about.cloud": {
-        "en": "Streamlit Community Cloud: *Create app* → this repository, branch `main`, "
-        "main file `streamlit_app.py`, Python 3.11 (advanced settings).",
-        "fr": "Streamlit Community Cloud : *Create app* → ce dépôt, branche `main`, "
-        "fichier `streamlit_app.py`, Python 3.11 (paramètres avancés).",
     },
     "about.api": {"en": "Asking from another program", "fr": "Interroger depuis un autre programme"},
     "about.api.text": {

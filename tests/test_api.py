@@ -365,3 +365,10 @@ def test_while_the_model_loads_predict_and_ready_say_so_and_version_reads_the_ca
     assert client.get("/version").json()["model_version"] == tiny_model.version
     loaded = TestClient(create_api(lambda: tiny_model, LIMIT))
     assert loaded.get("/ready").json() == {"ready": True}
+
+
+def test_cam_can_explain_the_referral_score(client, tiny_model):
+    body = _predict(client, params={"cam": "malignant"}).json()
+    assert body["cam"]["class"] == "malignant"
+    heat = Image.open(io.BytesIO(base64.b64decode(body["cam"]["png_base64"])))
+    assert heat.mode == "L" and heat.size == Image.open(io.BytesIO(LESION)).size

@@ -97,6 +97,7 @@ def test_metadata_change_reruns_and_class_selector_explains(monkeypatch):
     after = at.session_state["diagnosis"]["prediction"]
     assert after.metadata.age == 70 and after.metadata.site == "back"
     assert after.image_only == pytest.approx(before.image_only)
+    assert list(at.session_state["diagnosis"]["heatmaps"]) == ["malignant"]  # the verdict's score first
     other = next(c for c in vocab.CLASSES if c != after.label)
     at.selectbox(key="cam_class.en").set_value(other).run()
     assert other in at.session_state["diagnosis"]["heatmaps"]
@@ -234,11 +235,16 @@ def test_model_card_renders_its_metrics():
     assert {t("card.referral", "en"), t("card.ood", "en")} <= {h.value for h in at.subheader}
 
 
-def test_about_page_has_the_glossary():
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_about_page_explains_the_answer_and_has_the_glossary(lang):
     at = _app("app_pages/about.py")
+    at.session_state["lang"] = lang
+    at.run()
     text = _texts(at)
     for d in vocab.DIAGNOSES:
-        assert d.name_en in text
+        assert d.name(lang) in text
+    assert t("about.answer.text", lang) in text  # verdict, threshold, borderline, calibrated, base rates
+    assert not any("pip install" in str(c.value) for c in at.code)  # installing is the README's job
 
 
 def test_language_switch_changes_the_text():
@@ -270,8 +276,9 @@ def test_after_a_language_switch_every_selector_shows_french_values_and_keeps_it
     assert at.selectbox(key="sex.fr").value == "female"
     assert at.selectbox(key="sex.fr").options == [t(f"sex.{s}", "fr") for s in vocab.SEXES]
     assert at.selectbox(key="site.fr").value == "back"
-    cam = at.selectbox(key="cam_class.fr")
-    assert cam.value == label and cam.options[0] == f"akiec — {vocab.BY_CODE['akiec'].name_fr}"
+    cam = at.selectbox(key="cam_class.fr")  # the verdict's score first, then each class
+    assert cam.value == "malignant" and cam.options[0] == t("diag.cam_malignant", "fr")
+    assert cam.options[1] == f"akiec — {vocab.BY_CODE['akiec'].name_fr}"
     assert at.toggle(key="balanced.widget").label == t("diag.balanced_toggle", "fr")
     assert at.session_state["diagnosis"]["prediction"].label == label  # the same answer, now in French
 

@@ -354,3 +354,10 @@ def test_every_torch_computation_runs_on_the_torch_thread(tiny_model, call):
     with Recorder() as everywhere:  # the recorder does see torch work on the thread it watches
         tiny_model.calibrate(torch.zeros(1, 2, 1, len(vocab.CLASSES)))
     assert "softmax" in everywhere.names
+
+
+def test_the_referral_scores_heatmap_is_its_own_map(tiny_model):
+    img = synthetic_lesion("mel", 9)
+    malignant = tiny_model.explain(img, target="malignant")
+    assert malignant.target == "malignant" and malignant.heatmap.max() == pytest.approx(1.0)
+    assert np.abs(malignant.heatmap - tiny_model.explain(img, target="nv").heatmap).mean() > 1e-3

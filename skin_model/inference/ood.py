@@ -45,11 +45,20 @@ METHOD_WITH_OUTLIERS = (
 )
 
 
+STATISTICS_CHUNK = 256  # images at once: the float copy of 20,000 images would take 7 GB
+
+
 def image_statistics(pixels: torch.Tensor) -> torch.Tensor:
     """uint8 (N, 3, H, W) -> (N, 9): chromaticity (r, g) mean and spread, brightness mean and
     spread, saturation, and in log scale edge strength and fine texture (mean absolute
     Laplacian). Dermoscopy has skin colours, a lesion and fine texture; flat colours and
     smooth gradients have none (their Laplacian is near zero, where dermoscopy never is)."""
+    if len(pixels) > STATISTICS_CHUNK:
+        return torch.cat([_statistics(chunk) for chunk in pixels.split(STATISTICS_CHUNK)])
+    return _statistics(pixels)
+
+
+def _statistics(pixels: torch.Tensor) -> torch.Tensor:
     x = pixels.float() / 255.0
     total = x.sum(1).clamp(min=1e-3)
     chroma = x[:, :2] / total[:, None]

@@ -21,7 +21,15 @@ from skin_model.inference.network import SkinNet, encode_metadata, flip_views, u
 from skin_model.inference.ood import OodCheck, image_statistics
 from skin_model.inference.preprocess import InputConfig, SourceSize
 from skin_model.inference.priors import DEFAULT_PRIOR, PRIORS, apply_prior
-from skin_model.inference.referral import MALIGNANT_OR_PREMALIGNANT, NOT_SUSPICIOUS, borderline_band, verdict
+from skin_model.inference.referral import (
+    CAM_TARGETS,
+    MALIGNANT,
+    MALIGNANT_INDEX,
+    MALIGNANT_OR_PREMALIGNANT,
+    NOT_SUSPICIOUS,
+    borderline_band,
+    verdict,
+)
 from skin_model.inference.similar import CaseIndex, Neighbour, member_embedding
 from skin_model.inference.torch_thread import on_torch_thread
 from skin_model.inference.uncertainty import uncertain_pair
@@ -280,12 +288,13 @@ class SkinClassifier:
     ) -> tuple[Prediction, Explanation]:
         """Prediction and Grad-CAM from one forward and one backward pass over the view set.
 
-        ``target`` is the class to explain; by default the predicted one. The heatmap has the
+        ``target`` is the class to explain, or ``"malignant"`` (the referral's score, the log of
+        exp(mel) + exp(bcc) + exp(akiec) of the logits); by default the predicted class. The heatmap has the
         image's size unless ``heatmap_size`` = (width, height) asks for another (a display's:
         a camera photo's full-size map would be tens of megabytes nobody sees).
         """
-        if target is not None and target not in vocab.CLASSES:
-            raise ValueError(f"Unknown class {target!r}; expected one of {', '.join(vocab.CLASSES)}")
+        if target is not None and target not in CAM_TARGETS:
+            raise ValueError(f"Unknown class {target!r}; expected one of {', '.join(CAM_TARGETS)}")
         return self.diagnose_prepared(self.prepare(image, age, sex, site), target, prior, heatmap_size)
 
     @_torch_work
@@ -318,7 +327,13 @@ class SkinClassifier:
             target = target or prediction.label
             # Members share no weights, so one backward of their summed scores gives each
             # member the gradient of its own (view-averaged) score.
-            logits[:, FUSED, 0, vocab.CLASSES.index(target)].sum().backward()
+            fused = logits[:, FUSED, 0]
+            score = (
+                fused[:, MALIGNANT_INDEX].logsumexp(-1)
+                if target == MALIGNANT
+                else fused[:, vocab.CLASSES.index(target)]
+            )
+            score.sum().backward()
             # Each view's map is flipped back onto the image before averaging.
             maps = [unflip(cam.maps(), self.views).mean(0)[0].cpu() for cam in cams]
         heat = np.mean([upsample(m, heatmap_size or prepared.image.size) for m in maps], axis=0)

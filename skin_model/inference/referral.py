@@ -20,6 +20,9 @@ TARGET_SENSITIVITY = 0.90
 MALIGNANT_OR_PREMALIGNANT: tuple[str, ...] = tuple(d.code for d in vocab.DIAGNOSES if d.group != "benign")
 MALIGNANT_INDEX = [vocab.CLASSES.index(c) for c in MALIGNANT_OR_PREMALIGNANT]
 MEL = vocab.CLASSES.index("mel")
+# What a Grad-CAM may explain: the referral's score (what the verdict reads) or one class.
+MALIGNANT = "malignant"
+CAM_TARGETS: tuple[str, ...] = (MALIGNANT, *vocab.CLASSES)
 
 # The answer's three values: what the app shows first.
 SUSPICIOUS, NOT_SUSPICIOUS, CANNOT_JUDGE = "suspicious", "not_suspicious", "cannot_judge"

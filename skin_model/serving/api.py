@@ -50,6 +50,7 @@ from skin_model.inference.inputs import (
     NotAnImageError,
     TruncatedImageError,
 )
+from skin_model.inference.referral import CAM_TARGETS
 from skin_model.inference.torch_thread import TorchThreadError
 
 log = logging.getLogger(__name__)
@@ -311,9 +312,9 @@ def create_api(
                     422, "unknown_prior", f"Unknown prior {prior!r}; expected one of {', '.join(vocab.PRIOR_NAMES)}."
                 )
             cam = request.query_params.get("cam")
-            if cam is not None and cam not in vocab.CLASSES:
+            if cam is not None and cam not in CAM_TARGETS:
                 raise ApiError(
-                    422, "unknown_class", f"Unknown class {cam!r} for cam; expected one of {', '.join(vocab.CLASSES)}."
+                    422, "unknown_class", f"Unknown class {cam!r} for cam; expected one of {', '.join(CAM_TARGETS)}."
                 )
             meta = {name: _text(fields, name) for name in ("age", "sex", "site")}
 
@@ -457,7 +458,7 @@ def openapi_document(max_upload_bytes: int, token_required: bool = False) -> dic
                             "in": "query",
                             "required": False,
                             "description": "Add the Grad-CAM heatmap of this class, a grayscale PNG (base64)",
-                            "schema": {"type": "string", "enum": list(vocab.CLASSES)},
+                            "schema": {"type": "string", "enum": list(CAM_TARGETS)},
                         },
                         {
                             "name": "prior",
