@@ -1,5 +1,6 @@
 """Analyse: one image plus what is known of the patient -> answer, probabilities, Grad-CAM."""
 
+import base64
 import hashlib
 import json
 import logging
@@ -30,7 +31,14 @@ tr = ui.tr
 
 model = ui.model()
 st.title(tr("diag.title"))
-st.info(tr("app.disclaimer"), icon=":material/medical_information:")
+# A line, not a box: on a phone the verdict and its image must still fit the first screen.
+st.caption(f":material/medical_information: {tr('app.disclaimer')}")
+
+
+def thumbnail_of(image):
+    small = image.copy()
+    small.thumbnail((192, 192))  # shown at 96 px: sharp on a phone's screen
+    return small
 
 
 def read_image(name: str, data: bytes, source_id: str) -> dict:
@@ -126,9 +134,6 @@ with inputs_col:
                 st.selectbox, tr("meta.site"), vocab.SITES, "site", vocab.UNKNOWN, lambda s: tr(f"site.{s}")
             )
 
-    # Above what it changes (on a phone too): the extra column of the seven diagnoses. The verdict
-    # and the probabilities never depend on it.
-    balanced = ui.kept(st.toggle, "balanced", False, label=tr("diag.balanced_toggle"), help=tr("diag.balanced_help"))
 
 prior = vocab.DEFAULT_PRIOR  # the probabilities shown are the calibrated ones: one malignancy number
 
@@ -175,6 +180,7 @@ with result_col:
             "image": given["image"],
             "display": display,
             "display_jpeg": ui.jpeg(display),  # encoded once, not on each slider step
+            "thumbnail": ui.jpeg(thumbnail_of(display)),  # beside the verdict
             "pixels": np.asarray(display),
             "prediction": prediction,
             "heatmaps": {explanation.target: explanation.heatmap},  # each class asked for
@@ -238,17 +244,23 @@ VERDICT_STYLE = {  # colour and icon of each verdict's heading
 VERDICT_NOTE = {NOT_SUSPICIOUS: "refer.not_suspicious_note"}
 
 
-def verdict_heading(verdict: str) -> str:
+def verdict_heading(verdict: str, picture: str = "") -> str:
     colour, icon = VERDICT_STYLE[verdict]
-    return f"#### :{colour}[{icon} {tr('refer.' + verdict)}]"
+    return f"#### {picture}:{colour}[{icon} {tr('refer.' + verdict)}]"
 
 
-def referral(pred) -> None:
-    """The answer a clinician needs first: should a dermatologist see this lesion? With the
-    number behind it, and in words when it is borderline, when it seems to contradict the most
-    likely diagnosis, and why an image cannot be judged; then the rule's evidence."""
+def referral(pred, thumbnail: bytes) -> None:
+    """The answer a clinician needs first: should a dermatologist see this lesion? Beside the image
+    it is about (above it on a phone: both on the first screen), with the number behind it, and
+    in words when it is borderline, when it seems to contradict the most likely diagnosis, and why
+    an image cannot be judged; then the rule's evidence."""
     with st.container(border=True):
-        st.markdown(verdict_heading(pred.verdict))
+        # The image floats at the heading's left: beside it on any screen, and on a phone's first one.
+        picture = (
+            f'<img src="data:image/jpeg;base64,{base64.b64encode(thumbnail).decode()}" alt="" '
+            'style="float:left;width:96px;margin:0 12px 6px 0;border-radius:4px">'
+        )
+        st.markdown(verdict_heading(pred.verdict, picture), unsafe_allow_html=True)
         if pred.verdict == CANNOT_JUDGE:
             st.markdown(
                 tr("refer.cannot_judge_note", score=f"{pred.ood_score:.2f}", threshold=f"{model.ood.threshold:.2f}")
@@ -308,7 +320,7 @@ def what_changed(before, after) -> None:
 with result_col:
     pred = result["prediction"]
     diagnosis = vocab.BY_CODE[pred.label]
-    referral(pred)
+    referral(pred, result["thumbnail"])
     what_changed(result.get("before"), pred)
     # The image and what the network looked at, right under the verdict (the first screen of a phone).
     st.markdown(f"**{tr('diag.cam')}**")
@@ -337,6 +349,9 @@ with result_col:
     st.metric(tr("diag.confidence"), ui.pct(pred.confidence))
 
     st.markdown(f"**{tr('diag.chart')}**")
+    # Right above what it changes: an extra column of the table. The verdict and the
+    # probabilities never depend on it.
+    balanced = ui.kept(st.toggle, "balanced", False, label=tr("diag.balanced_toggle"), help=tr("diag.balanced_help"))
     st.markdown(
         ui.probability_table(
             pred.probabilities, pred.image_only, pred.label, pred.before_base_rates if balanced else None

@@ -99,10 +99,10 @@ if kept is not None:
         st.warning(tr("batch.warned", n=warned, column=tr("column.warning")))
     referred = int((result["refer"] == 1).sum())
     if referred:
-        st.info(tr("batch.refer", n=referred, column=tr("column.refer")), icon=":material/priority_high:")
+        st.info(tr("batch.refer", n=referred, column=tr("column.verdict")), icon=":material/priority_high:")
     flagged = int((result["ood"] == 1).sum())
     if flagged:
-        st.warning(tr("batch.ood", n=flagged, column=tr("column.ood")))
+        st.warning(tr("batch.ood", n=flagged, column=tr("column.verdict")))
     # Riskiest first: suspicious, then cannot judge, then not suspicious, each by P(malignant);
     # refused files last. The verdict leads each row, in words, so that a phone shows it first.
     order = {SUSPICIOUS: 0, CANNOT_JUDGE: 1, NOT_SUSPICIOUS: 2, "": 3}

@@ -277,14 +277,16 @@ TEXT: dict[str, dict[str, str]] = {
         "fr": "{n} ligne(s) avaient des métadonnées non comprises, prises comme inconnues ; voir la colonne « {column} ». Les images ont été analysées.",
     },
     "batch.refer": {
-        "en": "{n} of the images should be seen by a dermatologist (column '{column}', ticked also when the model "
-        "cannot judge an image).",
-        "fr": "{n} des images devraient être vues par un dermatologue (colonne « {column} », cochée aussi quand le "
-        "modèle ne peut pas juger une image).",
+        "en": "{n} of the images should be seen by a dermatologist: every one the '{column}' column calls "
+        "suspicious or cannot judge (riskiest first).",
+        "fr": "{n} des images devraient être vues par un dermatologue : toutes celles que la colonne « {column} » "
+        "dit suspectes ou impossibles à juger (les plus à risque en premier).",
     },
     "batch.ood": {
-        "en": "{n} image(s) do not look like dermoscopy of a skin lesion (column “{column}” = 1): their answers are unreliable.",
-        "fr": "{n} image(s) ne ressemblent pas à une dermoscopie de lésion cutanée (colonne « {column} » = 1) : leurs réponses ne sont pas fiables.",
+        "en": "{n} image(s) are unlike the dermoscopy the model learnt from (“{column}”: cannot judge): their "
+        "diagnoses are not counted in the chart.",
+        "fr": "{n} image(s) ne ressemblent pas à la dermoscopie que le modèle a apprise (« {column} » : impossible à "
+        "juger) : leurs diagnostics ne sont pas comptés dans le graphique.",
     },
     "batch.too_many": {
         "en": "At most {limit} images per batch: you gave {n}. Remove some, or use the command line (python -m skin_model predict) for more.",
