@@ -137,6 +137,13 @@ with inputs_col:
 
 prior = vocab.DEFAULT_PRIOR  # the probabilities shown are the calibrated ones: one malignancy number
 
+
+def diagnose(image, target: str, size: tuple[int, int]):
+    """The model's answer and the Grad-CAM of ``target`` at the display's ``size``, for this
+    page's image and patient information."""
+    with st.spinner(tr("diag.running")):
+        return model.diagnose(image, age=age, sex=sex, site=site, target=target, prior=prior, heatmap_size=size)
+
 # -- the model runs only when the image, the metadata or the prior change -------------------------------------
 with result_col:
     if given is None or "error" in given:
@@ -154,17 +161,8 @@ with result_col:
         display = given["image"].copy()
         display.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE))
         try:
-            with st.spinner(tr("diag.running")):
-                # The first heatmap explains the referral's score: the number the verdict reads.
-                prediction, explanation = model.diagnose(
-                    given["image"],
-                    age=age,
-                    sex=sex,
-                    site=site,
-                    target=MALIGNANT,
-                    prior=prior,
-                    heatmap_size=display.size,
-                )
+            # The first heatmap explains the referral's score: the number the verdict reads.
+            prediction, explanation = diagnose(given["image"], MALIGNANT, display.size)
         except TorchThreadError as err:  # busy or timed out: the inputs stay, a rerun tries again
             st.warning(error_text(err, ui.lang()), icon=":material/hourglass_top:")
             st.stop()
@@ -204,16 +202,7 @@ def explain(result: dict) -> None:
         target = ui.choice(st.selectbox, tr("diag.cam_class"), CAM_TARGETS, "cam_class", MALIGNANT, cam_label)
         if target not in result["heatmaps"]:
             try:
-                with st.spinner(tr("diag.running")):
-                    _, explanation = model.diagnose(
-                        result["image"],
-                        age=age,
-                        sex=sex,
-                        site=site,
-                        target=target,
-                        prior=prior,
-                        heatmap_size=result["display"].size,
-                    )
+                _, explanation = diagnose(result["image"], target, result["display"].size)
             except TorchThreadError as err:  # the answer above stays; choosing the class again retries
                 st.warning(error_text(err, ui.lang()), icon=":material/hourglass_top:")
                 return

@@ -163,18 +163,27 @@ def _verdict(page, lang: str = "en"):
     return page.locator("h4").filter(has_text=re.compile(texts))
 
 
-@pytest.mark.parametrize("lang", ["en", "fr"])
-def test_on_a_phone_the_verdict_is_on_the_first_screen(server, browser, lang):
-    page = browser.new_page(viewport={"width": 390, "height": 844})
-    page.goto(f"{server[0]}/?lang={lang}")
+def _analyse(browser, url: str, lang: str, size: tuple[int, int], sample: str = "ISIC_0027622.jpg"):
+    """A page at ``size`` that has analysed a sample, its verdict shown."""
+    page = browser.new_page(viewport={"width": size[0], "height": size[1]})
+    page.goto(f"{url}/?lang={lang}")
     page.get_by_text(t("diag.title", lang)).wait_for(timeout=60_000)
-    page.locator("input[type=file]").first.set_input_files(str(SAMPLES_DIR / "ISIC_0027622.jpg"))
+    page.locator("input[type=file]").first.set_input_files(str(SAMPLES_DIR / sample))
     _verdict(page, lang).first.wait_for(timeout=90_000)
+    page.wait_for_function("document.querySelectorAll('[data-testid=stImage] img').length >= 2", timeout=60_000)
     page.wait_for_timeout(1500)
+    return page
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_on_a_phone_the_verdict_and_its_image_are_on_the_first_screen(server, browser, lang):
+    page = _analyse(browser, server[0], lang, (390, 844))
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"analyse-390-first-screen-{lang}.png"))
     box = _verdict(page, lang).first.bounding_box()
     assert box is not None and box["y"] + box["height"] <= 844, f"the verdict starts at y={box and box['y']}"
+    image = _verdict(page, lang).first.locator("img").first.bounding_box()  # the image, beside its verdict
+    assert image and image["y"] + image["height"] <= 844, f"the image starts at y={image and image['y']}"
     page.set_viewport_size({"width": 1280, "height": 900})
     page.wait_for_timeout(1000)
     page.screenshot(path=str(ARTIFACTS / f"analyse-1280-{lang}.png"))
@@ -226,13 +235,8 @@ def test_one_malignancy_number_in_the_verdict_the_table_and_the_json(server, bro
     """The verdict's P(malignant) is the table's mel + bcc + akiec and the JSON download's."""
     import json
 
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.goto(f"{server[0]}/?lang={lang}")
-    page.get_by_text(t("diag.title", lang)).wait_for(timeout=60_000)
-    page.locator("input[type=file]").first.set_input_files(str(SAMPLES_DIR / "ISIC_0029827.jpg"))
-    _verdict(page, lang).first.wait_for(timeout=90_000)
+    page = _analyse(browser, server[0], lang, (1280, 900), "ISIC_0029827.jpg")
     page.locator("table b").first.wait_for(timeout=30_000)
-    page.wait_for_timeout(1500)
     score_line = page.get_by_text(re.compile(re.escape(t("refer.score", lang, p="X", threshold="Y").split("**X**")[0])))
     verdict_number = _percent(score_line.first.locator("strong").first.inner_text())
     rows = {}
@@ -246,23 +250,6 @@ def test_one_malignancy_number_in_the_verdict_the_table_and_the_json(server, bro
     report = json.loads(download.value.path().read_text())
     assert report["malignant_probability"] == report["referral_probability"]
     assert report["malignant_probability"] == pytest.approx(verdict_number, abs=0.0005)
-    page.close()
-
-
-@pytest.mark.parametrize("lang", ["en", "fr"])
-def test_on_a_phone_the_image_and_the_verdict_share_the_first_screen(server, browser, lang):
-    page = browser.new_page(viewport={"width": 390, "height": 844})
-    page.goto(f"{server[0]}/?lang={lang}")
-    page.get_by_text(t("diag.title", lang)).wait_for(timeout=60_000)
-    page.locator("input[type=file]").first.set_input_files(str(SAMPLES_DIR / "ISIC_0027622.jpg"))
-    _verdict(page, lang).first.wait_for(timeout=90_000)
-    page.wait_for_function("document.querySelectorAll('[data-testid=stImage] img').length >= 2", timeout=60_000)
-    page.wait_for_timeout(1500)
-    verdict = _verdict(page, lang).first.bounding_box()
-    image = _verdict(page, lang).first.locator("img").first.bounding_box()  # the image, beside its verdict
-    page.screenshot(path=str(ARTIFACTS / f"analyse-390-image-{lang}.png"))
-    assert verdict and verdict["y"] + verdict["height"] <= 844, verdict
-    assert image and image["y"] < 844, f"the image starts at y={image and image['y']}, below the first screen"
     page.close()
 
 
