@@ -138,9 +138,9 @@ with inputs_col:
 prior = vocab.DEFAULT_PRIOR  # the probabilities shown are the calibrated ones: one malignancy number
 
 
-def diagnose(image, target: str, size: tuple[int, int]):
-    """The model's answer and the Grad-CAM of ``target`` at the display's ``size``, for this
-    page's image and patient information."""
+def diagnose(image, target: str | None, size: tuple[int, int]):
+    """The model's answer and the Grad-CAM of ``target`` (None: the most likely class) at the
+    display's ``size``, for this page's image and patient information."""
     with st.spinner(tr("diag.running")):
         return model.diagnose(image, age=age, sex=sex, site=site, target=target, prior=prior, heatmap_size=size)
 
@@ -161,8 +161,9 @@ with result_col:
         display = given["image"].copy()
         display.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE))
         try:
-            # The first heatmap explains the referral's score: the number the verdict reads.
-            prediction, explanation = diagnose(given["image"], MALIGNANT, display.size)
+            # The first heatmap explains the most likely class: its maps lie on the lesion far more
+            # often than the referral score's (docs/model.md); that one is the selector's first choice.
+            prediction, explanation = diagnose(given["image"], None, display.size)
         except TorchThreadError as err:  # busy or timed out: the inputs stay, a rerun tries again
             st.warning(error_text(err, ui.lang()), icon=":material/hourglass_top:")
             st.stop()
@@ -186,7 +187,7 @@ with result_col:
             "before": previous["prediction"] if previous and previous["key"][0] == key[0] else None,
         }
         st.session_state["diagnosis"] = result
-        ui.forget("cam_class")  # a new answer explains its verdict's score first
+        ui.forget("cam_class")  # a new answer explains its own class first
 
 
 def cam_label(target: str) -> str:
@@ -199,7 +200,7 @@ def explain(result: dict) -> None:
     pred = result["prediction"]
     original, explained = st.columns(2)
     with explained:
-        target = ui.choice(st.selectbox, tr("diag.cam_class"), CAM_TARGETS, "cam_class", MALIGNANT, cam_label)
+        target = ui.choice(st.selectbox, tr("diag.cam_class"), CAM_TARGETS, "cam_class", pred.label, cam_label)
         if target not in result["heatmaps"]:
             try:
                 _, explanation = diagnose(result["image"], target, result["display"].size)

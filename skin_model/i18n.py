@@ -354,7 +354,7 @@ TEXT: dict[str, dict[str, str]] = {
     },
     "card.sensitivity": {"en": "Sensitivity (malignant flagged)", "fr": "Sensibilité (malignes signalées)"},
     "card.specificity": {"en": "Specificity (benign cleared)", "fr": "Spécificité (bénignes écartées)"},
-    "card.mel_sensitivity": {"en": "Melanomas flagged", "fr": "Mélanomes signalés"},
+    "card.mel_sensitivity": {"en": "Melanomas referred by the verdict", "fr": "Mélanomes orientés par le verdict"},
     "card.roc_x": {
         "en": "Benign lesions flagged (1 − specificity)",
         "fr": "Lésions bénignes signalées (1 − spécificité)",
@@ -395,7 +395,10 @@ TEXT: dict[str, dict[str, str]] = {
         "fr": "parmi les prédictions hors pli (chaque lésion d'entraînement de HAM10000 notée par le modèle de pli "
         "qui ne l'a jamais vue)",
     },
-    "card.mel_recall": {"en": "Melanomas found", "fr": "Mélanomes trouvés"},
+    "card.mel_recall": {
+        "en": "Melanomas named first (7-class answer)",
+        "fr": "Mélanomes nommés en premier (réponse à 7 classes)",
+    },
     "card.bal_acc": {"en": "Balanced accuracy", "fr": "Exactitude équilibrée"},
     "card.auc": {"en": "Macro ROC AUC", "fr": "AUC ROC macro"},
     "card.ece": {"en": "Calibration error (ECE)", "fr": "Erreur de calibration (ECE)"},

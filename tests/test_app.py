@@ -97,7 +97,9 @@ def test_metadata_change_reruns_and_class_selector_explains(monkeypatch):
     after = at.session_state["diagnosis"]["prediction"]
     assert after.metadata.age == 70 and after.metadata.site == "back"
     assert after.image_only == pytest.approx(before.image_only)
-    assert list(at.session_state["diagnosis"]["heatmaps"]) == ["malignant"]  # the verdict's score first
+    assert list(at.session_state["diagnosis"]["heatmaps"]) == [after.label]  # its own class first
+    at.selectbox(key="cam_class.en").set_value("malignant").run()  # the verdict's score, one choice away
+    assert "malignant" in at.session_state["diagnosis"]["heatmaps"]
     other = next(c for c in vocab.CLASSES if c != after.label)
     at.selectbox(key="cam_class.en").set_value(other).run()
     assert other in at.session_state["diagnosis"]["heatmaps"]
@@ -277,7 +279,7 @@ def test_after_a_language_switch_every_selector_shows_french_values_and_keeps_it
     assert at.selectbox(key="sex.fr").options == [t(f"sex.{s}", "fr") for s in vocab.SEXES]
     assert at.selectbox(key="site.fr").value == "back"
     cam = at.selectbox(key="cam_class.fr")  # the verdict's score first, then each class
-    assert cam.value == "malignant" and cam.options[0] == t("diag.cam_malignant", "fr")
+    assert cam.value == label and cam.options[0] == t("diag.cam_malignant", "fr")
     assert cam.options[1] == f"akiec — {vocab.BY_CODE['akiec'].name_fr}"
     assert at.toggle(key="balanced.widget").label == t("diag.balanced_toggle", "fr")
     assert at.session_state["diagnosis"]["prediction"].label == label  # the same answer, now in French

@@ -58,7 +58,7 @@ def load_members(model_dir: Path, card: dict) -> list[SkinNet]:
         raise ModelArtifactError(f"The model weights {path} are corrupted: {err}") from err
     members = []
     for i, spec in enumerate(card["members"]):
-        net = SkinNet(spec["architecture"], meta_hidden=spec["meta_hidden"])
+        net = SkinNet(spec["architecture"], meta_hidden=spec["meta_hidden"], cam_layer=spec.get("cam_layer"))
         prefix = f"members.{i}."
         state = {
             k[len(prefix) :]: v.float() if v.is_floating_point() else v
@@ -72,6 +72,10 @@ def load_members(model_dir: Path, card: dict) -> list[SkinNet]:
                 f"The weights in {path} do not match member {i} ({spec['architecture']}) "
                 f"of the model card: {str(err).splitlines()[0]}"
             ) from err
+        try:
+            net.cam_layer  # noqa: B018 (the card's Grad-CAM block must exist)
+        except AttributeError as err:
+            raise ModelArtifactError(f"Member {i} of the model card names no block {spec.get('cam_layer')!r}") from err
         members.append(net.eval())
     if len(tensors) != sum(len(m.state_dict()) for m in members):
         raise ModelArtifactError(f"{path} holds tensors that the model card does not describe.")
