@@ -16,7 +16,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--
 
 @contextmanager
 def running_app(python: str = sys.executable, script: str = "streamlit_app.py"):
-    """Yields (url, pid) once the health URL answers; stops the server afterwards.
+    """Yields (url, pid) once the health URL answers and the model has loaded; stops the server
+    afterwards.
 
     ``python`` is the interpreter that serves the app (another venv, e.g. one
     with a CPU build of torch), while the caller drives it from this one;
@@ -51,6 +52,14 @@ def running_app(python: str = sys.executable, script: str = "streamlit_app.py"):
                 time.sleep(0.5)
         else:
             raise RuntimeError("the app did not become healthy")
+        for _ in range(240):  # the server loads the model at start-up: wait until it has
+            try:
+                urllib.request.urlopen(f"{url}/api/v1/ready", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            raise RuntimeError("the app's model did not load")
         yield url, server.pid
     finally:
         server.terminate()

@@ -4,7 +4,7 @@ API at once, while a probe polls the health URL every 50 ms and a page session a
     python benchmarks/stress_api.py [--clients 1 8] [--repeats 3] [--app-python PATH]
 
 The image: a sample lesion upscaled to 6.2 MP with a little sensor-like noise, saved as PNG
-(about 16 MB, the size a camera or a scanner produces). For each burst it prints the probe's
+(about 14 MB: a camera or a scanner makes such files). For each burst it prints the probe's
 worst wait, the server's resident memory growth (polled every 50 ms, over its level before the
 burst), every answer's status, and whether every 200 equals the Python API's answer for the
 image (computed in-process after the server stops: the two never share the cores).

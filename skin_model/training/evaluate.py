@@ -66,13 +66,22 @@ def evaluate_sources(data, model_dir: Path, write_card: bool = False, outliers: 
         p_malignant = referral.malignant_scores(training)
         results["splits"][name] = {
             "equal_prior": source_metrics(equal, labels, ood),
+            # The app's default answer: the calibrated probabilities under HAM10000's frequencies.
+            "training_prior_answer": source_metrics(training, labels, ood),
             "training_prior": training_prior_report(training, labels),
             "equal_prior_report": classification_report(equal, labels),
             "referral": referral.operating_point(p_malignant, labels, model.refer_threshold),
         }
         for source in sorted(set(df["source"])):
             inside = (df["source"] == source).to_numpy()
-            results["by_source"][f"{source} ({name})"] = source_metrics(equal[inside], labels[inside], ood[inside])
+            per_source = source_metrics(equal[inside], labels[inside], ood[inside])
+            # The ranking the referral and the ROC use: the calibrated probabilities, no prior dividing them.
+            ranked = source_metrics(training[inside], labels[inside], ood[inside])
+            per_source |= {
+                "melanoma_auc_training_prior": ranked["melanoma_auc"],
+                "malignant_auc": ranked["malignant_auc"],
+            }
+            results["by_source"][f"{source} ({name})"] = per_source
     results["not_dermoscopy"] = not_dermoscopy_report(model, outliers)  # kept aside: the check
     results["not_dermoscopy_fitting_part"] = not_dermoscopy_report(model, outliers, part="fitting")
     if write_card:
