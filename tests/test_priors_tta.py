@@ -77,12 +77,15 @@ def test_the_answer_under_each_prior(tiny_model):
     ratio = {c: equal.probabilities[c] / training.probabilities[c] for c in vocab.CLASSES}
     by_frequency = sorted(vocab.CLASSES, key=frequency.get)
     assert all(ratio[a] >= ratio[b] - 1e-9 for a, b in zip(by_frequency, by_frequency[1:]))
-    assert equal.malignant_probability == pytest.approx(sum(equal.probabilities[c] for c in ("akiec", "bcc", "mel")))
+    # One malignancy number: the referral's (training frequencies) whatever prior the seven are under.
+    malignant = sum(training.probabilities[c] for c in ("akiec", "bcc", "mel"))
+    assert equal.malignant_probability == training.malignant_probability == pytest.approx(malignant)
+    assert training.before_base_rates == pytest.approx(equal.probabilities)  # the other view, by its own name
 
 
-def test_the_default_prior_is_equal(tiny_model):
+def test_the_default_prior_is_the_training_frequencies(tiny_model):
     img = synthetic_lesion("df", 32)
-    assert tiny_model.predict(img).probabilities == tiny_model.predict(img, prior="equal").probabilities
+    assert tiny_model.predict(img).probabilities == tiny_model.predict(img, prior="training").probabilities
 
 
 def test_an_unknown_prior_is_refused(tiny_model):
