@@ -144,6 +144,7 @@ def diagnose(image, target: str | None, size: tuple[int, int]):
     with st.spinner(tr("diag.running")):
         return model.diagnose(image, age=age, sex=sex, site=site, target=target, prior=prior, heatmap_size=size)
 
+
 # -- the model runs only when the image, the metadata or the prior change -------------------------------------
 with result_col:
     if given is None or "error" in given:

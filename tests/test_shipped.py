@@ -106,7 +106,9 @@ def test_cli_predict_writes_csv_and_heatmaps(shipped, tmp_path):
     assert set(table["ood"]) <= {0, 1} and (table["ood_score"] >= 0).all()
     assert (table["prior"] == "training").all()
     # One malignancy number: the class columns add up to it (each rounded to 4 decimals).
-    np.testing.assert_allclose(table[["mel", "bcc", "akiec"]].sum(axis=1), table["malignant_probability"], atol=4 * 5e-5)
+    np.testing.assert_allclose(
+        table[["mel", "bcc", "akiec"]].sum(axis=1), table["malignant_probability"], atol=4 * 5e-5
+    )
     assert set(table["verdict"]) <= {"suspicious", "not_suspicious", "cannot_judge"}
     assert sorted(table["image_id"]) == sorted(SAMPLES["image_id"])
     # The CSV states probabilities to 4 decimals (batch.CSV_DIGITS): each within 5e-5 of the answer.
