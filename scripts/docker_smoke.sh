@@ -34,11 +34,16 @@ echo "runs as: $user"
 out=$(docker exec "$NAME" python -m skin_model predict assets/samples/ISIC_0027622.jpg)
 echo "$out"
 # The CSV's header is the package's own column list (batch.RESULT_COLUMNS), not a copy of it.
-columns=$(docker exec "$NAME" python -c "from skin_model.batch import RESULT_COLUMNS; print(','.join(RESULT_COLUMNS))")
+columns=$(docker exec "$NAME" python -c "from skin_model.serving.batch import RESULT_COLUMNS; print(','.join(RESULT_COLUMNS))")
 [ "$(echo "$out" | head -1)" = "$columns" ]
 echo "$out" | sed -n 2p | grep -Eq '^ISIC_0027622,(akiec|bcc|bkl|df|mel|nv|vasc),'
-# The prediction API, served by the same process as the pages.
+# The prediction API, served by the same process as the pages; the model loads at start-up.
 curl -fsS "http://127.0.0.1:$PORT/api/v1/version" | grep -q '"model_version"'
+for _ in $(seq 1 120); do
+    curl -fsS "http://127.0.0.1:$PORT/api/v1/ready" >/dev/null 2>&1 && break
+    sleep 1
+done
+curl -fsS "http://127.0.0.1:$PORT/api/v1/ready" | grep -q '"ready"'
 api=$(curl -sS -F image=@assets/samples/ISIC_0027622.jpg -F age=45 -F sex=male "http://127.0.0.1:$PORT/api/v1/predict")
 echo "API: ${api:0:160}..."
 echo "$api" | grep -Eq '"verdict": ?"(suspicious|not_suspicious|cannot_judge)"'
