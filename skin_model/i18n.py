@@ -162,6 +162,10 @@ TEXT: dict[str, dict[str, str]] = {
         "en": "histopathology or expert consensus (ISIC 2017)",
         "fr": "histopathologie ou consensus d'experts (ISIC 2017)",
     },
+    "dx_type.isic2019": {
+        "en": "histopathology or expert consensus (BCN20000, ISIC 2019)",
+        "fr": "histopathologie ou consensus d'experts (BCN20000, ISIC 2019)",
+    },
     "diag.uncertain": {
         "en": "Uncertain between **{a}** and **{b}**: the model cannot tell these two apart here.",
         "fr": "Incertain entre **{a}** et **{b}** : le modèle ne sait pas les départager ici.",

@@ -147,3 +147,16 @@ def test_an_uncalibrated_check_refuses_and_a_nan_score_is_flagged():
     tensors, metadata = OodCheck.fit(stats).to_tensors()
     with pytest.raises(RuntimeError, match="no threshold"):  # stored uncalibrated, loaded: still refuses
         OodCheck.from_tensors(tensors, metadata).flags(torch.tensor([0.1]))
+
+
+def test_every_source_s_confirmation_can_be_indexed_and_named():
+    """BCN20000's rows say 'isic2019': the held-out harness crashed building an index with them."""
+    from skin_model.i18n import TEXT
+    from skin_model.inference.similar import DX_TYPES
+
+    n = len(DX_TYPES)
+    cases = CaseIndex.build(
+        torch.randn(n, 16), torch.arange(n) % 7, list(DX_TYPES), [f"i{k}" for k in range(n)], [b""] * n, dim=8
+    )
+    assert [c.dx_type for c in cases.neighbours(cases.similarities(torch.randn(1, 16))[0])] and "isic2019" in DX_TYPES
+    assert all(f"dx_type.{t}" in TEXT for t in DX_TYPES)

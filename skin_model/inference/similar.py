@@ -24,7 +24,9 @@ from skin_model import vocab
 DIM = 128
 THUMB_SIZE = (96, 72)
 # How a diagnosis was confirmed: HAM10000's four ways, and ISIC 2017's (histopathology or consensus, untold)
-DX_TYPES = ("histo", "follow_up", "consensus", "confocal", "isic2017")
+# Appended only: an index stores each case's position in this tuple. "isic2019": BCN20000's
+# images as the ISIC 2019 challenge published them (histopathology for most malignant lesions).
+DX_TYPES = ("histo", "follow_up", "consensus", "confocal", "isic2017", "isic2019")
 
 
 @dataclass(frozen=True)
