@@ -44,26 +44,24 @@ def running_app(python: str = sys.executable, script: str = "streamlit_app.py"):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            raise RuntimeError("the app did not become healthy")
-        for _ in range(240):  # the server loads the model at start-up: wait until it has
-            try:
-                urllib.request.urlopen(f"{url}/api/v1/ready", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            raise RuntimeError("the app's model did not load")
+        _wait_for(f"{url}/_stcore/health", 120, "the app did not become healthy")
+        # The server loads the model at start-up: wait until it has.
+        _wait_for(f"{url}/api/v1/ready", 240, "the app's model did not load")
         yield url, server.pid
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def _wait_for(url: str, tries: int, failure: str) -> None:
+    """Until ``url`` answers 200 (a 503 raises OSError too), every 0.5 s."""
+    for _ in range(tries):
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(failure)
 
 
 def peak_rss_mb(pid: int) -> float:

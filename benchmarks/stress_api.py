@@ -160,11 +160,7 @@ def main() -> None:
     image = big_png()
     print(f"image: {SIZE[0]}x{SIZE[1]} PNG, {len(image) / 2**20:.1f} MB", file=sys.stderr)
     runs = []
-    with running_app(args.app_python) as (url, pid):
-        for _ in range(240):  # the server loads the model at start-up
-            if httpx.get(f"{url}/api/v1/ready", timeout=30).status_code == 200:
-                break
-            time.sleep(0.5)
+    with running_app(args.app_python) as (url, pid):  # yields once the model has loaded
         httpx.post(f"{url}/api/v1/predict", files={"image": ("s.jpg", SAMPLE.read_bytes())}, timeout=300)  # warm
         for clients in args.clients:
             for _ in range(args.repeats):
