@@ -171,7 +171,7 @@ def probability_table(
     highlight: str,
     before_base_rates: dict[str, float] | None = None,
 ) -> str:
-    """All seven diagnoses, most likely first: the code with its full name (no hover needed on a
+    """All seven diagnoses, most probable first: the code with its full name (no hover needed on a
     phone), a bar and the probability with the patient information, the image-only probability,
     and where asked the view before base rates; one small HTML table (a chart library cost the
     browser ~40 ms of each answer on 2 cores). Only our own codes, names and numbers go in it."""
@@ -192,3 +192,35 @@ def probability_table(
             f"{balanced}</tr>"
         )
     return f'<table style="width:100%"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def similar_cases(cases) -> str:
+    """The similar confirmed cases as a wrapping grid of cards (two a row on a phone), each a tap
+    away from its details (an HTML ``details`` element: no rerun, no hover): the thumbnail, a
+    short caption (diagnosis, similarity, age and site where recorded), then the full name, how
+    it was confirmed and the patient. Only our own codes, names, numbers and JPEGs go in it."""
+    import base64
+
+    cards = []
+    for case in cases:
+        patient = case.patient
+        age = tr("diag.similar_age", age=f"{patient.age:.0f}") if patient.age is not None else ""
+        site = tr(f"site.{patient.site}") if patient.site != vocab.UNKNOWN else ""
+        short = " · ".join(x for x in (f"<b>{case.dx}</b>", pct(case.similarity), age, site) if x)
+        details = tr(
+            "diag.similar_details",
+            name=vocab.BY_CODE[case.dx].name(lang()),
+            how=tr(f"dx_type.{case.dx_type}"),
+            similarity=pct(case.similarity),
+        )
+        if patient.sex != vocab.UNKNOWN:
+            details += " " + tr("diag.similar_sex", sex=tr(f"sex.{patient.sex}"))
+        picture = base64.b64encode(case.thumbnail).decode()
+        cards.append(
+            '<details style="flex:0 0 150px;font-size:0.8em;line-height:1.3">'
+            '<summary style="list-style:none;cursor:pointer">'
+            f'<img src="data:image/jpeg;base64,{picture}" alt="{case.dx}" '
+            'style="width:150px;display:block;border-radius:4px;margin-bottom:2px">'
+            f"{short}</summary><div>{details}</div></details>"
+        )
+    return f'<div style="display:flex;flex-wrap:wrap;gap:10px">{"".join(cards)}</div>'

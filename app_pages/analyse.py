@@ -139,7 +139,7 @@ prior = vocab.DEFAULT_PRIOR  # the probabilities shown are the calibrated ones: 
 
 
 def diagnose(image, target: str | None, size: tuple[int, int]):
-    """The model's answer and the Grad-CAM of ``target`` (None: the most likely class) at the
+    """The model's answer and the Grad-CAM of ``target`` (None: the suggested diagnosis) at the
     display's ``size``, for this page's image and patient information."""
     with st.spinner(tr("diag.running")):
         return model.diagnose(image, age=age, sex=sex, site=site, target=target, prior=prior, heatmap_size=size)
@@ -162,7 +162,7 @@ with result_col:
         display = given["image"].copy()
         display.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE))
         try:
-            # The first heatmap explains the most likely class: its maps lie on the lesion far more
+            # The first heatmap explains the suggested diagnosis: its maps lie on the lesion far more
             # often than the referral score's (docs/model.md); that one is the selector's first choice.
             prediction, explanation = diagnose(given["image"], None, display.size)
         except TorchThreadError as err:  # busy or timed out: the inputs stay, a rerun tries again
@@ -243,7 +243,7 @@ def verdict_heading(verdict: str, picture: str = "") -> str:
 def referral(pred, thumbnail: bytes) -> None:
     """The answer a clinician needs first: should a dermatologist see this lesion? Beside the image
     it is about (above it on a phone: both on the first screen), with the number behind it, and
-    in words when it is borderline, when it seems to contradict the most likely diagnosis, and why
+    in words when it is borderline, when it seems to contradict the suggested diagnosis, and why
     an image cannot be judged; then the rule's evidence."""
     with st.container(border=True):
         # The image floats at the heading's left: beside it on any screen, and on a phone's first one.
@@ -327,6 +327,17 @@ with result_col:
     else:
         st.subheader(tr("diag.result", code=pred.label, name=diagnosis.name(ui.lang())))
         st.markdown(ui.badge(pred.label))
+        if pred.most_probable != pred.label:  # a rarer diagnosis that the image favours: say why
+            top = pred.most_probable
+            st.markdown(
+                tr(
+                    "diag.answer_rule",
+                    top=top,
+                    p_top=ui.pct(pred.probabilities[top]),
+                    code=pred.label,
+                    p=ui.pct(pred.confidence),
+                )
+            )
     if sample is not None:
         # A teaching moment: the recorded diagnosis beside the model's answer.
         st.markdown(
@@ -342,7 +353,10 @@ with result_col:
     st.markdown(f"**{tr('diag.chart')}**")
     # Right above what it changes: an extra column of the table. The verdict and the
     # probabilities never depend on it.
-    balanced = ui.kept(st.toggle, "balanced", False, label=tr("diag.balanced_toggle"), help=tr("diag.balanced_help"))
+    balanced_help = tr("diag.balanced_help") + (
+        " " + tr("diag.balanced_help.answer") if model.answer_prior == "equal" else ""
+    )
+    balanced = ui.kept(st.toggle, "balanced", False, label=tr("diag.balanced_toggle"), help=balanced_help)
     st.markdown(
         ui.probability_table(
             pred.probabilities, pred.image_only, pred.label, pred.before_base_rates if balanced else None
@@ -353,15 +367,8 @@ with result_col:
         st.caption(tr("diag.no_metadata"))
 
     st.markdown(f"**{tr('diag.similar')}**")
-    cases = pred.neighbours
-    st.image(
-        [n.thumbnail for n in cases],
-        width=144,
-        caption=[
-            tr("diag.similar_caption", code=n.dx, how=tr(f"dx_type.{n.dx_type}"), similarity=ui.pct(n.similarity))
-            for n in cases
-        ],
-    )
+    st.caption(tr("diag.similar_tap"))
+    st.markdown(ui.similar_cases(pred.neighbours), unsafe_allow_html=True)
 
     report = {
         "disclaimer": "Research and teaching demonstrator; not a medical device.",

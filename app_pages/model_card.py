@@ -220,11 +220,13 @@ def evaluation_section(evaluation: dict) -> None:
     real images that are not dermoscopy."""
     st.subheader(tr("card.evaluation"))
     oof, test = card["out_of_fold"], evaluation["splits"]["test"]
+    # The app's answer: the suggested diagnosis's recalls, the calibrated probabilities' ranking.
+    answer, oof_answer = test["answer"], evaluation["out_of_fold"]["answer"]
     calibration = test["training_prior"]
     headline = (
-        ("card.bal_acc", test["equal_prior"]["balanced_accuracy_present"], oof["balanced_accuracy_equal_prior_tta"]),
-        ("card.mel_recall", test["equal_prior"]["melanoma_recall"], oof["melanoma_recall_equal_prior_tta"]),
-        ("card.mel_auc", test["equal_prior"]["melanoma_auc"], None),
+        ("card.bal_acc", answer["balanced_accuracy_present"], oof_answer["balanced_accuracy_present"]),
+        ("card.mel_recall", answer["melanoma_recall"], oof_answer["melanoma_recall"]),
+        ("card.mel_auc", answer["melanoma_auc"], oof_answer["melanoma_auc"]),
         ("card.auc", test["equal_prior_report"]["macro_auc"], oof["macro_auc"]),
         ("card.ece", calibration["ece_15"], oof["training_prior"]["ece_15"]),
     )
@@ -248,9 +250,12 @@ def evaluation_section(evaluation: dict) -> None:
             "BA": r["balanced_accuracy_present"],
             tr("card.mel_recall"): r["melanoma_recall"],
             tr("card.mel_auc"): r["melanoma_auc"],
-            tr("card.ood_flagged"): r["ood_flagged"],
+            tr("card.ood_flagged"): r.get("ood_flagged"),  # out of fold: not scored for it
         }
-        for name, r in evaluation["by_source"].items()
+        for name, r in {
+            **evaluation["by_source"],
+            **{f"{s} ({tr('card.oof')})": r for s, r in evaluation["out_of_fold"]["by_source"].items()},
+        }.items()
     ]
     numbers = ["BA", tr("card.mel_recall"), tr("card.mel_auc"), tr("card.ood_flagged")]
     st.dataframe(

@@ -24,18 +24,20 @@ def main(model_dir: Path | None = None) -> None:
         card = read_card(folder)
     oof, ev = card["out_of_fold"], card["evaluation"]
     test = ev["splits"]["test"]
+    answer, oof_answer = test["answer"], ev["out_of_fold"]["answer"]
     print(f"## Model {card['model_version']}: out-of-fold beside test\n")
+    print(
+        f"The suggested diagnosis: the top class under the `{card['prior']['default']}` prior; AUCs rank by the "
+        "calibrated probabilities (training frequencies).\n"
+    )
     print("| measure | out-of-fold | test |\n|---|---|---|")
     report = test["equal_prior_report"]
     rows = [
-        ("images", oof["n_images"], test["equal_prior"]["images"]),
-        (
-            "balanced accuracy (equal prior, flips)",
-            _f(oof["balanced_accuracy_equal_prior_tta"]),
-            _f(report["balanced_accuracy"]),
-        ),
-        ("melanoma recall", _f(oof["melanoma_recall_equal_prior_tta"]), _f(report["recall"]["mel"])),
-        ("melanoma AUC", "–", _f(test["equal_prior"]["melanoma_auc"])),
+        ("images", ev["out_of_fold"]["images"], answer["images"]),
+        ("balanced accuracy", _f(oof_answer["balanced_accuracy_present"]), _f(answer["balanced_accuracy_present"])),
+        ("melanoma recall", _f(oof_answer["melanoma_recall"]), _f(answer["melanoma_recall"])),
+        ("melanoma AUC", _f(oof_answer["melanoma_auc"]), _f(answer["melanoma_auc"])),
+        ("P(malignant) AUC", _f(oof_answer["malignant_auc"]), _f(answer["malignant_auc"])),
         ("macro AUC", _f(oof["macro_auc"]), _f(report["macro_auc"])),
         ("training prior: ECE (15 bins)", _f(oof["training_prior"]["ece_15"]), _f(test["training_prior"]["ece_15"])),
         (
@@ -50,7 +52,7 @@ def main(model_dir: Path | None = None) -> None:
             ),
             " / ".join(_f(test["referral"][k]) for k in ("sensitivity", "specificity", "melanoma_sensitivity")),
         ),
-        ("flagged out of domain", "–", _f(test["equal_prior"]["ood_flagged"])),
+        ("flagged out of domain", "–", _f(answer["ood_flagged"])),
     ]
     for row in rows:
         print("| " + " | ".join(str(x) for x in row) + " |")
@@ -61,12 +63,21 @@ def main(model_dir: Path | None = None) -> None:
         print(
             f"- {c}: {o['mean_probability'][c]:.3f} / {o['frequency'][c]:.3f}; {t['mean_probability'][c]:.3f} / {t['frequency'][c]:.3f}"
         )
-    print("\n## By source (equal prior, flips; never trained on)\n")
+    print("\nThe top class under each prior (out-of-fold; test): balanced accuracy / melanoma recall")
+    for prior in vocab.PRIOR_NAMES:
+        t = test["training_prior_answer" if prior == "training" else "equal_prior"]
+        o = ev["out_of_fold"][prior]
+        print(
+            f"- {prior}: {_f(o['balanced_accuracy_present'])} / {_f(o['melanoma_recall'])}; "
+            f"{_f(t['balanced_accuracy_present'])} / {_f(t['melanoma_recall'])}"
+        )
+    print("\n## By source (the suggested diagnosis; AUCs of the calibrated probabilities)\n")
     print(
         "| source (part) | images | melanomas | melanoma recall | melanoma AUC | BA (classes present) | P(malignant) AUC | flagged out of domain |"
     )
     print("|---|---|---|---|---|---|---|---|")
-    for name, r in ev["by_source"].items():
+    oof_sources = {f"{s} (out-of-fold)": r | {"ood_flagged": None} for s, r in ev["out_of_fold"]["by_source"].items()}
+    for name, r in {**ev["by_source"], **oof_sources}.items():
         print(
             f"| {name} | {r['images']} | {r['melanomas']} | {_f(r['melanoma_recall'])} | {_f(r['melanoma_auc'])} | "
             f"{_f(r['balanced_accuracy_present'])} | {_f(r['malignant_auc'])} | {_f(r['ood_flagged'])} |"

@@ -122,7 +122,17 @@ TEXT: dict[str, dict[str, str]] = {
     },
     "diag.waiting": {"en": "Give an image to get an answer.", "fr": "Donnez une image pour obtenir une réponse."},
     "diag.running": {"en": "Analysing…", "fr": "Analyse en cours…"},
-    "diag.result": {"en": "Most likely: **{code}** — {name}", "fr": "Le plus probable : **{code}** — {name}"},
+    "diag.result": {"en": "Suggested diagnosis: **{code}** — {name}", "fr": "Diagnostic suggéré : **{code}** — {name}"},
+    "diag.answer_rule": {
+        "en": "**Why not the most probable?** {top} is more probable ({p_top}), mostly because it is far more "
+        "common. Weighed against how common each diagnosis is, the image favours {code} ({p}): naming the "
+        "diagnosis the image favours found more melanomas, and more diagnoses overall, among lesions the model "
+        "had not learnt from.",
+        "fr": "**Pourquoi pas le plus probable ?** {top} est plus probable ({p_top}), surtout parce qu'il est bien "
+        "plus fréquent. Rapportée à la fréquence de chaque diagnostic, l'image favorise {code} ({p}) : nommer le "
+        "diagnostic que l'image favorise a trouvé plus de mélanomes, et plus de bons diagnostics, parmi les "
+        "lésions que le modèle n'avait pas apprises.",
+    },
     "diag.confidence": {
         "en": "Its probability (calibrated, HAM10000's frequencies)",
         "fr": "Sa probabilité (calibrée, fréquences de HAM10000)",
@@ -153,7 +163,13 @@ TEXT: dict[str, dict[str, str]] = {
         "en": "Similar confirmed cases (training images nearest in the model's feature space)",
         "fr": "Cas confirmés similaires (images d'entraînement les plus proches pour le modèle)",
     },
-    "diag.similar_caption": {"en": "{code} · {how} · {similarity}", "fr": "{code} · {how} · {similarity}"},
+    "diag.similar_tap": {"en": "Tap a case for its details.", "fr": "Touchez un cas pour ses détails."},
+    "diag.similar_age": {"en": "{age} y", "fr": "{age} ans"},
+    "diag.similar_details": {
+        "en": "{name}, confirmed by {how}; similarity {similarity}.",
+        "fr": "{name}, confirmé par {how} ; similarité {similarity}.",
+    },
+    "diag.similar_sex": {"en": "Patient: {sex}.", "fr": "Patient : {sex}."},
     "dx_type.histo": {"en": "histopathology", "fr": "histopathologie"},
     "dx_type.follow_up": {"en": "follow-up", "fr": "suivi"},
     "dx_type.consensus": {"en": "expert consensus", "fr": "consensus d'experts"},
@@ -204,19 +220,19 @@ TEXT: dict[str, dict[str, str]] = {
         "considérez cette réponse comme incertaine dans un sens comme dans l'autre.",
     },
     "refer.conflict": {
-        "en": "**Why both?** The single most likely diagnosis is benign ({code}, {top}), yet the {p} chance that "
+        "en": "**Why both?** The suggested diagnosis is benign ({code}, {top}), yet the {p} chance that "
         "the lesion is malignant or pre-malignant is above the {threshold} at which this tool asks for a "
         "dermatologist. It refers lesions even when benign is more likely, so as to miss few malignant ones.",
-        "fr": "**Pourquoi les deux ?** Le diagnostic le plus probable est bénin ({code}, {top}), mais la "
+        "fr": "**Pourquoi les deux ?** Le diagnostic suggéré est bénin ({code}, {top}), mais la "
         "probabilité de {p} que la lésion soit maligne ou précancéreuse dépasse le seuil de {threshold} à partir "
         "duquel cet outil demande un dermatologue. Il oriente même quand le bénin est plus probable, pour manquer "
         "peu de lésions malignes.",
     },
     "diag.changed": {
         "en": "What changed: the probability of a malignant or pre-malignant lesion went from {before} to {after}; "
-        "most likely: {top_before} → {top_after}; verdict {verdict}.",
+        "suggested diagnosis: {top_before} → {top_after}; verdict {verdict}.",
         "fr": "Ce qui a changé : la probabilité d'une lésion maligne ou précancéreuse est passée de {before} à "
-        "{after} ; le plus probable : {top_before} → {top_after} ; verdict {verdict}.",
+        "{after} ; diagnostic suggéré : {top_before} → {top_after} ; verdict {verdict}.",
     },
     "diag.verdict_same": {"en": "unchanged", "fr": "inchangé"},
     "diag.balanced_toggle": {
@@ -232,6 +248,10 @@ TEXT: dict[str, dict[str, str]] = {
         "sont des nævus) : leur part maligne est le nombre que lit le verdict. La colonne en plus pèse les indices "
         "de l'image comme si tous les diagnostics étaient également fréquents : elle place plus haut les "
         "diagnostics rares, ce n'est pas la probabilité de cette lésion, et le verdict ne l'utilise jamais.",
+    },
+    "diag.balanced_help.answer": {
+        "en": "The suggested diagnosis is this column's top.",
+        "fr": "Le diagnostic suggéré est le premier de cette colonne.",
     },
     "diag.balanced": {"en": "Before base rates", "fr": "Avant fréquences"},
     "refer.score": {
@@ -475,8 +495,10 @@ TEXT: dict[str, dict[str, str]] = {
     },
     "card.oof": {"en": "out-of-fold", "fr": "hors pli"},
     "card.by_source": {
-        "en": "By source: HAM10000's test lesions per clinic, and ISIC 2017's check part (never trained on)",
-        "fr": "Par source : lésions de test de HAM10000 par clinique, et partie de contrôle d'ISIC 2017 (jamais apprise)",
+        "en": "By source: HAM10000's test lesions per clinic, ISIC 2017's check part (never trained on), and each "
+        "source's out-of-fold images (each scored by the fold model that never saw it)",
+        "fr": "Par source : lésions de test de HAM10000 par clinique, partie de contrôle d'ISIC 2017 (jamais apprise), "
+        "et images hors pli de chaque source (chacune notée par le modèle de pli qui ne l'a jamais vue)",
     },
     "card.source": {"en": "Source", "fr": "Source"},
     "card.images": {"en": "Images", "fr": "Images"},
@@ -540,6 +562,11 @@ TEXT: dict[str, dict[str, str]] = {
         "The optional column *before base rates* weighs the image's evidence as if every diagnosis were equally "
         "common: it ranks rare diagnoses higher, is not the probability of this lesion, and the verdict never "
         "uses it.\n"
+        "- **The suggested diagnosis** is the diagnosis the image favours most once base rates are set aside "
+        "(the top of that column). On lesions the model had not learnt from it named the right diagnosis, and "
+        "melanomas, more often than the most probable class did. The two can differ: nevi are so common that "
+        "a nevus is often the most probable diagnosis even when the image favours a rarer one; the page then "
+        "says so.\n"
         "- **Cannot judge** means the image is unlike the dermoscopy the model learnt from (another camera, no "
         "dermoscope, not a lesion): its numbers would not mean what they say there.",
         "fr": "- **Le verdict** répond à une question : un dermatologue devrait-il voir cette lésion ? Il lit un "
@@ -559,6 +586,11 @@ TEXT: dict[str, dict[str, str]] = {
         "l'image. La colonne facultative *avant fréquences* pèse les indices de l'image comme si tous les "
         "diagnostics étaient également fréquents : elle place plus haut les diagnostics rares, ce n'est pas la "
         "probabilité de cette lésion, et le verdict ne l'utilise jamais.\n"
+        "- **Le diagnostic suggéré** est celui que l'image favorise le plus une fois les fréquences de base mises "
+        "de côté (le premier de cette colonne). Sur des lésions que le modèle n'avait pas apprises, il a nommé le "
+        "bon diagnostic, et les mélanomes, plus souvent que la classe la plus probable. Les deux peuvent "
+        "différer : les nævus sont si fréquents qu'un nævus est souvent le plus probable même quand l'image en "
+        "favorise un plus rare ; la page le dit alors.\n"
         "- **Impossible de juger** signifie que l'image ne ressemble pas à la dermoscopie que le modèle a apprise "
         "(autre appareil, pas de dermatoscope, pas une lésion) : ses nombres n'y voudraient pas dire ce qu'ils "
         "disent.",

@@ -98,10 +98,12 @@ SITE_SPELLINGS: dict[str, str] = {
 }
 
 # Priors under which the probabilities are stated (see priors.py). "training", the default:
-# HAM10000's own frequencies, the calibrated probabilities whose mel + bcc + akiec is the
-# referral's number (one malignancy number everywhere), and a better melanoma ranking on
-# other clinics' images (docs/model.md). "equal": every diagnosis as likely before the image
+# the training images' own frequencies, the calibrated probabilities whose mel + bcc + akiec
+# is the referral's number (one malignancy number everywhere), and a better melanoma ranking
+# on other clinics' images (docs/model.md). "equal": every diagnosis as likely before the image
 # is seen, a view of the image's evidence before base rates, never called a probability.
+# The suggested diagnosis is decided under the model card's own prior (``prior.default``,
+# chosen out of fold at export), whichever of these the probabilities are stated under.
 PRIOR_NAMES: tuple[str, ...] = ("training", "equal")
 DEFAULT_PRIOR = "training"
 

@@ -231,8 +231,8 @@ def test_model_card_renders_its_metrics():
     headline = ("card.bal_acc", "card.mel_recall", "card.mel_auc", "card.auc", "card.ece")
     assert labels == [t(k, "en") + test for k in (*referral, *headline)]
     assert all(0 < float(m.value) <= 1 for m in at.metric)
-    # out-of-fold beside test: the 3 referral figures and each headline figure but melanoma AUC
-    assert sum(c.value.startswith(t("card.oof", "en") + ":") for c in at.caption) == 7
+    # out-of-fold beside test: the 3 referral figures and each headline figure
+    assert sum(c.value.startswith(t("card.oof", "en") + ":") for c in at.caption) == 8
     assert len(at.get("plotly_chart")) == 4  # the referral ROC, recall, confusion, reliability
     assert {t("card.referral", "en"), t("card.ood", "en")} <= {h.value for h in at.subheader}
 
@@ -559,12 +559,29 @@ def test_batch_uploads_sharing_a_stem_keep_distinct_ids():
     assert (result["error"] == "").all()
 
 
-def test_a_suspicious_verdict_over_a_benign_diagnosis_says_why_and_a_change_says_what_moved():
+def test_a_suggested_diagnosis_that_is_not_the_most_probable_says_why():
     at = _app()
     _upload(at, "lesion.jpg", SAMPLE.read_bytes())
     pred = at.session_state["diagnosis"]["prediction"]
+    assert pred.label == "mel" and pred.most_probable == "nv"  # this sample (pinned with the model)
+    why = t(
+        "diag.answer_rule",
+        "en",
+        top="nv",
+        p_top=percent(pred.probabilities["nv"]),
+        code="mel",
+        p=percent(pred.probabilities["mel"]),
+    )
+    assert why in _texts(at)
+    assert pred.probabilities["nv"] > pred.probabilities["mel"]  # the sentence's claim holds
+
+
+def test_a_suspicious_verdict_over_a_benign_diagnosis_says_why_and_a_change_says_what_moved():
+    at = _app()
+    _upload(at, "lesion.jpg", (SAMPLES_DIR / "ISIC_0029827.jpg").read_bytes())
+    pred = at.session_state["diagnosis"]["prediction"]
     conflict = pred.verdict == "suspicious" and vocab.BY_CODE[pred.label].group == "benign"
-    assert conflict  # this sample: a nevus most likely, yet referred (pinned with the model)
+    assert conflict  # this sample: dermatofibroma suggested, yet referred (pinned with the model)
     why = t(
         "refer.conflict",
         "en",

@@ -88,7 +88,7 @@ def test_diagnose_in_a_real_browser(server, browser, diagnose_state):
     page.wait_for_function("document.querySelectorAll('[data-testid=stImage] img').length >= 2", timeout=60_000)
     page.locator("table b").first.wait_for(timeout=30_000)  # all seven diagnoses
     page.wait_for_timeout(1500)  # let the last rerun settle before the picture
-    answer = page.locator("h3").filter(has_text=re.compile("Most likely|Uncertain between")).first
+    answer = page.locator("h3").filter(has_text=re.compile("Suggested diagnosis|Uncertain between")).first
     assert any(code in answer.inner_text() for code in ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"))
     assert page.locator("[data-testid=stException]").count() == 0
     page.screenshot(path=str(ARTIFACTS / "diagnose-1280.png"))
@@ -123,7 +123,7 @@ def test_camera_test_pattern_is_flagged_as_not_dermoscopy(server, browser):
     finally:
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "camera-1280.png"))
-    assert page.get_by_text("Most likely:").count() == 0  # no confident answer
+    assert page.get_by_text("Suggested diagnosis:").count() == 0  # no confident answer
     page.get_by_text(t("diag.show_anyway", "en")).click()
     page.get_by_text("The model's answer, for an image unlike").wait_for(timeout=60_000)
     assert page.locator("[data-testid=stException]").count() == 0
@@ -131,7 +131,9 @@ def test_camera_test_pattern_is_flagged_as_not_dermoscopy(server, browser):
 
 
 def _answer(page, timeout=90_000):
-    return page.locator("h3").filter(has_text=re.compile("Most likely|Uncertain between|Le plus probable|Incertain"))
+    return page.locator("h3").filter(
+        has_text=re.compile("Suggested diagnosis|Uncertain between|Diagnostic suggéré|Incertain")
+    )
 
 
 def test_french_survives_a_reload_and_every_selector_speaks_it(server, browser):

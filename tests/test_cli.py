@@ -160,7 +160,7 @@ def test_the_training_summary_survives_a_split_without_melanoma(cv_run):
     without = {
         "splits": {
             "check": {
-                "equal_prior": {
+                "answer": {
                     "images": 3,
                     "balanced_accuracy_present": 1.0,
                     "melanoma_recall": None,

@@ -49,6 +49,46 @@ def test_the_export_is_calibrated_to_the_out_of_fold_frequencies(cv_run):
     assert training_prior["mean_malignant_probability"] == pytest.approx(training_prior["malignant_share"], abs=0.01)
 
 
+def test_the_suggested_diagnosis_is_decided_under_the_prior_that_answered_best_out_of_fold(cv_run):
+    from skin_model.training.export import choose_answer_prior
+
+    prior = cv_run.card["prior"]
+    answers = prior["out_of_fold_answers"]
+    assert set(answers) == set(vocab.PRIOR_NAMES)
+    assert prior["default"] == choose_answer_prior(answers)
+    best = max(a["balanced_accuracy"] for a in answers.values())
+    assert answers[prior["default"]]["balanced_accuracy"] == best
+
+
+@pytest.mark.parametrize(
+    "answers, chosen",
+    [
+        ({"training": (0.64, 0.52), "equal": (0.78, 0.66)}, "equal"),  # shipped 3.0.0's test figures
+        ({"training": (0.80, 0.70), "equal": (0.75, 0.72)}, "training"),
+        ({"training": (0.70, 0.50), "equal": (0.70, 0.60)}, "equal"),  # a tie: melanoma recall decides
+        ({"training": (0.70, 0.65), "equal": (0.70, 0.60)}, "training"),
+    ],
+)
+def test_choose_answer_prior(answers, chosen):
+    from skin_model.training.export import choose_answer_prior
+
+    given = {p: {"balanced_accuracy": ba, "melanoma_recall": mel} for p, (ba, mel) in answers.items()}
+    assert choose_answer_prior(given) == chosen
+
+
+def test_similar_cases_carry_the_patient_recorded_with_each_image(cv_run, tiny_model):
+    from skin_model.training.data import metadata_of
+
+    recorded = cv_run.data.df.set_index("image_id")
+    cases = tiny_model.cases
+    assert len(cases.patients) == len(cases.image_ids)
+    known = 0
+    for image_id, patient in zip(cases.image_ids, cases.patients):
+        assert patient == metadata_of(recorded.loc[image_id]), image_id
+        known += patient.age is not None
+    assert known > 0
+
+
 def test_a_recipe_with_outlier_exposure_and_no_such_folder_says_what_to_give(cv_run, tmp_path, capsys):
     from skin_model.serving.cli import main
 

@@ -40,3 +40,20 @@ def test_the_evaluation_is_written_into_the_artifacts_card(cv_run):
     assert card["ood"]["outlier_exposure"]["outside_images_by_category"] == {"documents": 4, "natural": 4}
     assert {k: v["n"] for k, v in evaluation["not_dermoscopy"].items()} == {"documents": 4, "natural": 4, "all": 8}
     assert evaluation["not_dermoscopy_fitting_part"]["all"]["n"] == 8
+
+
+def test_the_out_of_fold_answers_are_the_exports_scored_again_from_the_artifact(cv_run):
+    """The evaluation re-scores each fold's images with the artifact's own fold model: what it
+    finds is what the export chose the answer on (the stored weights are fp16, the export's fp32)."""
+    card = json.loads((cv_run.artifact / "model_card.json").read_text())
+    oof, df = card["evaluation"]["out_of_fold"], cv_run.data.df
+    in_folds = df["split"].eq("train") & df["fold"].ge(0)
+    assert oof["images"] == int(in_folds.sum())
+    assert {s: r["images"] for s, r in oof["by_source"].items()} == df[in_folds]["source"].value_counts().to_dict()
+    chosen = card["prior"]["default"]
+    assert oof["answer"] == oof[chosen]
+    for prior, exported in card["prior"]["out_of_fold_answers"].items():
+        assert oof[prior]["melanoma_recall"] == pytest.approx(exported["melanoma_recall"], abs=0.02)
+        assert oof[prior]["balanced_accuracy_present"] == pytest.approx(exported["balanced_accuracy"], abs=0.02)
+    # Its AUCs rank by the calibrated probabilities, whichever prior names the answer.
+    assert oof["equal"]["melanoma_auc"] == oof["training"]["melanoma_auc"]

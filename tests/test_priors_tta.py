@@ -1,5 +1,7 @@
 """Decisions under a stated prior, and test-time flips (the answer of model v2)."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -68,9 +70,12 @@ def test_the_answer_under_each_prior(tiny_model):
     training = tiny_model.predict(img, age=50, prior="training")
     equal = tiny_model.predict(img, age=50, prior="equal")
     assert (training.prior, equal.prior) == ("training", "equal")
-    for pred in (training, equal):  # the predicted class is always the top of what is shown
-        assert pred.label == max(pred.probabilities, key=pred.probabilities.get)
+    for pred in (training, equal):
         assert sum(pred.probabilities.values()) == pytest.approx(1.0)
+    # The suggested diagnosis is the top class under the card's answer prior, whatever prior the
+    # probabilities are stated under.
+    decided = {"training": training, "equal": equal}[tiny_model.answer_prior].probabilities
+    assert training.label == equal.label == max(decided, key=decided.get)
     # The equal prior raises the rarer classes against the commoner ones: the ratio of the two
     # answers falls as the training frequency rises.
     frequency = dict(zip(vocab.CLASSES, tiny_model.train_prior.tolist()))
@@ -121,3 +126,24 @@ def test_tta_off_differs_from_tta_on(tiny_model):
         tiny_model.member_logits(prepared.pixels, meta, tta=False),
     )
     assert on.shape == off.shape and not torch.allclose(on, off)
+
+
+@pytest.mark.parametrize("answer_prior", ["training", "equal"])
+def test_the_card_names_the_prior_the_answer_is_decided_under(tiny_model, answer_prior):
+    model = copy.copy(tiny_model)
+    model.answer_prior = answer_prior
+    for seed, dx in enumerate(vocab.CLASSES):
+        pred = model.predict(synthetic_lesion(dx, 40 + seed), age=50)
+        decided = model.predict(synthetic_lesion(dx, 40 + seed), age=50, prior=answer_prior).probabilities
+        assert pred.label == max(decided, key=decided.get)
+        assert pred.confidence == pred.probabilities[pred.label]  # stated under the asked prior
+
+
+def test_an_unknown_answer_prior_in_the_card_is_refused(tiny_model):
+    from skin_model.inference.card import ModelArtifactError
+    from skin_model.inference.predictor import SkinClassifier
+
+    card = copy.deepcopy(tiny_model.card)
+    card["prior"]["default"] = "uniformish"
+    with pytest.raises(ModelArtifactError, match="uniformish"):
+        SkinClassifier([], card, tiny_model.cases, tiny_model.ood)

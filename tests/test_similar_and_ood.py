@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from skin_model import vocab
+from skin_model.inference.inputs import Metadata
 from skin_model.inference.ood import OodCheck, image_statistics
 from skin_model.inference.similar import CaseIndex
 
@@ -19,6 +20,27 @@ def _index(n: int = 200, features: int = 64, seed: int = 0) -> tuple[CaseIndex, 
     labels = torch.arange(n) % len(vocab.CLASSES)
     cases = CaseIndex.build(feats, labels, ["histo"] * n, [f"img{i}" for i in range(n)], [b"jpeg"] * n, dim=32)
     return cases, OodCheck.fit(stats), feats, stats
+
+
+def test_each_case_keeps_its_patient_through_storage():
+    g = torch.Generator().manual_seed(3)
+    n = 30
+    feats, labels = torch.randn(n, 16, generator=g), torch.arange(n) % len(vocab.CLASSES)
+    patients = [
+        Metadata(None if i % 4 == 0 else 5.0 * i, vocab.SEXES[i % len(vocab.SEXES)], vocab.SITES[i % len(vocab.SITES)])
+        for i in range(n)
+    ]
+    ids = [f"img{i}" for i in range(n)]
+    cases = CaseIndex.build(feats, labels, ["histo"] * n, ids, [b"jpeg"] * n, patients, dim=8)
+    tensors, metadata = cases.to_tensors()
+    again = CaseIndex.from_tensors(tensors, metadata)
+    assert again.patients == patients
+    nearest = again.neighbours(again.similarities(feats[5:6])[0], k=1)[0]
+    assert nearest.image_id == "img5" and nearest.patient == patients[5]
+    assert nearest.as_dict()["age"] == 25.0 and nearest.as_dict()["site"] == patients[5].site
+    # An index stored before patients were kept: every case's patient unknown.
+    older = {k: v for k, v in tensors.items() if k not in ("ages", "sexes", "sites")}
+    assert CaseIndex.from_tensors(older, metadata).patients == [Metadata()] * n
 
 
 @pytest.mark.parametrize("i", [0, 17, 199])

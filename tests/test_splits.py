@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from skin_model.training.splits import FOLDS, SourceRoles, SplitLeakError, assign, lesion_hash
+from skin_model.training.splits import FOLDS, SourceRoles, SplitLeakError, assign, calibration_part, lesion_hash
 
 from .conftest import REPO, SHARED_DATA
 
@@ -67,6 +67,21 @@ def test_each_folder_takes_its_declared_role(tmp_path):
     assert set(bcn_places["split"]) == {"train"}  # no test part: the HAM10000 test split is the one test
     assert sorted(bcn_places["fold"].unique()) == list(range(FOLDS))
     assert tuple(placed.loc["BCN_0000007"]) == ("train", lesion_hash("BCN_0000007") % FOLDS)
+
+
+def test_only_the_lesion_file_source_s_out_of_fold_rows_calibrate(tmp_path):
+    ham = [f"HAM_{i:07d}" for i in range(40)]
+    roles = {"ham10000": _lesion_file(tmp_path / "lesions.csv", ham), "isic2017": ISIC, "bcn20000": BCN}
+    isic = _images(["ISIC_1"], "isic2017_train", "isic2017")
+    bcn = _images([f"BCN_{i:07d}" for i in range(30)], "bcn20000", "bcn20000")
+    placed = assign(pd.concat([_images(ham), isic, bcn]), roles)
+    calibrating = calibration_part(placed, roles)
+    expected = placed["folder"].eq("ham10000") & placed["split"].eq("train") & placed["fold"].ge(0)
+    assert calibrating.tolist() == expected.tolist() and calibrating.any()
+    assert not calibrating[placed["folder"].eq("bcn20000").to_numpy()].any()  # in folds, not calibrating
+    # Without a lesion-file source, every out-of-fold row calibrates.
+    hashed = {"bcn20000": BCN}
+    assert calibration_part(assign(bcn, hashed), hashed).all()
 
 
 def test_a_folder_without_a_declared_role_is_refused_not_guessed(tmp_path):

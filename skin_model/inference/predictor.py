@@ -49,13 +49,15 @@ def _torch_work(method):
 
 @dataclass(frozen=True)
 class Prediction:
-    label: str  # most likely class code under ``prior``
+    # The suggested diagnosis: the top class under the card's answer prior (``prior.default``,
+    # chosen out of fold), whatever prior the probabilities are stated under.
+    label: str
     probabilities: dict[str, float]  # calibrated, with the metadata given, under ``prior``
     image_only: dict[str, float]  # the same with all metadata unknown
     metadata: Metadata
     model_version: str
     prior: str = DEFAULT_PRIOR
-    uncertain_between: tuple[str, str] | None = None  # the top two, when they are too close to call
+    uncertain_between: tuple[str, str] | None = None  # the answer's top two, when they are too close to call
     ood: bool = True  # the image does not look like the dermoscopy the model learnt from (default: fail closed)
     ood_score: float = float("nan")  # higher: less like the training images (see ood.py)
     neighbours: tuple[Neighbour, ...] = ()  # the most similar training images, with confirmed diagnoses
@@ -81,7 +83,14 @@ class Prediction:
 
     @property
     def confidence(self) -> float:
+        """The suggested diagnosis's probability (under ``prior``)."""
         return self.probabilities[self.label]
+
+    @property
+    def most_probable(self) -> str:
+        """The class with the highest probability under ``prior``; when it is not ``label``, the
+        suggested diagnosis is a rarer class that the image favours beyond its base rate."""
+        return max(self.probabilities, key=self.probabilities.get)
 
     @property
     def malignant_probability(self) -> float:
@@ -99,6 +108,7 @@ class Prediction:
             "borderline": self.borderline,
             "prediction": self.label,
             "confidence": self.confidence,
+            "most_probable": self.most_probable,
             "prior": self.prior,
             "uncertain_between": list(self.uncertain_between) if self.uncertain_between else None,
             "ood": self.ood,
@@ -154,6 +164,9 @@ class SkinClassifier:
             [card["prior"]["training_frequencies"][c] for c in vocab.CLASSES], dtype=torch.float64
         )
         self.prior_strength = float(card["prior"]["equal_strength"])
+        self.answer_prior = card["prior"]["default"]  # the suggested diagnosis is the top class under it
+        if self.answer_prior not in PRIORS:
+            raise ModelArtifactError(f"The model card's answer prior {self.answer_prior!r} is unknown.")
         self.uncertainty_gap = float(card["uncertainty"]["gap"])
         threshold = (card.get("referral") or {}).get("threshold")
         if threshold is None:  # never answer "not suspicious" without the rule that says so
@@ -190,17 +203,19 @@ class SkinClassifier:
 
     @_torch_work
     def member_outputs(
-        self, pixels: torch.Tensor, metas: torch.Tensor, tta: bool = True
+        self, pixels: torch.Tensor, metas: torch.Tensor, tta: bool = True, members: list[int] | None = None
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Raw logits (members, metadata views, N, classes) and each member's image features
         (N, F) for uint8 images at the source size; metadata views = fused, image-only;
-        averaged over the test-time flips unless ``tta`` is off."""
+        averaged over the test-time flips unless ``tta`` is off; ``members``: only these (by
+        position in the card), e.g. the fold model that never saw an image."""
         views = self.views if tta else ("identity",)
         pixels, metas = pixels.to(self.device), metas.to(self.device)
+        chosen = range(len(self.members)) if members is None else members
         with torch.inference_mode():
             outputs = [
-                self._member_views(m, inp.normalize(pixels), metas, views)
-                for m, inp in zip(self.members, self.member_inputs)
+                self._member_views(self.members[i], self.member_inputs[i].normalize(pixels), metas, views)
+                for i in chosen
             ]
         return torch.stack([lg for lg, _ in outputs]).cpu(), [f.cpu() for _, f in outputs]
 
@@ -237,19 +252,20 @@ class SkinClassifier:
         probs = self.under_prior(calibrated, prior)
         fused = _probs_dict(probs[FUSED, 0])
         balanced = _probs_dict(self.under_prior(calibrated, "equal")[FUSED, 0])
+        answer = _probs_dict(self.under_prior(calibrated, self.answer_prior)[FUSED, 0])
         referral = float(sum(calibrated[FUSED, 0, vocab.CLASSES.index(c)] for c in MALIGNANT_OR_PREMALIGNANT))
         embedded = self.cases.embed(member_embedding(features))
         sims = self.cases.similarities_of(embedded)  # one matrix product
         ood_scores = self.ood.scores(embedded, sims, image_statistics(pixels))
         return Prediction(
-            label=max(fused, key=fused.get),
+            label=max(answer, key=answer.get),
             probabilities=fused,
             image_only=_probs_dict(probs[IMAGE_ONLY, 0]),
             before_base_rates=balanced,
             metadata=meta,
             model_version=self.version,
             prior=prior,
-            uncertain_between=uncertain_pair(fused, self.uncertainty_gap),
+            uncertain_between=uncertain_pair(answer, self.uncertainty_gap),
             ood=bool(self.ood.flags(ood_scores)[0]),
             ood_score=float(ood_scores[0]),
             neighbours=tuple(self.cases.neighbours(sims[0])),
@@ -259,8 +275,8 @@ class SkinClassifier:
         )
 
     def predict(self, image: ImageSource, age=None, sex=None, site=None, prior: str = DEFAULT_PRIOR) -> Prediction:
-        """The calibrated 7-class prediction under ``prior`` ("equal" or "training"),
-        with and without the metadata."""
+        """The suggested diagnosis and the calibrated 7-class probabilities under ``prior``
+        ("training" or "equal"), with and without the metadata."""
         return self.predict_prepared([self.prepare(image, age, sex, site)], prior)[0]
 
     @_torch_work
@@ -289,7 +305,7 @@ class SkinClassifier:
         """Prediction and Grad-CAM from one forward and one backward pass over the view set.
 
         ``target`` is the class to explain, or ``"malignant"`` (the referral's score, the log of
-        exp(mel) + exp(bcc) + exp(akiec) of the logits); by default the predicted class. The heatmap has the
+        exp(mel) + exp(bcc) + exp(akiec) of the logits); by default the suggested diagnosis. The heatmap has the
         image's size unless ``heatmap_size`` = (width, height) asks for another (a display's:
         a camera photo's full-size map would be tens of megabytes nobody sees).
         """
@@ -341,5 +357,5 @@ class SkinClassifier:
         return prediction, explanation
 
     def explain(self, image: ImageSource, target: str | None = None, age=None, sex=None, site=None) -> Explanation:
-        """Grad-CAM of ``target`` (default: the predicted class) through the fused model."""
+        """Grad-CAM of ``target`` (default: the suggested diagnosis) through the fused model."""
         return self.diagnose(image, age, sex, site, target=target)[1]

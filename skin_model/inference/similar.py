@@ -3,7 +3,8 @@
 The embedding: each member's pooled image features (averaged over the test-time flips),
 L2-normalised, concatenated, centred and projected by PCA to ``DIM`` dimensions, then
 L2-normalised again. The index keeps every training image's embedding (fp16), diagnosis,
-how the diagnosis was confirmed (``dx_type``) and a small JPEG thumbnail. Neighbours are
+how the diagnosis was confirmed (``dx_type``), the patient's recorded age, sex and body site
+(indexes from 4.0 on) and a small JPEG thumbnail. Neighbours are
 the largest cosine similarities: one matrix product. The out-of-domain check (``ood.py``)
 reads the same similarities.
 """
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from skin_model import vocab
+from skin_model.inference.inputs import Metadata
 
 DIM = 128
 THUMB_SIZE = (96, 72)
@@ -36,9 +38,16 @@ class Neighbour:
     dx_type: str  # how it was confirmed (one of DX_TYPES)
     similarity: float  # cosine similarity in the model's feature space
     thumbnail: bytes  # JPEG
+    patient: Metadata = Metadata()  # as recorded with the image (unknown in indexes before 4.0)
 
     def as_dict(self) -> dict:
-        return {"image_id": self.image_id, "dx": self.dx, "dx_type": self.dx_type, "similarity": self.similarity}
+        return {
+            "image_id": self.image_id,
+            "dx": self.dx,
+            "dx_type": self.dx_type,
+            "similarity": self.similarity,
+            **self.patient.as_dict(),
+        }
 
 
 def member_embedding(features: list[torch.Tensor]) -> torch.Tensor:
@@ -68,11 +77,13 @@ class CaseIndex:
         dx_types: torch.Tensor,
         image_ids: list[str],
         thumbnails: list[bytes],
+        patients: list[Metadata] | None = None,
     ):
         self.mean, self.projection = mean.float(), projection.float()
         self.embeddings = embeddings  # (N, DIM) fp16, unit length
         self.labels, self.dx_types = labels.long(), dx_types.long()
         self.image_ids, self.thumbnails = image_ids, thumbnails
+        self.patients = patients or [Metadata()] * len(image_ids)
 
     @classmethod
     def build(
@@ -82,6 +93,7 @@ class CaseIndex:
         dx_types: list[str],
         image_ids: list[str],
         thumbnails: list[bytes],
+        patients: list[Metadata] | None = None,
         dim: int = DIM,
     ) -> CaseIndex:
         """From the training images' ``member_embedding`` (export stage)."""
@@ -102,6 +114,7 @@ class CaseIndex:
             torch.tensor([DX_TYPES.index(t) for t in dx_types]),
             list(image_ids),
             list(thumbnails),
+            patients,
         )
         index.embeddings = index.embed(train_features).half()
         return index
@@ -127,6 +140,7 @@ class CaseIndex:
                 DX_TYPES[self.dx_types[i]],
                 float(v),
                 self.thumbnails[i],
+                self.patients[i],
             )
             for v, i in zip(values.tolist(), idx.tolist())
         ]
@@ -143,10 +157,15 @@ class CaseIndex:
             "dx_types": self.dx_types.to(torch.uint8),
             "thumbnails": torch.from_numpy(blob),
             "thumbnail_offsets": torch.from_numpy(offsets),
+            # Patients: age in years (NaN: unknown), sex and site as positions in the vocabulary.
+            "ages": torch.tensor([float("nan") if m.age is None else m.age for m in self.patients]).half(),
+            "sexes": torch.tensor([vocab.SEXES.index(m.sex) for m in self.patients], dtype=torch.uint8),
+            "sites": torch.tensor([vocab.SITES.index(m.site) for m in self.patients], dtype=torch.uint8),
         }
         metadata = {
             "image_ids": json.dumps(self.image_ids),
-            "licence": "thumbnails: HAM10000 CC BY-NC-SA 4.0 (Tschandl et al. 2018); ISIC 2017 CC BY-NC or CC-0",
+            "licence": "thumbnails, where their source is in the index: HAM10000 CC BY-NC-SA 4.0 (Tschandl et al. "
+            "2018); ISIC 2017 CC BY-NC or CC-0; BCN20000 CC BY-NC 4.0 (Combalia et al. 2019)",
         }
         return tensors, metadata
 
@@ -161,4 +180,14 @@ class CaseIndex:
             tensors["dx_types"],
             json.loads(metadata["image_ids"]),
             [blob[a:b] for a, b in zip(offsets[:-1], offsets[1:])],
+            _patients(tensors) if "ages" in tensors else None,  # indexes before 4.0 kept none
         )
+
+
+def _patients(tensors: dict[str, torch.Tensor]) -> list[Metadata]:
+    return [
+        Metadata(None if age != age else age, vocab.SEXES[sex], vocab.SITES[site])  # age != age: NaN
+        for age, sex, site in zip(
+            tensors["ages"].float().tolist(), tensors["sexes"].tolist(), tensors["sites"].tolist()
+        )
+    ]

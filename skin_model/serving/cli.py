@@ -56,11 +56,19 @@ def summary(results: dict) -> str:
     """The evaluation in a few lines: each scored split, then each source, then the images that
     are not dermoscopy (all of it is in the card's ``evaluation``)."""
     lines = []
-    for name, split in results["splits"].items():
-        equal, rule = split["equal_prior"], split["referral"]
+    oof = results.get("out_of_fold")
+    if oof:
+        answer = oof["answer"]
         lines.append(
-            f"{name} ({equal['images']} images): balanced accuracy {_number(equal['balanced_accuracy_present'])}, "
-            f"melanoma recall {_number(equal['melanoma_recall'])}, melanoma AUC {_number(equal['melanoma_auc'])}; "
+            f"out of fold ({oof['images']} images): balanced accuracy "
+            f"{_number(answer['balanced_accuracy_present'])}, melanoma recall {_number(answer['melanoma_recall'])}, "
+            f"melanoma AUC {_number(answer['melanoma_auc'])}"
+        )
+    for name, split in results["splits"].items():
+        answer, rule = split["answer"], split["referral"]
+        lines.append(
+            f"{name} ({answer['images']} images): balanced accuracy {_number(answer['balanced_accuracy_present'])}, "
+            f"melanoma recall {_number(answer['melanoma_recall'])}, melanoma AUC {_number(answer['melanoma_auc'])}; "
             f"referral sensitivity {_number(rule['sensitivity'])}, specificity {_number(rule['specificity'])}, "
             f"melanoma sensitivity {_number(rule['melanoma_sensitivity'])}"
         )

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from skin_model import vocab
 from skin_model.config import DEFAULT_DATA_DIR
 from skin_model.inference import card as model_card
 from skin_model.inference import referral
@@ -17,7 +18,7 @@ from skin_model.inference.ood import image_statistics
 from skin_model.inference.predictor import FUSED, SkinClassifier
 from skin_model.inference.similar import member_embedding
 from skin_model.training.metrics import classification_report, source_report, training_prior_report
-from skin_model.training.splits import outlier_parts
+from skin_model.training.splits import out_of_fold, outlier_parts
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +26,9 @@ log = logging.getLogger(__name__)
 NOT_DERMOSCOPY_DIR = DEFAULT_DATA_DIR.parent / "not_dermoscopy"
 
 
-def source_metrics(probs: np.ndarray, labels: np.ndarray, ood: np.ndarray) -> dict:
+def source_metrics(probs: np.ndarray, labels: np.ndarray, ood: np.ndarray, ranking: np.ndarray | None = None) -> dict:
     """``metrics.source_report`` of one group of images, with the share flagged out of domain."""
-    return source_report(probs, labels) | {"ood_flagged": float(ood.mean())}
+    return source_report(probs, labels, ranking) | {"ood_flagged": float(ood.mean())}
 
 
 def not_dermoscopy_report(
@@ -64,9 +65,12 @@ def evaluate_sources(data, model_dir: Path, write_card: bool = False, outliers: 
         training, equal, ood = scored["training"], scored["equal"], scored["ood"]
         labels = df["label"].to_numpy()
         p_malignant = referral.malignant_scores(training)
+        answer = scored[model.answer_prior]
         results["splits"][name] = {
+            # What the app answers: the suggested diagnosis (the top class under the card's answer
+            # prior) and the calibrated probabilities, whose ranking the AUCs measure.
+            "answer": source_metrics(answer, labels, ood, ranking=training),
             "equal_prior": source_metrics(equal, labels, ood),
-            # The app's default answer: the calibrated probabilities under HAM10000's frequencies.
             "training_prior_answer": source_metrics(training, labels, ood),
             "training_prior": training_prior_report(training, labels),
             "equal_prior_report": classification_report(equal, labels),
@@ -74,14 +78,15 @@ def evaluate_sources(data, model_dir: Path, write_card: bool = False, outliers: 
         }
         for source in sorted(set(df["source"])):
             inside = (df["source"] == source).to_numpy()
-            per_source = source_metrics(equal[inside], labels[inside], ood[inside])
-            # The ranking the referral and the ROC use: the calibrated probabilities, no prior dividing them.
-            ranked = source_metrics(training[inside], labels[inside], ood[inside])
+            # The suggested diagnosis's recalls; the AUCs of the ranking the referral and the ROC
+            # use: the calibrated probabilities, no prior dividing them.
+            per_source = source_metrics(answer[inside], labels[inside], ood[inside], ranking=training[inside])
             per_source |= {
-                "melanoma_auc_training_prior": ranked["melanoma_auc"],
-                "malignant_auc": ranked["malignant_auc"],
+                "melanoma_auc_training_prior": per_source["melanoma_auc"],
+                "melanoma_auc_equal_prior": source_report(equal[inside], labels[inside])["melanoma_auc"],
             }
             results["by_source"][f"{source} ({name})"] = per_source
+    results["out_of_fold"] = out_of_fold_answers(model, data)
     results["not_dermoscopy"] = not_dermoscopy_report(model, outliers)  # kept aside: the check
     results["not_dermoscopy_fitting_part"] = not_dermoscopy_report(model, outliers, part="fitting")
     if write_card:
@@ -92,6 +97,34 @@ def evaluate_sources(data, model_dir: Path, write_card: bool = False, outliers: 
                 card["referral"]["test"] = results["splits"]["test"]["referral"]
             model_card.write_card(folder, card)
     return results
+
+
+def out_of_fold_answers(model: SkinClassifier, data) -> dict:
+    """The fold part of every source, each image through the one fold model that never saw it
+    (as export chose on): the top class under each prior, and the calibrated ranking's AUCs."""
+    folds = [m["fold"] for m in model.card["members"]]
+    df = data.df
+    oof = out_of_fold(df)
+    parts = []
+    for k in sorted(set(folds)):
+        rows = oof & df["fold"].eq(k).to_numpy()
+        members = [i for i, f in enumerate(folds) if f == k]
+        logits, _, _ = _outputs_of_cached(model, data, rows, batch_size=16, members=members)
+        parts.append((np.flatnonzero(rows), model.calibrate(logits, "training")[FUSED]))
+    order = np.concatenate([rows for rows, _ in parts])
+    training = torch.cat([p for _, p in parts]).numpy()
+    labels, sources = data.labels.numpy()[order], df["source"].to_numpy()[order]
+    report: dict = {"images": len(order)}
+    for prior in vocab.PRIOR_NAMES:
+        decided = model.under_prior(torch.from_numpy(training), prior).numpy()
+        report[prior] = source_report(decided, labels, ranking=training)
+    answer = model.under_prior(torch.from_numpy(training), model.answer_prior).numpy()
+    report["answer"] = report[model.answer_prior]
+    report["by_source"] = {
+        s: source_report(answer[sources == s], labels[sources == s], ranking=training[sources == s])
+        for s in sorted(set(sources))
+    }
+    return report
 
 
 def score_cached(model: SkinClassifier, data, mask: np.ndarray) -> dict[str, np.ndarray]:
@@ -108,7 +141,7 @@ def score_cached(model: SkinClassifier, data, mask: np.ndarray) -> dict[str, np.
     }
 
 
-def _outputs_of_cached(model: SkinClassifier, data, mask: np.ndarray, batch_size: int = 4):
+def _outputs_of_cached(model: SkinClassifier, data, mask: np.ndarray, batch_size: int = 4, members=None):
     """Member logits, embedding input and image statistics of cached images (already at the
     artifact's source size and colour balance, as ``prepare`` makes them)."""
     rows = np.flatnonzero(mask)
@@ -116,7 +149,7 @@ def _outputs_of_cached(model: SkinClassifier, data, mask: np.ndarray, batch_size
     for start in range(0, len(rows), batch_size):
         idx = rows[start : start + batch_size]
         pixels = data.images[idx]
-        lg, feats = model.member_outputs(pixels, data.meta[idx])
+        lg, feats = model.member_outputs(pixels, data.meta[idx], members=members)
         logits.append(lg)
         features.append(member_embedding(feats))
         stats.append(image_statistics(pixels))

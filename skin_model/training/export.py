@@ -4,7 +4,8 @@ is made on their pooled out-of-fold predictions, never on the test split.
 Choices, in order: the epoch (pooled out-of-fold balanced accuracy under the equal prior),
 then on the chosen epoch's out-of-fold logits with test-time flips: temperature and class
 biases (the ``training`` prior then means HAM10000's frequencies), the equal prior as the
-plain Bayes correction from them, the uncertainty gap, the referral threshold, and the
+plain Bayes correction from them, the prior whose top class is the suggested diagnosis, the
+uncertainty gap, the referral threshold, and the
 out-of-domain threshold (each source's out-of-fold or check images pass at the stated rate).
 Test labels are never read here.
 """
@@ -35,10 +36,10 @@ from skin_model.inference.similar import THUMB_SIZE, CaseIndex, member_embedding
 from skin_model.inference.uncertainty import choose_gap
 from skin_model.training.calibration import fit_bias_temperature
 from skin_model.training.crossval import fold_dir
-from skin_model.training.data import Dataset, find_images
+from skin_model.training.data import Dataset, find_images, metadata_of
 from skin_model.training.metrics import classification_report, training_prior_report
 from skin_model.training.recipe import Recipe
-from skin_model.training.splits import fold_parts, out_of_fold, outlier_parts
+from skin_model.training.splits import calibration_part, fold_parts, out_of_fold, outlier_parts
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,23 @@ CITATIONS = {
 
 def equal_prior(probs: torch.Tensor, frequencies: torch.Tensor) -> torch.Tensor:
     return apply_prior(probs, frequencies, PRIORS["equal"](frequencies), 1.0)
+
+
+def answers_by_prior(calibrated: torch.Tensor, labels: torch.Tensor, frequencies: torch.Tensor) -> dict[str, dict]:
+    """Balanced accuracy and melanoma recall of the top class under each prior (calibrated
+    probabilities in, under the training frequencies)."""
+    answers = {}
+    for prior in vocab.PRIOR_NAMES:
+        probs = calibrated if prior == "training" else apply_prior(calibrated, frequencies, PRIORS[prior](frequencies))
+        report = classification_report(probs.numpy(), labels.numpy())
+        answers[prior] = {"balanced_accuracy": report["balanced_accuracy"], "melanoma_recall": report["recall"]["mel"]}
+    return answers
+
+
+def choose_answer_prior(answers: dict[str, dict]) -> str:
+    """The prior whose top class is the suggested diagnosis: the best out-of-fold balanced
+    accuracy, then melanoma recall."""
+    return max(answers, key=lambda p: (round(answers[p]["balanced_accuracy"], 6), answers[p]["melanoma_recall"]))
 
 
 def oof_logits_by_epoch(run_root: Path, member: str, data: Dataset, folds: int) -> dict[int, torch.Tensor]:
@@ -182,7 +200,7 @@ def export_recipe(
     scored = data.subset(in_train | in_check)
     per_model = outputs(models, scored, views)
     features = member_embedding([f for _, f in per_model])  # as the predictor embeds an image
-    # Out-of-fold logits: each HAM10000 training image through the fold model(s) that never saw it.
+    # Out-of-fold logits: each fold row of every source through the fold model(s) that never saw it.
     in_scored_oof = out_of_fold(scored.df)
     oof = scored.subset(in_scored_oof)
     oof_logits = torch.zeros(len(oof), len(vocab.CLASSES))
@@ -190,16 +208,24 @@ def export_recipe(
     for (_, _, k), (logits, _) in zip(models, per_model):
         own = (oof.df["fold"] == k).to_numpy(copy=True)
         oof_logits[own] += logits[in_scored_oof][own] / n_members
-    labels = oof.labels
+    # Calibration, prior, answer, gap and referral threshold: on the calibration population's
+    # out-of-fold images (splits.calibration_part); the other sources' are reported by the evaluation.
+    calibrating = calibration_part(oof.df, recipe.sources)
+    calibration_logits, labels = oof_logits[torch.from_numpy(calibrating)], oof.labels[torch.from_numpy(calibrating)]
+    calibrated_on = ", ".join(SHORT_NAMES.get(f, f) for f in sorted(set(oof.df["folder"][calibrating])))
     frequencies = class_frequencies(labels)
-    temperature, bias = fit_bias_temperature(oof_logits, labels)
-    calibrated = torch.softmax(oof_logits.double() / temperature + bias, 1)
-    decided = equal_prior(calibrated, frequencies)
+    temperature, bias = fit_bias_temperature(calibration_logits, labels)
+    calibrated = torch.softmax(calibration_logits.double() / temperature + bias, 1)
+    # The suggested diagnosis: the top class under the prior that answers best out of fold; the
+    # probabilities shown stay the calibrated ones (their mel + bcc + akiec is the referral's number).
+    answers = answers_by_prior(calibrated, labels, frequencies)
+    answer_prior = choose_answer_prior(answers)
+    decided = equal_prior(calibrated, frequencies) if answer_prior == "equal" else calibrated
     uncertainty = choose_gap(decided.numpy(), labels.numpy())
     referral = referral_section(
         malignant_scores(calibrated.numpy()),
         labels.numpy(),
-        chosen_on=f"pooled out-of-fold predictions ({len(oof)} images, {recipe.folds} folds)",
+        chosen_on=f"pooled out-of-fold predictions ({len(labels)} images of {calibrated_on}, {recipe.folds} folds)",
         sensitivity=recipe.target_sensitivity,
     )
 
@@ -213,6 +239,7 @@ def export_recipe(
         list(train.df["dx_type"]),
         list(train.df["image_id"]),
         natural_thumbnails(train, data_dirs, source),
+        [metadata_of(row) for row in train.df.itertuples()],
     )
     # The out-of-fold images are in the index: each is scored without its own lesion's images.
     in_scored_check = scored.df["split"].eq("check").to_numpy(copy=True)
@@ -246,7 +273,7 @@ def export_recipe(
             "half of each category of not_dermoscopy, by a hash of the file name (splits.outlier_parts); "
             "the other half is kept aside for the evaluation and never trained on"
         )
-    oof_report = classification_report(decided.numpy(), labels.numpy())
+    oof_report = classification_report(equal_prior(calibrated, frequencies).numpy(), labels.numpy())
     folders = sorted(set(df["folder"]))
     card = {
         "format": FORMAT,
@@ -279,7 +306,11 @@ def export_recipe(
         "pooled out-of-fold logits with test-time flips: under the training prior each class's mean "
         "probability matches its HAM10000 frequency",
         "prior": {
-            "default": "equal",
+            "default": answer_prior,
+            "answer_rule": "the suggested diagnosis is the top class under this prior, chosen on the pooled "
+            "out-of-fold predictions (best balanced accuracy, then melanoma recall); the probabilities are "
+            "stated under the training frequencies unless another prior is asked for",
+            "out_of_fold_answers": answers,
             "training_frequencies": {c: float(f) for c, f in zip(vocab.CLASSES, frequencies)},
             "equal_strength": 1.0,
             "rule": "p'(c|x) ~ p(c|x) * prior(c) / HAM10000 frequency(c): the plain Bayes correction "
@@ -304,7 +335,8 @@ def export_recipe(
             "the ensemble is every fold model of every member",
         },
         "out_of_fold": {
-            "n_images": len(oof),
+            "n_images": len(labels),
+            "calibrated_on": calibrated_on,
             "balanced_accuracy_equal_prior_tta": oof_report["balanced_accuracy"],
             "melanoma_recall_equal_prior_tta": oof_report["recall"]["mel"],
             "macro_auc": oof_report["macro_auc"],

@@ -97,13 +97,15 @@ def binary_calibration(probs: np.ndarray, positive: np.ndarray, bins: int = 10) 
     }
 
 
-def source_report(probs: np.ndarray, labels: np.ndarray) -> dict:
-    """One group of images (a source, a held-out clinic): melanoma recall and AUC, P(malignant)
-    AUC, and balanced accuracy over the classes present (a source may lack some)."""
+def source_report(probs: np.ndarray, labels: np.ndarray, ranking: np.ndarray | None = None) -> dict:
+    """One group of images (a source, a held-out clinic): melanoma recall and balanced accuracy
+    over the classes present (a source may lack some) of the top class of ``probs``; melanoma
+    and P(malignant) AUCs of ``ranking`` (default: ``probs``)."""
     from sklearn.metrics import roc_auc_score
 
     from skin_model.inference.referral import MEL, is_malignant, malignant_scores
 
+    ranking = probs if ranking is None else ranking
     preds = probs.argmax(1)
     present = sorted(set(labels.tolist()))
     recalls = {vocab.CLASSES[c]: float((preds[labels == c] == c).mean()) for c in present}
@@ -116,8 +118,8 @@ def source_report(probs: np.ndarray, labels: np.ndarray) -> dict:
         "images": len(labels),
         "melanomas": int(is_mel.sum()),
         "melanoma_recall": recalls.get("mel"),
-        "melanoma_auc": auc(is_mel, probs[:, MEL]),
-        "malignant_auc": auc(malignant, malignant_scores(probs)),
+        "melanoma_auc": auc(is_mel, ranking[:, MEL]),
+        "malignant_auc": auc(malignant, malignant_scores(ranking)),
         "balanced_accuracy_present": float(np.mean(list(recalls.values()))),
         "recall": recalls,
     }

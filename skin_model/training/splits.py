@@ -164,6 +164,16 @@ def out_of_fold(df: pd.DataFrame) -> np.ndarray:
     return (df["split"].eq("train") & df["fold"].ge(0)).to_numpy(copy=True)
 
 
+def calibration_part(df: pd.DataFrame, roles: dict[str, SourceRoles]) -> np.ndarray:
+    """The out-of-fold rows that calibrate the model and set its thresholds: those of the sources
+    split by a lesion file (HAM10000, whose test split is the one test), so that "the training
+    frequencies" keep one population's meaning; every out-of-fold row when no source is. Other
+    sources' out-of-fold rows (BCN20000, a hospital's referral mix) choose the epoch and are reported."""
+    oof = out_of_fold(df)
+    chosen = [name for name, role in roles.items() if role.rule == "lesion_file"]
+    return oof & df["folder"].isin(chosen).to_numpy() if chosen else oof
+
+
 def fold_parts(df: pd.DataFrame, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Boolean masks (train, out-of-fold) of fold ``k``: train on every other fold and on the rows
     in every fold's training; score fold ``k``'s lesions."""
