@@ -220,7 +220,7 @@ def similar_cases(cases) -> str:
             '<details style="flex:0 0 150px;font-size:0.8em;line-height:1.3">'
             '<summary style="list-style:none;cursor:pointer">'
             f'<img src="data:image/jpeg;base64,{picture}" alt="{case.dx}" '
-            'style="width:150px;display:block;border-radius:4px;margin-bottom:2px">'
+            'style="width:150px;height:112px;object-fit:cover;display:block;border-radius:4px;margin-bottom:2px">'
             f"{short}</summary><div>{details}</div></details>"
         )
-    return f'<div style="display:flex;flex-wrap:wrap;gap:10px">{"".join(cards)}</div>'
+    return f'<div style="display:flex;flex-wrap:wrap;gap:10px;margin-bottom:1rem">{"".join(cards)}</div>'

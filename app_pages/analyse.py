@@ -214,9 +214,12 @@ def explain(result: dict) -> None:
     original.image(result["display_jpeg"], caption=tr("diag.original"), width="stretch")
     with explained:
         # Low by default: the lesion stays visible under the colours.
-        opacity = ui.kept(st.slider, "opacity", 0.3, label=tr("diag.opacity"), min_value=0.0, max_value=1.0, step=0.05)
+        # In percent: the slider shows its value as written here, with no decimal point to translate.
+        opacity = ui.kept(
+            st.slider, "opacity", 30, label=tr("diag.opacity"), min_value=0, max_value=100, step=5, format="%d%%"
+        )
         st.image(
-            blend(result["pixels"], result["colours"], opacity),
+            blend(result["pixels"], result["colours"], opacity / 100),
             caption=tr("diag.overlay", code=cam_label(target)),
             width="stretch",
             output_format="JPEG",

@@ -124,14 +124,14 @@ TEXT: dict[str, dict[str, str]] = {
     "diag.running": {"en": "Analysing…", "fr": "Analyse en cours…"},
     "diag.result": {"en": "Suggested diagnosis: **{code}** — {name}", "fr": "Diagnostic suggéré : **{code}** — {name}"},
     "diag.answer_rule": {
-        "en": "**Why not the most probable?** {top} is more probable ({p_top}), mostly because it is far more "
-        "common. Weighed against how common each diagnosis is, the image favours {code} ({p}): naming the "
-        "diagnosis the image favours found more melanomas, and more diagnoses overall, among lesions the model "
-        "had not learnt from.",
-        "fr": "**Pourquoi pas le plus probable ?** {top} est plus probable ({p_top}), surtout parce qu'il est bien "
-        "plus fréquent. Rapportée à la fréquence de chaque diagnostic, l'image favorise {code} ({p}) : nommer le "
-        "diagnostic que l'image favorise a trouvé plus de mélanomes, et plus de bons diagnostics, parmi les "
-        "lésions que le modèle n'avait pas apprises.",
+        "en": "**Why not the most probable?** {top} is more probable ({p_top} against {p} for {code}), mostly "
+        "because it is more common. Weighed against how common each diagnosis is, the image favours {code}; on "
+        "lesions the model had not learnt from, naming the diagnosis the image favours was right more often "
+        "than naming the most probable one.",
+        "fr": "**Pourquoi pas le plus probable ?** {top} est plus probable ({p_top} contre {p} pour {code}), "
+        "surtout parce qu'il est plus fréquent. Rapportée à la fréquence de chaque diagnostic, l'image favorise "
+        "{code} ; sur des lésions que le modèle n'avait pas apprises, nommer le diagnostic que l'image favorise "
+        "a été juste plus souvent que nommer le plus probable.",
     },
     "diag.confidence": {
         "en": "Its probability (calibrated, HAM10000's frequencies)",
@@ -163,7 +163,7 @@ TEXT: dict[str, dict[str, str]] = {
         "en": "Similar confirmed cases (training images nearest in the model's feature space)",
         "fr": "Cas confirmés similaires (images d'entraînement les plus proches pour le modèle)",
     },
-    "diag.similar_tap": {"en": "Tap a case for its details.", "fr": "Touchez un cas pour ses détails."},
+    "diag.similar_tap": {"en": "Open a case for its details.", "fr": "Ouvrez un cas pour ses détails."},
     "diag.similar_age": {"en": "{age} y", "fr": "{age} ans"},
     "diag.similar_details": {
         "en": "{name}, confirmed by {how}; similarity {similarity}.",
@@ -236,8 +236,8 @@ TEXT: dict[str, dict[str, str]] = {
     },
     "diag.verdict_same": {"en": "unchanged", "fr": "inchangé"},
     "diag.balanced_toggle": {
-        "en": "Also show what the image suggests before base rates",
-        "fr": "Afficher aussi ce que suggère l'image avant les fréquences de base",
+        "en": "Add the column before base rates",
+        "fr": "Ajouter la colonne avant fréquences",
     },
     "diag.balanced_help": {
         "en": "The probabilities are calibrated to HAM10000's own mix of diagnoses (two lesions in three are "

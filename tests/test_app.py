@@ -81,7 +81,7 @@ def test_diagnose_shows_answer_chart_and_heatmap(model_calls):
         assert row.index(fused) < row.rindex(image_only)
         assert f"width:{100 * prediction.probabilities[code]:.1f}%" in row  # the bar
     assert len(model_calls) == 1
-    at.slider(key="opacity.widget").set_value(0.8).run()
+    at.slider(key="opacity.widget").set_value(80).run()
     at.number_input(key="age.widget")  # still there
     assert len(model_calls) == 1, "moving the opacity slider ran the model"
     assert not at.exception
@@ -451,6 +451,11 @@ def test_a_sample_gets_the_referral_score_the_prior_and_similar_cases():
     assert sum(pred.probabilities[c] for c in ("mel", "bcc", "akiec")) == pytest.approx(pred.referral_probability)
     assert pred.malignant_probability == pred.referral_probability
     assert len(pred.neighbours) == 6
+    # Each a card a tap opens: the thumbnail and a short caption, then the full name and how confirmed.
+    cards = next(m.value for m in at.markdown if "<details" in m.value)
+    assert cards.count("<details") == 6 and cards.count("data:image/jpeg;base64,") == 6
+    first = pred.neighbours[0]
+    assert vocab.BY_CODE[first.dx].name_en in cards and t(f"dx_type.{first.dx_type}", "en") in cards
     assert t("diag.balanced", "en") not in _probability_table(at)
     at.toggle(key="balanced.widget").set_value(True).run()  # the view before base rates, as an extra column
     assert t("diag.balanced", "en") in _probability_table(at)
