@@ -65,7 +65,7 @@ def cold_start(repeats: int) -> dict:
 def in_process(repeats: int) -> dict:
     import torch
 
-    from skin_model.inference.gradcam import GradCAM
+    from skin_model.inference.gradcam import LayerCAM
     from skin_model.inference.inputs import Metadata
     from skin_model.inference.network import encode_metadata
     from skin_model.inference.predictor import SkinClassifier, on_torch_thread
@@ -93,7 +93,7 @@ def in_process(repeats: int) -> dict:
         # score down to the member's Grad-CAM layer (where the graph starts).
         def run():
             for net, x in zip(model.members, xs):
-                with GradCAM(net.cam_layer):
+                with LayerCAM(net.cam_layer):
                     net(x, m).sum().backward()
 
         on_torch_thread(run)

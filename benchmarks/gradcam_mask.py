@@ -3,8 +3,8 @@ lesion's mask, on HAM10000's test split (never used for a choice), beside the ma
 
     python benchmarks/gradcam_mask.py [--data ../shared/data/ham10000] [--limit N] [--targets predicted malignant]
 
-Targets: ``predicted`` (the most likely class, as the app showed it first until issue 32) and
-``malignant`` (the referral's score, what the verdict reads: the app's first heatmap now).
+Targets: ``predicted`` (the suggested diagnosis, the map the app shows first) and
+``malignant`` (the referral's score, what the verdict reads; the selector offers it).
 Each image is explained as the app explains it (``SkinClassifier.diagnose``, with its metadata),
 at the mask's size. Prints the mean energy share per target, the mean mask area, and the share
 of images whose energy share beats their mask's area (a map spread evenly would equal it).

@@ -626,12 +626,15 @@ TEXT: dict[str, dict[str, str]] = {
     "about.gradcam": {"en": "Reading a Grad-CAM", "fr": "Lire une carte Grad-CAM"},
     "about.gradcam.text": {
         "en": "Grad-CAM colours the regions whose features most raised the score of the chosen class (red: most, blue: least). "
-        "It is computed at the network's last convolutional block, so it is coarse: a blob, not an outline.\n\n"
+        "This app computes it as LayerCAM, the variant that weighs each place by its own gradient, at a block "
+        "near the network's end (its maps stay on the lesion more often), so it is coarse: a blob, not an outline.\n\n"
         "Pitfalls: a heatmap shows where the network looked, not why, and not whether it was right. "
         "Hot spots on rulers, hairs, ink marks or the dark corners of the dermoscope reveal shortcuts, not medicine. "
         "The map of a class with a tiny probability explains little.",
         "fr": "Grad-CAM colore les régions dont les caractéristiques ont le plus augmenté le score de la classe choisie (rouge : le plus, bleu : le moins). "
-        "Elle est calculée au dernier bloc convolutif du réseau : elle est grossière, une tache et non un contour.\n\n"
+        "Cette application la calcule en LayerCAM, la variante qui pondère chaque endroit par son propre gradient, "
+        "à un bloc proche de la fin du réseau (ses cartes restent plus souvent sur la lésion) : elle est grossière, "
+        "une tache et non un contour.\n\n"
         "Pièges : la carte montre où le réseau a regardé, pas pourquoi, ni s'il a raison. "
         "Des zones chaudes sur une règle, des poils, de l'encre ou les coins sombres du dermoscope révèlent des raccourcis, pas de la médecine. "
         "La carte d'une classe très improbable explique peu.",

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from skin_model.inference.gradcam import GradCAM, jet, overlay, upsample
+from skin_model.inference.gradcam import LayerCAM, jet, overlay, upsample
 from skin_model.inference.inputs import parse_metadata
 from skin_model.inference.network import SkinNet, encode_metadata
 
@@ -41,10 +41,10 @@ def test_maps_match_pytorch_grad_cam(tiny_model, member, lesion):
     index = int(model(x).argmax())  # the top class: its map is not all negative
     size = (x.shape[-1], x.shape[-2])  # (width, height), as upsample takes it
 
-    with pytorch_grad_cam.GradCAM(model=model, target_layers=[net.cam_layer]) as reference:
+    with pytorch_grad_cam.LayerCAM(model=model, target_layers=[net.cam_layer]) as reference:
         expected = reference(input_tensor=x, targets=[ClassifierOutputTarget(index)])[0]
 
-    with GradCAM(net.cam_layer) as cam:
+    with LayerCAM(net.cam_layer) as cam:
         model(x)[0, index].backward()
         ours = upsample(cam.maps()[0], size).astype(np.float32)
 
@@ -55,7 +55,7 @@ def test_maps_match_pytorch_grad_cam(tiny_model, member, lesion):
 def test_hooks_are_removed_even_after_an_error():
     layer = nn.Conv2d(3, 4, 3)
     with pytest.raises(ZeroDivisionError):
-        with GradCAM(layer):
+        with LayerCAM(layer):
             assert len(layer._forward_hooks) == 1
             raise ZeroDivisionError
     assert len(layer._forward_hooks) == 0
@@ -63,7 +63,7 @@ def test_hooks_are_removed_even_after_an_error():
 
 def test_maps_need_a_backward_pass():
     layer = nn.Conv2d(3, 4, 3)
-    with GradCAM(layer) as cam, pytest.raises(RuntimeError, match="backward"):
+    with LayerCAM(layer) as cam, pytest.raises(RuntimeError, match="backward"):
         layer(torch.randn(1, 3, 8, 8))
         cam.maps()
 

@@ -1,9 +1,14 @@
-"""Grad-CAM (Selvaraju et al., 2017) and its colour overlay, in plain torch and numpy.
+"""The heatmap of what the network looked at, and its colour overlay, in plain torch and numpy.
+
+The map is LayerCAM (Jiang et al., 2021), the Grad-CAM (Selvaraju et al., 2017) variant that
+weighs each location's activations by that location's own positive gradient instead of one
+weight per channel: on 150 HAM10000 training images with lesion masks, 51% of its energy lay
+inside the lesion against 45% for Grad-CAM at the same block (docs/model.md).
 
 The app's own few lines rather than the ``grad-cam`` package: that package pulls
 OpenCV, matplotlib, SciPy and scikit-learn into the app process (about 110 MB of
 memory on the smallest Streamlit Cloud tier). A test checks these maps against
-``pytorch_grad_cam.GradCAM``.
+``pytorch_grad_cam.LayerCAM``.
 """
 
 from __future__ import annotations
@@ -15,10 +20,10 @@ from PIL import Image
 from torch import nn
 
 
-class GradCAM:
+class LayerCAM:
     """Records one layer's activations and their gradient while the block is open.
 
-    >>> with GradCAM(layer) as cam:
+    >>> with LayerCAM(layer) as cam:
     ...     score = model(x)[0, k]
     ...     score.backward()
     ...     maps = cam.maps()
@@ -31,7 +36,7 @@ class GradCAM:
         self.activations: torch.Tensor | None = None
         self.gradients: torch.Tensor | None = None
 
-    def __enter__(self) -> GradCAM:
+    def __enter__(self) -> LayerCAM:
         self._handle = self.layer.register_forward_hook(self._record)
         return self
 
@@ -52,11 +57,11 @@ class GradCAM:
         self.gradients = grad.detach()
 
     def maps(self) -> torch.Tensor:
-        """ReLU of the gradient-weighted channel sum: (N, h, w) at the layer's resolution."""
+        """ReLU of the channel sum of activations weighed, location by location, by their positive
+        gradient: (N, h, w) at the layer's resolution."""
         if self.activations is None or self.gradients is None:
-            raise RuntimeError("Grad-CAM needs one forward and one backward pass inside the block")
-        weights = self.gradients.mean(dim=(2, 3), keepdim=True)  # one weight per channel
-        return torch.relu((weights * self.activations).sum(dim=1))
+            raise RuntimeError("LayerCAM needs one forward and one backward pass inside the block")
+        return torch.relu((torch.relu(self.gradients) * self.activations).sum(dim=1))
 
 
 def upsample(maps: torch.Tensor, size: tuple[int, int]) -> np.ndarray:

@@ -15,7 +15,7 @@ from skin_model import vocab
 from skin_model.config import settings
 from skin_model.inference.artifact import load_artifact, load_index
 from skin_model.inference.card import ModelArtifactError, model_folder
-from skin_model.inference.gradcam import GradCAM, upsample
+from skin_model.inference.gradcam import LayerCAM, upsample
 from skin_model.inference.inputs import ImageSource, Metadata, load_image, parse_metadata
 from skin_model.inference.network import SkinNet, encode_metadata, flip_views, unflip
 from skin_model.inference.ood import OodCheck, image_statistics
@@ -324,9 +324,9 @@ class SkinClassifier:
         pixels = prepared.pixels.to(self.device)
         meta = encode_metadata(prepared.metadata).unsqueeze(0).to(self.device)
         with ExitStack() as stack:
-            cams = [stack.enter_context(GradCAM(m.cam_layer)) for m in self.members]
+            cams = [stack.enter_context(LayerCAM(m.cam_layer)) for m in self.members]
             # Weights are frozen and the input needs no gradient: the graph starts at each
-            # member's Grad-CAM layer (see GradCAM), so the backward pass and the memory it
+            # member's Grad-CAM layer (see LayerCAM), so the backward pass and the memory it
             # keeps cover only the few layers after it.
             outputs = [
                 self._member_views(m, inp.normalize(pixels), meta, self.views)

@@ -327,6 +327,13 @@ def export_recipe(
             "licence": "; ".join(LICENCES[f] for f in folders if f in LICENCES),
         },
         "metadata_encoding": "age/100 and an age-missing flag, one-hot sex, one-hot site",
+        "grad_cam": {
+            "method": "LayerCAM (Jiang et al. 2021): activations weighed location by location by their positive "
+            "gradient, averaged over the flipped views and the members",
+            "layers": sorted({BACKBONES[cfg.arch].cam_layer for _, cfg, _ in models}),
+            "chosen_on": "150 HAM10000 training images with lesion masks (never the test split): the share of "
+            "the map's energy inside the mask (docs/model.md)",
+        },
         "data": _data_section(recipe, data),
         "selection": {
             "epoch": epochs,
