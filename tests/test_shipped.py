@@ -55,6 +55,18 @@ def test_artifact_is_small_safetensors_with_a_full_card():
     assert test["images"] == card["data"]["counts"]["test (scored once)"]["images"] > 500
 
 
+def test_similar_cases_tell_the_patient_s_age_and_site_where_recorded(shipped):
+    """The shipped index keeps each training image's recorded age, sex and site (HAM10000 records
+    them for almost every image; ISIC 2017 has no site)."""
+    patients = shipped.cases.patients
+    assert len(patients) == len(shipped.cases.image_ids)
+    assert sum(p.age is not None for p in patients) > 0.9 * len(patients)
+    assert sum(p.site != vocab.UNKNOWN for p in patients) > 0.7 * len(patients)
+    first = SAMPLES.iloc[0]
+    neighbours = shipped.predict(SAMPLES_DIR / f"{first.image_id}.jpg").neighbours
+    assert any(n.patient.age is not None for n in neighbours)
+
+
 def test_samples_cover_every_class_from_the_test_split():
     assert set(SAMPLES["dx"]) == set(vocab.CLASSES) and 7 <= len(SAMPLES) <= 14
     split = read_lesion_split(REPO / "splits" / "ham10000_lesions.csv").set_index("lesion_id")["split"]
