@@ -166,10 +166,10 @@ TEXT: dict[str, dict[str, str]] = {
     "diag.similar_tap": {"en": "Open a case for its details.", "fr": "Ouvrez un cas pour ses détails."},
     "diag.similar_age": {"en": "{age} y", "fr": "{age} ans"},
     "diag.similar_details": {
-        "en": "{name}, confirmed by {how}; similarity {similarity}.",
-        "fr": "{name}, confirmé par {how} ; similarité {similarity}.",
+        "en": "{name}; confirmed by {how}; similarity {similarity}.",
+        "fr": "{name} ; confirmation : {how} ; similarité {similarity}.",
     },
-    "diag.similar_sex": {"en": "Patient: {sex}.", "fr": "Patient : {sex}."},
+    "diag.similar_sex": {"en": "Sex: {sex}.", "fr": "Sexe : {sex}."},
     "dx_type.histo": {"en": "histopathology", "fr": "histopathologie"},
     "dx_type.follow_up": {"en": "follow-up", "fr": "suivi"},
     "dx_type.consensus": {"en": "expert consensus", "fr": "consensus d'experts"},
