@@ -74,6 +74,30 @@ def model_version() -> str:
         return "?"
 
 
+DATASETS = ("HAM10000", "ISIC 2017", "BCN20000")  # as the card's data section names them
+
+
+def training_datasets(card: dict) -> list[str]:
+    """The datasets a model was trained on, from its card."""
+    return [name for name in DATASETS if name in card["data"]["dataset"]]
+
+
+@st.cache_resource(show_spinner=False)
+def shipped_datasets() -> list[str]:
+    """The shipped model's training datasets, from its card (no weights loaded)."""
+    try:
+        return training_datasets(read_card_of_shipped())
+    except ModelArtifactError:
+        return []
+
+
+def joined(items: list[str]) -> str:
+    """ "a, b and c" in the page's language."""
+    if len(items) < 2:
+        return "".join(items)
+    return f"{', '.join(items[:-1])} {tr('word.and')} {items[-1]}"
+
+
 def lang() -> str:
     """The page language: the sidebar's choice, else the URL's ``?lang=`` (a reload or a shared
     link keeps it), else English."""

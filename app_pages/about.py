@@ -27,4 +27,4 @@ st.subheader(tr("about.language"))
 st.markdown(tr("about.language.text"))
 
 st.subheader(tr("about.data"))
-st.markdown(tr("about.data.text"))
+st.markdown(tr("about.data.text", datasets=ui.joined([tr(f"cite.{name}") for name in ui.shipped_datasets()])))

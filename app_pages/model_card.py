@@ -328,16 +328,16 @@ counts = pd.DataFrame(
         for name, c in data["counts"].items()
     }
 )
-datasets = [name for name in ("HAM10000", "ISIC 2017", "BCN20000") if name in data["dataset"]]
+datasets = ui.training_datasets(card)
 st.write(tr("card.data_text", datasets=", ".join(datasets), sources=", ".join(data["sources"])))
-st.caption(f"{tr('card.split')}: {tr('card.split_text')}")
+st.caption(f"{tr('card.split')}: {tr('card.split_text', parts=' '.join(tr(f'split.{name}') for name in datasets))}")
 # A count not in the card (the test split's classes) shows as a dash, not as "None"; every cell
 # is text, so that Arrow never meets a column mixing numbers and dashes.
 st.dataframe(counts.map(lambda n: "–" if pd.isna(n) else str(int(n))), width="stretch")
 
 st.subheader(tr("card.use"))
 st.info(tr("app.disclaimer"))
-st.markdown(tr("card.limitations"))
+st.markdown(tr("card.limitations", datasets=ui.joined([tr(f"data.{name}") for name in datasets])))
 
 st.subheader(tr("card.licence"))
 st.write(" · ".join(tr(f"licence.{name}") for name in datasets) + " " + tr("licence.terms"))

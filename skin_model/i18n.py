@@ -460,14 +460,48 @@ TEXT: dict[str, dict[str, str]] = {
         "en": "Dermoscopy from {datasets}; the sources (clinics and collections): {sources}.",
         "fr": "Dermoscopie de {datasets} ; les sources (cliniques et collections) : {sources}.",
     },
+    "word.and": {"en": "and", "fr": "et"},
     "card.split_text": {
-        "en": "no lesion in two places. HAM10000: a fixed test split and five class-stratified folds of the rest "
-        "(a lesion file, splits/ham10000_lesions.csv); ISIC 2017: its training part in every fold's training, its "
-        "validation part checked, never trained on. The test split's classes are never read by the export.",
-        "fr": "aucune lésion à deux endroits. HAM10000 : une partition de test fixe et cinq plis stratifiés par "
-        "classe pour le reste (un fichier de lésions, splits/ham10000_lesions.csv) ; ISIC 2017 : sa partie "
-        "d'entraînement dans l'entraînement de chaque pli, sa partie de validation vérifiée, jamais apprise. "
-        "L'export ne lit jamais les classes de la partition de test.",
+        "en": "no lesion in two places. {parts} The test split's classes are never read by the export.",
+        "fr": "aucune lésion à deux endroits. {parts} L'export ne lit jamais les classes de la partition de test.",
+    },
+    # Per dataset (the names the card's data section uses): where its images come from, its role
+    # in training, and how to cite it.
+    "data.HAM10000": {
+        "en": "HAM10000 (two Austrian clinics and one Australian practice)",
+        "fr": "HAM10000 (deux cliniques autrichiennes et un cabinet australien)",
+    },
+    "data.ISIC 2017": {"en": "ISIC 2017 (mostly one US centre)", "fr": "ISIC 2017 (surtout un centre américain)"},
+    "data.BCN20000": {
+        "en": "BCN20000 (Hospital Clínic de Barcelona, Spain)",
+        "fr": "BCN20000 (Hospital Clínic de Barcelone, Espagne)",
+    },
+    "split.HAM10000": {
+        "en": "HAM10000: a fixed test split and five class-stratified folds of the rest (a lesion file, "
+        "splits/ham10000_lesions.csv); its out-of-fold images calibrate the model and set its thresholds.",
+        "fr": "HAM10000 : une partition de test fixe et cinq plis stratifiés par classe pour le reste (un fichier "
+        "de lésions, splits/ham10000_lesions.csv) ; ses images hors pli calibrent le modèle et fixent ses seuils.",
+    },
+    "split.ISIC 2017": {
+        "en": "ISIC 2017: its training part in every fold's training, its validation part checked, never trained on.",
+        "fr": "ISIC 2017 : sa partie d'entraînement dans l'entraînement de chaque pli, sa partie de validation "
+        "vérifiée, jamais apprise.",
+    },
+    "split.BCN20000": {
+        "en": "BCN20000: every lesion in one of the five folds by a hash of its id, no test part.",
+        "fr": "BCN20000 : chaque lésion dans l'un des cinq plis selon un hachage de son identifiant, sans partie de test.",
+    },
+    "cite.HAM10000": {
+        "en": "HAM10000 (Tschandl et al. 2018, CC BY-NC-SA 4.0)",
+        "fr": "HAM10000 (Tschandl et al. 2018, CC BY-NC-SA 4.0)",
+    },
+    "cite.ISIC 2017": {
+        "en": "ISIC 2017 (Codella et al. 2018; ISIC Archive images, CC BY-NC or CC-0)",
+        "fr": "ISIC 2017 (Codella et al. 2018 ; images de l'ISIC Archive, CC BY-NC ou CC-0)",
+    },
+    "cite.BCN20000": {
+        "en": "BCN20000 (Combalia et al. 2019, CC BY-NC 4.0)",
+        "fr": "BCN20000 (Combalia et al. 2019, CC BY-NC 4.0)",
     },
     "card.part.folds": {"en": "folds (training and out-of-fold)", "fr": "plis (entraînement et hors pli)"},
     "card.part.every_fold": {"en": "in every fold's training", "fr": "dans l'entraînement de chaque pli"},
@@ -522,16 +556,14 @@ TEXT: dict[str, dict[str, str]] = {
     },
     "card.use": {"en": "Intended use and limitations", "fr": "Usage prévu et limites"},
     "card.limitations": {
-        "en": "- Trained on HAM10000 (two Austrian clinics and one Australian practice) and ISIC 2017 (mostly one US "
-        "centre): dermoscopic images of mostly pigmented lesions, mostly fair skin. On dermoscopy from clinics it has "
+        "en": "- Trained on {datasets}: dermoscopic images of mostly pigmented lesions, mostly fair skin. On dermoscopy from clinics it has "
         "never seen, it misses more melanomas than on these (see the documentation's held-out sources).\n"
         "- Seven classes only: any other lesion (e.g. squamous cell carcinoma) is forced into one of them.\n"
         "- Low input resolution (160×120 px); clinical (non-dermoscopic) photos are out of distribution.\n"
         "- The out-of-domain check refuses most images that are not dermoscopy, but about 4 in 10 ordinary-camera "
         "photos of skin still pass it and get an answer they should not.\n"
         "- Calibrated to HAM10000's frequencies; on other images probabilities may be over-confident.",
-        "fr": "- Entraîné sur HAM10000 (deux cliniques autrichiennes et un cabinet australien) et ISIC 2017 (surtout un "
-        "centre américain) : images dermoscopiques de lésions surtout pigmentées, surtout sur peau claire. Sur la "
+        "fr": "- Entraîné sur {datasets} : images dermoscopiques de lésions surtout pigmentées, surtout sur peau claire. Sur la "
         "dermoscopie de cliniques qu'il n'a jamais vues, il manque plus de mélanomes que sur celles-ci (voir la "
         "documentation, sources tenues à l'écart).\n"
         "- Sept classes seulement : toute autre lésion (p. ex. carcinome épidermoïde) est rangée dans l'une d'elles.\n"
@@ -661,11 +693,9 @@ TEXT: dict[str, dict[str, str]] = {
     },
     "about.data": {"en": "Data and licence", "fr": "Données et licence"},
     "about.data.text": {
-        "en": "Trained on HAM10000 (Tschandl et al. 2018, CC BY-NC-SA 4.0) and ISIC 2017 (Codella et al. 2018; ISIC "
-        "Archive images, CC BY-NC or CC-0): non-commercial use, with attribution. The model weights, the similar "
+        "en": "Trained on {datasets}: non-commercial use, with attribution. The model weights, the similar "
         "cases' thumbnails and the sample images carry the same conditions.",
-        "fr": "Entraîné sur HAM10000 (Tschandl et al. 2018, CC BY-NC-SA 4.0) et ISIC 2017 (Codella et al. 2018 ; images "
-        "de l'ISIC Archive, CC BY-NC ou CC-0) : usage non commercial, avec attribution. Les poids du modèle, les "
+        "fr": "Entraîné sur {datasets} : usage non commercial, avec attribution. Les poids du modèle, les "
         "vignettes des cas similaires et les images d'exemple sont soumis aux mêmes conditions.",
     },
 }

@@ -249,6 +249,22 @@ def test_about_page_explains_the_answer_and_has_the_glossary(lang):
     assert not any("pip install" in str(c.value) for c in at.code)  # installing is the README's job
 
 
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_the_pages_name_and_cite_the_datasets_the_model_card_names(lang):
+    from skin_model.inference.card import read_card_of_shipped
+
+    named = read_card_of_shipped()["data"]["dataset"]
+    for page, key in (("app_pages/about.py", "cite"), ("app_pages/model_card.py", "data")):
+        at = _app(page)
+        at.session_state["lang"] = lang
+        at.run()
+        text = _texts(at)
+        for name in ("HAM10000", "ISIC 2017", "BCN20000"):
+            assert (t(f"{key}.{name}", lang) in text) == (name in named), (page, name)
+            if page.endswith("model_card.py"):
+                assert (t(f"split.{name}", lang) in text) == (name in named), name
+
+
 def test_language_switch_changes_the_text():
     at = _app()
     assert at.title[0].value == t("diag.title", "en")
