@@ -195,7 +195,7 @@ def make_cross_validated_run(root: Path) -> CrossValidatedRun:
     outliers = make_not_dermoscopy(root / "not_dermoscopy")
     card = export_recipe(recipe, data, data_dirs, root / "run", root / "artifact", outliers)
     shutil.copytree(root / "artifact", root / "exported")
-    evaluate_sources(data, root / "artifact", write_card=True, outliers=outliers)
+    evaluate_sources(data, root / "artifact", recipe.sources, write_card=True, outliers=outliers)
     return CrossValidatedRun(
         recipe, data, data_dirs, root, root / "run", root / "artifact", root / "exported", outliers, card
     )

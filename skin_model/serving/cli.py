@@ -42,7 +42,7 @@ def _train_recipe(args) -> int:
     if not args.no_evaluate:
         from skin_model.training.evaluate import evaluate_sources
 
-        print(summary(evaluate_sources(data, out, write_card=True, outliers=outliers)))
+        print(summary(evaluate_sources(data, out, recipe.sources, write_card=True, outliers=outliers)))
     return 0
 
 

@@ -18,7 +18,7 @@ from skin_model.inference.ood import image_statistics
 from skin_model.inference.predictor import FUSED, SkinClassifier
 from skin_model.inference.similar import member_embedding
 from skin_model.training.metrics import classification_report, source_report, training_prior_report
-from skin_model.training.splits import out_of_fold, outlier_parts
+from skin_model.training.splits import calibration_part, out_of_fold, outlier_parts
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +50,13 @@ def not_dermoscopy_report(
     return report
 
 
-def evaluate_sources(data, model_dir: Path, write_card: bool = False, outliers: Path = NOT_DERMOSCOPY_DIR) -> dict:
+def evaluate_sources(
+    data, model_dir: Path, roles: dict, write_card: bool = False, outliers: Path = NOT_DERMOSCOPY_DIR
+) -> dict:
     """A cross-validated artifact on what it was never trained on: HAM10000's test split (each of
-    its sources too), ISIC 2017's check part, and real images that are not dermoscopy. Scored
-    once; nothing here feeds a choice."""
+    its sources too), ISIC 2017's check part, and real images that are not dermoscopy; and out of
+    fold again (``roles``: the recipe's sources, which say which images calibrated the model).
+    Scored once; nothing here feeds a choice."""
     model = SkinClassifier.load(model_dir)
     groups = {"test": data.df["split"].eq("test"), "check": data.df["split"].eq("check")}
     results: dict = {"splits": {}, "by_source": {}}
@@ -86,7 +89,7 @@ def evaluate_sources(data, model_dir: Path, write_card: bool = False, outliers: 
                 "melanoma_auc_equal_prior": source_report(equal[inside], labels[inside])["melanoma_auc"],
             }
             results["by_source"][f"{source} ({name})"] = per_source
-    results["out_of_fold"] = out_of_fold_answers(model, data)
+    results["out_of_fold"] = out_of_fold_answers(model, data, roles)
     results["not_dermoscopy"] = not_dermoscopy_report(model, outliers)  # kept aside: the check
     results["not_dermoscopy_fitting_part"] = not_dermoscopy_report(model, outliers, part="fitting")
     if write_card:
@@ -99,9 +102,11 @@ def evaluate_sources(data, model_dir: Path, write_card: bool = False, outliers: 
     return results
 
 
-def out_of_fold_answers(model: SkinClassifier, data) -> dict:
+def out_of_fold_answers(model: SkinClassifier, data, roles: dict) -> dict:
     """The fold part of every source, each image through the one fold model that never saw it
-    (as export chose on): the top class under each prior, and the calibrated ranking's AUCs."""
+    (as export chose on): the top class under each prior and the calibrated ranking's AUCs on
+    the calibration population (``splits.calibration_part``: what export chose on), and each
+    source's out-of-fold images apart."""
     folds = [m["fold"] for m in model.card["members"]]
     df = data.df
     oof = out_of_fold(df)
@@ -114,10 +119,11 @@ def out_of_fold_answers(model: SkinClassifier, data) -> dict:
     order = np.concatenate([rows for rows, _ in parts])
     training = torch.cat([p for _, p in parts]).numpy()
     labels, sources = data.labels.numpy()[order], df["source"].to_numpy()[order]
-    report: dict = {"images": len(order)}
+    calibrating = calibration_part(df, roles)[order]
+    report: dict = {"images": int(calibrating.sum())}
     for prior in vocab.PRIOR_NAMES:
-        decided = model.under_prior(torch.from_numpy(training), prior).numpy()
-        report[prior] = source_report(decided, labels, ranking=training)
+        decided = model.under_prior(torch.from_numpy(training[calibrating]), prior).numpy()
+        report[prior] = source_report(decided, labels[calibrating], ranking=training[calibrating])
     answer = model.under_prior(torch.from_numpy(training), model.answer_prior).numpy()
     report["answer"] = report[model.answer_prior]
     report["by_source"] = {
