@@ -84,10 +84,7 @@ def evaluate_sources(
             # The suggested diagnosis's recalls; the AUCs of the ranking the referral and the ROC
             # use: the calibrated probabilities, no prior dividing them.
             per_source = source_metrics(answer[inside], labels[inside], ood[inside], ranking=training[inside])
-            per_source |= {
-                "melanoma_auc_training_prior": per_source["melanoma_auc"],
-                "melanoma_auc_equal_prior": source_report(equal[inside], labels[inside])["melanoma_auc"],
-            }
+            per_source["melanoma_auc_equal_prior"] = source_report(equal[inside], labels[inside])["melanoma_auc"]
             results["by_source"][f"{source} ({name})"] = per_source
     results["out_of_fold"] = out_of_fold_answers(model, data, roles)
     results["not_dermoscopy"] = not_dermoscopy_report(model, outliers)  # kept aside: the check

@@ -68,15 +68,13 @@ def equal_prior(probs: torch.Tensor, frequencies: torch.Tensor) -> torch.Tensor:
     return apply_prior(probs, frequencies, PRIORS["equal"](frequencies), 1.0)
 
 
-def answers_by_prior(calibrated: torch.Tensor, labels: torch.Tensor, frequencies: torch.Tensor) -> dict[str, dict]:
-    """Balanced accuracy and melanoma recall of the top class under each prior (calibrated
-    probabilities in, under the training frequencies)."""
-    answers = {}
-    for prior in vocab.PRIOR_NAMES:
-        probs = calibrated if prior == "training" else apply_prior(calibrated, frequencies, PRIORS[prior](frequencies))
-        report = classification_report(probs.numpy(), labels.numpy())
-        answers[prior] = {"balanced_accuracy": report["balanced_accuracy"], "melanoma_recall": report["recall"]["mel"]}
-    return answers
+def answers_by_prior(under: dict[str, torch.Tensor], labels: torch.Tensor) -> dict[str, dict]:
+    """Balanced accuracy and melanoma recall of the top class of each prior's probabilities."""
+    reports = {prior: classification_report(probs.numpy(), labels.numpy()) for prior, probs in under.items()}
+    return {
+        p: {"balanced_accuracy": r["balanced_accuracy"], "melanoma_recall": r["recall"]["mel"]}
+        for p, r in reports.items()
+    }
 
 
 def choose_answer_prior(answers: dict[str, dict]) -> str:
@@ -218,9 +216,10 @@ def export_recipe(
     calibrated = torch.softmax(calibration_logits.double() / temperature + bias, 1)
     # The suggested diagnosis: the top class under the prior that answers best out of fold; the
     # probabilities shown stay the calibrated ones (their mel + bcc + akiec is the referral's number).
-    answers = answers_by_prior(calibrated, labels, frequencies)
+    under = {"training": calibrated, "equal": equal_prior(calibrated, frequencies)}  # vocab.PRIOR_NAMES
+    answers = answers_by_prior(under, labels)
     answer_prior = choose_answer_prior(answers)
-    decided = equal_prior(calibrated, frequencies) if answer_prior == "equal" else calibrated
+    decided = under[answer_prior]
     uncertainty = choose_gap(decided.numpy(), labels.numpy())
     referral = referral_section(
         malignant_scores(calibrated.numpy()),
@@ -273,7 +272,7 @@ def export_recipe(
             "half of each category of not_dermoscopy, by a hash of the file name (splits.outlier_parts); "
             "the other half is kept aside for the evaluation and never trained on"
         )
-    oof_report = classification_report(equal_prior(calibrated, frequencies).numpy(), labels.numpy())
+    oof_report = classification_report(under["equal"].numpy(), labels.numpy())
     folders = sorted(set(df["folder"]))
     card = {
         "format": FORMAT,
