@@ -68,7 +68,7 @@ def _ring(x: torch.Tensor, uniform) -> torch.Tensor:
     return x * (inside * vignette).unsqueeze(1)
 
 
-def _low_res(x: torch.Tensor) -> torch.Tensor:
+def squash_to_low_res(x: torch.Tensor) -> torch.Tensor:
     """Down to LOW_RES_SIDE x LOW_RES_SIDE (antialiased, aspect ignored) and back to the input size."""
     small = F.interpolate(x, size=(LOW_RES_SIDE, LOW_RES_SIDE), mode="bilinear", antialias=True, align_corners=False)
     return F.interpolate(small, size=x.shape[-2:], mode="bilinear", align_corners=False)
@@ -116,7 +116,7 @@ def augment_batch(
     if source.low_res > 0:
         chosen = (torch.rand(n, generator=gen) < source.low_res).to(device)
         if chosen.any():
-            x = torch.where(chosen.view(n, 1, 1, 1), _low_res(x), x)
+            x = torch.where(chosen.view(n, 1, 1, 1), squash_to_low_res(x), x)
     # Downscale first so bilinear sampling does not alias.
     scale = min(1.0, out_hw[0] / x.shape[-2])
     if scale < 0.75:
