@@ -286,6 +286,39 @@ def evaluation_section(evaluation: dict) -> None:
         st.caption(tr("card.not_dermoscopy", summary=summary))
 
 
+def held_out_section(evidence: dict) -> None:
+    """The design's evidence on sources left out of training: the guide to an unseen clinic."""
+    st.subheader(tr("card.held_out"))
+    st.write(
+        tr(
+            "card.held_out_text",
+            model=evidence["fold_model"],
+            variant=evidence["variant"],
+            mean=evidence["mean"]["melanoma_auc"],
+        )
+    )
+    rows = [
+        {
+            tr("card.source"): name,
+            tr("card.images"): r.get("images"),
+            tr("card.melanomas"): r.get("melanomas"),
+            tr("card.mel_auc"): r["melanoma_auc"],
+            tr("card.malignant_auc"): r["malignant_auc"],
+            "BA": r["balanced_accuracy_present"],
+            tr("card.mel_recall"): r["melanoma_recall"],
+            tr("card.ood_flagged"): r["ood_flagged"],
+        }
+        for name, r in {**evidence["by_source"], tr("card.mean"): evidence["mean"]}.items()
+    ]
+    numbers = [tr(k) for k in ("card.mel_auc", "card.malignant_auc", "card.mel_recall", "card.ood_flagged")] + ["BA"]
+    st.dataframe(
+        pd.DataFrame(rows),
+        hide_index=True,
+        width="stretch",
+        column_config={c: st.column_config.NumberColumn(format="%.3f") for c in numbers},
+    )
+
+
 if card.get("referral"):
     referral_section(card["referral"])
 if "sources" in card["data"]:
@@ -294,6 +327,8 @@ if card.get("evaluation"):
     evaluation_section(card["evaluation"])
 else:
     st.warning(tr("card.no_metrics"))
+if card.get("held_out_sources"):
+    held_out_section(card["held_out_sources"])
 
 band = card["uncertainty"].get("validation", {})
 if "accuracy_of_uncertain" in band:

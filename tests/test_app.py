@@ -265,6 +265,41 @@ def test_the_pages_name_and_cite_the_datasets_the_model_card_names(lang):
                 assert (t(f"split.{name}", lang) in text) == (name in named), name
 
 
+@pytest.mark.parametrize("lang", ["en", "fr"])
+def test_the_model_card_page_shows_the_held_out_sources_its_card_reports(tmp_path, monkeypatch, lang):
+    import streamlit as st
+
+    from skin_model.config import PACKAGE_DIR
+    from skin_model.inference.card import read_card, write_card
+    from skin_model.training.holdout import held_out_evidence
+
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    for path in (PACKAGE_DIR / "model").glob("*.safetensors"):
+        (model_dir / path.name).symlink_to(path)
+    card = read_card(PACKAGE_DIR / "model")
+    card["held_out_sources"] = held_out_evidence(REPO / "runs/holdout/results.jsonl", "sog_bcn_lowres")
+    write_card(model_dir, card)
+    monkeypatch.setenv("SKIN_MODEL_DIR", str(model_dir))
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    try:
+        at = _app("app_pages/model_card.py")
+        at.session_state["lang"] = lang
+        at.run()
+        assert not at.exception, at.exception
+        assert t("card.held_out", lang) in [h.value for h in at.subheader]
+        table = next(d.value for d in at.dataframe if t("card.melanomas", lang) in d.value.columns)
+        sources = [*card["held_out_sources"]["by_source"], t("card.mean", lang)]
+        assert list(table[t("card.source", lang)]) == sources
+        mean = card["held_out_sources"]["mean"]["melanoma_auc"]
+        assert table[t("card.mel_auc", lang)].iloc[-1] == pytest.approx(mean)
+        assert f"{mean:.3f}" in _texts(at)
+    finally:
+        st.cache_resource.clear()  # the next test reads the shipped card again
+        st.cache_data.clear()
+
+
 def test_language_switch_changes_the_text():
     at = _app()
     assert at.title[0].value == t("diag.title", "en")

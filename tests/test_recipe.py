@@ -42,6 +42,15 @@ def test_an_unknown_key_is_an_error_that_names_it(cv_run, tmp_path, line, sectio
         _with(cv_run, tmp_path, line, section)
 
 
+@pytest.mark.parametrize(
+    "table",
+    ["{ results = 'runs/holdout/results.jsonl' }", "{ results = 'r.jsonl', variant = 'v', fold = 0 }"],
+)
+def test_a_held_out_table_names_exactly_its_results_and_variant(cv_run, tmp_path, table):
+    with pytest.raises(ValueError, match=r"\[held_out\] sets exactly \['results', 'variant'\]"):
+        _with(cv_run, tmp_path, f"held_out = {table}")
+
+
 def test_the_shipped_recipes_load_and_use_only_known_keys():
     for path in sorted((REPO / "recipes").glob("*.toml")):
         recipe = Recipe.load(path)
@@ -56,6 +65,11 @@ EXPORT_KEYS = {
     "target_sensitivity": ("0.5", lambda card: card["referral"]["target_sensitivity"] == 0.5),
     "ood_pass_rate": ("0.5", lambda card: card["ood"]["target_pass_rate_per_source"] == 0.5),
     "outlier_exposure": ("false", lambda card: not card["ood"].get("outlier_exposure")),
+    # The committed held-out rows (runs/holdout/results.jsonl) of the design 4.0.0 chose.
+    "held_out": (
+        "{ results = 'runs/holdout/results.jsonl', variant = 'sog_bcn_lowres' }",
+        lambda card: card.get("held_out_sources", {}).get("variant") == "sog_bcn_lowres",
+    ),
 }
 # Keys read by training (what it trains on and how), checked where training reads them.
 TRAINING_KEYS = {"folds", "colour_constancy_p", "sources", "member_defaults", "members"}

@@ -37,6 +37,7 @@ from skin_model.inference.uncertainty import choose_gap
 from skin_model.training.calibration import fit_bias_temperature
 from skin_model.training.crossval import fold_dir
 from skin_model.training.data import Dataset, find_images, metadata_of
+from skin_model.training.holdout import held_out_evidence
 from skin_model.training.metrics import classification_report, training_prior_report
 from skin_model.training.recipe import Recipe
 from skin_model.training.splits import calibration_part, fold_parts, out_of_fold, outlier_parts
@@ -352,6 +353,8 @@ def export_recipe(
         "intended_use": "Research and teaching demonstrator. Not a medical device; no substitute for a dermatologist.",
         "test_metrics": None,
     }
+    if recipe.held_out:
+        card["held_out_sources"] = held_out_evidence(**recipe.held_out)
     save_artifact(out_dir, [net for net, _, _ in models], card)
     save_index(out_dir, cases, ood_check)
     log.info("exported %d fold models to %s (T %.3f)", len(models), out_dir, temperature)

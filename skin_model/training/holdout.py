@@ -121,3 +121,42 @@ def ood_share(
     )
     scores = check.score_features(index, member_embedding([held_features]), image_statistics(held_out.images))
     return float(check.flags(scores).double().mean())
+
+
+# What the card reports of a design's held-out rows (``scripts.holdout_proxy``'s results file):
+# card name -> the row's key. AUCs are the network's own output's (its training frequencies).
+EVIDENCE_KEYS = {
+    "images": "images",
+    "melanomas": "melanomas",
+    "melanoma_auc": "melanoma_auc_training_prior",
+    "malignant_auc": "malignant_auc_training_prior",
+    "balanced_accuracy_present": "balanced_accuracy_present",
+    "melanoma_recall": "melanoma_recall",
+    "ood_flagged": "ood_flagged",
+}
+
+
+def held_out_evidence(results: Path, variant: str) -> dict:
+    """The card's ``held_out_sources``: the chosen design's latest row for each held-out source,
+    and their means (the number the design was chosen on)."""
+    latest = {}
+    for line in Path(results).read_text().splitlines():  # a row scored again replaces the older one
+        row = json.loads(line)
+        if row.get("variant") == variant and "split" in row:  # rows without a split: the old single split
+            latest[row["holdout"]] = row
+    if not latest:
+        raise ValueError(f"{results} holds no held-out rows of the variant {variant!r}")
+    by_source = {s: {k: r.get(key) for k, key in EVIDENCE_KEYS.items()} for s, r in sorted(latest.items())}
+    member = next(iter(latest.values()))["member"]
+    return {
+        "variant": variant,
+        "fold_model": f"{member['arch']} {member['width']}x{member['height']}, {member['epochs']} epochs "
+        f"(a proxy of the recipe's member), fold {HOLDOUT_FOLD}'s model trained without the source, scored on all of it",
+        "split": next(iter(latest.values()))["split"],
+        "by_source": by_source,
+        "mean": {
+            k: float(np.mean([r[k] for r in by_source.values() if r[k] is not None]))
+            for k in EVIDENCE_KEYS
+            if k not in ("images", "melanomas")
+        },
+    }

@@ -28,7 +28,9 @@ KEYS = {
     "sources",
     "member_defaults",
     "members",
+    "held_out",
 }
+HELD_OUT_KEYS = {"results", "variant"}
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,9 @@ class Recipe:
     target_sensitivity: float = 0.90  # of the referral threshold, chosen out of fold
     ood_pass_rate: float = 0.97  # of each source's out-of-fold or check images
     outlier_exposure: bool = False  # fit the out-of-domain check against images that are not dermoscopy
+    # The design's evidence on held-out sources (``scripts.holdout_proxy``): its results file and
+    # variant, reported in the card; None: the card reports none.
+    held_out: dict | None = None
     raw: dict = field(default_factory=dict, compare=False)
 
     @property
@@ -81,6 +86,11 @@ class Recipe:
         target = float(raw.get("target_sensitivity", 0.90))
         if not 0 < target < 1:
             raise ValueError(f"{path}: target_sensitivity is a share in (0, 1), not {target}")
+        held_out = raw.get("held_out")
+        if held_out is not None:
+            if set(held_out) != HELD_OUT_KEYS:
+                raise ValueError(f"{path}: [held_out] sets exactly {sorted(HELD_OUT_KEYS)}, not {sorted(held_out)}")
+            held_out = {"results": REPO_DIR / held_out["results"], "variant": str(held_out["variant"])}
         return cls(
             path=path,
             model_version=str(raw["model_version"]),
@@ -92,5 +102,6 @@ class Recipe:
             target_sensitivity=target,
             ood_pass_rate=float(raw.get("ood_pass_rate", 0.97)),
             outlier_exposure=bool(raw.get("outlier_exposure", False)),
+            held_out=held_out,
             raw=raw,
         )
