@@ -292,8 +292,7 @@ def held_out_section(evidence: dict) -> None:
     st.write(
         tr(
             "card.held_out_text",
-            model=evidence["fold_model"],
-            variant=evidence["variant"],
+            **evidence["fold_model"],
             mean=evidence["mean"]["melanoma_auc"],
         )
     )

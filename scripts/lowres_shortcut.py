@@ -1,8 +1,9 @@
 """Is resolution a shortcut? The held-out proxies of ``scripts.holdout_proxy`` trained with
 BCN20000 (84x84 images of a hospital mix about half malignant), with and without the 84-px
-augmentation, each scored on its own held-out source twice: as the clinic made the images, and
-squashed to 84x84 and back as BCN20000's copy was made. A model that learnt "blurry means
-Barcelona means malignant" raises P(malignant) on the squashed copies of the same lesions.
+augmentation, and without BCN20000 (the control), each scored on its own held-out source twice:
+as the clinic made the images, and squashed to 84x84 and back as BCN20000's copy was made. A
+model that learnt "blurry means Barcelona means malignant" raises P(malignant) on the squashed
+copies of the same lesions more than the control does.
 
     python -m scripts.lowres_shortcut --data ../shared/data/ham10000 --data ../shared/data/isic2017 \
         --data ../shared/data/bcn20000
@@ -57,7 +58,7 @@ def main() -> None:
     p.add_argument("--data", type=Path, action="append", required=True)
     p.add_argument("--recipe", type=Path, default=RECIPES / "4.0.0.toml")
     p.add_argument("--out", type=Path, default=Path("runs/holdout"))
-    p.add_argument("--variants", nargs="+", default=["sog_bcn", "sog_bcn_lowres"])
+    p.add_argument("--variants", nargs="+", default=["sog", "sog_bcn", "sog_bcn_lowres"])
     p.add_argument("--sources", nargs="+", default=["isic2017", "rosendahl", "vidir_modern"])
     args = p.parse_args()
     torch.set_num_threads(2)

@@ -2,8 +2,9 @@
 
     python -m scripts.shipping_rule ../runs/4.0.0/artifact [--shipped skin_model/model]
 
-Reads both model cards (the candidate's evaluated: ``python -m skin_model evaluate``) and prints
-each condition with the candidate's number and its bar; exits 1 if one is missed. Out of fold
+Reads both model cards (the candidate's evaluated: ``python -m skin_model train --recipe ...
+--run ... --evaluate-only`` redoes that step) and prints each condition with the candidate's
+number and its bar; exits 1 if one is missed, 2 if the candidate has no evaluation. Out of fold
 only: the test split plays no part. The budget (Analyse time, the app's memory) is measured by
 ``benchmarks/`` and is not read here.
 """
@@ -32,7 +33,7 @@ def conditions(candidate: dict, shipped: dict) -> list[tuple[str, float, str, bo
 
     referral, answer = candidate["referral"]["validation"], candidate["evaluation"]["out_of_fold"]["answer"]
     home = shipped["evaluation"]["out_of_fold"]["answer"]
-    same = referral["n"] == shipped["referral"]["validation"]["n"] and answer["images"] == home["images"]
+    same = (referral["n"], answer["images"]) == (shipped["referral"]["validation"]["n"], home["images"])
     rows.append(("the same out-of-fold images as the shipped model", answer["images"], f"= {home['images']}", same))
     at_least("referral sensitivity (out of fold)", referral["sensitivity"], SENSITIVITY)
     at_least("referral specificity (out of fold)", referral["specificity"], SPECIFICITY)
@@ -56,7 +57,8 @@ def main() -> None:
     args = p.parse_args()
     candidate, shipped = read_card(args.candidate), read_card(args.shipped)
     if not candidate.get("evaluation"):
-        sys.exit(f"{args.candidate} has no evaluation yet: run python -m skin_model evaluate on it first")
+        print(f"{args.candidate} has no evaluation yet: train with --evaluate-only first", file=sys.stderr)
+        sys.exit(2)
     rows = conditions(candidate, shipped)
     print(f"| condition ({candidate['model_version']} against {shipped['model_version']}) | value | bar | |")
     print("|---|---|---|---|")

@@ -21,11 +21,11 @@ def _row(variant, source, auc, split=True):
 def results(tmp_path):
     path = tmp_path / "results.jsonl"
     rows = [
-        _row("chosen", "a", 0.99, split=False),  # the old single split: not this design's evidence
         _row("chosen", "a", 0.60),
         _row("chosen", "b", 0.80),
         _row("other", "c", 0.70),
         _row("chosen", "a", 0.70),  # scored again: replaces the row before
+        _row("chosen", "a", 0.99, split=False),  # the old single split: not this design's evidence
     ]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     return path
@@ -37,7 +37,15 @@ def test_the_latest_row_of_each_source_of_the_variant_and_their_mean(results):
     assert evidence["by_source"]["a"]["melanoma_auc"] == 0.70
     assert evidence["mean"]["melanoma_auc"] == pytest.approx(0.75)
     assert "images" not in evidence["mean"] and evidence["by_source"]["b"]["images"] == 10
-    assert evidence["split"] == "4.0.0.toml fold 0" and "128x96" in evidence["fold_model"]
+    assert evidence["split"] == "4.0.0.toml fold 0"
+    assert evidence["fold_model"] == MEMBER | {"fold": 0}
+
+
+def test_rows_of_unlike_fold_models_are_an_error(results):
+    other = _row("chosen", "b", 0.8) | {"member": MEMBER | {"epochs": 8}}
+    results.write_text(results.read_text() + json.dumps(other) + "\n")
+    with pytest.raises(ValueError, match="differ in their fold model"):
+        held_out_evidence(results, "chosen")
 
 
 @pytest.mark.parametrize("variant", ["missing", "CHOSEN"])

@@ -68,7 +68,10 @@ EXPORT_KEYS = {
     # The committed held-out rows (runs/holdout/results.jsonl) of the design 4.0.0 chose.
     "held_out": (
         "{ results = 'runs/holdout/results.jsonl', variant = 'sog_bcn_lowres' }",
-        lambda card: card.get("held_out_sources", {}).get("variant") == "sog_bcn_lowres",
+        lambda card: (
+            card.get("held_out_sources", {}).get("variant") == "sog_bcn_lowres"
+            and sorted(card["held_out_sources"]["by_source"]) == ["bcn20000", "isic2017", "rosendahl", "vidir_modern"]
+        ),
     ),
 }
 # Keys read by training (what it trains on and how), checked where training reads them.

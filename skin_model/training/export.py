@@ -184,6 +184,7 @@ def export_recipe(
             f"recipe {recipe.path.name} trains the out-of-domain check on real images that are not dermoscopy: "
             f"give their folder with --outliers (not found: {outliers})"
         )
+    held_out = held_out_evidence(**recipe.held_out) if recipe.held_out else None  # read first: fails early
     df = data.df
     in_train = df["split"].eq("train").to_numpy(copy=True)
     in_check = df["split"].eq("check").to_numpy(copy=True)
@@ -353,8 +354,8 @@ def export_recipe(
         "intended_use": "Research and teaching demonstrator. Not a medical device; no substitute for a dermatologist.",
         "test_metrics": None,
     }
-    if recipe.held_out:
-        card["held_out_sources"] = held_out_evidence(**recipe.held_out)
+    if held_out:
+        card["held_out_sources"] = held_out
     save_artifact(out_dir, [net for net, _, _ in models], card)
     save_index(out_dir, cases, ood_check)
     log.info("exported %d fold models to %s (T %.3f)", len(models), out_dir, temperature)

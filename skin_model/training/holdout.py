@@ -138,7 +138,8 @@ EVIDENCE_KEYS = {
 
 def held_out_evidence(results: Path, variant: str) -> dict:
     """The card's ``held_out_sources``: the chosen design's latest row for each held-out source,
-    and their means (the number the design was chosen on)."""
+    and their means (the number the design was chosen on). Every row must come from the same
+    fold model's settings and have a melanoma AUC: a mean over unlike rows means nothing."""
     latest = {}
     for line in Path(results).read_text().splitlines():  # a row scored again replaces the older one
         row = json.loads(line)
@@ -146,12 +147,15 @@ def held_out_evidence(results: Path, variant: str) -> dict:
             latest[row["holdout"]] = row
     if not latest:
         raise ValueError(f"{results} holds no held-out rows of the variant {variant!r}")
-    by_source = {s: {k: r.get(key) for k, key in EVIDENCE_KEYS.items()} for s, r in sorted(latest.items())}
+    members = {json.dumps(r["member"], sort_keys=True) for r in latest.values()}
+    if len(members) > 1 or any(r.get("melanoma_auc_training_prior") is None for r in latest.values()):
+        raise ValueError(f"{results}: the rows of {variant!r} differ in their fold model or lack a melanoma AUC")
     member = next(iter(latest.values()))["member"]
+    by_source = {s: {k: r.get(key) for k, key in EVIDENCE_KEYS.items()} for s, r in sorted(latest.items())}
     return {
         "variant": variant,
-        "fold_model": f"{member['arch']} {member['width']}x{member['height']}, {member['epochs']} epochs "
-        f"(a proxy of the recipe's member), fold {HOLDOUT_FOLD}'s model trained without the source, scored on all of it",
+        # one fold model per source: fold HOLDOUT_FOLD's, trained without the source, scored on all of it
+        "fold_model": {k: member[k] for k in ("arch", "width", "height", "epochs")} | {"fold": HOLDOUT_FOLD},
         "split": next(iter(latest.values()))["split"],
         "by_source": by_source,
         "mean": {

@@ -49,15 +49,13 @@ class Recipe:
     # variant, reported in the card; None: the card reports none.
     held_out: dict | None = None
     raw: dict = field(default_factory=dict, compare=False)
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+    sha256: str = ""  # of the bytes ``raw`` was read from (the file may change while a run trains)
 
     @classmethod
     def load(cls, path: Path) -> Recipe:
         path = Path(path)
-        raw = tomllib.loads(path.read_text())
+        content = path.read_bytes()
+        raw = tomllib.loads(content.decode())
         unknown = set(raw) - KEYS
         if unknown:
             raise ValueError(f"{path}: unknown recipe key(s) {sorted(unknown)}; known: {sorted(KEYS)}")
@@ -104,4 +102,5 @@ class Recipe:
             outlier_exposure=bool(raw.get("outlier_exposure", False)),
             held_out=held_out,
             raw=raw,
+            sha256=hashlib.sha256(content).hexdigest(),
         )
