@@ -11,7 +11,7 @@ from pathlib import Path
 import streamlit as st
 
 from skin_model import shared_model, vocab
-from skin_model.i18n import LANGUAGES, class_label, percent, t
+from skin_model.i18n import LANGUAGES, SOURCE_CLINIC, class_label, percent, t
 from skin_model.inference.card import ModelArtifactError, read_card_of_shipped
 from skin_model.inference.predictor import SkinClassifier
 
@@ -89,6 +89,12 @@ def shipped_datasets() -> list[str]:
         return training_datasets(read_card_of_shipped())
     except ModelArtifactError:
         return []
+
+
+def clinics(sources: list[str]) -> list[str]:
+    """The clinics the card's sources come from, each once (an unknown source by its name)."""
+    named = (tr(f"clinic.{SOURCE_CLINIC[s]}") if s in SOURCE_CLINIC else s for s in sources)
+    return list(dict.fromkeys(named))
 
 
 def joined(items: list[str]) -> str:

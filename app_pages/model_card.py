@@ -321,7 +321,7 @@ def held_out_section(evidence: dict) -> None:
 if card.get("referral"):
     referral_section(card["referral"])
 if "sources" in card["data"]:
-    st.info(tr("card.sources", sources=", ".join(card["data"]["sources"])))
+    st.info(tr("card.sources", sources=ui.joined(ui.clinics(card["data"]["sources"]))))
 if card.get("evaluation"):
     evaluation_section(card["evaluation"])
 else:

@@ -476,6 +476,23 @@ TEXT: dict[str, dict[str, str]] = {
         "en": "BCN20000 (Hospital Clínic de Barcelona, Spain)",
         "fr": "BCN20000 (Hospital Clínic de Barcelone, Espagne)",
     },
+    # The clinics the sources come from (``SOURCE_CLINIC``), as a list in a sentence.
+    "clinic.vienna": {
+        "en": "the Medical University of Vienna (Austria)",
+        "fr": "l'Université de médecine de Vienne (Autriche)",
+    },
+    "clinic.queensland": {
+        "en": "a skin cancer practice in Queensland (Australia)",
+        "fr": "un cabinet de cancérologie cutanée du Queensland (Australie)",
+    },
+    "clinic.isic": {
+        "en": "the ISIC Archive (mostly Memorial Sloan Kettering in New York)",
+        "fr": "l'ISIC Archive (surtout Memorial Sloan Kettering à New York)",
+    },
+    "clinic.barcelona": {
+        "en": "the Hospital Clínic de Barcelona (Spain)",
+        "fr": "l'Hospital Clínic de Barcelone (Espagne)",
+    },
     "split.HAM10000": {
         "en": "HAM10000: a fixed test split and five class-stratified folds of the rest (a lesion file, "
         "splits/ham10000_lesions.csv); its out-of-fold images calibrate the model and set its thresholds.",
@@ -519,9 +536,10 @@ TEXT: dict[str, dict[str, str]] = {
         "fr": "— usage non commercial uniquement, avec attribution.",
     },
     "card.sources": {
-        "en": "Seen in training: {sources}. Images from other cameras and clinics may be answered less well.",
-        "fr": "Vues à l'entraînement : {sources}. Les images d'autres appareils et cliniques peuvent être moins bien "
-        "traitées.",
+        "en": "Seen in training: dermoscopy from {sources}. Images from other cameras and clinics may be answered "
+        "less well.",
+        "fr": "Vues à l'entraînement : dermoscopies de {sources}. Les images d'autres appareils et cliniques "
+        "peuvent être moins bien traitées.",
     },
     "card.evaluation": {
         "en": "How it does: out-of-fold (every choice was made there) and the test split (scored once)",
@@ -722,6 +740,17 @@ TEXT: dict[str, dict[str, str]] = {
 # Metadata values as the app shows them, from the vocabulary's own names.
 TEXT |= {f"sex.{value}": {"en": en, "fr": fr} for value, (en, fr) in vocab.SEX_NAMES.items()}
 TEXT |= {f"site.{value}": {"en": en, "fr": fr} for value, (en, fr) in vocab.SITE_NAMES.items()}
+
+
+# The card's source names (HAM10000's collections, the other datasets) -> their clinic's key above.
+SOURCE_CLINIC = {
+    "vidir_modern": "vienna",
+    "vidir_molemax": "vienna",
+    "vienna_dias": "vienna",
+    "rosendahl": "queensland",
+    "isic2017": "isic",
+    "bcn20000": "barcelona",
+}
 
 
 def t(key: str, lang: str = "en", **values) -> str:

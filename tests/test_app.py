@@ -266,6 +266,22 @@ def test_the_pages_name_and_cite_the_datasets_the_model_card_names(lang):
 
 
 @pytest.mark.parametrize("lang", ["en", "fr"])
+def test_the_model_card_page_names_each_clinic_the_model_has_seen_once(lang):
+    from skin_model.i18n import SOURCE_CLINIC
+    from skin_model.inference.card import read_card_of_shipped
+
+    at = _app("app_pages/model_card.py")
+    at.session_state["lang"] = lang
+    at.run()
+    opening = t("card.sources", lang, sources="\0").split("\0")[0]  # the sentence before the clinics
+    seen = next(i.value for i in at.info if i.value.startswith(opening))
+    sources = read_card_of_shipped()["data"]["sources"]
+    for clinic in {SOURCE_CLINIC[s] for s in sources}:
+        assert seen.count(t(f"clinic.{clinic}", lang)) == 1, clinic
+    assert not any(s in seen for s in sources)  # clinics, not the data's column values
+
+
+@pytest.mark.parametrize("lang", ["en", "fr"])
 def test_the_model_card_page_shows_the_held_out_sources_its_card_reports(tmp_path, monkeypatch, lang):
     import streamlit as st
 

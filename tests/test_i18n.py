@@ -130,3 +130,10 @@ def test_every_shown_metadata_name_is_understood_when_read_back(lang):
         assert parse_sex(t(f"sex.{sex}", lang).upper()) == sex
     for site in vocab.SITES:
         assert parse_site(t(f"site.{site}", lang)) == site
+
+
+def test_every_source_names_a_clinic_with_text_in_both_languages():
+    from skin_model.i18n import SOURCE_CLINIC, TEXT
+
+    for source, clinic in SOURCE_CLINIC.items():
+        assert set(TEXT[f"clinic.{clinic}"]) == {"en", "fr"}, source
