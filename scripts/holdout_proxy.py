@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from skin_model.inference.preprocess import SourceSize
-from skin_model.training.holdout import HOLDOUT_FOLD, load_all, run_holdout
+from skin_model.training.holdout import HOLDOUT_FOLD, latest_rows, load_all, run_holdout
 from skin_model.training.recipe import Recipe
 from skin_model.training.train import TrainConfig
 
@@ -110,11 +110,7 @@ def main() -> None:
 
 def report(results: Path) -> str:
     """One row per (variant, held-out source), then each variant's mean over the sources it has."""
-    latest = {}
-    for line in results.read_text().splitlines():  # a row scored again replaces the older one
-        r = json.loads(line)
-        latest[(r["variant"], r["holdout"], "split" in r)] = r
-    rows = list(latest.values())
+    rows = list(latest_rows(results).values())
     keys = (
         "melanoma_recall",
         "melanoma_auc",

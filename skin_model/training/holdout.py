@@ -136,15 +136,25 @@ EVIDENCE_KEYS = {
 }
 
 
+def latest_rows(results: Path) -> dict[tuple[str, str, bool], dict]:
+    """The rows of ``results.jsonl`` by (variant, held-out source, made on the folds): a row scored
+    again replaces the older one; rows without a ``split`` were made on the old single split."""
+    latest = {}
+    for line in Path(results).read_text().splitlines():
+        row = json.loads(line)
+        latest[(row["variant"], row["holdout"], "split" in row)] = row
+    return latest
+
+
 def held_out_evidence(results: Path, variant: str) -> dict:
     """The card's ``held_out_sources``: the chosen design's latest row for each held-out source,
     and their means (the number the design was chosen on). Every row must come from the same
     fold model's settings and have a melanoma AUC: a mean over unlike rows means nothing."""
-    latest = {}
-    for line in Path(results).read_text().splitlines():  # a row scored again replaces the older one
-        row = json.loads(line)
-        if row.get("variant") == variant and "split" in row:  # rows without a split: the old single split
-            latest[row["holdout"]] = row
+    latest = {
+        source: row
+        for (name, source, on_folds), row in latest_rows(results).items()
+        if name == variant and on_folds  # rows without a split: the old single split
+    }
     if not latest:
         raise ValueError(f"{results} holds no held-out rows of the variant {variant!r}")
     members = {json.dumps(r["member"], sort_keys=True) for r in latest.values()}
