@@ -557,15 +557,15 @@ TEXT: dict[str, dict[str, str]] = {
         "fr": "Sur des cliniques jamais vues (sources mises de côté)",
     },
     "card.held_out_text": {
-        "en": "The best guide to a clinic this model has never seen: for each source, one model trained without it "
-        "and scored on all of its images (a smaller stand-in for the shipped model: {arch} at {width}×{height}, "
-        "{epochs} epochs, fold {fold}'s training images). The design was chosen on these numbers (mean melanoma "
-        "AUC {mean:.3f}); the shipped model itself has seen every source below.",
+        "en": "The best guide to a clinic this model has never seen: for each source, a model of the same design "
+        "trained without it and scored on all of its images (a smaller stand-in: {arch} at {width}×{height}, "
+        "{epochs} epochs, fold {fold}'s training images). Mean melanoma AUC {mean:.3f}. The shipped model was "
+        "trained on the clinics named above, and has never seen the others.",
         "fr": "Le meilleur indice de ce que vaut ce modèle dans une clinique qu'il n'a jamais vue : pour chaque source, "
-        "un modèle entraîné sans elle et noté sur toutes ses images (un modèle réduit tenant lieu du modèle livré : "
-        "{arch} en {width}×{height}, {epochs} époques, images d'entraînement du pli {fold}). Ces chiffres ont guidé "
-        "le choix de la conception (AUC mélanome moyenne {mean:.3f}) ; le modèle livré, lui, a vu toutes les "
-        "sources ci-dessous.",
+        "un modèle de même conception entraîné sans elle et noté sur toutes ses images (un modèle réduit qui en "
+        "tient lieu : {arch} en {width}×{height}, {epochs} époques, images d'entraînement du pli {fold}). AUC "
+        "mélanome moyenne : {mean:.3f}. Le modèle livré a appris des cliniques nommées plus haut et n'a jamais vu "
+        "les autres.",
     },
     "card.melanomas": {"en": "Melanomas", "fr": "Mélanomes"},
     "card.malignant_auc": {"en": "P(malignant) AUC", "fr": "AUC P(maligne)"},

@@ -16,6 +16,7 @@ from skin_model import __version__, vocab
 from skin_model.config import CARD_FILE, PACKAGE_DIR, WEIGHTS_FILE
 from skin_model.inference.network import BACKBONES
 from skin_model.serving.batch import RESULT_COLUMNS
+from skin_model.training.holdout import held_out_evidence
 from skin_model.training.splits import file_sha256, read_lesion_split
 
 from .conftest import REPO, SAMPLES_DIR
@@ -53,6 +54,17 @@ def test_artifact_is_small_safetensors_with_a_full_card():
     assert card["out_of_fold"]["n_images"] == card["data"]["counts"]["folds (training and out-of-fold)"]["images"]
     test = card["evaluation"]["splits"]["test"]["equal_prior"]
     assert test["images"] == card["data"]["counts"]["test (scored once)"]["images"] > 500
+
+
+def test_the_card_reports_its_design_s_held_out_sources_as_committed():
+    """What the Model card page says of unseen clinics is the committed evidence of the shipped
+    design (``runs/holdout/results.jsonl``), every held-out source of the comparison included."""
+    card = json.loads((MODEL_DIR / CARD_FILE).read_text())
+    held_out = card["held_out_sources"]
+    assert held_out == json.loads(
+        json.dumps(held_out_evidence(REPO / "runs/holdout/results.jsonl", held_out["variant"]))
+    )
+    assert set(held_out["by_source"]) == {"bcn20000", "isic2017", "rosendahl", "vidir_modern"}
 
 
 def test_similar_cases_tell_the_patient_s_age_and_site_where_recorded(shipped):
