@@ -296,20 +296,21 @@ def held_out_section(evidence: dict) -> None:
             mean=evidence["mean"]["melanoma_auc"],
         )
     )
+    # Counts as text: the mean row has none (a number column would print "None"). The stand-in's
+    # own out-of-domain check is not the shipped one, so its share flagged is left out here.
     rows = [
         {
             tr("card.source"): name,
-            tr("card.images"): r.get("images"),
-            tr("card.melanomas"): r.get("melanomas"),
+            tr("card.images"): str(r["images"]) if "images" in r else "",
+            tr("card.melanomas"): str(r["melanomas"]) if "melanomas" in r else "",
             tr("card.mel_auc"): r["melanoma_auc"],
             tr("card.malignant_auc"): r["malignant_auc"],
             "BA": r["balanced_accuracy_present"],
             tr("card.mel_recall"): r["melanoma_recall"],
-            tr("card.ood_flagged"): r["ood_flagged"],
         }
         for name, r in {**evidence["by_source"], tr("card.mean"): evidence["mean"]}.items()
     ]
-    numbers = [tr(k) for k in ("card.mel_auc", "card.malignant_auc", "card.mel_recall", "card.ood_flagged")] + ["BA"]
+    numbers = [tr(k) for k in ("card.mel_auc", "card.malignant_auc", "card.mel_recall")] + ["BA"]
     st.dataframe(
         pd.DataFrame(rows),
         hide_index=True,
@@ -326,9 +327,6 @@ if card.get("evaluation"):
     evaluation_section(card["evaluation"])
 else:
     st.warning(tr("card.no_metrics"))
-if card.get("held_out_sources"):
-    held_out_section(card["held_out_sources"])
-
 band = card["uncertainty"].get("validation", {})
 if "accuracy_of_uncertain" in band:
     st.caption(
@@ -340,6 +338,8 @@ if "accuracy_of_uncertain" in band:
             rest=ui.pct(band["accuracy_of_the_rest"]),
         )
     )
+if card.get("held_out_sources"):
+    held_out_section(card["held_out_sources"])
 
 st.subheader(tr("card.data"))
 data = card["data"]

@@ -308,6 +308,9 @@ def test_the_model_card_page_shows_the_held_out_sources_its_card_reports(tmp_pat
         table = next(d.value for d in at.dataframe if t("card.melanomas", lang) in d.value.columns)
         sources = [*card["held_out_sources"]["by_source"], t("card.mean", lang)]
         assert list(table[t("card.source", lang)]) == sources
+        first = next(iter(card["held_out_sources"]["by_source"].values()))
+        images = list(table[t("card.images", lang)])
+        assert images[0] == str(first["images"]) and images[-1] == ""  # the mean row counts nothing
         mean = card["held_out_sources"]["mean"]["melanoma_auc"]
         assert table[t("card.mel_auc", lang)].iloc[-1] == pytest.approx(mean)
         assert f"{mean:.3f}" in _texts(at)
