@@ -218,3 +218,12 @@ def test_uploads_sharing_a_stem_or_a_name_keep_distinct_ids():
     assert upload_ids(["a.jpg", "b.jpg"]) == ["a", "b"]
     assert upload_ids(["x.jpg", "x.png", "y.jpg"]) == ["x.jpg", "x.png", "y"]
     assert upload_ids(["x.jpg", "x.jpg"]) == ["x.jpg", "x.jpg (2)"]
+
+
+def test_the_help_names_the_prior_predict_uses_by_default(capsys):
+    """The help once called ``equal`` the default after the default had become ``training``."""
+    with pytest.raises(SystemExit):
+        cli.main(["predict", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert f"(default: {vocab.DEFAULT_PRIOR})" in help_text
+    assert cli.build_parser().parse_args(["predict", "x.jpg"]).prior == vocab.DEFAULT_PRIOR
