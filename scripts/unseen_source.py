@@ -1,0 +1,82 @@
+"""The shipped model on a whole source it never saw, as a user's CLI run would score it.
+
+    python -m scripts.unseen_source prepare ../shared/data/bcn20000 /tmp/bcn     # one image per lesion
+    python -m skin_model predict /tmp/bcn/images --metadata /tmp/bcn/metadata.csv --out /tmp/bcn/pred.csv
+    python -m scripts.unseen_source score /tmp/bcn/metadata.csv /tmp/bcn/pred.csv
+
+``prepare`` keeps each lesion's first image by ``image_id`` (a source with many images of one
+lesion would otherwise weigh it many times) and links them into ``<out>/images``. ``score``
+prints what the CLI's answers are worth there: the suggested diagnosis (``prediction``), the
+ranking of the calibrated probabilities, the referral as the CLI states it (``refer``, which
+includes the images it cannot judge), and the share flagged out of domain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+MALIGNANT = ("mel", "bcc", "akiec")
+
+
+def prepare(data_dir: Path, out: Path) -> None:
+    table = pd.read_csv(data_dir / "metadata.csv", dtype={"image_id": str})
+    one = table.sort_values("image_id").groupby("lesion_id").head(1)
+    files = {p.stem: p for p in (data_dir / "images").iterdir()}
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    for image_id in one["image_id"]:
+        link = out / "images" / files[image_id].name
+        if not link.exists():
+            os.symlink(files[image_id].resolve(), link)
+    one.to_csv(out / "metadata.csv", index=False)
+    print(f"{len(one)} lesions of {len(table)} images: {out}")
+
+
+def score(metadata: Path, predictions: Path) -> dict:
+    truth = pd.read_csv(metadata, dtype={"image_id": str})[["image_id", "dx"]]
+    answers = pd.read_csv(predictions, dtype={"image_id": str})
+    answers["image_id"] = answers["image_id"].str.replace(r"\.\w+$", "", regex=True)  # ids are file names
+    d = answers.merge(truth, on="image_id", validate="one_to_one")
+    if len(d) != len(truth):
+        raise SystemExit(f"{len(truth) - len(d)} images of {metadata} have no answer in {predictions}")
+    mel, malignant = d["dx"].eq("mel"), d["dx"].isin(MALIGNANT)
+    recalls = [d["prediction"][d["dx"] == c].eq(c).mean() for c in sorted(d["dx"].unique())]
+    return {
+        "lesions (one image each)": len(d),
+        "melanomas": int(mel.sum()),
+        "melanoma AUC": roc_auc_score(mel, d["mel"]),
+        "P(malignant) AUC": roc_auc_score(malignant, d["malignant_probability"]),
+        "balanced accuracy (classes present)": sum(recalls) / len(recalls),
+        "melanoma recall": d["prediction"][mel].eq("mel").mean(),
+        "referred: malignant and pre-malignant": d["refer"][malignant].mean(),
+        "referred: melanomas": d["refer"][mel].mean(),
+        "not referred: benign": 1 - d["refer"][~malignant].mean(),
+        "mean P(malignant)": d["malignant_probability"].mean(),
+        "malignant share": malignant.mean(),
+        "flagged out of domain": d["ood"].mean(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="step", required=True)
+    p = sub.add_parser("prepare")
+    p.add_argument("data_dir", type=Path)
+    p.add_argument("out", type=Path)
+    s = sub.add_parser("score")
+    s.add_argument("metadata", type=Path)
+    s.add_argument("predictions", type=Path)
+    args = parser.parse_args()
+    if args.step == "prepare":
+        prepare(args.data_dir, args.out)
+    else:
+        for name, value in score(args.metadata, args.predictions).items():
+            print(f"{name}: {value:.3f}" if isinstance(value, float) else f"{name}: {value}")
+
+
+if __name__ == "__main__":
+    main()
