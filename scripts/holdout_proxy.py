@@ -72,10 +72,8 @@ def main() -> None:
     torch.set_num_threads(2)
     args.out.mkdir(parents=True, exist_ok=True)
     results = args.out / "results.jsonl"
-    done = set()
-    if results.exists():
-        rows = map(json.loads, results.read_text().splitlines())
-        done = {(r["variant"], r["holdout"]) for r in rows if "split" in r}  # older rows: the old split
+    # rows without a split were made on the old single split: they do not count as done
+    done = {(v, s) for v, s, on_folds in latest_rows(results) if on_folds} if results.exists() else set()
     recipe = Recipe.load(args.recipe)
     loaded = {}
     for variant in args.variants:

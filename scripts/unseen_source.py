@@ -2,7 +2,7 @@
 
     python -m scripts.unseen_source prepare ../shared/data/bcn20000 /tmp/bcn     # one image per lesion
     python -m skin_model predict /tmp/bcn/images --metadata /tmp/bcn/metadata.csv --out /tmp/bcn/pred.csv
-    python -m scripts.unseen_source score /tmp/bcn/metadata.csv /tmp/bcn/pred.csv
+    python -m scripts.unseen_source score /tmp/bcn/metadata.csv /tmp/bcn/pred.csv [--out FILE.json]
 
 ``prepare`` keeps each lesion's first image by ``image_id`` (a source with many images of one
 lesion would otherwise weigh it many times) and links them into ``<out>/images``. ``score``
@@ -14,6 +14,7 @@ includes the images it cannot judge), and the share flagged out of domain.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 
@@ -38,11 +39,15 @@ def prepare(data_dir: Path, out: Path) -> None:
 
 def score(metadata: Path, predictions: Path) -> dict:
     truth = pd.read_csv(metadata, dtype={"image_id": str})[["image_id", "dx"]]
-    answers = pd.read_csv(predictions, dtype={"image_id": str})
-    answers["image_id"] = answers["image_id"].str.replace(r"\.\w+$", "", regex=True)  # ids are file names
+    answers = pd.read_csv(predictions, dtype={"image_id": str})  # ids: file names without extension
     d = answers.merge(truth, on="image_id", validate="one_to_one")
     if len(d) != len(truth):
         raise SystemExit(f"{len(truth) - len(d)} images of {metadata} have no answer in {predictions}")
+    unread = d["prediction"].isna() | d["malignant_probability"].isna()
+    if unread.any():
+        raise SystemExit(f"{unread.sum()} images could not be read by the CLI (see its 'error' column)")
+    if set(d["prior"]) != {"training"}:  # the ranking is the calibrated probabilities', not the equal view
+        raise SystemExit("score the CLI's default answers (--prior training)")
     mel, malignant = d["dx"].eq("mel"), d["dx"].isin(MALIGNANT)
     recalls = [d["prediction"][d["dx"] == c].eq(c).mean() for c in sorted(d["dx"].unique())]
     return {
@@ -70,12 +75,19 @@ def main() -> None:
     s = sub.add_parser("score")
     s.add_argument("metadata", type=Path)
     s.add_argument("predictions", type=Path)
+    s.add_argument("--out", type=Path, default=None, help="also write the figures here as JSON")
     args = parser.parse_args()
     if args.step == "prepare":
         prepare(args.data_dir, args.out)
     else:
-        for name, value in score(args.metadata, args.predictions).items():
+        figures = score(args.metadata, args.predictions)
+        for name, value in figures.items():
             print(f"{name}: {value:.3f}" if isinstance(value, float) else f"{name}: {value}")
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(
+                json.dumps({k: v if isinstance(v, int) else float(v) for k, v in figures.items()}, indent=1) + "\n"
+            )
 
 
 if __name__ == "__main__":

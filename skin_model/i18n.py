@@ -562,10 +562,10 @@ TEXT: dict[str, dict[str, str]] = {
         "{epochs} epochs, fold {fold}'s training images). Mean melanoma AUC {mean:.3f}. The shipped model was "
         "trained on the clinics named above, and has never seen the others.",
         "fr": "Le meilleur indice de ce que vaut ce modèle dans une clinique qu'il n'a jamais vue : pour chaque source, "
-        "un modèle de même conception entraîné sans elle et noté sur toutes ses images (un modèle réduit qui en "
-        "tient lieu : {arch} en {width}×{height}, {epochs} époques, images d'entraînement du pli {fold}). AUC "
-        "mélanome moyenne : {mean:.3f}. Le modèle livré a appris des cliniques nommées plus haut et n'a jamais vu "
-        "les autres.",
+        "un modèle de même conception entraîné sans elle et évalué sur toutes ses images (un modèle réduit, à la "
+        "place du modèle livré : {arch} en {width}×{height}, {epochs} époques, images d'entraînement du pli {fold}). "
+        "AUC mélanome moyenne : {mean:.3f}. Le modèle livré a été entraîné sur les images des cliniques nommées "
+        "plus haut et n'a jamais vu les autres.",
     },
     "card.melanomas": {"en": "Melanomas", "fr": "Mélanomes"},
     "card.malignant_auc": {"en": "P(malignant) AUC", "fr": "AUC P(maligne)"},

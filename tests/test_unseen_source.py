@@ -27,7 +27,7 @@ def test_prepare_keeps_each_lesion_s_first_image_once(tmp_path):
 
 
 def _answers(tmp_path, rows):
-    columns = ["image_id", "prediction", "mel", "malignant_probability", "refer", "ood"]
+    columns = ["image_id", "prediction", "mel", "malignant_probability", "refer", "ood", "prior"]
     pd.DataFrame(rows, columns=columns).to_csv(tmp_path / "pred.csv", index=False)
     return tmp_path / "pred.csv"
 
@@ -36,10 +36,10 @@ def test_score_reads_the_cli_s_answers_against_the_truth(tmp_path):
     prepare(_source(tmp_path), tmp_path / "out")
     answers = _answers(
         tmp_path,
-        [  # ids as the CLI writes them (file names); the nevus referred, the bcc missed
-            ("A1.jpg", "mel", 0.9, 0.95, 1, 0),
-            ("C3.jpg", "nv", 0.1, 0.05, 0, 0),
-            ("D4.jpg", "nv", 0.2, 0.40, 1, 1),
+        [  # the nevus referred and flagged, the bcc missed
+            ("A1", "mel", 0.9, 0.95, 1, 0, "training"),
+            ("C3", "nv", 0.1, 0.05, 0, 0, "training"),
+            ("D4", "nv", 0.2, 0.40, 1, 1, "training"),
         ],
     )
     got = score(tmp_path / "out" / "metadata.csv", answers)
@@ -52,6 +52,22 @@ def test_score_reads_the_cli_s_answers_against_the_truth(tmp_path):
 
 def test_score_refuses_answers_that_miss_an_image(tmp_path):
     prepare(_source(tmp_path), tmp_path / "out")
-    answers = _answers(tmp_path, [("A1.jpg", "mel", 0.9, 0.95, 1, 0), ("C3.jpg", "bcc", 0.1, 0.6, 1, 0)])
+    answers = _answers(
+        tmp_path, [("A1", "mel", 0.9, 0.95, 1, 0, "training"), ("C3", "bcc", 0.1, 0.6, 1, 0, "training")]
+    )
     with pytest.raises(SystemExit, match="1 images"):
         score(tmp_path / "out" / "metadata.csv", answers)
+
+
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        (("D4", None, None, None, 1, 1, "training"), "could not be read"),
+        (("D4", "nv", 0.2, 0.40, 1, 1, "equal"), "--prior training"),
+    ],
+)
+def test_score_refuses_unread_images_and_the_equal_view(tmp_path, row, message):
+    prepare(_source(tmp_path), tmp_path / "out")
+    good = [("A1", "mel", 0.9, 0.95, 1, 0, "training"), ("C3", "nv", 0.1, 0.05, 0, 0, "training")]
+    with pytest.raises(SystemExit, match=message):
+        score(tmp_path / "out" / "metadata.csv", _answers(tmp_path, [*good, row]))
