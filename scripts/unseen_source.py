@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-MALIGNANT = ("mel", "bcc", "akiec")
+from skin_model.inference.referral import MALIGNANT_OR_PREMALIGNANT
 
 
 def prepare(data_dir: Path, out: Path) -> None:
@@ -48,7 +48,7 @@ def score(metadata: Path, predictions: Path) -> dict:
         raise SystemExit(f"{unread.sum()} images could not be read by the CLI (see its 'error' column)")
     if set(d["prior"]) != {"training"}:  # the ranking is the calibrated probabilities', not the equal view
         raise SystemExit("score the CLI's default answers (--prior training)")
-    mel, malignant = d["dx"].eq("mel"), d["dx"].isin(MALIGNANT)
+    mel, malignant = d["dx"].eq("mel"), d["dx"].isin(MALIGNANT_OR_PREMALIGNANT)
     recalls = [d["prediction"][d["dx"] == c].eq(c).mean() for c in sorted(d["dx"].unique())]
     return {
         "lesions (one image each)": len(d),

@@ -188,9 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--prior",
         choices=PRIOR_NAMES,
         default=DEFAULT_PRIOR,
-        help="what the seven class columns state (default: %(default)s). training: the calibrated probabilities "
-        "under HAM10000's frequencies (nv 67%%), whose mel + bcc + akiec is malignant_probability; equal: the view before base "
-        "rates (every diagnosis equally likely), not probabilities",
+        help="what the seven class columns state (default: %(default)s). training: the calibrated "
+        "probabilities under HAM10000's frequencies (nv 67%%), whose mel + bcc + akiec is malignant_probability; "
+        "equal: the view before base rates (every diagnosis equally likely), not probabilities",
     )
     pr.set_defaults(func=_predict)
     return parser
