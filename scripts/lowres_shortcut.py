@@ -19,15 +19,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 from sklearn.metrics import roc_auc_score
 
+from skin_model.inference.ensemble import calibrate, member_outputs
+from skin_model.inference.network import SkinNet
 from skin_model.inference.preprocess import SourceSize
 from skin_model.inference.referral import MEL, is_malignant, malignant_scores
 from skin_model.training.augment import squash_to_low_res
 from skin_model.training.data import Dataset
 from skin_model.training.holdout import load_all
 from skin_model.training.recipe import Recipe
-from skin_model.training.train import TTA_VIEWS, load_member, predict_outputs
+from skin_model.training.train import TTA_VIEWS, TrainConfig
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
@@ -41,8 +44,18 @@ def squashed(data: Dataset) -> Dataset:
     return Dataset(data.df, out)
 
 
+def load_proxy(folder: Path) -> tuple[SkinNet, TrainConfig]:
+    """A proxy run of issue 33 (made before the one epoch rule: its ``best.safetensors``)."""
+    cfg = TrainConfig.from_json((folder / "config.json").read_text())
+    net = SkinNet(cfg.arch, meta_hidden=cfg.meta_hidden)
+    net.load_state_dict(load_file(str(folder / "best.safetensors")))
+    return net.eval(), cfg
+
+
 def score(net, cfg, data: Dataset) -> dict:
-    probs = torch.softmax(predict_outputs(net, data, cfg.inputs, TTA_VIEWS)[0], 1).double().numpy()
+    """The fold model's own probabilities (temperature 1, no bias): the shift is the network's."""
+    logits = member_outputs(net, cfg.inputs, data.images, data.meta, TTA_VIEWS)[0]
+    probs = calibrate(logits[None], 1.0, torch.zeros(logits.shape[1])).numpy()
     labels = data.labels.numpy()
     malignant = malignant_scores(probs)
     return {
@@ -68,7 +81,7 @@ def main() -> None:
         held_out = data.subset(data.df["source"].eq(source).to_numpy())
         low = squashed(held_out)
         for variant in args.variants:
-            net, cfg = load_member(args.out / variant / f"without_{source}" / "proxy")
+            net, cfg = load_proxy(args.out / variant / f"without_{source}" / "proxy")
             native, small = score(net, cfg, held_out), score(net, cfg, low)
             rows.append({"variant": variant, "source": source, "native": native, "squashed": small})
             print(variant, source, native, small, flush=True)

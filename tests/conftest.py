@@ -229,3 +229,19 @@ def encode(img: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:
     buf = io.BytesIO()
     img.save(buf, fmt, **kwargs)
     return buf.getvalue()
+
+
+@pytest.fixture
+def model_calls(monkeypatch):
+    """Counts the model's answers (``diagnose`` calls) made by the pages, from outside them."""
+    from skin_model.inference.predictor import SkinClassifier
+
+    calls = []
+    diagnose = SkinClassifier.diagnose
+
+    def counted(self, *args, **kwargs):
+        calls.append(kwargs.get("target"))
+        return diagnose(self, *args, **kwargs)
+
+    monkeypatch.setattr(SkinClassifier, "diagnose", counted)
+    return calls

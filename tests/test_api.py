@@ -187,9 +187,21 @@ def test_the_openapi_document_describes_every_route(client, token_required):
     responses = doc["paths"][f"{PREFIX}/predict"]["post"]["responses"]
     assert {"200", "400", "413", "415", "422", "503"} <= set(responses)
     assert ("401" in responses) == token_required
-    # every answer of /predict fits the schema's required fields
-    required = doc["components"]["schemas"]["Prediction"]["required"]
-    assert set(required) <= set(_predict(client).json())
+
+
+def test_every_key_of_a_real_answer_is_described_and_every_described_key_is_answered(client):
+    """A real image posted: the answer's keys are the schema's properties, each with a meaning, and
+    each value has the described JSON type (with ?cam=, the Grad-CAM too)."""
+    doc = client.get("/openapi.json").json()
+    schema = doc["components"]["schemas"]["Prediction"]
+    answer = _predict(client, data={"age": "50", "sex": "female"}, params={"cam": "mel"}).json()
+    assert set(answer) == set(schema["properties"]) == set(schema["required"]) | {"cam"}
+    json_types = {"string": str, "boolean": bool, "number": (int, float), "array": list, "object": dict}
+    for key, value in answer.items():
+        field = schema["properties"][key]
+        assert field["description"], key
+        allowed = field["type"] if isinstance(field["type"], list) else [field["type"]]
+        assert any(value is None if t == "null" else isinstance(value, json_types[t]) for t in allowed), (key, value)
 
 
 def test_the_real_server_answers_the_api_beside_the_pages(tmp_path):

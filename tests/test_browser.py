@@ -50,12 +50,6 @@ def _choose(page, label: str, option: str):
     page.get_by_role("option", name=option, exact=True).click()
 
 
-@pytest.fixture(scope="module")
-def diagnose_state():
-    """Set by the Diagnose test, so that the log test reads the log of a real answer."""
-    return {}
-
-
 def test_a_shared_link_to_a_page_is_the_whole_app_on_a_fresh_server(browser, tmp_path):
     """The first visitor after a restart may come by a link to another page. Streamlit
     then runs that page by itself if it sits in a folder named ``pages/`` (its older
@@ -71,11 +65,10 @@ def test_a_shared_link_to_a_page_is_the_whole_app_on_a_fresh_server(browser, tmp
         page.close()
 
 
-def test_diagnose_in_a_real_browser(server, browser, diagnose_state):
-    app_url = server[0]
-    ARTIFACTS.mkdir(exist_ok=True)
+def _diagnose_with_metadata(browser, url: str):
+    """An Analyse page at 1280x800 that has answered a sample with age, sex and body site given."""
     page = browser.new_page(viewport={"width": 1280, "height": 800})
-    page.goto(app_url)
+    page.goto(url)
     page.get_by_text(t("diag.title", "en")).wait_for(timeout=60_000)
     age = page.get_by_label(t("meta.age", "en"))
     age.fill("40")
@@ -85,6 +78,12 @@ def test_diagnose_in_a_real_browser(server, browser, diagnose_state):
     page.wait_for_timeout(1500)  # the rerun of the last choice redraws the uploader: let it settle
     page.locator("input[type=file]").first.set_input_files(str(SAMPLES_DIR / "ISIC_0027622.jpg"))
     page.get_by_text("Probability of a malignant").first.wait_for(timeout=90_000)
+    return page
+
+
+def test_diagnose_in_a_real_browser(server, browser):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = _diagnose_with_metadata(browser, server[0])
     page.wait_for_function("document.querySelectorAll('[data-testid=stImage] img').length >= 2", timeout=60_000)
     page.locator("table b").first.wait_for(timeout=30_000)  # all seven diagnoses
     page.wait_for_timeout(1500)  # let the last rerun settle before the picture
@@ -100,7 +99,6 @@ def test_diagnose_in_a_real_browser(server, browser, diagnose_state):
     overflow = page.evaluate("document.documentElement.scrollWidth > window.innerWidth + 1")
     assert not overflow, "the page scrolls sideways on a phone"
     page.close()
-    diagnose_state["answered"] = True
 
 
 def test_camera_test_pattern_is_flagged_as_not_dermoscopy(server, browser):
@@ -211,20 +209,41 @@ def test_the_answer_survives_another_page(server, browser):
     page.close()
 
 
-def test_a_batch_in_a_real_browser(server, browser, tmp_path, diagnose_state):
-    image = tmp_path / "patient_durand_2024.jpg"
-    image.write_bytes((SAMPLES_DIR / "ISIC_0027622.jpg").read_bytes())
+def _batch_of_one(browser, url: str, image):
+    """A Batch page at 1280x900 that has analysed ``image``, its summary chart drawn."""
     page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.goto(f"{server[0]}/batch")
+    page.goto(f"{url}/batch")
     page.get_by_text(t("batch.title", "en")).wait_for(timeout=60_000)
     page.locator("input[type=file]").first.set_input_files(str(image))
     page.get_by_role("button", name=t("batch.run", "en", n=1)).click(timeout=30_000)
     page.locator(".js-plotly-plot").first.wait_for(timeout=90_000)
     page.wait_for_timeout(1000)
+    return page
+
+
+def test_a_batch_in_a_real_browser(server, browser, tmp_path):
+    """One image through the Batch page: its table, its chart and its CSV, which names the image
+    by its file name and holds the model's answer."""
+    import pandas as pd
+
+    from skin_model import vocab
+    from skin_model.inference.referral import VERDICTS
+
+    image = tmp_path / "patient_durand_2024.jpg"
+    image.write_bytes((SAMPLES_DIR / "ISIC_0027622.jpg").read_bytes())
+    page = _batch_of_one(browser, server[0], image)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "batch-1280.png"))
+    assert page.locator("[data-testid=stException]").count() == 0
+    assert page.locator("[data-testid=stDataFrame]").count() == 1  # the table of answers
+    assert page.locator(".js-plotly-plot").count() == 1  # the summary chart
+    with page.expect_download() as download:
+        page.get_by_text(t("batch.download", "en")).click()
+    table = pd.read_csv(download.value.path(), keep_default_na=False)
+    assert list(table["image_id"]) == ["patient_durand_2024"]
+    assert table.loc[0, "error"] == "" and table.loc[0, "prediction"] in vocab.CLASSES
+    assert table.loc[0, "verdict"] in VERDICTS
     page.close()
-    diagnose_state["batch"] = True
 
 
 def _percent(text: str) -> float:
@@ -290,10 +309,19 @@ def test_every_page_in_both_languages_logs_no_traceback(server, browser):
     assert "Traceback" not in server[1].read_text(errors="replace")
 
 
-def test_nothing_of_the_upload_reaches_the_server_log(server, diagnose_state):
-    """After real Analyse and Batch answers (the tests above), the server's log holds no trace of the inputs."""
-    assert diagnose_state.get("answered") and diagnose_state.get("batch"), "the answering tests did not run first"
-    log = server[1].read_text(errors="replace")
+def test_nothing_of_the_upload_reaches_the_server_log(browser, tmp_path):
+    """After real Analyse and Batch answers on a server of its own, the server's log holds no trace of the inputs."""
+    image = tmp_path / "patient_durand_2024.jpg"
+    image.write_bytes((SAMPLES_DIR / "ISIC_0027622.jpg").read_bytes())
+    log_path = tmp_path / "streamlit.log"
+    with streamlit_server(log_path) as url:
+        page = _diagnose_with_metadata(browser, url)
+        assert page.locator("[data-testid=stException]").count() == 0
+        page.close()
+        page = _batch_of_one(browser, url, image)
+        assert page.locator("[data-testid=stDataFrame]").count() == 1  # answered
+        page.close()
+        log = log_path.read_text(errors="replace")
     assert "ISIC_0027622" not in log and "upper extremity" not in log
     assert "patient_durand" not in log
     assert "Traceback" not in log

@@ -227,3 +227,44 @@ def test_the_help_names_the_prior_predict_uses_by_default(capsys):
     help_text = " ".join(capsys.readouterr().out.split())
     assert f"(default: {vocab.DEFAULT_PRIOR})" in help_text
     assert cli.build_parser().parse_args(["predict", "x.jpg"]).prior == vocab.DEFAULT_PRIOR
+
+
+def test_a_heatmap_that_cannot_be_written_keeps_the_answer_and_the_run_goes_on(tmp_path, predict):
+    """One image's heatmap path is taken by a folder: its row keeps its answer with a warning, and
+    the images after it are analysed and get their heatmaps."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name in ("a", "b", "c"):
+        _lesion(folder / f"{name}.jpg", seed=ord(name))
+    cams = tmp_path / "cams"
+    (cams / "b.png").mkdir(parents=True)  # a folder where b's heatmap file should go
+    status, table, err, _ = predict(folder, "--cam-dir", cams)
+    assert status == 0
+    rows = table.set_index("image_id")
+    assert list(rows["error"]) == ["", "", ""] and rows.loc["b", "verdict"] in (
+        "suspicious",
+        "not_suspicious",
+        "cannot_judge",
+    )
+    assert "heatmap not written" in rows.loc["b", "warning"] and rows.loc["c", "warning"] == ""
+    assert (cams / "a.png").is_file() and (cams / "c.png").is_file()
+
+
+def test_an_unexpected_failure_of_one_image_is_its_row_s_error_and_the_run_goes_on(tmp_path, predict, monkeypatch):
+    from skin_model.inference.predictor import SkinClassifier
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name in ("a", "b"):
+        _lesion(folder / f"{name}.jpg", seed=ord(name))
+    real = SkinClassifier.diagnose
+
+    def fails_on_a(self, source, *args, **kwargs):
+        if Path(source).stem == "a":
+            raise ZeroDivisionError("a bug")
+        return real(self, source, *args, **kwargs)
+
+    monkeypatch.setattr(SkinClassifier, "diagnose", fails_on_a)
+    status, table, err, _ = predict(folder, "--cam-dir", tmp_path / "cams")
+    rows = table.set_index("image_id")
+    assert status == 0 and "analysis failed" in rows.loc["a", "error"] and rows.loc["b", "error"] == ""

@@ -11,6 +11,11 @@ from skin_model.training.holdout import EVIDENCE_KEYS, held_out_evidence
 MEMBER = {"arch": "mobilenet_v2", "width": 128, "height": 96, "epochs": 4}
 
 
+def held_out_row(source, auc, variant="chosen"):
+    """A held-out row as the harness writes it."""
+    return _row(variant, source, auc)
+
+
 def _row(variant, source, auc, split=True):
     row = {key: 0.5 for key in EVIDENCE_KEYS.values()} | {"images": 10, "melanomas": 3}
     row |= {"variant": variant, "holdout": source, "melanoma_auc_training_prior": auc, "member": MEMBER}

@@ -9,7 +9,6 @@ from PIL import Image
 
 from skin_model import vocab
 from skin_model.inference.priors import PRIORS, apply_prior
-from skin_model.training.train import choose_prior_strength
 
 from .conftest import synthetic_lesion
 
@@ -22,22 +21,6 @@ def test_bayes_correction_on_known_numbers():
     assert apply_prior(probs, train, equal)[0].numpy() == pytest.approx([0.2, 0.8])
     assert apply_prior(probs, train, equal, strength=0.0)[0].numpy() == pytest.approx([0.5, 0.5])
     assert apply_prior(probs, train, PRIORS["training"](train))[0].numpy() == pytest.approx([0.5, 0.5])
-
-
-def test_prior_strength_is_chosen_on_the_data_given():
-    rng = np.random.default_rng(0)
-    train = torch.tensor([0.9, 0.1], dtype=torch.float64)
-    labels = torch.tensor([0] * 200 + [1] * 200)
-    # Scores that a model trained on 90/10 data gives: the minority class is under-called,
-    # so the full correction is what balanced accuracy wants...
-    evidence = torch.tensor(np.concatenate([rng.normal(-1, 1, 200), rng.normal(1, 1, 200)]))
-    skewed = torch.stack([torch.sigmoid(-evidence) * 0.9, torch.sigmoid(evidence) * 0.1], 1)
-    skewed = skewed / skewed.sum(1, keepdim=True)
-    strength, scores = choose_prior_strength(skewed, labels, train)
-    assert strength >= 0.8 and scores[f"{strength:.1f}"] == max(scores.values())
-    # ...while scores that are already balanced need none.
-    balanced = torch.stack([torch.sigmoid(-evidence), torch.sigmoid(evidence)], 1)
-    assert choose_prior_strength(balanced, labels, train)[0] <= 0.2
 
 
 def test_equal_on_a_balanced_training_set_changes_nothing():
@@ -72,10 +55,10 @@ def test_the_answer_under_each_prior(tiny_model):
     assert (training.prior, equal.prior) == ("training", "equal")
     for pred in (training, equal):
         assert sum(pred.probabilities.values()) == pytest.approx(1.0)
-    # The suggested diagnosis is the top class under the card's answer prior, whatever prior the
-    # probabilities are stated under.
-    decided = {"training": training, "equal": equal}[tiny_model.answer_prior].probabilities
-    assert training.label == equal.label == max(decided, key=decided.get)
+    # The answer is the most probable class under the prior the probabilities are stated in.
+    for pred in (training, equal):
+        assert pred.label == max(pred.probabilities, key=pred.probabilities.get)
+        assert pred.confidence == max(pred.probabilities.values())
     # The equal prior raises the rarer classes against the commoner ones: the ratio of the two
     # answers falls as the training frequency rises.
     frequency = dict(zip(vocab.CLASSES, tiny_model.train_prior.tolist()))
@@ -128,22 +111,28 @@ def test_tta_off_differs_from_tta_on(tiny_model):
     assert on.shape == off.shape and not torch.allclose(on, off)
 
 
-@pytest.mark.parametrize("answer_prior", ["training", "equal"])
-def test_the_card_names_the_prior_the_answer_is_decided_under(tiny_model, answer_prior):
-    model = copy.copy(tiny_model)
-    model.answer_prior = answer_prior
-    for seed, dx in enumerate(vocab.CLASSES):
-        pred = model.predict(synthetic_lesion(dx, 40 + seed), age=50)
-        decided = model.predict(synthetic_lesion(dx, 40 + seed), age=50, prior=answer_prior).probabilities
-        assert pred.label == max(decided, key=decided.get)
-        assert pred.confidence == pred.probabilities[pred.label]  # stated under the asked prior
+@pytest.mark.parametrize("prior", ["training", "equal"])
+def test_uncertain_between_is_always_the_top_two_of_the_probabilities_shown(tiny_model, prior):
+    """Over a sweep of synthetic images: the pair named is the two most probable classes shown, in
+    order, and only when they are closer than that prior's gap; the answer is the first."""
+    gap = tiny_model.uncertainty_gaps[prior]
+    named = 0
+    for seed in range(40):
+        dx = vocab.CLASSES[seed % len(vocab.CLASSES)]
+        pred = tiny_model.predict(synthetic_lesion(dx, 500 + seed), age=20 + seed, prior=prior)
+        first, second = sorted(pred.probabilities, key=pred.probabilities.get, reverse=True)[:2]
+        assert pred.label == first
+        close = pred.probabilities[first] - pred.probabilities[second] < gap
+        assert pred.uncertain_between == ((first, second) if close else None)
+        named += close
+    assert gap == 0 or named > 0  # the sweep met the rule on both sides where the gap allows it
 
 
-def test_an_unknown_answer_prior_in_the_card_is_refused(tiny_model):
+def test_a_card_without_a_gap_for_each_prior_is_refused(tiny_model):
     from skin_model.inference.card import ModelArtifactError
     from skin_model.inference.predictor import SkinClassifier
 
     card = copy.deepcopy(tiny_model.card)
-    card["prior"]["default"] = "uniformish"
-    with pytest.raises(ModelArtifactError, match="uniformish"):
+    del card["uncertainty"]["by_prior"]["equal"]
+    with pytest.raises(ModelArtifactError, match="uncertainty.by_prior"):
         SkinClassifier([], card, tiny_model.cases, tiny_model.ood)

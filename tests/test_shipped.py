@@ -16,7 +16,7 @@ from skin_model import __version__, vocab
 from skin_model.config import CARD_FILE, PACKAGE_DIR, WEIGHTS_FILE
 from skin_model.inference.network import BACKBONES
 from skin_model.serving.batch import RESULT_COLUMNS
-from skin_model.training.holdout import held_out_evidence
+from skin_model.training.recipe import Recipe
 from skin_model.training.splits import file_sha256, read_lesion_split
 
 from .conftest import REPO, SAMPLES_DIR
@@ -49,23 +49,23 @@ def test_artifact_is_small_safetensors_with_a_full_card():
         by_epoch = card["selection"]["out_of_fold_balanced_accuracy_by_epoch"][member]
         assert by_epoch[str(epoch)] == max(by_epoch.values())
     lesion_file = REPO / "splits" / "ham10000_lesions.csv"
-    recorded = card["data"].get("roles", {}).get("ham10000", {}).get("lesion_file_sha256")  # from 4.0.0
-    assert (recorded or card["data"]["split_file_sha256"]) == file_sha256(lesion_file)
+    assert card["data"]["roles"]["ham10000"]["lesion_file_sha256"] == file_sha256(lesion_file)
     assert card["out_of_fold"]["n_images"] == card["data"]["counts"]["folds (training and out-of-fold)"]["images"]
     test = card["evaluation"]["splits"]["test"]["equal_prior"]
     assert test["images"] == card["data"]["counts"]["test (scored once)"]["images"] > 500
 
 
-def test_the_card_reports_its_design_s_held_out_sources_as_committed():
-    """What the Model card page says of unseen clinics is the committed evidence of the shipped
-    design (``runs/holdout/results.jsonl``), every held-out source of the comparison included. A
-    row of that design scored again must be copied into the card (``holdout.held_out_evidence``)."""
+def test_the_shipped_card_is_the_current_code_s_export_of_a_committed_recipe():
+    """Rebuilt, not edited: the recipe it names is committed with the very bytes it was made from,
+    its roles are recorded, and its held-out evidence is the one its recipe's [held_out] names."""
     card = json.loads((MODEL_DIR / CARD_FILE).read_text())
-    held_out = {k: v for k, v in card["held_out_sources"].items() if k != "set"}  # "set": when it was added
-    assert held_out == json.loads(
-        json.dumps(held_out_evidence(REPO / "runs/holdout/results.jsonl", held_out["variant"]))
-    )
-    assert set(held_out["by_source"]) == {"bcn20000", "isic2017", "rosendahl", "vidir_modern"}
+    recipe_file = REPO / "recipes" / card["recipe"]["file"]
+    assert file_sha256(recipe_file) == card["recipe"]["sha256"]
+    recipe = Recipe.load(recipe_file)
+    assert recipe.model_version == card["model_version"]
+    assert set(card["data"]["roles"]) == set(recipe.sources)
+    assert card["held_out_sources"]["variant"] == recipe.held_out["variant"]
+    assert set(card["held_out_sources"]["by_source"]) == {"bcn20000", "isic2017", "rosendahl", "vidir_modern"}
 
 
 def test_similar_cases_tell_the_patient_s_age_and_site_where_recorded(shipped):

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "FORMAT",
     "ModelArtifactError",
+    "as_stored",
     "save_artifact",
     "load_members",
     "load_artifact",
@@ -35,14 +36,21 @@ __all__ = [
 ]
 
 
+def as_stored(net: SkinNet) -> SkinNet:
+    """The network with its weights rounded as the artifact stores them (fp16 storage halves the
+    file; computation runs in fp32): export computes every figure on the weights that answer."""
+    state = {k: v.half().float() if v.is_floating_point() else v for k, v in net.state_dict().items()}
+    net.load_state_dict(state)
+    return net
+
+
 def save_artifact(out_dir: Path, members: list[SkinNet], card: dict) -> None:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tensors = {}
     for i, net in enumerate(members):
         for key, value in net.state_dict().items():
-            # fp16 storage halves the file; computation runs in fp32 after loading.
-            value = value.half() if value.is_floating_point() else value
+            value = value.half() if value.is_floating_point() else value  # see as_stored
             tensors[f"members.{i}.{key}"] = value.contiguous()
     save_file(tensors, str(out_dir / WEIGHTS_FILE), metadata={"format": FORMAT})
     write_card(out_dir, card)
@@ -82,10 +90,11 @@ def load_members(model_dir: Path, card: dict) -> list[SkinNet]:
     return members
 
 
-def load_artifact(model_dir: Path | None = None) -> tuple[list[SkinNet], dict]:
-    """Members (eval mode, fp32) and card; the shipped artifact unless told otherwise."""
+def load_artifact(model_dir: Path | None = None, check: bool = True) -> tuple[list[SkinNet], dict]:
+    """Members (eval mode, fp32) and card; the shipped artifact unless told otherwise. ``check``:
+    refuse a card the current code did not make (``card.read_card``); off only to re-export one."""
     with model_folder(model_dir) as model_dir:
-        card = read_card(model_dir)
+        card = read_card(model_dir, check=check)
         members = load_members(model_dir, card)
     log.info(
         "loaded model %s (%s) from %s", card["model_version"], "+".join(m["name"] for m in card["members"]), model_dir

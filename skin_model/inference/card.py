@@ -21,11 +21,30 @@ class ModelArtifactError(RuntimeError):
     """The model artifact is missing, corrupted or does not match its card."""
 
 
+# A recipe's top-level keys (``training/recipe.py`` reads them; a card records the recipe it was
+# made from, and a card whose recipe has another key was made by code that no longer exists).
+RECIPE_KEYS = frozenset(
+    {
+        "model_version",
+        "folds",
+        "colour_constancy_p",
+        "tta",
+        "target_sensitivity",
+        "ood_pass_rate",
+        "outlier_exposure",
+        "sources",
+        "member_defaults",
+        "members",
+        "held_out",
+    }
+)
+
+
 def write_card(out_dir: Path, card: dict) -> None:
     (Path(out_dir) / CARD_FILE).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
 
 
-def read_card(model_dir: Path) -> dict:
+def read_card(model_dir: Path, check: bool = True) -> dict:
     path = Path(model_dir) / CARD_FILE
     try:
         card = json.loads(path.read_text())
@@ -37,6 +56,18 @@ def read_card(model_dir: Path) -> dict:
         raise ModelArtifactError(f"{path} is not a {FORMAT} model card.")
     if card["vocabulary"] != vocab.vocabulary():
         raise ModelArtifactError(f"{path} was made for another class or metadata vocabulary.")
+    if not check:
+        return card
+    recipe = (card.get("recipe") or {}).get("content") or {}
+    refused = sorted(set(recipe) - RECIPE_KEYS)
+    if refused or "sources" not in recipe:
+        raise ModelArtifactError(
+            f"{path}: its recipe (field 'recipe.content') "
+            + (f"has keys the code refuses: {refused}" if refused else "declares no 'sources'")
+            + "; export the model again with the current code."
+        )
+    if "roles" not in (card.get("data") or {}):
+        raise ModelArtifactError(f"{path} has no 'data.roles': export the model again with the current code.")
     return card
 
 

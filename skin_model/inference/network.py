@@ -15,8 +15,11 @@ from skin_model import vocab
 from skin_model.inference.inputs import Metadata
 from skin_model.inference.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
-# Width of the encoded metadata: scaled age + missing flag, one-hot sex, one-hot site.
-META_DIM = 2 + len(vocab.SEXES) + len(vocab.SITES)
+# The encoded metadata's layout: scaled age and its missing flag, one-hot sex, one-hot site.
+META_AGE = slice(0, 2)
+META_SEX = slice(2, 2 + len(vocab.SEXES))
+META_SITE = slice(META_SEX.stop, META_SEX.stop + len(vocab.SITES))
+META_DIM = META_SITE.stop
 
 
 @dataclass(frozen=True)
@@ -99,12 +102,13 @@ BACKBONES: dict[str, Backbone] = {
 def encode_metadata(meta: Metadata) -> torch.Tensor:
     """One metadata record as the network's input vector (length ``META_DIM``)."""
     vec = torch.zeros(META_DIM)
+    age = vec[META_AGE]
     if meta.age is None:
-        vec[1] = 1.0
+        age[1] = 1.0
     else:
-        vec[0] = meta.age / vocab.AGE_MAX
-    vec[2 + vocab.SEXES.index(meta.sex)] = 1.0
-    vec[2 + len(vocab.SEXES) + vocab.SITES.index(meta.site)] = 1.0
+        age[0] = meta.age / vocab.AGE_MAX
+    vec[META_SEX][vocab.SEXES.index(meta.sex)] = 1.0
+    vec[META_SITE][vocab.SITES.index(meta.site)] = 1.0
     return vec
 
 

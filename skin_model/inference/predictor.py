@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -15,23 +15,25 @@ from skin_model import vocab
 from skin_model.config import settings
 from skin_model.inference.artifact import load_artifact, load_index
 from skin_model.inference.card import ModelArtifactError, model_folder
+from skin_model.inference.ensemble import calibrate, member_views
 from skin_model.inference.gradcam import LayerCAM, upsample
 from skin_model.inference.inputs import ImageSource, Metadata, load_image, parse_metadata
-from skin_model.inference.network import SkinNet, encode_metadata, flip_views, unflip
+from skin_model.inference.network import SkinNet, encode_metadata, unflip
 from skin_model.inference.ood import OodCheck, image_statistics
 from skin_model.inference.preprocess import InputConfig, SourceSize
 from skin_model.inference.priors import DEFAULT_PRIOR, PRIORS, apply_prior
 from skin_model.inference.referral import (
     CAM_TARGETS,
+    CANNOT_JUDGE,
     MALIGNANT,
     MALIGNANT_INDEX,
-    MALIGNANT_OR_PREMALIGNANT,
-    NOT_SUSPICIOUS,
+    SUSPICIOUS,
     borderline_band,
+    malignant_scores,
     verdict,
 )
 from skin_model.inference.similar import CaseIndex, Neighbour, member_embedding
-from skin_model.inference.torch_thread import on_torch_thread
+from skin_model.inference.torch_thread import on_torch_thread, on_torch_thread_to_the_end
 from skin_model.inference.uncertainty import uncertain_pair
 
 FUSED, IMAGE_ONLY = 0, 1  # the two metadata views computed for every image
@@ -49,15 +51,14 @@ def _torch_work(method):
 
 @dataclass(frozen=True)
 class Prediction:
-    # The suggested diagnosis: the top class under the card's answer prior (``prior.default``,
-    # chosen out of fold), whatever prior the probabilities are stated under.
+    # The answer: the most probable class of ``probabilities``, under the prior they are stated in.
     label: str
     probabilities: dict[str, float]  # calibrated, with the metadata given, under ``prior``
     image_only: dict[str, float]  # the same with all metadata unknown
     metadata: Metadata
     model_version: str
     prior: str = DEFAULT_PRIOR
-    uncertain_between: tuple[str, str] | None = None  # the answer's top two, when they are too close to call
+    uncertain_between: tuple[str, str] | None = None  # the top two of ``probabilities``, when too close to call
     ood: bool = True  # the image does not look like the dermoscopy the model learnt from (default: fail closed)
     ood_score: float = float("nan")  # higher: less like the training images (see ood.py)
     neighbours: tuple[Neighbour, ...] = ()  # the most similar training images, with confirmed diagnoses
@@ -69,6 +70,8 @@ class Prediction:
     # What the image suggests before base rates (every diagnosis as likely beforehand, the "equal"
     # prior), with the metadata: a view for teaching, never the probability of this lesion.
     before_base_rates: dict[str, float] = field(default_factory=dict)
+    # An image the model cannot judge is answered only when asked for anyway (``anyway()``).
+    answered_anyway: bool = False
 
     @property
     def verdict(self) -> str:
@@ -76,21 +79,20 @@ class Prediction:
         return verdict(self.referral_probability, self.refer_threshold, self.ood)
 
     @property
-    def refer(self) -> bool:
-        """Should a dermatologist see this lesion? Yes unless the model can judge it and finds it
-        not suspicious."""
-        return self.verdict != NOT_SUSPICIOUS
+    def judged(self) -> bool:
+        """Whether the answer's numbers may be shown: the image can be judged, or they were asked for anyway."""
+        return self.verdict != CANNOT_JUDGE or self.answered_anyway
+
+    @property
+    def refer(self) -> bool | None:
+        """Should a dermatologist see this lesion? None when the model cannot judge the image: it
+        decides nothing then (the person does: retake the photo, or have it seen)."""
+        return None if self.verdict == CANNOT_JUDGE else self.verdict == SUSPICIOUS
 
     @property
     def confidence(self) -> float:
-        """The suggested diagnosis's probability (under ``prior``)."""
+        """The answer's probability (under ``prior``)."""
         return self.probabilities[self.label]
-
-    @property
-    def most_probable(self) -> str:
-        """The class with the highest probability under ``prior``; when it is not ``label``, the
-        suggested diagnosis is a rarer class that the image favours beyond its base rate."""
-        return max(self.probabilities, key=self.probabilities.get)
 
     @property
     def malignant_probability(self) -> float:
@@ -99,25 +101,33 @@ class Prediction:
         whatever ``prior`` the seven ``probabilities`` are stated under."""
         return self.referral_probability
 
+    def anyway(self) -> Prediction:
+        """The same answer, asked for although the image cannot be judged (marked as such)."""
+        return replace(self, answered_anyway=self.verdict == CANNOT_JUDGE)
+
     def as_dict(self) -> dict:
+        """The answer as the API, the CLI's JSON and the page's download give it (``schema.ANSWER_FIELDS``
+        says what each key means). An image that cannot be judged has no number, threshold, diagnosis
+        or similar case, unless they were asked for anyway."""
+        shown = self.judged
         return {
             "verdict": self.verdict,
             "refer": self.refer,
-            "referral_probability": self.referral_probability,
-            "refer_threshold": self.refer_threshold,
-            "borderline": self.borderline,
-            "prediction": self.label,
-            "confidence": self.confidence,
-            "most_probable": self.most_probable,
+            "answered_anyway": self.answered_anyway,
+            "referral_probability": self.referral_probability if shown else None,
+            "refer_threshold": self.refer_threshold if shown else None,
+            "borderline": self.borderline if shown else None,
+            "prediction": self.label if shown else None,
+            "confidence": self.confidence if shown else None,
             "prior": self.prior,
-            "uncertain_between": list(self.uncertain_between) if self.uncertain_between else None,
+            "uncertain_between": list(self.uncertain_between) if shown and self.uncertain_between else None,
             "ood": self.ood,
             "ood_score": self.ood_score,
-            "similar_cases": [n.as_dict() for n in self.neighbours],
-            "malignant_probability": self.malignant_probability,
-            "probabilities": self.probabilities,
-            "image_only_probabilities": self.image_only,
-            "before_base_rates": self.before_base_rates,
+            "similar_cases": [n.as_dict() for n in self.neighbours] if shown else [],
+            "malignant_probability": self.malignant_probability if shown else None,
+            "probabilities": self.probabilities if shown else {},
+            "image_only_probabilities": self.image_only if shown else {},
+            "before_base_rates": self.before_base_rates if shown else {},
             "metadata": self.metadata.as_dict(),
             "model_version": self.model_version,
         }
@@ -136,6 +146,18 @@ class Prepared:
     image: Image.Image  # upright RGB, at a bounded working size (see inputs.load_image)
     pixels: torch.Tensor  # uint8 (1, 3, H, W) at the artifact's source size
     metadata: Metadata = field(default_factory=Metadata.unknown)
+
+
+def _required(card: dict, section: str, key: str) -> float:
+    """A number the model cannot answer without: missing or not finite fails at load, naming it."""
+    value = (card.get(section) or {}).get(key)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not np.isfinite(number):
+        raise ModelArtifactError(f"The model card has no {section}.{key}: export the model again.")
+    return number
 
 
 def _probs_dict(probs: torch.Tensor) -> dict[str, float]:
@@ -157,29 +179,41 @@ class SkinClassifier:
         self.member_inputs = [InputConfig.from_card(m["input"]) for m in card["members"]]
         self.views = tuple(card["tta"]["views"])
         self.temperature = float(card["temperature"])
-        # Per-class bias of bias-corrected temperature scaling (zeros in artifacts before 3.0).
-        self.bias = torch.tensor([card.get("bias", {}).get(c, 0.0) for c in vocab.CLASSES], dtype=torch.float64)
+        self.bias = torch.tensor([_required(card, "bias", c) for c in vocab.CLASSES], dtype=torch.float64)
         self.member_temperatures = [float(m["temperature"]) for m in card["members"]]
         self.train_prior = torch.tensor(
             [card["prior"]["training_frequencies"][c] for c in vocab.CLASSES], dtype=torch.float64
         )
         self.prior_strength = float(card["prior"]["equal_strength"])
-        self.answer_prior = card["prior"]["default"]  # the suggested diagnosis is the top class under it
-        if self.answer_prior not in PRIORS:
-            raise ModelArtifactError(f"The model card's answer prior {self.answer_prior!r} is unknown.")
-        self.uncertainty_gap = float(card["uncertainty"]["gap"])
-        threshold = (card.get("referral") or {}).get("threshold")
-        if threshold is None:  # never answer "not suspicious" without the rule that says so
-            raise ModelArtifactError("The model card has no referral threshold: export the model again.")
-        self.refer_threshold = float(threshold)
+        # The gap under which the top two of the probabilities shown are too close to call, per prior.
+        gaps = (card.get("uncertainty") or {}).get("by_prior") or {}
+        if set(gaps) != set(PRIORS):
+            raise ModelArtifactError("The model card has no uncertainty.by_prior gap for each prior: export it again.")
+        self.uncertainty_gaps = {prior: float(g["gap"]) for prior, g in gaps.items()}
+        # Never answer "not suspicious" without the rule that says so.
+        self.refer_threshold = _required(card, "referral", "threshold")
+        # The index's threshold is the one used, the card's the one shown: they must be one number.
+        shown = _required(card, "ood", "threshold")
+        if ood.threshold is None or not np.isfinite(ood.threshold):
+            raise ModelArtifactError("The out-of-domain check in the index has no threshold (field 'threshold').")
+        if not np.isclose(ood.threshold, shown, rtol=0, atol=1e-9):
+            raise ModelArtifactError(
+                f"The out-of-domain threshold in the index ({ood.threshold}) is not the card's ood.threshold ({shown})."
+            )
         self.borderline_band = borderline_band(card["referral"])
         self.version = card["model_version"]
         self._unknown = encode_metadata(Metadata.unknown())
         self.cases, self.ood = cases, ood
 
     @classmethod
-    @_torch_work
     def load(cls, model_dir: Path | None = None) -> SkinClassifier:
+        """The artifact in ``model_dir`` (default: the shipped one), loaded on the torch thread
+        without the per-call timeout: a slow cold start finishes rather than being asked again.
+        Anything missing or inconsistent raises ``ModelArtifactError`` here, naming the field."""
+        return on_torch_thread_to_the_end(cls._load, model_dir)
+
+    @classmethod
+    def _load(cls, model_dir: Path | None) -> SkinClassifier:
         threads = settings().num_threads
         if threads:
             torch.set_num_threads(threads)
@@ -189,18 +223,6 @@ class SkinClassifier:
         return cls(members, card, cases, ood)
 
     # -- batch logits, shared by prediction and evaluation ---------------------------------
-    def _member_views(
-        self, member: SkinNet, x: torch.Tensor, metas: torch.Tensor, views: tuple[str, ...]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One member's logits (metadata views, N, classes) and pooled image features (N, F) for
-        its normalised input ``x``, both averaged over the flipped views (one batch)."""
-        unknown = self._unknown.to(self.device).expand(len(metas), -1)
-        logits, features = member.forward_views(
-            flip_views(x, views), (metas.repeat(len(views), 1), unknown.repeat(len(views), 1))
-        )
-        n = len(metas)
-        return (logits.reshape(2, len(views), n, -1).mean(1), features.reshape(len(views), n, -1).mean(0))
-
     @_torch_work
     def member_outputs(
         self, pixels: torch.Tensor, metas: torch.Tensor, tta: bool = True, members: list[int] | None = None
@@ -212,10 +234,10 @@ class SkinClassifier:
         views = self.views if tta else ("identity",)
         pixels, metas = pixels.to(self.device), metas.to(self.device)
         chosen = range(len(self.members)) if members is None else members
+        unknown = self._unknown.to(self.device).expand(len(metas), -1)
         with torch.inference_mode():
             outputs = [
-                self._member_views(self.members[i], self.member_inputs[i].normalize(pixels), metas, views)
-                for i in chosen
+                member_views(self.members[i], self.member_inputs[i], pixels, (metas, unknown), views) for i in chosen
             ]
         return torch.stack([lg for lg, _ in outputs]).cpu(), [f.cpu() for _, f in outputs]
 
@@ -224,9 +246,8 @@ class SkinClassifier:
         return self.member_outputs(pixels, metas, tta)[0]
 
     def calibrate(self, member_logits: torch.Tensor, prior: str = DEFAULT_PRIOR) -> torch.Tensor:
-        """Ensemble probabilities from member logits (members first): softmax(mean / T + bias), under ``prior``."""
-        calibrated = torch.softmax(member_logits.double().mean(0) / self.temperature + self.bias, dim=-1)
-        return self.under_prior(calibrated, prior)
+        """Ensemble probabilities from member logits (members first), under ``prior`` (``ensemble.calibrate``)."""
+        return self.under_prior(calibrate(member_logits, self.temperature, self.bias), prior)
 
     def under_prior(self, probs: torch.Tensor, prior: str) -> torch.Tensor:
         """Calibrated probabilities (under the training prior) -> the same under ``prior``."""
@@ -252,20 +273,19 @@ class SkinClassifier:
         probs = self.under_prior(calibrated, prior)
         fused = _probs_dict(probs[FUSED, 0])
         balanced = _probs_dict(self.under_prior(calibrated, "equal")[FUSED, 0])
-        answer = _probs_dict(self.under_prior(calibrated, self.answer_prior)[FUSED, 0])
-        referral = float(sum(calibrated[FUSED, 0, vocab.CLASSES.index(c)] for c in MALIGNANT_OR_PREMALIGNANT))
+        referral = float(malignant_scores(calibrated[FUSED].numpy())[0])
         embedded = self.cases.embed(member_embedding(features))
         sims = self.cases.similarities_of(embedded)  # one matrix product
         ood_scores = self.ood.scores(embedded, sims, image_statistics(pixels))
         return Prediction(
-            label=max(answer, key=answer.get),
+            label=max(fused, key=fused.get),
             probabilities=fused,
             image_only=_probs_dict(probs[IMAGE_ONLY, 0]),
             before_base_rates=balanced,
             metadata=meta,
             model_version=self.version,
             prior=prior,
-            uncertain_between=uncertain_pair(answer, self.uncertainty_gap),
+            uncertain_between=uncertain_pair(fused, self.uncertainty_gaps[prior]),
             ood=bool(self.ood.flags(ood_scores)[0]),
             ood_score=float(ood_scores[0]),
             neighbours=tuple(self.cases.neighbours(sims[0])),
@@ -328,8 +348,9 @@ class SkinClassifier:
             # Weights are frozen and the input needs no gradient: the graph starts at each
             # member's Grad-CAM layer (see LayerCAM), so the backward pass and the memory it
             # keeps cover only the few layers after it.
+            unknown = self._unknown.to(self.device).unsqueeze(0)
             outputs = [
-                self._member_views(m, inp.normalize(pixels), meta, self.views)
+                member_views(m, inp, pixels, (meta, unknown), self.views)
                 for m, inp in zip(self.members, self.member_inputs)
             ]
             logits = torch.stack([lg for lg, _ in outputs])  # (members, 2, 1, C)

@@ -9,6 +9,7 @@ Two stages, both described by the card:
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +21,16 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+RESAMPLING = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
+
+
+def jpeg_round_trip(img: Image.Image, quality: int) -> Image.Image:
+    """The image as a JPEG at ``quality`` would decode (Pillow's 4:2:0 chroma subsampling), in memory."""
+    buffer = io.BytesIO()
+    img.save(buffer, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+
+
 @dataclass(frozen=True)
 class SourceSize:
     """What every image becomes before any member sees it: its size, and its colour balance."""
@@ -27,6 +38,11 @@ class SourceSize:
     height: int = 150
     width: int = 200
     colour_constancy_p: int = 0  # Shades of Gray's norm; 0: colours kept as they are
+    # An image of another size is brought to this one as HAM10000's 200x150 working copies were made
+    # from the 600x450 originals: Pillow's bicubic resize, then a JPEG round trip at quality 75
+    # (PSNR 48 dB against the copies; scripts/resize_skew.py, docs/model.md "Full-size uploads").
+    resample: str = "bicubic"
+    jpeg_quality: int = 75  # 0: no round trip
 
     @classmethod
     def for_inputs(cls, height: int, colour_constancy_p: int = 0) -> SourceSize:
@@ -37,14 +53,22 @@ class SourceSize:
     @classmethod
     def from_card(cls, card: dict) -> SourceSize:
         source = card["source"]
-        p = int(source.get("colour_constancy", {}).get("p", 0))  # absent in artifacts before 3.0
-        return cls(int(source["height"]), int(source["width"]), p)
+        p = int(source.get("colour_constancy", {}).get("p", 0))
+        if source.get("resample") not in RESAMPLING:
+            raise ValueError(
+                f"the card's source.resample is {source.get('resample')!r}, not one of {sorted(RESAMPLING)}"
+            )
+        return cls(int(source["height"]), int(source["width"]), p, source["resample"], int(source["jpeg_quality"]))
 
     def to_card(self) -> dict:
         card = {
             "height": self.height,
             "width": self.width,
-            "resize": "whole image resized to width x height (no crop), bilinear, antialiased",
+            "resample": self.resample,
+            "jpeg_quality": self.jpeg_quality,
+            "resize": f"whole image resized to width x height (no crop), Pillow {self.resample}"
+            + (f", then a JPEG round trip at quality {self.jpeg_quality}" if self.jpeg_quality else "")
+            + ", as HAM10000's working copies were made; an image already at this size is taken as it is",
         }
         if self.colour_constancy_p:
             card["colour_constancy"] = {
@@ -59,7 +83,9 @@ class SourceSize:
         NumPy work only (the tensor is a view of its array): it runs where the image is decoded,
         off the torch thread, and starts no torch thread pool there."""
         if img.size != (self.width, self.height):
-            img = img.resize((self.width, self.height), Image.BILINEAR, reducing_gap=3.0)
+            img = img.resize((self.width, self.height), RESAMPLING[self.resample])
+            if self.jpeg_quality:
+                img = jpeg_round_trip(img, self.jpeg_quality)
         pixels = np.array(img, dtype=np.uint8)
         if self.colour_constancy_p:
             pixels = shades_of_gray(pixels, self.colour_constancy_p)

@@ -78,12 +78,14 @@ class CaseIndex:
         image_ids: list[str],
         thumbnails: list[bytes],
         patients: list[Metadata] | None = None,
+        lesion_ids: list[str] | None = None,
     ):
         self.mean, self.projection = mean.float(), projection.float()
         self.embeddings = embeddings  # (N, DIM) fp16, unit length
         self.labels, self.dx_types = labels.long(), dx_types.long()
         self.image_ids, self.thumbnails = image_ids, thumbnails
         self.patients = patients or [Metadata()] * len(image_ids)
+        self.lesion_ids = lesion_ids or list(image_ids)  # a lesion photographed twice is one case
 
     @classmethod
     def build(
@@ -94,6 +96,7 @@ class CaseIndex:
         image_ids: list[str],
         thumbnails: list[bytes],
         patients: list[Metadata] | None = None,
+        lesion_ids: list[str] | None = None,
         dim: int = DIM,
     ) -> CaseIndex:
         """From the training images' ``member_embedding`` (export stage)."""
@@ -115,6 +118,7 @@ class CaseIndex:
             list(image_ids),
             list(thumbnails),
             patients,
+            None if lesion_ids is None else list(lesion_ids),
         )
         index.embeddings = index.embed(train_features).half()
         return index
@@ -131,19 +135,27 @@ class CaseIndex:
         return embedded @ self.embeddings.float().T
 
     def neighbours(self, sims: torch.Tensor, k: int = 6) -> list[Neighbour]:
-        """The k most similar training images for one query's similarity row."""
-        values, idx = sims.topk(min(k, len(sims)))
-        return [
-            Neighbour(
-                self.image_ids[i],
-                vocab.CLASSES[self.labels[i]],
-                DX_TYPES[self.dx_types[i]],
-                float(v),
-                self.thumbnails[i],
-                self.patients[i],
+        """The k most similar training lesions for one query's similarity row: each lesion once, by
+        its most similar image."""
+        values, idx = sims.topk(min(4 * k, len(sims)))  # a lesion has at most a few images
+        found, seen = [], set()
+        for v, i in zip(values.tolist(), idx.tolist()):
+            if self.lesion_ids[i] in seen:
+                continue
+            seen.add(self.lesion_ids[i])
+            found.append(
+                Neighbour(
+                    self.image_ids[i],
+                    vocab.CLASSES[self.labels[i]],
+                    DX_TYPES[self.dx_types[i]],
+                    float(v),
+                    self.thumbnails[i],
+                    self.patients[i],
+                )
             )
-            for v, i in zip(values.tolist(), idx.tolist())
-        ]
+            if len(found) == k:
+                break
+        return found
 
     # -- storage (artifact.save_index / load_index) ------------------------------------------
     def to_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -164,6 +176,7 @@ class CaseIndex:
         }
         metadata = {
             "image_ids": json.dumps(self.image_ids),
+            "lesion_ids": json.dumps(self.lesion_ids),
             "licence": "thumbnails, where their source is in the index: HAM10000 CC BY-NC-SA 4.0 (Tschandl et al. "
             "2018); ISIC 2017 CC BY-NC or CC-0; BCN20000 CC BY-NC 4.0 (Combalia et al. 2019)",
         }
@@ -180,7 +193,8 @@ class CaseIndex:
             tensors["dx_types"],
             json.loads(metadata["image_ids"]),
             [blob[a:b] for a, b in zip(offsets[:-1], offsets[1:])],
-            _patients(tensors) if "ages" in tensors else None,  # indexes before 4.0 kept none
+            _patients(tensors),
+            json.loads(metadata["lesion_ids"]),
         )
 
 

@@ -60,6 +60,14 @@ class TorchThread:
 
     def run(self, fn, *args, **kwargs):
         """``fn(*args, **kwargs)`` on the torch thread (inline if already there)."""
+        return self._call(fn, args, kwargs, self.timeout_s)
+
+    def run_to_the_end(self, fn, *args, **kwargs):
+        """``run`` without the timeout: for work that must finish once rather than be asked again
+        (loading the model; a timed-out load would go on loading while the next call loads anew)."""
+        return self._call(fn, args, kwargs, None)
+
+    def _call(self, fn, args, kwargs, timeout_s: float | None):
         if self.is_current():
             return fn(*args, **kwargs)
         self._ensure_started()
@@ -69,7 +77,7 @@ class TorchThread:
         except queue.Full:
             raise TorchThreadError("The model is busy with too many requests; please try again shortly.") from None
         try:
-            return future.result(timeout=self.timeout_s)
+            return future.result(timeout=timeout_s)
         except FutureTimeout:
             future.cancel()
             raise TorchThreadError(
@@ -86,3 +94,8 @@ os.register_at_fork(after_in_child=_default._reset)
 def on_torch_thread(fn, *args, **kwargs):
     """``fn(*args, **kwargs)``, run on the predictor's torch thread (directly if already there)."""
     return _default.run(fn, *args, **kwargs)
+
+
+def on_torch_thread_to_the_end(fn, *args, **kwargs):
+    """``on_torch_thread`` with no timeout (``TorchThread.run_to_the_end``)."""
+    return _default.run_to_the_end(fn, *args, **kwargs)

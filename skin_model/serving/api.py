@@ -4,10 +4,17 @@ one port, one loaded model): ``GET /api/v1/version``, ``POST /api/v1/predict`` a
 
 Stateless: any replica answers any request. One upload cannot stall the server:
 
-- **Admission.** At most ``MAX_PENDING`` predictions are in flight or waiting; one more is
-  refused (503, ``Retry-After``) before a byte of its body is read. The torch queue holds 64
-  calls (``torch_thread.MAX_WAITING``); the API keeps to a few of them, so that page sessions
-  always find room, and its memory stays bounded (each waiting request holds its body only).
+- **Admission, in two stages.** At most ``MAX_RECEIVING`` bodies are read at once; one more is
+  refused (503, ``Retry-After``) before a byte of it is read. A body whose bytes have all arrived
+  then takes one of ``MAX_PENDING`` prediction slots (503 when none is free). A client still
+  sending therefore never holds a prediction slot: a slow or hostile upload cannot starve requests
+  whose bodies are complete. The torch queue holds 64 calls (``torch_thread.MAX_WAITING``); the
+  API keeps to a few of them, so that page sessions always find room. Memory stays bounded: at
+  most ``MAX_RECEIVING + MAX_PENDING`` bodies, each under the upload limit.
+- **Body deadline.** A body must keep arriving: no byte for ``BODY_IDLE_S``, or fewer than
+  ``BODY_MIN_RATE`` bytes a second on average after ``BODY_GRACE_S`` (a phone on a poor link
+  sends far more), and the request gets 408 and its reading slot is freed. A client that
+  disconnects mid-body is logged as such, never as an internal error.
 - **Bodies** stream into memory (never to disk), parsed as they arrive by python-multipart
   (Streamlit's and Starlette's own parser, ~40x faster than the standard library's email parser,
   and no second copy of the body), and are refused (413) as soon as they pass the limit.
@@ -29,6 +36,7 @@ import io
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import anyio
 from python_multipart.exceptions import MultipartParseError
@@ -37,7 +45,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
@@ -51,6 +59,7 @@ from skin_model.inference.inputs import (
     TruncatedImageError,
 )
 from skin_model.inference.referral import CAM_TARGETS
+from skin_model.inference.schema import ANSWER_FIELDS
 from skin_model.inference.torch_thread import TorchThreadError
 
 log = logging.getLogger(__name__)
@@ -58,7 +67,11 @@ PREFIX = "/api/v1"
 TOKEN_ENV = "SKIN_MODEL_API_TOKEN"  # set: the prediction route needs "Authorization: Bearer <token>"
 CORS_ENV = "SKIN_MODEL_API_CORS_ORIGINS"  # comma-separated origins allowed to call from a browser; unset: none
 RETRY_AFTER_S = 5
-MAX_PENDING = 4  # predictions in flight or waiting, across all API clients; more: 503 before the body is read
+MAX_PENDING = 4  # predictions in flight or waiting (bodies complete), across all API clients; more: 503
+MAX_RECEIVING = 8  # bodies being read at once; more: 503 before a byte is read
+BODY_IDLE_S = 10.0  # no byte of the body for this long: 408
+BODY_GRACE_S = 5.0  # then the body must average at least BODY_MIN_RATE bytes a second...
+BODY_MIN_RATE = 16_384  # ...(16 kB/s: a 2 MB dermoscope JPEG in ~2 min; a byte every 2 s is cut in ~5 s)
 DECODERS = 2  # API requests decoding or predicting at once (each holds one decoded image)
 FIELDS = ("image", "age", "sex", "site", "prior")
 
@@ -162,10 +175,26 @@ class FormReader:
         return self.fields
 
 
-async def read_form(request: Request, content_type: str, limit: int) -> dict[str, bytes]:
+@dataclass(frozen=True)
+class BodyDeadline:
+    """How long a body may take: ``idle_s`` between bytes at most, and ``min_rate`` bytes a second
+    on average once ``grace_s`` have passed."""
+
+    idle_s: float = BODY_IDLE_S
+    grace_s: float = BODY_GRACE_S
+    min_rate: float = BODY_MIN_RATE
+
+    def wait_for(self, started: float, received: int, now: float) -> float:
+        """Seconds the next chunk may take, from the bytes received so far."""
+        return min(self.idle_s, started + self.grace_s + received / self.min_rate - now)
+
+
+async def read_form(
+    request: Request, content_type: str, limit: int, deadline: BodyDeadline = BodyDeadline()
+) -> dict[str, bytes]:
     """The form of a multipart request, parsed while it streams in and refused (413) as soon as it
     is known to pass ``limit`` bytes: from its Content-Length before anything is read, else as soon
-    as the bytes received pass it."""
+    as the bytes received pass it; 408 when it arrives too slowly (``deadline``)."""
     declared = request.headers.get("content-length")
     too_large = ApiError(413, "body_too_large", f"The request is larger than the {limit // 2**20} MB limit.")
     if declared is not None:
@@ -174,7 +203,17 @@ async def read_form(request: Request, content_type: str, limit: int) -> dict[str
         if int(declared) > limit:
             raise too_large
     reader, size = FormReader(content_type), 0
-    async for chunk in request.stream():
+    chunks = request.stream().__aiter__()
+    started = anyio.current_time()
+    while True:
+        wait = deadline.wait_for(started, size, anyio.current_time())
+        with anyio.move_on_after(max(wait, 0)) as scope:
+            try:
+                chunk = await chunks.__anext__()
+            except StopAsyncIteration:
+                break
+        if scope.cancelled_caught:
+            raise ApiError(408, "body_too_slow", "The upload arrived too slowly and was stopped; please send it again.")
         size += len(chunk)
         if size > limit:
             raise too_large
@@ -185,17 +224,14 @@ async def read_form(request: Request, content_type: str, limit: int) -> dict[str
 class Admission:
     """How many predictions are in flight or waiting; all on the event loop, so a plain count."""
 
-    def __init__(self, limit: int = MAX_PENDING):
-        self.limit, self.active = limit, 0
+    def __init__(
+        self, limit: int = MAX_PENDING, busy: str = "The model is busy with other requests; please try again shortly."
+    ):
+        self.limit, self.active, self.busy = limit, 0, busy
 
     def enter(self) -> None:
         if self.active >= self.limit:
-            raise ApiError(
-                503,
-                "busy",
-                "The model is busy with other requests; please try again shortly.",
-                {"Retry-After": str(RETRY_AFTER_S)},
-            )
+            raise ApiError(503, "busy", self.busy, {"Retry-After": str(RETRY_AFTER_S)})
         self.active += 1
 
     def leave(self) -> None:
@@ -233,10 +269,13 @@ def create_api(
     cors_origins: str = "",
     card: Callable | None = None,
     max_pending: int = MAX_PENDING,
+    max_receiving: int = MAX_RECEIVING,
+    body_deadline: BodyDeadline = BodyDeadline(),
 ) -> Starlette:
     """The API as one Starlette app, to mount at ``PREFIX``. ``model()`` returns the process's
     one ``SkinClassifier`` (the pages' own), or None while it is still loading; ``card()`` its
     model card without loading it (default: the loaded model's)."""
+    receiving = Admission(max_receiving, "The server is receiving too many uploads; please try again shortly.")
     admission = Admission(max_pending)
     decoders = anyio.CapacityLimiter(DECODERS)  # the API's own threads: pages and static files never wait on them
     loading = ApiError(
@@ -296,11 +335,23 @@ def create_api(
             loaded = model()
             if loaded is None:
                 raise loading
-            admission.enter()  # before a byte of the body is read
+            receiving.enter()  # before a byte of the body is read
         except ApiError as err:
             return err.response()
         try:
-            fields = await read_form(request, content_type, max_upload_bytes)
+            fields = await read_form(request, content_type, max_upload_bytes, body_deadline)
+        except ApiError as err:
+            return err.response()
+        except ClientDisconnect:
+            log.info("an API client left before its upload was complete")
+            return ApiError(400, "client_disconnected", "The upload was interrupted.").response()
+        finally:
+            receiving.leave()
+        try:
+            admission.enter()  # the body is complete: now a prediction slot
+        except ApiError as err:
+            return err.response()
+        try:
             image = fields.pop("image", None)
             if image is None:
                 raise ApiError(400, "missing_image", "The form has no 'image' field.")
@@ -371,12 +422,7 @@ def api_routes(model: Callable, max_upload_bytes: int, card: Callable | None = N
 
 
 def openapi_document(max_upload_bytes: int, token_required: bool = False) -> dict:
-    """OpenAPI 3.1, written by hand: two operations do not need a schema generator."""
-    probabilities = {
-        "type": "object",
-        "properties": {c: {"type": "number", "minimum": 0, "maximum": 1} for c in vocab.CLASSES},
-        "required": list(vocab.CLASSES),
-    }
+    """OpenAPI 3.1: the routes written by hand, the answer's fields from ``schema.ANSWER_FIELDS``."""
     error = {
         "type": "object",
         "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
@@ -398,6 +444,10 @@ def openapi_document(max_upload_bytes: int, token_required: bool = False) -> dic
             "missing_image, empty_image, or bad_request: a body that is not a readable form (no boundary, a part "
             "without a name, cut before its end) or a Content-Length that is not a number"
         ),
+        "408": refusal(
+            f"body_too_slow: no byte for {BODY_IDLE_S:.0f} s, or under {BODY_MIN_RATE // 1024} kB/s on average "
+            f"after {BODY_GRACE_S:.0f} s"
+        ),
         "413": refusal(f"The body passes {max_upload_bytes // 2**20} MB, or the image passes the pixel limits"),
         "415": refusal("Not multipart/form-data, or the image is no image that can be read"),
         "422": refusal(
@@ -407,7 +457,8 @@ def openapi_document(max_upload_bytes: int, token_required: bool = False) -> dic
         "500": refusal("internal_error: the server could not answer (its log has the details, never the client)"),
         "503": {
             **refusal(
-                f"busy (more than {MAX_PENDING} predictions in flight or waiting, or the model's queue is full) or "
+                f"busy (more than {MAX_RECEIVING} uploads arriving, {MAX_PENDING} predictions in flight or waiting, "
+                "or the model's queue is full) or "
                 "loading (the model has not loaded yet); try again after Retry-After seconds"
             ),
             "headers": {"Retry-After": {"schema": {"type": "integer"}}},
@@ -518,43 +569,15 @@ def openapi_document(max_upload_bytes: int, token_required: bool = False) -> dic
                 },
                 "Prediction": {
                     "type": "object",
-                    "properties": {
-                        "verdict": {"type": "string", "enum": ["suspicious", "not_suspicious", "cannot_judge"]},
-                        "refer": {"type": "boolean", "description": "true also when the image cannot be judged"},
-                        "referral_probability": {
-                            "type": "number",
-                            "description": "P(mel + bcc + akiec) under the training prior, read against refer_threshold",
-                        },
-                        "refer_threshold": {"type": "number"},
-                        "prediction": {"type": "string", "enum": list(vocab.CLASSES)},
-                        "confidence": {"type": "number"},
-                        "uncertain_between": {"type": ["array", "null"], "items": {"type": "string"}},
-                        "malignant_probability": {"type": "number", "description": "P(mel + bcc + akiec) under prior"},
-                        "probabilities": probabilities,
-                        "image_only_probabilities": probabilities,
-                        "prior": {"type": "string", "enum": list(vocab.PRIOR_NAMES)},
-                        "ood": {"type": "boolean"},
-                        "ood_score": {"type": "number"},
-                        "similar_cases": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "properties": {
-                                    "image_id": {"type": "string"},
-                                    "dx": {"type": "string"},
-                                    "dx_type": {"type": "string"},
-                                    "similarity": {"type": "number"},
-                                },
-                            },
-                        },
-                        "metadata": {"type": "object"},
-                        "model_version": {"type": "string"},
+                    "properties": ANSWER_FIELDS
+                    | {
                         "cam": {
                             "type": "object",
                             "properties": {"class": {"type": "string"}, "png_base64": {"type": "string"}},
-                        },
+                            "description": "the Grad-CAM asked for with ?cam=<class>: an 8-bit grayscale PNG",
+                        }
                     },
-                    "required": ["verdict", "refer", "prediction", "probabilities", "ood", "prior", "model_version"],
+                    "required": list(ANSWER_FIELDS),
                 },
             },
         },

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -21,6 +22,7 @@ from skin_model.inference.inputs import (
     MetadataFileError,
     parse_metadata_leniently,
 )
+from skin_model.inference.torch_thread import TorchThreadError
 from skin_model.vocab import DEFAULT_PRIOR
 
 if TYPE_CHECKING:
@@ -97,6 +99,18 @@ def upload_ids(names: list[str]) -> list[str]:
         seen[image_id] += 1
         unique.append(image_id if seen[image_id] == 1 else f"{image_id} ({seen[image_id]})")
     return unique
+
+
+log = logging.getLogger(__name__)
+
+
+class UnexpectedError(RuntimeError):
+    """A row's analysis that failed for a reason of the server's, not of the input: worded like a
+    refusal (``key`` for the app's language) so that the row says it and the run goes on."""
+
+    def __init__(self, message: str, key: str):
+        super().__init__(message)
+        self.key, self.params = key, {}
 
 
 def cam_file(cam_dir: Path, image_id: str) -> Path:
@@ -238,15 +252,23 @@ def predict_items(
                     flush()
             else:
                 pred, explanation = model.diagnose(item.source, **kwargs, prior=prior)
-                cam_path = cam_file(cam_dir, item.image_id)
-                while cam_path in written:  # "../a/x" and "a/x" both became a/x.png
-                    cam_path = cam_path.with_name(cam_path.stem + "_.png")
-                written.add(cam_path)
-                cam_path.parent.mkdir(parents=True, exist_ok=True)
-                grayscale_png(explanation.heatmap).save(cam_path)
+                try:
+                    cam_path = cam_file(cam_dir, item.image_id)
+                    while cam_path in written:  # "../a/x" and "a/x" both became a/x.png
+                        cam_path = cam_path.with_name(cam_path.stem + "_.png")
+                    written.add(cam_path)
+                    cam_path.parent.mkdir(parents=True, exist_ok=True)
+                    grayscale_png(explanation.heatmap).save(cam_path)
+                except (OSError, ValueError) as err:  # the answer stands; only its heatmap file is missing
+                    warnings[n] = "; ".join(filter(None, (warnings.get(n), f"heatmap not written: {err}")))
                 accept(n, item, pred)
         except InvalidInputError as err:
             refuse(n, item, err)
+        except TorchThreadError:
+            raise  # busy: the whole batch is asked again later (the page keeps the uploads)
+        except Exception as err:  # one image's fault never ends the run; the log names no image content
+            log.exception("image %d of %d could not be analysed", n + 1, len(items))
+            refuse(n, item, UnexpectedError(f"The analysis failed ({type(err).__name__}); see the log.", "unexpected"))
         if progress:
             progress(n + 1, len(items))
     if pending:

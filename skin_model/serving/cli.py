@@ -12,6 +12,7 @@ from skin_model.config import settings
 from skin_model.vocab import DEFAULT_PRIOR, PRIOR_NAMES
 
 log = logging.getLogger(__name__)
+UNSEEN_SOURCES = ("bcn20000",)  # scored as clinics never seen when a recipe does not train on them
 
 
 def _train_recipe(args) -> int:
@@ -35,14 +36,25 @@ def _train_recipe(args) -> int:
     data = load_sources(recipe, data_dirs, cache=run / "images.npy")
     out = Path(args.out or run / "artifact")
     if not args.evaluate_only:
-        if not args.export_only:
+        if args.from_artifact:
+            from skin_model.training.export import unpack_artifact
+
+            unpack_artifact(args.from_artifact, recipe, data, run)
+        elif not args.export_only:
             train_folds(recipe, data, run)
         export_recipe(recipe, data, data_dirs, run, out, outliers)
         print(f"artifact written to {out}")
     if not args.no_evaluate:
         from skin_model.training.evaluate import evaluate_sources
 
-        print(summary(evaluate_sources(data, out, recipe.sources, write_card=True, outliers=outliers)))
+        shared = Path(data_dirs[0]).parent
+        originals = shared / "ham10000_originals"  # full-size uploads, where present
+        # Labelled sources beside the data that the recipe never trained on: a clinic it never saw.
+        unseen = tuple(
+            shared / name for name in UNSEEN_SOURCES if name not in recipe.sources and (shared / name).is_dir()
+        )
+        results = evaluate_sources(data, out, recipe.sources, True, outliers, originals, Path(data_dirs[0]), unseen)
+        print(summary(results))
     return 0
 
 
@@ -76,6 +88,18 @@ def summary(results: dict) -> str:
         lines.append(
             f"  {source}: {r['images']} images, melanoma recall {_number(r['melanoma_recall'])}, "
             f"melanoma AUC {_number(r['melanoma_auc'])}, flagged out of domain {_number(r['ood_flagged'])}"
+        )
+    uploads = results.get("full_size_uploads")
+    if uploads:
+        lines.append(
+            f"full-size uploads ({uploads['images']} originals against their copies): verdicts agree "
+            f"{_number(uploads['verdicts_agree'])}, mean |ΔP(malignant)| {_number(uploads['mean_abs_delta_p_malignant'])}"
+        )
+    for name, r in (results.get("unseen_sources") or {}).items():
+        lines.append(
+            f"{name}, never seen ({r['lesions']} lesions): cannot judge {_number(r['cannot_judge'])}; judged: referral "
+            f"sensitivity {_number(r['sensitivity'])}, specificity {_number(r['specificity'])}, "
+            f"melanoma AUC {_number(r['melanoma_auc'])}"
         )
     outside = results.get("not_dermoscopy")
     if outside:
@@ -157,6 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--run", type=Path, default=None, help="run folder (default: runs/<model version> or runs/default)"
     )
     train.add_argument("--export-only", action="store_true", help="export the finished folds, no training")
+    train.add_argument(
+        "--from-artifact",
+        type=Path,
+        default=None,
+        help="re-export: the fold models of this artifact (made from the same recipe) instead of training them",
+    )
     train.add_argument(
         "--outliers",
         type=Path,

@@ -47,3 +47,19 @@ def fit_bias_temperature(logits: torch.Tensor, labels: torch.Tensor, max_iter: i
     opt.step(closure)
     b = bias.detach()
     return log_t.detach().exp().item(), b - b.mean()
+
+
+def calibrated_balanced_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """The epoch rule's score (export, a fold's log and the held-out harness alike): balanced accuracy
+    of the logits calibrated as export calibrates them (``fit_bias_temperature``, ``ensemble.calibrate``)
+    and decided under the equal prior (the plain Bayes correction from ``labels``' frequencies)."""
+    from skin_model import vocab
+    from skin_model.inference.ensemble import calibrate
+    from skin_model.inference.priors import PRIORS, apply_prior, class_frequencies
+    from skin_model.training.metrics import classification_report
+
+    t, bias = fit_bias_temperature(logits, labels)
+    probs = calibrate(logits[None], t, bias)
+    frequencies = class_frequencies(labels, len(vocab.CLASSES))
+    equal = apply_prior(probs, frequencies, PRIORS["equal"](frequencies))
+    return classification_report(equal.numpy(), labels.numpy())["balanced_accuracy"]

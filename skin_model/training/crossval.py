@@ -12,15 +12,18 @@ Run layout: ``<run>/<member>/fold<k>/`` (a ``train.Run`` each), and ``<run>/reci
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from skin_model.inference.preprocess import SourceSize
-from skin_model.training.data import Dataset, read_sources
+from skin_model.training.data import Dataset, find_images, read_sources
 from skin_model.training.recipe import Recipe
 from skin_model.training.splits import assign, fold_parts
 
@@ -38,16 +41,28 @@ def decode_sources(recipe: Recipe, data_dirs: list[Path], source: SourceSize, ca
     """``load_sources`` at a given source size (the held-out-source harness decodes once for
     several variants); ``cache``: a ``.npy`` of the decoded images, reused when it matches."""
     df = assign(read_sources(data_dirs), recipe.sources, recipe.folds)
+    key = cache_key(df, data_dirs, source)
+    stamp = None if cache is None else cache.with_suffix(".key")
+    if cache is not None and cache.exists() and stamp.exists() and stamp.read_text() == key:
+        return Dataset(df, torch.from_numpy(np.load(cache, allow_pickle=False)))
     if cache is not None and cache.exists():
-        images = torch.from_numpy(np.load(cache, allow_pickle=False))
-        if images.shape[0] == len(df) and tuple(images.shape[-2:]) == (source.height, source.width):
-            return Dataset(df, images)
-        log.info("%s does not match the data: decoding again", cache)
+        log.info("%s was decoded from other images or with other settings: decoding again", cache)
     data = Dataset.load(df, data_dirs, source)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.save(cache, data.images.numpy(), allow_pickle=False)
+        stamp.write_text(key)
     return data
+
+
+def cache_key(df, data_dirs: list[Path], source: SourceSize) -> str:
+    """What the decoded images depend on: the preprocessing (size, colour balance, resampling)
+    and each image file's id and bytes, in the data's order."""
+    paths = find_images(data_dirs)
+    digest = hashlib.sha256(json.dumps(asdict(source), sort_keys=True).encode())
+    for image_id in df["image_id"]:
+        digest.update(image_id.encode() + b"\0" + hashlib.sha256(paths[image_id].read_bytes()).digest())
+    return digest.hexdigest()
 
 
 def fold_dir(run_root: Path, member: str, k: int) -> Path:
@@ -69,7 +84,7 @@ def train_folds(recipe: Recipe, data: Dataset, run_root: Path, resume: bool = Tr
             train, val = fold_parts(data.df, k)
             log.info("%s fold %d: %d training images, %d out-of-fold", cfg.name, k, train.sum(), val.sum())
             run = Run(member_dir.parent)
-            train_member({"train": data.subset(train), "val": data.subset(val)}, run, _named(cfg, k), resume, True)
+            train_member({"train": data.subset(train), "val": data.subset(val)}, run, _named(cfg, k), resume)
 
 
 def _named(cfg, k: int):

@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from skin_model import vocab
@@ -24,6 +25,42 @@ log = logging.getLogger(__name__)
 
 
 NOT_DERMOSCOPY_DIR = DEFAULT_DATA_DIR.parent / "not_dermoscopy"
+ORIGINALS_DIR = DEFAULT_DATA_DIR.parent / "ham10000_originals"
+
+
+def uploads_report(
+    model: SkinClassifier, originals: Path = ORIGINALS_DIR, copies: Path = DEFAULT_DATA_DIR
+) -> dict | None:
+    """Full-size uploads against the copies the model learnt from: each original (600x450, as a
+    user uploads it) and its 200x150 working copy through ``predict``, with the same metadata.
+    Not a test of accuracy (these lesions are in the training folds): how far the answer moves
+    with the way an image was brought to size."""
+    table = Path(originals) / "metadata.csv"
+    if not table.is_file():
+        return None
+    from skin_model.training.data import find_images
+
+    copy_paths = find_images(copies)
+    rows = [r for r in pd.read_csv(table).itertuples() if r.image_id in copy_paths]
+    pairs = []
+    for r in rows:
+        meta = {"age": None if pd.isna(r.age) else r.age, "sex": r.sex, "site": r.localization}
+        pairs.append(
+            (
+                model.predict(Path(originals) / "images" / f"{r.image_id}.jpg", **meta),
+                model.predict(copy_paths[r.image_id], **meta),
+            )
+        )
+    delta = np.array([abs(a.malignant_probability - b.malignant_probability) for a, b in pairs])
+    return {
+        "images": len(pairs),
+        "verdicts_agree": float(np.mean([a.verdict == b.verdict for a, b in pairs])),
+        "mean_abs_delta_p_malignant": float(delta.mean()),
+        "max_abs_delta_p_malignant": float(delta.max()),
+        "suggested_diagnoses_agree": float(np.mean([a.label == b.label for a, b in pairs])),
+        "ood_flagged_original": float(np.mean([a.ood for a, _ in pairs])),
+        "ood_flagged_copy": float(np.mean([b.ood for _, b in pairs])),
+    }
 
 
 def source_metrics(probs: np.ndarray, labels: np.ndarray, ood: np.ndarray, ranking: np.ndarray | None = None) -> dict:
@@ -50,8 +87,55 @@ def not_dermoscopy_report(
     return report
 
 
+def unseen_source_report(model: SkinClassifier, folder: Path, batch_size: int = 16) -> dict:
+    """A labelled source the model never saw (``<folder>/metadata.csv`` and ``images/``), one image
+    per lesion (its first by ``image_id``), as the app answers: the share it cannot judge, and on
+    the images it judges the referral rule's sensitivity and specificity, the melanoma AUC of the
+    calibrated probabilities and the answer's balanced accuracy over the classes present."""
+    from sklearn.metrics import roc_auc_score
+
+    from skin_model.training.data import find_images
+
+    table = pd.read_csv(Path(folder) / "metadata.csv", dtype={"image_id": str})
+    one = table.sort_values("image_id").groupby("lesion_id").head(1).reset_index(drop=True)
+    paths = find_images(Path(folder))
+    preds = []
+    for start in range(0, len(one), batch_size):
+        rows = one.iloc[start : start + batch_size]
+        prepared = [
+            model.prepare(paths[r.image_id], None if pd.isna(r.age) else r.age, r.sex, r.localization)
+            for r in rows.itertuples()
+        ]
+        preds += model.predict_prepared(prepared)
+    labels = one["dx"].map(vocab.CLASSES.index).to_numpy()
+    judged = np.array([p.verdict != referral.CANNOT_JUDGE for p in preds])
+    malignant = referral.is_malignant(labels)
+    refer = np.array([p.verdict == referral.SUSPICIOUS for p in preds])
+    probs = np.array([[p.probabilities[c] for c in vocab.CLASSES] for p in preds])
+    labels_j, probs_j = labels[judged], probs[judged]
+    report = source_report(probs_j, labels_j, probs_j)
+    return {
+        "lesions": len(one),
+        "cannot_judge": float(1 - judged.mean()),
+        "judged": int(judged.sum()),
+        "sensitivity": float(refer[judged & malignant].mean()),
+        "specificity": float(1 - refer[judged & ~malignant].mean()),
+        "melanoma_sensitivity": float(refer[judged & (labels == referral.MEL)].mean()),
+        "melanoma_auc": float(roc_auc_score(labels_j == referral.MEL, probs_j[:, referral.MEL])),
+        "balanced_accuracy_present": report["balanced_accuracy_present"],
+        "rule": "one image per lesion; referral figures on the images the model judged, at its own threshold",
+    }
+
+
 def evaluate_sources(
-    data, model_dir: Path, roles: dict, write_card: bool = False, outliers: Path = NOT_DERMOSCOPY_DIR
+    data,
+    model_dir: Path,
+    roles: dict,
+    write_card: bool = False,
+    outliers: Path = NOT_DERMOSCOPY_DIR,
+    originals: Path = ORIGINALS_DIR,
+    copies: Path = DEFAULT_DATA_DIR,
+    unseen: tuple[Path, ...] = (),
 ) -> dict:
     """A cross-validated artifact on what it was never trained on: HAM10000's test split (each of
     its sources too), ISIC 2017's check part, and real images that are not dermoscopy; and out of
@@ -68,10 +152,10 @@ def evaluate_sources(
         training, equal, ood = scored["training"], scored["equal"], scored["ood"]
         labels = df["label"].to_numpy()
         p_malignant = referral.malignant_scores(training)
-        answer = scored[model.answer_prior]
+        answer = training  # the answer: the most probable class of the probabilities shown
         results["splits"][name] = {
-            # What the app answers: the suggested diagnosis (the top class under the card's answer
-            # prior) and the calibrated probabilities, whose ranking the AUCs measure.
+            # What the app answers: the most probable class (default prior) and the calibrated
+            # probabilities, whose ranking the AUCs measure; the equal prior's is the balanced decision.
             "answer": source_metrics(answer, labels, ood, ranking=training),
             "equal_prior": source_metrics(equal, labels, ood),
             "training_prior_answer": source_metrics(training, labels, ood),
@@ -89,6 +173,8 @@ def evaluate_sources(
     results["out_of_fold"] = out_of_fold_answers(model, data, roles)
     results["not_dermoscopy"] = not_dermoscopy_report(model, outliers)  # kept aside: the check
     results["not_dermoscopy_fitting_part"] = not_dermoscopy_report(model, outliers, part="fitting")
+    results["full_size_uploads"] = uploads_report(model, originals, copies)
+    results["unseen_sources"] = {Path(folder).name: unseen_source_report(model, Path(folder)) for folder in unseen}
     if write_card:
         with model_card.model_folder(model_dir) as folder:
             card = model_card.read_card(folder)
@@ -121,8 +207,8 @@ def out_of_fold_answers(model: SkinClassifier, data, roles: dict) -> dict:
     for prior in vocab.PRIOR_NAMES:
         decided = model.under_prior(torch.from_numpy(training[calibrating]), prior).numpy()
         report[prior] = source_report(decided, labels[calibrating], ranking=training[calibrating])
-    answer = model.under_prior(torch.from_numpy(training), model.answer_prior).numpy()
-    report["answer"] = report[model.answer_prior]
+    answer = training
+    report["answer"] = report[vocab.DEFAULT_PRIOR]
     report["by_source"] = {
         s: source_report(answer[sources == s], labels[sources == s], ranking=training[sources == s])
         for s in sorted(set(sources))

@@ -12,6 +12,7 @@ Test labels are never read here.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import asdict, replace
 from datetime import date
@@ -20,21 +21,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from skin_model import __version__, vocab
 from skin_model.config import INDEX_FILE
-from skin_model.inference.artifact import FORMAT, save_artifact, save_index
+from skin_model.inference.artifact import FORMAT, as_stored, save_artifact, save_index
+from skin_model.inference.ensemble import calibrate, member_outputs
 from skin_model.inference.inputs import load_image
 from skin_model.inference.network import BACKBONES, SkinNet
 from skin_model.inference.ood import OodCheck, image_statistics
 from skin_model.inference.preprocess import SourceSize
-from skin_model.inference.priors import PRIORS, apply_prior
+from skin_model.inference.priors import PRIORS, apply_prior, class_frequencies
 from skin_model.inference.referral import card_section as referral_section
 from skin_model.inference.referral import malignant_scores
 from skin_model.inference.similar import THUMB_SIZE, CaseIndex, member_embedding, thumbnail_jpeg
 from skin_model.inference.uncertainty import choose_gap
-from skin_model.training.calibration import fit_bias_temperature
+from skin_model.training.calibration import calibrated_balanced_accuracy, fit_bias_temperature
 from skin_model.training.crossval import fold_dir
 from skin_model.training.data import Dataset, find_images, metadata_of
 from skin_model.training.holdout import held_out_evidence
@@ -66,6 +68,7 @@ CITATIONS = {
 
 
 def equal_prior(probs: torch.Tensor, frequencies: torch.Tensor) -> torch.Tensor:
+    """The plain Bayes correction to the equal prior (strength 1: the bias took the loss's lean out)."""
     return apply_prior(probs, frequencies, PRIORS["equal"](frequencies), 1.0)
 
 
@@ -76,12 +79,6 @@ def answers_by_prior(under: dict[str, torch.Tensor], labels: torch.Tensor) -> di
         p: {"balanced_accuracy": r["balanced_accuracy"], "melanoma_recall": r["recall"]["mel"]}
         for p, r in reports.items()
     }
-
-
-def choose_answer_prior(answers: dict[str, dict]) -> str:
-    """The prior whose top class is the suggested diagnosis: the best out-of-fold balanced
-    accuracy, then melanoma recall."""
-    return max(answers, key=lambda p: (round(answers[p]["balanced_accuracy"], 6), answers[p]["melanoma_recall"]))
 
 
 def oof_logits_by_epoch(run_root: Path, member: str, data: Dataset, folds: int) -> dict[int, torch.Tensor]:
@@ -97,8 +94,8 @@ def oof_logits_by_epoch(run_root: Path, member: str, data: Dataset, folds: int) 
 
 
 def choose_epoch(run_root: Path, member: str, data: Dataset, folds: int) -> tuple[int, dict[str, float]]:
-    """The epoch whose pooled out-of-fold logits, calibrated and under the equal prior, have the
-    best balanced accuracy (every fold must have reached it); ties: the earlier."""
+    """The epoch rule: the epoch whose pooled out-of-fold logits score best by
+    ``calibration.calibrated_balanced_accuracy`` (every fold must have reached it); ties: the earlier."""
     oof = torch.from_numpy(out_of_fold(data.df))
     labels = data.labels[oof]
     scores = {}
@@ -106,20 +103,38 @@ def choose_epoch(run_root: Path, member: str, data: Dataset, folds: int) -> tupl
         logits = logits[oof]
         if torch.isnan(logits).any():
             continue  # not every fold has this epoch yet
-        t, bias = fit_bias_temperature(logits, labels)
-        probs = torch.softmax(logits.double() / t + bias, 1)
-        freq = class_frequencies(labels)
-        scores[str(epoch)] = classification_report(equal_prior(probs, freq).numpy(), labels.numpy())[
-            "balanced_accuracy"
-        ]
+        scores[str(epoch)] = calibrated_balanced_accuracy(logits, labels)
     if not scores:
         raise RuntimeError(f"no epoch of {member} has out-of-fold logits from every fold in {run_root}")
     best = max(scores, key=lambda e: (round(scores[e], 6), -int(e)))
     return int(best), scores
 
 
-def class_frequencies(labels: torch.Tensor) -> torch.Tensor:
-    return torch.bincount(labels, minlength=len(vocab.CLASSES)).double() / len(labels)
+def unpack_artifact(model_dir: Path, recipe: Recipe, data: Dataset, run_root: Path) -> None:
+    """An exported artifact's fold models back into a run folder, as training leaves them: each
+    fold's config, its chosen epoch's weights and that epoch's validation logits (computed as
+    training computes them). ``export_recipe`` then re-exports them with the current code."""
+    from skin_model.inference.artifact import load_artifact
+    from skin_model.training.train import TrainConfig
+
+    nets, card = load_artifact(model_dir, check=False)  # an artifact of older code may not load whole
+    for net, spec in zip(nets, card["members"]):
+        member, k = spec["name"].rsplit("_fold", 1)
+        if member not in {cfg.name for cfg in recipe.members} or int(k) != spec["fold"]:
+            raise ValueError(f"{model_dir}: member {spec['name']} is not one of {recipe.path.name}'s fold models")
+        cfg = TrainConfig(**{key: v for key, v in spec["training"].items() if key != "name"}, name=f"fold{k}")
+        folder = fold_dir(run_root, member, int(k))
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+        epoch = int(spec["epoch"])
+        save_file(
+            {k: v.contiguous() for k, v in net.state_dict().items()}, str(folder / f"epoch_{epoch:02d}.safetensors")
+        )
+        val = data.subset(fold_parts(data.df, int(k))[1])
+        logits = member_outputs(net, cfg.inputs, val.images, val.meta)[0]
+        save_file({"logits": logits.contiguous()}, str(folder / f"val_logits_{epoch:02d}.safetensors"))
+        (folder / "done.json").write_text(json.dumps({"epochs": cfg.epochs, "unpacked_from": str(model_dir)}))
+    log.info("unpacked %d fold models of %s into %s", len(nets), card["model_version"], run_root)
 
 
 def load_fold_models(recipe: Recipe, run_root: Path, epochs: dict[str, int]) -> list[tuple[SkinNet, object, int]]:
@@ -133,16 +148,13 @@ def load_fold_models(recipe: Recipe, run_root: Path, epochs: dict[str, int]) -> 
             trained = TrainConfig.from_json((folder / "config.json").read_text())
             net = SkinNet(trained.arch, meta_hidden=trained.meta_hidden)
             net.load_state_dict(load_file(str(folder / f"epoch_{epochs[cfg.name]:02d}.safetensors")))
-            models.append((net.eval(), replace(trained, name=f"{cfg.name}_fold{k}"), k))
+            models.append((as_stored(net).eval(), replace(trained, name=f"{cfg.name}_fold{k}"), k))
     return models
 
 
-@torch.inference_mode()
 def outputs(models, data: Dataset, views: tuple[str, ...]):
     """Per model: (fused logits (N, C), image features (N, F)), averaged over the views."""
-    from skin_model.training.train import predict_outputs
-
-    return [predict_outputs(net, data, cfg.inputs, views) for net, cfg, _ in models]
+    return [member_outputs(net, cfg.inputs, data.images, data.meta, views) for net, cfg, _ in models]
 
 
 def natural_thumbnails(data: Dataset, data_dirs: list[Path], source: SourceSize) -> list[bytes]:
@@ -213,16 +225,16 @@ def export_recipe(
     calibrating = calibration_part(oof.df, recipe.sources)
     calibration_logits, labels = oof_logits[torch.from_numpy(calibrating)], oof.labels[torch.from_numpy(calibrating)]
     calibrated_on = ", ".join(SHORT_NAMES.get(f, f) for f in sorted(set(oof.df["folder"][calibrating])))
-    frequencies = class_frequencies(labels)
+    frequencies = class_frequencies(labels, len(vocab.CLASSES))
     temperature, bias = fit_bias_temperature(calibration_logits, labels)
-    calibrated = torch.softmax(calibration_logits.double() / temperature + bias, 1)
-    # The suggested diagnosis: the top class under the prior that answers best out of fold; the
-    # probabilities shown stay the calibrated ones (their mel + bcc + akiec is the referral's number).
+    calibrated = calibrate(calibration_logits[None], temperature, bias)
+    # Every out-of-fold image's probabilities as the shipped pipeline computes them (tests check it).
+    write_out_of_fold(Path(run_root) / OUT_OF_FOLD_FILE, oof.df, calibrate(oof_logits[None], temperature, bias))
+    # The answer is the top class of the probabilities shown, under the prior they are stated in;
+    # each prior's top class is reported (the equal prior's is the balanced decision) and has its gap.
     under = {"training": calibrated, "equal": equal_prior(calibrated, frequencies)}  # vocab.PRIOR_NAMES
     answers = answers_by_prior(under, labels)
-    answer_prior = choose_answer_prior(answers)
-    decided = under[answer_prior]
-    uncertainty = choose_gap(decided.numpy(), labels.numpy())
+    uncertainty = {prior: choose_gap(probs.numpy(), labels.numpy()) for prior, probs in under.items()}
     referral = referral_section(
         malignant_scores(calibrated.numpy()),
         labels.numpy(),
@@ -241,6 +253,7 @@ def export_recipe(
         list(train.df["image_id"]),
         natural_thumbnails(train, data_dirs, source),
         [metadata_of(row) for row in train.df.itertuples()],
+        list(train.df["lesion_id"]),
     )
     # The out-of-fold images are in the index: each is scored without its own lesion's images.
     in_scored_check = scored.df["split"].eq("check").to_numpy(copy=True)
@@ -307,17 +320,15 @@ def export_recipe(
         "pooled out-of-fold logits with test-time flips: under the training prior each class's mean "
         "probability matches its HAM10000 frequency",
         "prior": {
-            "default": answer_prior,
-            "answer_rule": "the suggested diagnosis is the top class under this prior, chosen on the pooled "
-            "out-of-fold predictions (best balanced accuracy, then melanoma recall); the probabilities are "
-            "stated under the training frequencies unless another prior is asked for",
+            "answer_rule": "the answer is the most probable class under the prior the probabilities are stated "
+            "in: HAM10000's frequencies by default, the equal prior (the balanced decision) on request",
             "out_of_fold_answers": answers,
             "training_frequencies": {c: float(f) for c, f in zip(vocab.CLASSES, frequencies)},
             "equal_strength": 1.0,
             "rule": "p'(c|x) ~ p(c|x) * prior(c) / HAM10000 frequency(c): the plain Bayes correction "
             "(the bias has taken the class-weighted loss's lean out, so no strength is fitted)",
         },
-        "uncertainty": uncertainty,
+        "uncertainty": {"by_prior": uncertainty},
         "referral": referral,
         "ood": ood,
         "similar_cases": {
@@ -360,6 +371,17 @@ def export_recipe(
     save_index(out_dir, cases, ood_check)
     log.info("exported %d fold models to %s (T %.3f)", len(models), out_dir, temperature)
     return card
+
+
+OUT_OF_FOLD_FILE = "out_of_fold.csv"  # in the run folder: each out-of-fold image's probabilities
+
+
+def write_out_of_fold(path: Path, df: pd.DataFrame, probs: torch.Tensor) -> None:
+    """The calibrated out-of-fold probabilities (under the training prior) with each image's id,
+    fold and source: what every choice of export was made on."""
+    table = df[["image_id", "fold", "source"]].reset_index(drop=True).copy()
+    table[list(vocab.CLASSES)] = probs.numpy()
+    table.to_csv(path, index=False, float_format="%.8f")
 
 
 def _data_section(recipe: Recipe, data: Dataset) -> dict:

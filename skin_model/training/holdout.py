@@ -15,10 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 
+from skin_model import vocab
+from skin_model.inference.ensemble import calibrate, member_outputs
 from skin_model.inference.preprocess import SourceSize
-from skin_model.inference.priors import PRIORS, apply_prior
+from skin_model.inference.priors import PRIORS, apply_prior, class_frequencies
 from skin_model.inference.referral import MEL, is_malignant, malignant_scores
+from skin_model.training.calibration import calibrated_balanced_accuracy, fit_bias_temperature
 from skin_model.training.crossval import decode_sources
 from skin_model.training.data import Dataset
 from skin_model.training.metrics import source_report
@@ -26,6 +30,7 @@ from skin_model.training.splits import fold_parts
 
 log = logging.getLogger(__name__)
 HOLDOUT_FOLD = 0  # the fold model trained: fold 0's lesions choose its epoch
+PROBABILITIES_FILE = "held_out_probabilities.csv"
 
 
 def load_all(recipe, data_dirs: list[Path], source: SourceSize, cache: Path | None) -> Dataset:
@@ -36,18 +41,13 @@ def load_all(recipe, data_dirs: list[Path], source: SourceSize, cache: Path | No
 
 
 def run_holdout(data: Dataset, holdout: str, cfg, run_root: Path) -> dict:
-    """Fold 0's model of ``cfg`` trained on every source but ``holdout`` (epoch chosen on the other
-    sources' fold-0 lesions), then the held-out source's every image scored: under the equal prior
-    at its chosen strength (the 7-class answer), and under the training frequencies (the ranking)."""
-    from skin_model.training.train import (
-        TTA_VIEWS,
-        Run,
-        choose_prior_strength,
-        class_frequencies,
-        load_member,
-        predict_outputs,
-        train_member,
-    )
+    """Fold 0's model of ``cfg`` trained on every source but ``holdout``, then the held-out source's
+    every image scored as the shipped pipeline scores an image: the epoch by export's rule
+    (``calibration.calibrated_balanced_accuracy``) on the other sources' fold-0 lesions, logits with
+    test-time flips (``ensemble.member_outputs``), calibrated by bias-corrected temperature scaling
+    fitted on those lesions (``ensemble.calibrate``); the 7-class answer under the equal prior, the
+    ranking under the calibration's frequencies."""
+    from skin_model.training.train import TTA_VIEWS, Run, load_epoch, train_member
 
     sources = data.df["source"]
     if holdout not in set(sources):
@@ -60,22 +60,44 @@ def run_holdout(data: Dataset, holdout: str, cfg, run_root: Path) -> dict:
     member_dir = run.member_dir(cfg.name)
     if not (member_dir / "done.json").exists():
         train_member(parts, run, cfg, resume=True)
-    net, cfg = load_member(member_dir)
-    train_prior = class_frequencies(parts["train"].labels)
-    equal = PRIORS["equal"](train_prior)
-    val_logits, val_features = predict_outputs(net, parts["val"], cfg.inputs, TTA_VIEWS)
-    val_probs = torch.softmax(val_logits, 1).double()
-    strength, _ = choose_prior_strength(val_probs, parts["val"].labels, train_prior)
-    held_logits, held_features = predict_outputs(net, held_out, cfg.inputs, TTA_VIEWS)
-    probs = torch.softmax(held_logits, 1).double()
-    decided = apply_prior(probs, train_prior, equal, strength).numpy()
+    epoch, _ = choose_fold_epoch(member_dir, parts["val"].labels)
+    net, cfg = load_epoch(member_dir, epoch)
+    val_logits, val_features = member_outputs(net, cfg.inputs, parts["val"].images, parts["val"].meta, TTA_VIEWS)
+    temperature, bias = fit_bias_temperature(val_logits, parts["val"].labels)
+    held_logits, held_features = member_outputs(net, cfg.inputs, held_out.images, held_out.meta, TTA_VIEWS)
+    probs = calibrate(held_logits[None], temperature, bias)
+    frequencies = class_frequencies(parts["val"].labels, len(vocab.CLASSES))
+    decided = apply_prior(probs, frequencies, PRIORS["equal"](frequencies)).numpy()
     labels = held_out.labels.numpy()
     report = source_report(decided, labels)
     report |= _training_prior_ranking(probs.numpy(), labels)
     report["ood_flagged"] = ood_share(net, cfg, parts, val_features, held_out, held_features)
-    report |= {"holdout": holdout, "equal_prior_strength": strength, "member": asdict(cfg)}
+    report |= {"holdout": holdout, "epoch": epoch, "scoring": SCORING, "member": asdict(cfg)}
+    report |= {"temperature": temperature, "bias": bias.tolist()}
     (member_dir / "holdout.json").write_text(json.dumps(report, indent=2))
+    table = held_out.df[["image_id"]].reset_index(drop=True).copy()
+    table[list(vocab.CLASSES)] = probs.numpy()  # the calibrated probabilities behind the report
+    table.to_csv(member_dir / PROBABILITIES_FILE, index=False, float_format="%.8f")
     return report
+
+
+# Rows scored by the harness above carry this; older rows do not, and the card says which kind it shows.
+SCORING = "export's epoch rule and calibration, with test-time flips"
+EARLIER_SCORING = (
+    "the harness before the one inference path: the fold's best epoch by its own rule, its plain softmax "
+    "(AUCs) and a fitted prior strength (the answer)"
+)
+
+
+def choose_fold_epoch(member_dir: Path, labels: torch.Tensor) -> tuple[int, dict[str, float]]:
+    """Export's epoch rule on one fold's validation logits (``val_logits_NN``); ties: the earlier."""
+    scores = {
+        int(p.stem.rsplit("_", 1)[1]): calibrated_balanced_accuracy(load_file(str(p))["logits"], labels)
+        for p in sorted(member_dir.glob("val_logits_*.safetensors"))
+    }
+    if not scores:
+        raise RuntimeError(f"{member_dir} has no validation logits")
+    return max(scores, key=lambda e: (round(scores[e], 6), -e)), scores
 
 
 def _training_prior_ranking(probs: np.ndarray, labels: np.ndarray) -> dict:
@@ -101,10 +123,10 @@ def ood_share(
     an index of the training images, its threshold passing 97% of each validation source."""
     from skin_model.inference.ood import OodCheck, image_statistics
     from skin_model.inference.similar import CaseIndex, member_embedding
-    from skin_model.training.train import TTA_VIEWS, predict_outputs
+    from skin_model.training.train import TTA_VIEWS
 
     train = parts["train"]
-    train_features = predict_outputs(net, train, cfg.inputs, TTA_VIEWS)[1]
+    train_features = member_outputs(net, cfg.inputs, train.images, train.meta, TTA_VIEWS)[1]
     index = CaseIndex.build(
         member_embedding([train_features]),
         train.labels,
@@ -162,8 +184,10 @@ def held_out_evidence(results: Path, variant: str) -> dict:
         raise ValueError(f"{results}: the rows of {variant!r} differ in their fold model or lack a melanoma AUC")
     member = next(iter(latest.values()))["member"]
     by_source = {s: {k: r.get(key) for k, key in EVIDENCE_KEYS.items()} for s, r in sorted(latest.items())}
+    scorings = {r.get("scoring", EARLIER_SCORING) for r in latest.values()}
     return {
         "variant": variant,
+        "scoring": " / ".join(sorted(scorings)),
         # one fold model per source: fold HOLDOUT_FOLD's, trained without the source, scored on all of it
         "fold_model": {k: member[k] for k in ("arch", "width", "height", "epochs")} | {"fold": HOLDOUT_FOLD},
         "split": next(iter(latest.values()))["split"],

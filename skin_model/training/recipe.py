@@ -14,22 +14,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from skin_model.config import REPO_DIR
-from skin_model.training.splits import SourceRoles
+from skin_model.inference.card import RECIPE_KEYS
+from skin_model.inference.ood import PASS_RATE
+from skin_model.inference.referral import TARGET_SENSITIVITY
+from skin_model.training.splits import FOLDS, SourceRoles
 from skin_model.training.train import TrainConfig
 
-KEYS = {
-    "model_version",
-    "folds",
-    "colour_constancy_p",
-    "tta",
-    "target_sensitivity",
-    "ood_pass_rate",
-    "outlier_exposure",
-    "sources",
-    "member_defaults",
-    "members",
-    "held_out",
-}
 HELD_OUT_KEYS = {"results", "variant"}
 
 
@@ -37,13 +27,13 @@ HELD_OUT_KEYS = {"results", "variant"}
 class Recipe:
     path: Path
     model_version: str
-    folds: int
+    folds: int  # default: splits.FOLDS
     sources: dict[str, SourceRoles]  # data folder name -> its declared role (``splits``)
     colour_constancy_p: int
     members: tuple[TrainConfig, ...]
     tta: tuple[str, ...] = ("identity", "hflip", "vflip", "hvflip")
-    target_sensitivity: float = 0.90  # of the referral threshold, chosen out of fold
-    ood_pass_rate: float = 0.97  # of each source's out-of-fold or check images
+    target_sensitivity: float = TARGET_SENSITIVITY  # of the referral threshold, chosen out of fold
+    ood_pass_rate: float = PASS_RATE  # of each source's out-of-fold or check images
     outlier_exposure: bool = False  # fit the out-of-domain check against images that are not dermoscopy
     # The design's evidence on held-out sources (``scripts.holdout_proxy``): its results file and
     # variant, reported in the card; None: the card reports none.
@@ -56,13 +46,14 @@ class Recipe:
         path = Path(path)
         content = path.read_bytes()
         raw = tomllib.loads(content.decode())
-        unknown = set(raw) - KEYS
+        unknown = set(raw) - RECIPE_KEYS
         if unknown:
-            raise ValueError(f"{path}: unknown recipe key(s) {sorted(unknown)}; known: {sorted(KEYS)}")
+            raise ValueError(f"{path}: unknown recipe key(s) {sorted(unknown)}; known: {sorted(RECIPE_KEYS)}")
         for key in ("model_version", "sources"):
             if key not in raw:
                 raise ValueError(f"{path}: the recipe must set {key!r}")
-        known = {f.name for f in fields(TrainConfig)}
+        # colour_constancy_p is the artifact's preprocessing, one for every member: set at the top only.
+        known = {f.name for f in fields(TrainConfig)} - {"colour_constancy_p"}
         defaults = raw.get("member_defaults", {})
         unknown = set(defaults) - known
         if unknown:
@@ -81,7 +72,7 @@ class Recipe:
         tta = tuple(raw.get("tta", cls.tta))
         if not tta or set(tta) - set(FLIPS):
             raise ValueError(f"{path}: tta views are some of {list(FLIPS)}, not {list(tta)}")
-        target = float(raw.get("target_sensitivity", 0.90))
+        target = float(raw.get("target_sensitivity", TARGET_SENSITIVITY))
         if not 0 < target < 1:
             raise ValueError(f"{path}: target_sensitivity is a share in (0, 1), not {target}")
         held_out = raw.get("held_out")
@@ -92,13 +83,13 @@ class Recipe:
         return cls(
             path=path,
             model_version=str(raw["model_version"]),
-            folds=int(raw.get("folds", 5)),
+            folds=int(raw.get("folds", FOLDS)),
             sources={name: SourceRoles.from_toml(name, table, REPO_DIR) for name, table in raw["sources"].items()},
             colour_constancy_p=colour_constancy_p,
             members=tuple(members),
             tta=tta,
             target_sensitivity=target,
-            ood_pass_rate=float(raw.get("ood_pass_rate", 0.97)),
+            ood_pass_rate=float(raw.get("ood_pass_rate", PASS_RATE)),
             outlier_exposure=bool(raw.get("outlier_exposure", False)),
             held_out=held_out,
             raw=raw,

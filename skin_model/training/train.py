@@ -25,10 +25,12 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from skin_model import vocab
-from skin_model.inference.network import BACKBONES, FLIPS, META_DIM, SkinNet, flip_views
+from skin_model.inference.ensemble import member_outputs
+from skin_model.inference.inputs import Metadata
+from skin_model.inference.network import BACKBONES, FLIPS, META_AGE, META_SEX, META_SITE, SkinNet, encode_metadata
 from skin_model.inference.preprocess import InputConfig
-from skin_model.inference.priors import PRIORS, apply_prior
 from skin_model.training.augment import SourceAugmentation, augment_batch
+from skin_model.training.calibration import calibrated_balanced_accuracy
 from skin_model.training.data import Dataset
 from skin_model.training.metrics import classification_report
 
@@ -106,40 +108,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-STRENGTHS = tuple(round(0.1 * i, 1) for i in range(11))  # 0, 0.1, ..., 1
-
-
-def choose_prior_strength(
-    probs: torch.Tensor, labels: torch.Tensor, train_prior: torch.Tensor, grid: tuple[float, ...] = STRENGTHS
-) -> tuple[float, dict]:
-    """The strength of the ``equal`` correction with the best validation balanced accuracy
-    (ties: the weakest), and the score of each strength tried."""
-    equal = PRIORS["equal"](train_prior)
-    scores = {}
-    for s in grid:
-        corrected = apply_prior(probs, train_prior, equal, float(s))
-        scores[f"{s:.1f}"] = classification_report(corrected.numpy(), labels.numpy())["balanced_accuracy"]
-    best = max(scores, key=lambda k: (round(scores[k], 6), -float(k)))
-    return float(best), scores
-
-
 def hide_metadata(meta: torch.Tensor, p: float, gen: torch.Generator, p_all: float = 0.0) -> torch.Tensor:
     """Metadata dropout: each field of each row becomes 'unknown' with chance ``p``, and the
     whole row with chance ``p_all`` (so that the image-only view is trained, not a 1.6% corner)."""
     meta = meta.clone()
-    n = meta.shape[0]
-    n_sex = len(vocab.SEXES)
-    sex = slice(2, 2 + n_sex)
-    site = slice(2 + n_sex, META_DIM)
-    unknown_sex = torch.zeros(n_sex)
-    unknown_sex[vocab.SEXES.index(vocab.UNKNOWN)] = 1
-    unknown_site = torch.zeros(META_DIM - 2 - n_sex)
-    unknown_site[vocab.SITES.index(vocab.UNKNOWN)] = 1
-    hide = (torch.rand((n, 3), generator=gen) < p) | (torch.rand((n, 1), generator=gen) < p_all)
-    meta[hide[:, 0], 0] = 0.0
-    meta[hide[:, 0], 1] = 1.0
-    meta[hide[:, 1], sex] = unknown_sex
-    meta[hide[:, 2], site] = unknown_site
+    unknown = encode_metadata(Metadata.unknown())
+    hide = (torch.rand((meta.shape[0], 3), generator=gen) < p) | (torch.rand((meta.shape[0], 1), generator=gen) < p_all)
+    for column, part in enumerate((META_AGE, META_SEX, META_SITE)):
+        meta[hide[:, column], part] = unknown[part]
     return meta
 
 
@@ -161,39 +137,6 @@ def class_weights(labels: torch.Tensor, power: float) -> torch.Tensor:
     counts = torch.bincount(labels, minlength=len(vocab.CLASSES)).float().clamp(min=1)
     weights = (counts.sum() / counts) ** power
     return weights / (weights * counts).sum() * counts.sum()  # mean weight per sample = 1
-
-
-def class_frequencies(labels: torch.Tensor) -> torch.Tensor:
-    counts = torch.bincount(labels, minlength=len(vocab.CLASSES)).double()
-    return counts / counts.sum()
-
-
-# Images per forward pass: on a 2-core CPU a MobileNetV2 runs 250 img/s in batches of up to 16
-# (views included) and 77 img/s in batches of 512, whose activations no longer fit in cache.
-FORWARD_BATCH = 16
-
-
-@torch.inference_mode()
-def predict_outputs(
-    net: SkinNet,
-    data: Dataset,
-    inputs: InputConfig,
-    views: tuple[str, ...] = ("identity",),
-    batch_size: int | None = None,
-    device: str = "cpu",
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fused logits (N, classes) and pooled image features (N, F), averaged over the test-time
-    views; ``batch_size`` images (default: ``FORWARD_BATCH`` forward passes, views included) at once."""
-    batch_size = batch_size or max(1, FORWARD_BATCH // len(views))
-    net.eval().to(device)
-    logits, features = [], []
-    for i in range(0, len(data), batch_size):
-        x = flip_views(inputs.normalize(data.images[i : i + batch_size].to(device)), views)
-        meta = data.meta[i : i + batch_size].to(device).repeat(len(views), 1)
-        fused, f = net.forward_views(x, (meta,))
-        logits.append(fused[0].reshape(len(views), -1, len(vocab.CLASSES)).mean(0).float().cpu())
-        features.append(f.reshape(len(views), -1, f.shape[-1]).mean(0).float().cpu())
-    return torch.cat(logits), torch.cat(features)
 
 
 class EMA:
@@ -218,14 +161,10 @@ def _checkpoint_path(member_dir: Path) -> Path:
     return member_dir / "checkpoint.pt"
 
 
-def train_member(
-    data: dict[str, Dataset], run: Run, cfg: TrainConfig, resume: bool = False, keep_epochs: bool = False
-) -> Path:
-    """Train one member; checkpoint every epoch; keep the best epoch by validation balanced
-    accuracy under the ``equal`` prior at its best strength (the decision rule the app uses).
-
-    ``keep_epochs`` also keeps every epoch's weights and validation logits (a fold of a
-    cross-validation: the epoch is then chosen on the pooled out-of-fold logits)."""
+def train_member(data: dict[str, Dataset], run: Run, cfg: TrainConfig, resume: bool = False) -> Path:
+    """Train one fold model; checkpoint every epoch; keep every epoch's weights and validation
+    logits (``epoch_NN.safetensors``, ``val_logits_NN.safetensors``). No epoch is chosen here:
+    export chooses on the pooled out-of-fold logits (``export.choose_epoch``)."""
     member_dir = run.member_dir(cfg.name)
     member_dir.mkdir(parents=True, exist_ok=True)
     (member_dir / "done.json").unlink(missing_ok=True)  # a member in training is not finished
@@ -244,7 +183,7 @@ def train_member(
         opt, lambda s: min(1.0, (s + 1) / max(1, warmup)) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
     )
     gen = torch.Generator().manual_seed(cfg.seed)
-    start_epoch, best = 0, -1.0
+    start_epoch = 0
     ckpt = _checkpoint_path(member_dir)
     if resume and ckpt.exists():
         state = torch.load(ckpt, weights_only=True, map_location=device)  # no arbitrary pickle
@@ -256,11 +195,10 @@ def train_member(
         if ema is not None:
             ema.net.load_state_dict(state["ema"])
             ema.steps = int(state["ema_steps"])
-        start_epoch, best = state["epoch"], state["best"]
-        log.info("%s: resumed after epoch %d (best val balanced accuracy %.4f)", cfg.name, start_epoch, best)
+        start_epoch = state["epoch"]
+        log.info("%s: resumed after epoch %d", cfg.name, start_epoch)
     (member_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     weights = class_weights(train.labels, cfg.class_weight_power).to(device)
-    train_prior = class_frequencies(train.labels).float()
     # bf16 autocast on a GPU; full precision on the CPU, where autocast is slower.
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else nullcontext
     images_on_device = train.images.to(device)
@@ -298,21 +236,17 @@ def train_member(
             loss_sum += loss.item() * len(idx)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", img_s=f"{seen / (time.time() - t0):.1f}")
         scored = ema.net if ema is not None else net
-        logits = predict_outputs(scored, data["val"], inputs, device=cfg.device)[0]
-        probs = torch.softmax(logits, 1)
-        val = classification_report(probs.numpy(), data["val"].labels.numpy())
-        # Scored as export will use it: the equal prior at its best strength (a class-weighted
-        # loss already leans towards rare classes, so the full correction over-corrects).
-        strength, strength_scores = choose_prior_strength(probs, data["val"].labels, train_prior)
-        val_equal = strength_scores[f"{strength:.1f}"]
+        val_data = data["val"]
+        logits = member_outputs(scored, inputs, val_data.images, val_data.meta, device=cfg.device)[0]
+        val = classification_report(torch.softmax(logits, 1).numpy(), val_data.labels.numpy())
         row = {
             "epoch": epoch + 1,
             "train_loss": loss_sum / seen,
-            "val_loss": F.cross_entropy(logits, data["val"].labels).item(),
+            "val_loss": F.cross_entropy(logits, val_data.labels).item(),
             "val_accuracy": val["accuracy"],
             "val_balanced_accuracy": val["balanced_accuracy"],
-            "val_balanced_accuracy_equal_prior": val_equal,
-            "equal_prior_strength": strength,
+            # the epoch rule's score on this fold alone (export scores the pooled folds)
+            "val_balanced_accuracy_calibrated_equal_prior": calibrated_balanced_accuracy(logits, val_data.labels),
             "val_macro_auc": val["macro_auc"],
             "lr": sched.get_last_lr()[0],
             "seconds": time.time() - t0,
@@ -328,18 +262,11 @@ def train_member(
             epoch + 1,
             ", ".join(f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float)),
         )
-        if keep_epochs:
-            save_file(
-                {k: v.detach().cpu().contiguous() for k, v in scored.state_dict().items()},
-                str(member_dir / f"epoch_{epoch + 1:02d}.safetensors"),
-            )
-            save_file({"logits": logits.contiguous()}, str(member_dir / f"val_logits_{epoch + 1:02d}.safetensors"))
-        if val_equal > best:
-            best = val_equal
-            save_file(
-                {k: v.detach().cpu().contiguous() for k, v in scored.state_dict().items()},
-                str(member_dir / "best.safetensors"),
-            )
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in scored.state_dict().items()},
+            str(member_dir / f"epoch_{epoch + 1:02d}.safetensors"),
+        )
+        save_file({"logits": logits.contiguous()}, str(member_dir / f"val_logits_{epoch + 1:02d}.safetensors"))
         state = {
             "model": net.state_dict(),
             "optimizer": opt.state_dict(),
@@ -347,19 +274,17 @@ def train_member(
             "generator": gen.get_state(),
             "torch_rng": torch.get_rng_state(),
             "epoch": epoch + 1,
-            "best": best,
         }
         if ema is not None:
             state |= {"ema": ema.net.state_dict(), "ema_steps": ema.steps}
         torch.save(state, ckpt)
-    (member_dir / "done.json").write_text(
-        json.dumps({"epochs": cfg.epochs, "best_val_balanced_accuracy_equal_prior": best})
-    )
+    (member_dir / "done.json").write_text(json.dumps({"epochs": cfg.epochs}))
     return member_dir
 
 
-def load_member(member_dir: Path) -> tuple[SkinNet, TrainConfig]:
+def load_epoch(member_dir: Path, epoch: int) -> tuple[SkinNet, TrainConfig]:
+    """A fold model's weights after ``epoch`` (eval mode), with its config."""
     cfg = TrainConfig.from_json((member_dir / "config.json").read_text())
     net = SkinNet(cfg.arch, meta_hidden=cfg.meta_hidden)
-    net.load_state_dict(load_file(str(member_dir / "best.safetensors")))
+    net.load_state_dict(load_file(str(member_dir / f"epoch_{epoch:02d}.safetensors")))
     return net.eval(), cfg
