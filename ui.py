@@ -11,7 +11,7 @@ from pathlib import Path
 import streamlit as st
 
 from skin_model import shared_model, vocab
-from skin_model.i18n import LANGUAGES, SOURCE_CLINIC, class_label, percent, t
+from skin_model.i18n import LANGUAGES, SOURCE_CLINIC, class_label, number, percent, t
 from skin_model.inference.card import ModelArtifactError, read_card_of_shipped
 from skin_model.inference.predictor import SkinClassifier
 
@@ -163,6 +163,10 @@ def pct(p: float) -> str:
     return percent(p, lang())
 
 
+def num(x: float, digits: int = 2) -> str:
+    return number(x, lang(), digits)
+
+
 @st.cache_data(show_spinner=False)
 def colour_legend(width: int = 256, height: int = 12):
     """The heatmap's colour scale, low (blue) to high (red), as a thin strip."""
@@ -236,12 +240,14 @@ def similar_cases(cases) -> str:
         patient = case.patient
         age = tr("diag.similar_age", age=f"{patient.age:.0f}") if patient.age is not None else ""
         site = tr(f"site.{patient.site}") if patient.site != vocab.UNKNOWN else ""
-        short = " · ".join(x for x in (f"<b>{case.dx}</b>", pct(case.similarity), age, site) if x)
+        short = " · ".join(
+            x for x in (f"<b>{case.dx}</b>", tr("diag.similarity", s=num(case.similarity)), age, site) if x
+        )
         details = tr(
             "diag.similar_details",
             name=vocab.BY_CODE[case.dx].name(lang()),
             how=tr(f"dx_type.{case.dx_type}"),
-            similarity=pct(case.similarity),
+            similarity=num(case.similarity),
         )
         if patient.sex != vocab.UNKNOWN:
             details += " " + tr("diag.similar_sex", sex=tr(f"sex.{patient.sex}"))
@@ -251,6 +257,10 @@ def similar_cases(cases) -> str:
             '<summary style="list-style:none;cursor:pointer">'
             f'<img src="data:image/jpeg;base64,{picture}" alt="{case.dx}" '
             'style="width:150px;height:112px;object-fit:cover;display:block;border-radius:4px;margin-bottom:2px">'
-            f"{short}</summary><div>{details}</div></details>"
+            f"{short}</summary><div>"
+            # Opened, the case shows its image larger (the thumbnail's full resolution) above its details.
+            f'<img src="data:image/jpeg;base64,{picture}" alt="{case.dx}" '
+            'style="width:100%;max-width:240px;display:block;border-radius:4px;margin:4px 0">'
+            f"{details}</div></details>"
         )
     return f'<div style="display:flex;flex-wrap:wrap;gap:10px;margin-bottom:1rem">{"".join(cards)}</div>'

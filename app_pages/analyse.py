@@ -10,16 +10,18 @@ import streamlit as st
 
 import ui
 from skin_model import vocab
-from skin_model.i18n import error_text
+from skin_model.i18n import error_text, per_hundred
 from skin_model.inference.gradcam import blend, jet
 from skin_model.inference.inputs import InvalidInputError, load_image
 from skin_model.inference.referral import (
+    BORDERLINE,
     CAM_TARGETS,
     CANNOT_JUDGE,
     MALIGNANT,
     NOT_SUSPICIOUS,
     SUSPICIOUS,
-    natural_frequencies,
+    answer_state,
+    rule_evidence,
 )
 from skin_model.inference.torch_thread import TorchThreadError
 
@@ -230,51 +232,55 @@ def explain(result: dict) -> None:
         st.warning(tr("diag.cam_unlikely", code=target, p=ui.pct(pred.probabilities[target])))
 
 
-VERDICT_STYLE = {  # colour and icon of each verdict's heading
+STATE_STYLE = {  # colour and icon of each state's heading: a borderline answer never gets a green tick
     SUSPICIOUS: ("red", ":material/priority_high:"),
+    BORDERLINE: ("orange", ":material/warning:"),
     NOT_SUSPICIOUS: ("green", ":material/check_circle:"),
-    CANNOT_JUDGE: ("orange", ":material/help:"),
+    CANNOT_JUDGE: ("gray", ":material/help:"),
 }
-VERDICT_NOTE = {NOT_SUSPICIOUS: "refer.not_suspicious_note"}
 
 
-def verdict_heading(verdict: str, picture: str = "") -> str:
-    colour, icon = VERDICT_STYLE[verdict]
-    return f"#### {picture}:{colour}[{icon} {tr('refer.' + verdict)}]"
+def state_heading(state: str, picture: str = "") -> str:
+    colour, icon = STATE_STYLE[state]
+    return f"#### {picture}:{colour}[{icon} {tr('refer.' + state)}]"
+
+
+def evidence_line() -> str:
+    """What is known of the rule at home and on a clinic it never saw, in one sentence."""
+    known = rule_evidence(model.card)
+    home = {"sens": per_hundred(known["sensitivity"]), "fp": per_hundred(known["false_alarms"])}
+    unseen = known["unseen"]
+    if unseen is None:
+        return tr("refer.evidence_home", **home)
+    return tr(
+        "refer.evidence",
+        **home,
+        clinic=ui.clinics([unseen["source"]])[0],
+        sens_u=per_hundred(unseen["sensitivity"]),
+        fp_u=per_hundred(unseen["false_alarms"]),
+        cj_u=per_hundred(unseen["cannot_judge"]),
+    )
 
 
 def referral(pred, thumbnail: bytes) -> None:
-    """The answer a clinician needs first: should a dermatologist see this lesion? Beside the image
-    it is about (above it on a phone: both on the first screen), with the number behind it, and
-    in words when it is borderline, when it seems to contradict the suggested diagnosis, and why
-    an image cannot be judged; then the rule's evidence."""
+    """The answer a clinician needs first, beside the image it is about (both on a phone's first
+    screen): the state at a glance, one plain sentence, the number (none when the image cannot be
+    judged), what is known of the rule; the technical detail one click away."""
+    state = answer_state(pred.verdict, pred.borderline)
     with st.container(border=True):
         # The image floats at the heading's left: beside it on any screen, and on a phone's first one.
         picture = (
             f'<img src="data:image/jpeg;base64,{base64.b64encode(thumbnail).decode()}" alt="" '
             'style="float:left;width:96px;margin:0 12px 6px 0;border-radius:4px">'
         )
-        st.markdown(verdict_heading(pred.verdict, picture), unsafe_allow_html=True)
-        if pred.verdict == CANNOT_JUDGE:
+        st.markdown(state_heading(state, picture), unsafe_allow_html=True)
+        if state != CANNOT_JUDGE:
             st.markdown(
-                tr("refer.cannot_judge_note", score=f"{pred.ood_score:.2f}", threshold=f"{model.ood.threshold:.2f}")
+                f"{tr('refer.number')}{tr('punct.colon')}**{ui.pct(pred.referral_probability)}** "
+                f"({tr('refer.line', threshold=ui.pct(pred.refer_threshold))})"
             )
-        elif pred.verdict == NOT_SUSPICIOUS:
-            st.markdown(tr(VERDICT_NOTE[NOT_SUSPICIOUS]))
-        st.markdown(tr("refer.score", p=ui.pct(pred.referral_probability), threshold=ui.pct(pred.refer_threshold)))
-        band = model.borderline_band
-        if pred.borderline and pred.verdict != CANNOT_JUDGE:
-            st.markdown(
-                tr(
-                    "refer.borderline",
-                    p=ui.pct(pred.referral_probability),
-                    threshold=ui.pct(pred.refer_threshold),
-                    low=ui.pct(band["low"]),
-                    high=ui.pct(band["high"]),
-                    share=ui.pct(band["malignant_share"]),
-                )
-            )
-        if pred.verdict == SUSPICIOUS and vocab.BY_CODE[pred.label].group == "benign":
+        st.markdown(tr(f"refer.plain.{state}"))
+        if state == SUSPICIOUS and vocab.BY_CODE[pred.label].group == "benign":
             st.markdown(
                 tr(
                     "refer.conflict",
@@ -284,8 +290,67 @@ def referral(pred, thumbnail: bytes) -> None:
                     threshold=ui.pct(pred.refer_threshold),
                 )
             )
-        flagged, false_alarms = natural_frequencies(model.card["referral"]["validation"])
-        st.caption(tr("refer.evidence", flagged=flagged, false_alarms=false_alarms))
+        st.caption(evidence_line())
+        with st.expander(tr("refer.details")):
+            if state == CANNOT_JUDGE:
+                st.markdown(
+                    tr(
+                        "refer.cannot_judge_details",
+                        score=ui.num(pred.ood_score),
+                        threshold=ui.num(model.ood.threshold),
+                    )
+                )
+            band = model.borderline_band
+            st.markdown(
+                tr(
+                    "refer.details_text",
+                    threshold=ui.pct(model.refer_threshold),
+                    n=ui.num(model.card["referral"]["validation"]["n"], 0),
+                    low=ui.pct(band["low"]),
+                    high=ui.pct(band["high"]),
+                    share=ui.pct(band["malignant_share"]),
+                )
+            )
+
+
+def pdf_of(result: dict, pred, lang: str) -> bytes:
+    """The answer's one-page report (``serving.report``), made once per answer and language."""
+
+    from skin_model.serving.report import pdf_report
+
+    made = result.setdefault("reports", {})
+    key = (lang, pred.answered_anyway)
+    if key not in made:
+        first = next(iter(result["heatmaps"]))  # the heatmap the page showed first
+        overlay = blend(result["pixels"], jet(result["heatmaps"][first]).astype(np.float32), 0.3)
+        made[key] = pdf_report(pred, result["display"], overlay, lang)
+    return made[key]
+
+
+def differential(pred) -> None:
+    """The diagnoses in the order of the probabilities shown, named, down to those that matter;
+    "uncertain between" is only ever the first two of them."""
+    ranked = sorted(pred.probabilities, key=pred.probabilities.get, reverse=True)
+    st.markdown(f"**{tr('diag.differential')}**")
+    if pred.uncertain_between:
+        a, b = pred.uncertain_between
+        st.markdown(
+            tr(
+                "diag.uncertain",
+                a=ui.label(a),
+                p_a=ui.pct(pred.probabilities[a]),
+                b=ui.label(b),
+                p_b=ui.pct(pred.probabilities[b]),
+            )
+        )
+        rest = ranked[2:]
+    else:
+        st.markdown(tr("diag.most_probable", label=ui.label(pred.label), p=ui.pct(pred.confidence)))
+        st.markdown(ui.badge(pred.label))
+        rest = ranked[1:]
+    worth = [c for c in rest if pred.probabilities[c] >= UNLIKELY]
+    if worth:
+        st.markdown(tr("diag.then", items="; ".join(f"{ui.label(c)}, {ui.pct(pred.probabilities[c])}" for c in worth)))
 
 
 def what_changed(before, after) -> None:
@@ -313,34 +378,24 @@ def what_changed(before, after) -> None:
 # -- the answer ----------------------------------------------------------------------------------------------
 with result_col:
     pred = result["prediction"]
-    diagnosis = vocab.BY_CODE[pred.label]
     referral(pred, result["thumbnail"])
+    if pred.quality and pred.quality.problems:  # advice to retake the photo; the answer stands
+        st.warning(
+            tr("quality.intro") + " " + " ".join(tr(f"quality.{p}") for p in pred.quality.problems),
+            icon=":material/photo_camera:",
+        )
+    st.caption(f":material/block: {tr('diag.coverage')}")
     what_changed(result.get("before"), pred)
+    if not pred.judged:
+        # Unlike the dermoscopy it learnt from: no number, diagnosis or heatmap unless asked for.
+        if not st.checkbox(tr("diag.show_anyway"), key=f"show_anyway_{result['key'][0][:16]}"):
+            st.stop()
+        pred = pred.anyway()
+        st.warning(tr("diag.anyway"), icon=":material/warning:")
     # The image and what the network looked at, right under the verdict (the first screen of a phone).
     st.markdown(f"**{tr('diag.cam')}**")
     explain(result)
-    if pred.ood:
-        # Unlike the dermoscopy it learnt from: the seven-class answer only on request.
-        if not st.checkbox(tr("diag.show_anyway"), key=f"show_anyway_{result['key'][0][:16]}"):
-            st.stop()
-        st.subheader(tr("diag.ood_answer", code=pred.label))
-    elif pred.uncertain_between:
-        # A near tie is said in words, without a coloured verdict.
-        st.subheader(tr("diag.uncertain", a=pred.uncertain_between[0], b=pred.uncertain_between[1]))
-    else:
-        st.subheader(tr("diag.result", code=pred.label, name=diagnosis.name(ui.lang())))
-        st.markdown(ui.badge(pred.label))
-        if pred.most_probable != pred.label:  # a rarer diagnosis that the image favours: say why
-            top = pred.most_probable
-            st.markdown(
-                tr(
-                    "diag.answer_rule",
-                    top=top,
-                    p_top=ui.pct(pred.probabilities[top]),
-                    code=pred.label,
-                    p=ui.pct(pred.confidence),
-                )
-            )
+    differential(pred)
     if sample is not None:
         # A teaching moment: the recorded diagnosis beside the model's answer.
         st.markdown(
@@ -351,15 +406,11 @@ with result_col:
                 how=tr(f"dx_type.{sample['dx_type']}"),
             )
         )
-    st.metric(tr("diag.confidence"), ui.pct(pred.confidence))
 
     st.markdown(f"**{tr('diag.chart')}**")
     # Right above what it changes: an extra column of the table. The verdict and the
     # probabilities never depend on it.
-    balanced_help = tr("diag.balanced_help") + (
-        " " + tr("diag.balanced_help.answer") if model.answer_prior == "equal" else ""
-    )
-    balanced = ui.kept(st.toggle, "balanced", False, label=tr("diag.balanced_toggle"), help=balanced_help)
+    balanced = ui.kept(st.toggle, "balanced", False, label=tr("diag.balanced_toggle"), help=tr("diag.balanced_help"))
     st.markdown(
         ui.probability_table(
             pred.probabilities, pred.image_only, pred.label, pred.before_base_rates if balanced else None
@@ -373,6 +424,14 @@ with result_col:
     st.caption(tr("diag.similar_tap"))
     st.markdown(ui.similar_cases(pred.neighbours), unsafe_allow_html=True)
 
+    st.download_button(
+        tr("report.download"),
+        pdf_of(result, pred, ui.lang()),
+        file_name="skin_model_report.pdf",
+        mime="application/pdf",
+        icon=":material/picture_as_pdf:",
+        type="primary",
+    )
     report = {
         "disclaimer": "Research and teaching demonstrator; not a medical device.",
         **pred.as_dict(),

@@ -2,6 +2,7 @@
 
 import io
 
+import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -10,7 +11,7 @@ from skin_model import vocab
 from skin_model.config import settings
 from skin_model.i18n import error_text, unread_field_text
 from skin_model.inference.inputs import InvalidInputError
-from skin_model.inference.referral import CANNOT_JUDGE, NOT_SUSPICIOUS, SUSPICIOUS
+from skin_model.inference.referral import BORDERLINE, CANNOT_JUDGE, NOT_SUSPICIOUS, SUSPICIOUS, answer_state
 from skin_model.inference.torch_thread import TorchThreadError
 from skin_model.serving.batch import (
     BatchItem,
@@ -25,9 +26,45 @@ tr = ui.tr
 model = ui.model()
 
 
-def verdict_words(verdict: str, borderline) -> str:
-    words = tr(f"refer.short.{verdict}")
-    return f"{words} · {tr('refer.borderline_short')}" if borderline == 1 and verdict != CANNOT_JUDGE else words
+STATE_MARK = {SUSPICIOUS: "🔴", BORDERLINE: "🟠", NOT_SUSPICIOUS: "🟢", CANNOT_JUDGE: "⚪"}
+THUMB = 64  # px, the table's row picture
+
+
+def state_words(verdict: str, borderline) -> str:
+    """The row's state at a glance, as on the Analyse page (near the line is never a plain verdict)."""
+    if not verdict:
+        return tr("column.refused")
+    state = answer_state(verdict, borderline == 1)
+    return f"{STATE_MARK[state]} {tr('refer.short.' + state)}"
+
+
+def shrunk(image, side: int = 480):
+    small = image.copy()
+    small.thumbnail((side, side))
+    return small
+
+
+def thumbnail_uri(image) -> str:
+    import base64
+
+    small = image.copy()
+    small.thumbnail((THUMB * 2, THUMB * 2))  # sharp on a phone's screen
+    return "data:image/jpeg;base64," + base64.b64encode(ui.jpeg(small, quality=80)).decode()
+
+
+@st.cache_data(show_spinner=False, max_entries=2)
+def reports_zip(_reports: dict, lang: str, key: tuple = ()) -> bytes:
+    """One PDF report per image (``serving.report``), zipped in memory."""
+    import zipfile
+
+    from skin_model.serving.report import pdf_report
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for image_id, (image, pred) in _reports.items():
+            name = image_id.replace("/", "_").replace("\\", "_")
+            archive.writestr(f"{name}.pdf", pdf_report(pred, image, None, lang))
+    return buffer.getvalue()
 
 
 def csv_text(table) -> str:
@@ -56,6 +93,14 @@ if not files:
         st.caption(tr("batch.empty", limit=limit))
 elif len(files) > limit:
     st.error(tr("batch.too_many", limit=limit, n=len(files)))
+elif sum(f.size for f in files) > settings().max_batch_bytes:  # checked before any file is read
+    st.error(
+        tr(
+            "batch.too_large",
+            total=ui.num(sum(f.size for f in files) / 2**20, 0),
+            limit=settings().max_batch_bytes // 2**20,
+        )
+    )
 elif st.button(tr("batch.run", n=len(files)), type="primary", key="batch_run"):
     try:
         table = read_metadata_table(io.BytesIO(csv.getvalue())) if csv else {}
@@ -67,6 +112,7 @@ elif st.button(tr("batch.run", n=len(files)), type="primary", key="batch_run"):
     items = [BatchItem(i, f, metadata_for(table, i)) for i, f in zip(ids, files)]
     bar = st.progress(0.0)
     lang = ui.lang()
+    answers: dict[str, tuple] = {}  # image id -> (thumbnail, image shown small, prediction)
     try:
         result = predict_items(
             model,
@@ -75,13 +121,24 @@ elif st.button(tr("batch.run", n=len(files)), type="primary", key="batch_run"):
             error_text=lambda err: error_text(err, lang),
             warning_text=lambda err: unread_field_text(err, lang),
             progress=lambda i, n: bar.progress(i / n, text=tr("batch.progress", i=i, n=n)),
+            on_answer=lambda n, image, pred: answers.__setitem__(
+                items[n].image_id, (thumbnail_uri(image), image, pred)
+            ),
         )
     except TorchThreadError as err:  # the uploads stay: the button runs them again
         bar.empty()
         st.warning(error_text(err, lang), icon=":material/hourglass_top:")
         st.stop()
     bar.empty()
-    kept = st.session_state["batch"] = {"inputs": inputs, "result": result}
+    # Only small images are kept: the reports are made from them, the uploads are never copied.
+    thumbnails = {i: thumb for i, (thumb, _, _) in answers.items()}
+    reports = {i: (shrunk(image), pred) for i, (_, image, pred) in answers.items()}
+    kept = st.session_state["batch"] = {
+        "inputs": inputs,
+        "result": result,
+        "thumbnails": thumbnails,
+        "reports": reports,
+    }
 
 if kept is not None:
     result = kept["result"]
@@ -97,48 +154,50 @@ if kept is not None:
     warned = int((result["warning"] != "").sum())
     if warned:
         st.warning(tr("batch.warned", n=warned, column=tr("column.warning")))
-    referred = int((result["refer"] == 1).sum())
+    # "Should be seen": the suspicious rows only; an image that cannot be judged is counted apart.
+    referred = int((result["verdict"] == SUSPICIOUS).sum())
     if referred:
         st.info(tr("batch.refer", n=referred, column=tr("column.verdict")), icon=":material/priority_high:")
-    flagged = int((result["ood"] == 1).sum())
+    flagged = int((result["verdict"] == CANNOT_JUDGE).sum())
     if flagged:
         st.warning(tr("batch.ood", n=flagged, column=tr("column.verdict")))
-    # Riskiest first: suspicious, then cannot judge, then not suspicious, each by P(malignant);
-    # refused files last. The verdict leads each row, in words, so that a phone shows it first.
-    order = {SUSPICIOUS: 0, CANNOT_JUDGE: 1, NOT_SUSPICIOUS: 2, "": 3}
-    shown_result = (
-        result.assign(
-            _rank=result["verdict"].map(order),
-            _p=-result["malignant_probability"].fillna(-1.0),
-            verdict=[
-                verdict_words(v, b) if v else tr("column.refused")
-                for v, b in zip(result["verdict"], result["borderline"])
-            ],
-        )
-        .sort_values(["_rank", "_p"], kind="stable")
-        .drop(columns=["_rank", "_p"])
+    # The table is already riskiest first (``batch.ranked``: the CSV's order too). What matters fits
+    # at 1280 px: the picture, the state, P(malignant), the answer, then the seven, malignant ones
+    # first; numbers in the page's language, one decimal, like everywhere else.
+    pct = ui.pct
+    classes = ["mel", "bcc", "akiec", "nv", "bkl", "df", "vasc"]
+    shown_result = pd.DataFrame(
+        {
+            "rank": result["rank"],
+            "thumbnail": [kept.get("thumbnails", {}).get(i) for i in result["image_id"]],
+            "verdict": [state_words(v, b) for v, b in zip(result["verdict"], result["borderline"])],
+            "malignant_probability": [pct(p) if pd.notna(p) else "" for p in result["malignant_probability"]],
+            "image_id": result["image_id"],
+            "prediction": result["prediction"],
+            "uncertain_between": result["uncertain_between"],
+            **{c: [pct(p) if pd.notna(p) else "" for p in result[c]] for c in classes},
+            "warning": result["warning"],
+            "error": result["error"],
+        }
     )
-    labels = {c: tr(f"column.{c}") if c not in vocab.CLASSES else c for c in result.columns}
-    config = {c: st.column_config.Column(label) for c, label in labels.items()}
-    config |= {c: st.column_config.NumberColumn(c, format="percent", width=64) for c in vocab.CLASSES}
-    config["malignant_probability"] = st.column_config.NumberColumn(
-        labels["malignant_probability"], format="percent", width=90
-    )
-    config["verdict"] = st.column_config.TextColumn(labels["verdict"], width="medium")
-    # The prior (one value for the whole batch), the referral's tick, threshold and band, the
-    # out-of-domain flag and score are in the verdict's words or the CSV, not on the screen; nor
-    # are text columns empty for every row (the warnings above count the others).
+    labels = {c: tr(f"column.{c}") if c not in vocab.CLASSES else c for c in shown_result.columns}
+    config = {c: st.column_config.TextColumn(label) for c, label in labels.items()}
+    config["rank"] = st.column_config.NumberColumn("#", width=40)
+    config["thumbnail"] = st.column_config.ImageColumn("", width=THUMB)
+    config |= {c: st.column_config.TextColumn(c, width=58) for c in classes}
+    config["malignant_probability"] = st.column_config.TextColumn(labels["malignant_probability"], width=90)
+    config["verdict"] = st.column_config.TextColumn(labels["verdict"], width=150)
+    config["image_id"] = st.column_config.TextColumn(labels["image_id"], width=140)
+    config["prediction"] = st.column_config.TextColumn(labels["prediction"], width=80)
     for prior in sorted(set(result["prior"]) - {""}):  # one, unless nothing was read
         st.caption(tr("diag.prior_in_force", prior=tr(f"prior.{prior}")))
-    empty = [c for c in ("uncertain_between", "warning", "error") if (result[c] == "").all()]
-    hidden = {"prior", "ood_score", "refer", "refer_threshold", "borderline", "ood", *empty}
-    first = ["verdict", "malignant_probability", "image_id", "prediction"]
-    shown = first + [c for c in result.columns if c not in hidden and c not in first]
+    empty = [c for c in ("uncertain_between", "warning", "error") if (shown_result[c] == "").all()]
+    shown = [c for c in shown_result.columns if c not in empty]
     st.dataframe(shown_result, hide_index=True, width="stretch", column_config=config, column_order=shown)
 
     # The chart counts diagnoses of the images the model could judge: an image unlike dermoscopy
     # has no diagnosis to count.
-    judged = (result["prediction"] != "") & (result["ood"] == 0)
+    judged = (result["prediction"] != "") & (result["verdict"] != CANNOT_JUDGE)
     counts = result.loc[judged, "prediction"].value_counts().reindex(vocab.CLASSES, fill_value=0)
     if counts.sum() == 0:
         st.caption(tr("batch.none"))
@@ -167,6 +226,14 @@ if kept is not None:
             yaxis=dict(autorange="reversed", automargin=True),
         )
         st.plotly_chart(fig, config={"displayModeBar": False})
+    if kept.get("reports"):
+        st.download_button(
+            tr("batch.reports"),
+            reports_zip(kept["reports"], ui.lang(), kept["inputs"]),
+            file_name="skin_model_reports.zip",
+            mime="application/zip",
+            icon=":material/picture_as_pdf:",
+        )
     st.download_button(
         tr("batch.download"),
         csv_text(result),

@@ -27,6 +27,7 @@ class Settings:
     min_image_side: int  # smaller images carry too little to read
     max_working_side: int  # decoded images are shrunk to this longest side at once
     max_batch_files: int  # images per batch in the app (the command line has no limit)
+    max_batch_bytes: int  # their total size in the app, checked before any is read
 
 
 def settings() -> Settings:
@@ -43,4 +44,5 @@ def settings() -> Settings:
         min_image_side=int(env("SKIN_MODEL_MIN_SIDE", "32")),
         max_working_side=int(env("SKIN_MODEL_MAX_SIDE", "1024")),
         max_batch_files=int(env("SKIN_MODEL_MAX_BATCH", "100")),
+        max_batch_bytes=int(env("SKIN_MODEL_MAX_BATCH_MB", "200")) * 2**20,
     )

@@ -122,21 +122,6 @@ TEXT: dict[str, dict[str, str]] = {
     },
     "diag.waiting": {"en": "Give an image to get an answer.", "fr": "Donnez une image pour obtenir une réponse."},
     "diag.running": {"en": "Analysing…", "fr": "Analyse en cours…"},
-    "diag.result": {"en": "Suggested diagnosis: **{code}** — {name}", "fr": "Diagnostic suggéré : **{code}** — {name}"},
-    "diag.answer_rule": {
-        "en": "**Why not the most probable?** {top} is more probable ({p_top} against {p} for {code}), mostly "
-        "because it is more common. Weighed against how common each diagnosis is, the image favours {code}; on "
-        "lesions the model had not learnt from, naming the diagnosis the image favours was right more often "
-        "than naming the most probable one.",
-        "fr": "**Pourquoi pas le plus probable ?** {top} est plus probable ({p_top} contre {p} pour {code}), "
-        "surtout parce qu'il est plus fréquent. Rapportée à la fréquence de chaque diagnostic, l'image favorise "
-        "{code} ; sur des lésions que le modèle n'avait pas apprises, nommer le diagnostic que l'image favorise "
-        "a été juste plus souvent que nommer le plus probable.",
-    },
-    "diag.confidence": {
-        "en": "Its probability (calibrated, HAM10000's frequencies)",
-        "fr": "Sa probabilité (calibrée, fréquences de HAM10000)",
-    },
     "diag.chart": {"en": "All seven diagnoses", "fr": "Les sept diagnostics"},
     "diag.cam": {"en": "What the network looked at (Grad-CAM)", "fr": "Ce que le réseau a regardé (Grad-CAM)"},
     "diag.original": {"en": "Image", "fr": "Image"},
@@ -155,20 +140,12 @@ TEXT: dict[str, dict[str, str]] = {
     },
     "diag.download": {"en": "Download the result (JSON)", "fr": "Télécharger le résultat (JSON)"},
     "diag.show_anyway": {"en": "Show the model's answer anyway", "fr": "Afficher quand même la réponse du modèle"},
-    "diag.ood_answer": {
-        "en": "The model's answer, for an image unlike its training images: {code}",
-        "fr": "Réponse du modèle, pour une image différente de ses images d'entraînement : {code}",
-    },
     "diag.similar": {
         "en": "Similar confirmed cases (training images nearest in the model's feature space)",
         "fr": "Cas confirmés similaires (images d'entraînement les plus proches pour le modèle)",
     },
     "diag.similar_tap": {"en": "Open a case for its details.", "fr": "Ouvrez un cas pour ses détails."},
     "diag.similar_age": {"en": "{age} y", "fr": "{age} ans"},
-    "diag.similar_details": {
-        "en": "{name}; confirmed by {how}; similarity {similarity}.",
-        "fr": "{name} ; confirmation : {how} ; similarité {similarity}.",
-    },
     "diag.similar_sex": {"en": "Sex: {sex}.", "fr": "Sexe : {sex}."},
     "dx_type.histo": {"en": "histopathology", "fr": "histopathologie"},
     "dx_type.follow_up": {"en": "follow-up", "fr": "suivi"},
@@ -182,11 +159,143 @@ TEXT: dict[str, dict[str, str]] = {
         "en": "histopathology or expert consensus (BCN20000, ISIC 2019)",
         "fr": "histopathologie ou consensus d'experts (BCN20000, ISIC 2019)",
     },
-    "diag.uncertain": {
-        "en": "Uncertain between **{a}** and **{b}**: the model cannot tell these two apart here.",
-        "fr": "Incertain entre **{a}** et **{b}** : le modèle ne sait pas les départager ici.",
-    },
     # -- the referral verdict, shown first ----------------------------------------------------------
+    "refer.borderline": {"en": "Near the line", "fr": "Proche de la limite"},
+    "refer.plain.suspicious": {
+        "en": "The model finds features it associates with skin cancer. Show this lesion to a dermatologist.",
+        "fr": "Le modèle trouve des signes qu'il associe à un cancer de la peau. Montrez cette lésion à un "
+        "dermatologue.",
+    },
+    "refer.plain.borderline": {
+        "en": "The model's number is close to the line at which it asks for a dermatologist: it cannot tell "
+        "either way. Show this lesion to a dermatologist rather than rely on this answer.",
+        "fr": "Le nombre du modèle est proche de la limite à partir de laquelle il demande un dermatologue : il "
+        "ne peut trancher. Montrez cette lésion à un dermatologue plutôt que de vous fier à cette réponse.",
+    },
+    "refer.plain.not_suspicious": {
+        "en": "The model finds no features it associates with skin cancer. This rules nothing out: a lesion that "
+        "changes, bleeds or worries the patient should be seen by a dermatologist.",
+        "fr": "Le modèle ne trouve pas de signes qu'il associe à un cancer de la peau. Ceci n'exclut rien : une "
+        "lésion qui change, saigne ou inquiète le patient doit être vue par un dermatologue.",
+    },
+    "refer.plain.cannot_judge": {
+        "en": "This image does not look like the dermoscopic images the model learnt from, so it gives no answer. "
+        "Take a dermoscopic photo of the lesion again, or show it to a dermatologist.",
+        "fr": "Cette image ne ressemble pas aux images dermoscopiques que le modèle a apprises : il ne donne donc "
+        "pas de réponse. Reprenez une photo dermoscopique de la lésion, ou montrez-la à un dermatologue.",
+    },
+    "refer.number": {
+        "en": "Chance that the lesion is malignant or pre-malignant",
+        "fr": "Probabilité que la lésion soit maligne ou précancéreuse",
+    },
+    "refer.line": {"en": "the line: {threshold}", "fr": "la limite : {threshold}"},
+    "refer.details": {"en": "How this answer is decided", "fr": "Comment cette réponse est décidée"},
+    "refer.details_text": {
+        "en": "The number is the calibrated probability of melanoma, basal cell carcinoma or actinic keratosis / "
+        "Bowen's disease together (mel + bcc + akiec), for a lesion drawn from HAM10000's mix of diagnoses. The "
+        "model asks for a dermatologist from {threshold} up: the line chosen so that, on {n} lesions it had not "
+        "learnt from, it flagged 90 in 100 of the malignant ones. From {low} to {high} an answer is near the line: "
+        "{share} of such lesions were malignant.",
+        "fr": "Le nombre est la probabilité calibrée d'un mélanome, d'un carcinome basocellulaire ou d'une "
+        "kératose actinique / maladie de Bowen réunis (mel + bcc + akiec), pour une lésion tirée du mélange de "
+        "diagnostics de HAM10000. Le modèle demande un dermatologue à partir de {threshold} : la limite choisie "
+        "pour que, sur {n} lésions qu'il n'avait pas apprises, il signale 90 sur 100 des lésions malignes. De "
+        "{low} à {high}, une réponse est proche de la limite : {share} de ces lésions étaient malignes.",
+    },
+    "refer.cannot_judge_details": {
+        "en": "Its out-of-domain score is {score}; 97 in 100 dermoscopic images of each clinic it learnt from "
+        "score {threshold} or less. It may be a photo taken without a dermoscope, another magnification or "
+        "camera, or not a skin lesion at all.",
+        "fr": "Son score hors domaine est de {score} ; 97 images dermoscopiques sur 100 de chaque clinique "
+        "qu'il a apprise ont un score de {threshold} ou moins. Ce peut être une photo prise sans dermatoscope, un "
+        "autre grossissement ou appareil, ou pas une lésion cutanée.",
+    },
+    "refer.evidence": {
+        "en": "On clinics it learnt from, this rule flagged {sens} in 100 malignant lesions and {fp} in 100 benign "
+        "ones; on a clinic it never saw ({clinic}), {sens_u} and {fp_u}, and it could not judge {cj_u} images "
+        "in 100.",
+        "fr": "Dans les cliniques qu'il a apprises, cette règle a signalé {sens} lésions malignes sur 100 et "
+        "{fp} bénignes sur 100 ; dans une clinique qu'il n'a jamais vue ({clinic}), {sens_u} et {fp_u}, et "
+        "elle n'a pas pu juger {cj_u} images sur 100.",
+    },
+    "refer.evidence_home": {
+        "en": "On clinics it learnt from, this rule flagged {sens} in 100 malignant lesions and {fp} in 100 benign "
+        "ones; on clinics it never saw it does less well.",
+        "fr": "Dans les cliniques qu'il a apprises, cette règle a signalé {sens} lésions malignes sur 100 et "
+        "{fp} bénignes sur 100 ; dans des cliniques qu'il n'a jamais vues, elle fait moins bien.",
+    },
+    "refer.conflict": {
+        "en": "**Why see a dermatologist?** The most probable diagnosis is benign ({code}, {top}), yet the "
+        "malignant and pre-malignant ones together reach {p}, above the line ({threshold}) at which this tool "
+        "asks for a dermatologist, so as to miss few malignant lesions.",
+        "fr": "**Pourquoi un dermatologue ?** Le diagnostic le plus probable est bénin ({code}, {top}), mais les "
+        "diagnostics malins et précancéreux réunis atteignent {p}, au-dessus de la limite ({threshold}) à partir "
+        "de laquelle cet outil demande un dermatologue, pour manquer peu de lésions malignes.",
+    },
+    "report.title": {
+        "en": "Skin lesion analysis: research and teaching demonstrator",
+        "fr": "Analyse d'une lésion cutanée : démonstrateur de recherche et d'enseignement",
+    },
+    "report.made": {"en": "Made {date} by model {version}.", "fr": "Fait le {date} par le modèle {version}."},
+    "report.unknown": {"en": "not given", "fr": "non donné"},
+    "report.no_number": {
+        "en": "No probability is given: the model cannot judge this image.",
+        "fr": "Aucune probabilité n'est donnée : le modèle ne peut pas juger cette image.",
+    },
+    "batch.reports": {
+        "en": "Download a report per image (PDF, zip)",
+        "fr": "Télécharger un rapport par image (PDF, zip)",
+    },
+    "quality.intro": {"en": "**The photo may be hard to read.**", "fr": "**La photo est peut-être difficile à lire.**"},
+    "quality.blurred": {
+        "en": "It looks blurred: retake it with the lesion in focus.",
+        "fr": "Elle semble floue : reprenez-la avec la lésion nette.",
+    },
+    "quality.too_dark": {
+        "en": "It looks too dark: retake it with more light.",
+        "fr": "Elle semble trop sombre : reprenez-la avec plus de lumière.",
+    },
+    "quality.too_bright": {
+        "en": "It looks overexposed: retake it with less light or without flash.",
+        "fr": "Elle semble surexposée : reprenez-la avec moins de lumière ou sans flash.",
+    },
+    "quality.lesion_too_small": {
+        "en": "The lesion looks very small or absent: come closer, with the lesion in the middle.",
+        "fr": "La lésion semble très petite ou absente : rapprochez-vous, la lésion au centre.",
+    },
+    "quality.lesion_cut_off": {
+        "en": "The lesion seems cut by the edge of the photo: retake it with the whole lesion in the middle.",
+        "fr": "La lésion semble coupée par le bord de la photo : reprenez-la avec toute la lésion au centre.",
+    },
+    "punct.colon": {"en": ": ", "fr": " : "},
+    "report.download": {"en": "Download the report (PDF)", "fr": "Télécharger le rapport (PDF)"},
+    "diag.coverage": {
+        "en": "Not trained on: squamous cell carcinoma; amelanotic, acral, nail or mucosal lesions; children. Its "
+        "answer there means little.",
+        "fr": "Pas appris : carcinome épidermoïde ; lésions achromiques, acrales, unguéales ou muqueuses ; "
+        "enfants. Sa réponse y a peu de sens.",
+    },
+    "diag.differential": {"en": "Differential", "fr": "Diagnostic différentiel"},
+    "diag.most_probable": {
+        "en": "Most probable: **{label}**, {p}",
+        "fr": "Le plus probable : **{label}**, {p}",
+    },
+    "diag.uncertain": {
+        "en": "Uncertain between **{a}** ({p_a}) and **{b}** ({p_b}): the model cannot tell these two apart here.",
+        "fr": "Incertain entre **{a}** ({p_a}) et **{b}** ({p_b}) : le modèle ne sait pas les départager ici.",
+    },
+    "diag.then": {"en": "Then: {items}.", "fr": "Ensuite : {items}."},
+    "diag.anyway": {
+        "en": "**Answer given anyway** for an image the model cannot judge: these numbers do not mean what they "
+        "say on dermoscopy.",
+        "fr": "**Réponse donnée quand même** pour une image que le modèle ne peut pas juger : ces nombres ne "
+        "veulent pas dire ce qu'ils disent sur la dermoscopie.",
+    },
+    "diag.similarity": {"en": "similarity {s}", "fr": "similarité {s}"},
+    "diag.similar_details": {
+        "en": "{name}; confirmed by {how}; similarity of image features {similarity} (1: identical).",
+        "fr": "{name} ; confirmation : {how} ; similarité des caractéristiques d'image {similarity} (1 : identiques).",
+    },
     "refer.suspicious": {
         "en": "Suspicious: a dermatologist should see this lesion",
         "fr": "Suspecte : un dermatologue devrait voir cette lésion",
@@ -198,35 +307,6 @@ TEXT: dict[str, dict[str, str]] = {
         "dermatologist.",
         "fr": "Ceci n'exclut rien : une lésion qui change, saigne ou inquiète le patient doit être vue par un "
         "dermatologue.",
-    },
-    "refer.cannot_judge_note": {
-        "en": "This image is unlike the dermoscopy this model learnt from (its out-of-domain score, {score}, is "
-        "above the {threshold} that 97% of the dermoscopic images of each source it knows stay under). It may be "
-        "a photo taken without a dermoscope, another magnification or camera, or not a skin lesion at all. So "
-        "the model cannot say whether the lesion is suspicious: if it is a real lesion, a dermatologist should "
-        "see it.",
-        "fr": "Cette image ne ressemble pas à la dermoscopie que ce modèle a apprise (son score hors domaine, "
-        "{score}, dépasse le seuil de {threshold} sous lequel restent 97 % des images dermoscopiques de chaque "
-        "source qu'il connaît). Ce peut être une photo prise sans dermatoscope, un autre grossissement ou un autre "
-        "appareil, ou pas une lésion cutanée. Le modèle ne peut donc pas dire si la lésion est suspecte : s'il "
-        "s'agit d'une vraie lésion, un dermatologue devrait la voir.",
-    },
-    "refer.borderline": {
-        "en": "**Borderline:** {p} is close to the threshold ({threshold}). Among lesions the model had not "
-        "learnt from that scored between {low} and {high}, {share} were malignant or pre-malignant: treat this "
-        "answer as uncertain either way.",
-        "fr": "**À la limite :** {p} est proche du seuil ({threshold}). Parmi les lésions que le modèle n'avait "
-        "pas apprises et dont le score était entre {low} et {high}, {share} étaient malignes ou précancéreuses : "
-        "considérez cette réponse comme incertaine dans un sens comme dans l'autre.",
-    },
-    "refer.conflict": {
-        "en": "**Why both?** The suggested diagnosis is benign ({code}, {top}), yet the {p} chance that "
-        "the lesion is malignant or pre-malignant is above the {threshold} at which this tool asks for a "
-        "dermatologist. It refers lesions even when benign is more likely, so as to miss few malignant ones.",
-        "fr": "**Pourquoi les deux ?** Le diagnostic suggéré est bénin ({code}, {top}), mais la "
-        "probabilité de {p} que la lésion soit maligne ou précancéreuse dépasse le seuil de {threshold} à partir "
-        "duquel cet outil demande un dermatologue. Il oriente même quand le bénin est plus probable, pour manquer "
-        "peu de lésions malignes.",
     },
     "diag.changed": {
         "en": "What changed: the probability of a malignant or pre-malignant lesion went from {before} to {after}; "
@@ -249,23 +329,7 @@ TEXT: dict[str, dict[str, str]] = {
         "de l'image comme si tous les diagnostics étaient également fréquents : elle place plus haut les "
         "diagnostics rares, ce n'est pas la probabilité de cette lésion, et le verdict ne l'utilise jamais.",
     },
-    "diag.balanced_help.answer": {
-        "en": "The suggested diagnosis is this column's top.",
-        "fr": "Le diagnostic suggéré est le premier de cette colonne.",
-    },
     "diag.balanced": {"en": "Before base rates", "fr": "Avant fréquences"},
-    "refer.score": {
-        "en": "Probability of a malignant or pre-malignant lesion (mel + bcc + akiec, HAM10000's frequencies): "
-        "**{p}** · referral threshold: **{threshold}**",
-        "fr": "Probabilité d'une lésion maligne ou précancéreuse (mel + bcc + akiec, fréquences de HAM10000) : "
-        "**{p}** · seuil d'orientation : **{threshold}**",
-    },
-    "refer.evidence": {
-        "en": "How good is this rule? Of 100 malignant or pre-malignant lesions the model had not been trained on, "
-        "it flagged {flagged}; of 100 benign ones, it also flagged {false_alarms}.",
-        "fr": "Que vaut cette règle ? Sur 100 lésions malignes ou précancéreuses que le modèle n'avait pas apprises, "
-        "elle en a signalé {flagged} ; sur 100 bénignes, elle en a aussi signalé {false_alarms}.",
-    },
     "prior.equal": {"en": "every diagnosis equally likely", "fr": "tous les diagnostics également probables"},
     "prior.training": {"en": "HAM10000's own frequencies (nv 67%)", "fr": "les fréquences de HAM10000 (nv 67 %)"},
     "diag.prior_in_force": {
@@ -320,6 +384,11 @@ TEXT: dict[str, dict[str, str]] = {
         "en": "Results of the {n} image(s) analysed before (their files are no longer loaded).",
         "fr": "Résultats des {n} image(s) analysées auparavant (leurs fichiers ne sont plus chargés).",
     },
+    "batch.too_large": {
+        "en": "These files add up to {total} MB; a batch takes up to {limit} MB. Analyse them in smaller groups.",
+        "fr": "Ces fichiers font {total} Mo en tout ; un lot accepte jusqu'à {limit} Mo. Analysez-les par groupes "
+        "plus petits.",
+    },
     "batch.clear": {"en": "Clear the results", "fr": "Effacer les résultats"},
     "batch.none": {
         "en": "No image could be analysed, so there is no summary.",
@@ -333,7 +402,9 @@ TEXT: dict[str, dict[str, str]] = {
     "refer.short.suspicious": {"en": "Suspicious", "fr": "Suspecte"},
     "refer.short.not_suspicious": {"en": "Not suspicious", "fr": "Non suspecte"},
     "refer.short.cannot_judge": {"en": "Cannot judge", "fr": "Impossible à juger"},
-    "refer.borderline_short": {"en": "borderline", "fr": "limite"},
+    "refer.short.borderline": {"en": "Near the line", "fr": "Proche de la limite"},
+    "column.rank": {"en": "#", "fr": "n°"},
+    "column.thumbnail": {"en": "image", "fr": "image"},
     "column.prediction": {"en": "prediction", "fr": "prédiction"},
     "column.uncertain_between": {"en": "uncertain between", "fr": "incertain entre"},
     "column.malignant_probability": {"en": "P(malignant)", "fr": "P(maligne)"},
@@ -761,17 +832,33 @@ def t(key: str, lang: str = "en", **values) -> str:
 
 
 def percent(p: float, lang: str = "en") -> str:
-    """A probability as a percentage with one decimal, never rounded to a false certainty:
-    ">99.9%" and "<0.1%" unless it is exactly 1 or 0. French writes "59,0 %"."""
+    """A probability as a percentage with one decimal, in the language's own way ("59.0%", "59,0 %"),
+    never rounded to a false certainty: ">99.9%" and "<0.1%" unless it is exactly 1 or 0."""
     if 0.999 < p < 1.0:
-        text, sign = "99.9", ">"
-    elif 0.0 < p < 0.0005:
-        text, sign = "0.1", "<"
-    else:
-        text, sign = f"{p * 100:.1f}", ""
-    if lang == "fr":
-        return f"{sign}{text.replace('.', ',')}\u202f%"
-    return f"{sign}{text}%"
+        return ">" + _percent(0.999, lang)
+    if 0.0 < p < 0.0005:
+        return "<" + _percent(0.001, lang)
+    return _percent(p, lang)
+
+
+def _percent(p: float, lang: str) -> str:
+    from babel import Locale
+    from babel.numbers import format_percent
+
+    pattern = Locale.parse(lang).percent_formats[None].pattern.replace("#,##0", "#,##0.0")
+    return format_percent(p, pattern, locale=lang)
+
+
+def number(x: float, lang: str = "en", digits: int = 2) -> str:
+    """A number in the language's own way: "1.41" / "1,41", "7,284" / "7 284" (Babel, one formatter)."""
+    from babel.numbers import format_decimal
+
+    return format_decimal(x, "#,##0" + ("." + "0" * digits if digits else ""), locale=lang)
+
+
+def per_hundred(share: float) -> str:
+    """A share as a whole count out of 100 ("23"): the same in every language."""
+    return str(round(100 * share))
 
 
 def class_label(code: str, lang: str = "en") -> str:

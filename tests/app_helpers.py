@@ -3,7 +3,7 @@
 from streamlit.testing.v1 import AppTest
 
 from skin_model.i18n import t
-from skin_model.inference.referral import VERDICTS
+from skin_model.inference.referral import STATES
 
 from .conftest import REPO, SAMPLES_DIR
 
@@ -47,8 +47,8 @@ def _batch(at, files, csv=None):
 
 
 def _verdicts(at) -> list[str]:
-    """The referral verdicts shown (their headings), in order."""
-    names = {t(f"refer.{v}", lang): v for v in VERDICTS for lang in ("en", "fr")}
+    """The answer states shown (their headings: suspicious, borderline, not suspicious, cannot judge), in order."""
+    names = {t(f"refer.{v}", lang): v for v in STATES for lang in ("en", "fr")}
     return [v for m in at.markdown for text, v in names.items() if m.value.startswith("####") and text in m.value]
 
 

@@ -137,11 +137,25 @@ class SkinNet(nn.Module):
         """The block Grad-CAM reads: the card's, else the backbone's default."""
         return self.get_submodule(self.cam_layer_name)
 
-    def classify(self, features: torch.Tensor, meta: torch.Tensor) -> torch.Tensor:
-        return self.head(torch.cat([features, self.meta(meta)], dim=1))
+    def classify(self, features: torch.Tensor, meta: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """``keep``: training's own dropout mask (scaled), drawn for the global batch by the training
+        loop, so that a run's result does not depend on how many processes share the batch."""
+        joined = torch.cat([features, self.meta(meta)], dim=1)
+        if keep is not None:
+            dropout, linear = self.head
+            return linear(joined * keep)
+        return self.head(joined)
 
-    def forward(self, image: torch.Tensor, meta: torch.Tensor) -> torch.Tensor:
-        return self.classify(self.backbone(image), meta)
+    def forward(self, image: torch.Tensor, meta: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        return self.classify(self.backbone(image), meta, keep)
+
+    @property
+    def head_width(self) -> int:
+        return self.head[1].in_features
+
+    @property
+    def dropout(self) -> float:
+        return self.head[0].p
 
     def forward_views(self, image: torch.Tensor, metas: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits (len(metas), N, classes) and the pooled image features (N, F): one image

@@ -22,6 +22,7 @@ from skin_model.inference.network import SkinNet, encode_metadata, unflip
 from skin_model.inference.ood import OodCheck, image_statistics
 from skin_model.inference.preprocess import InputConfig, SourceSize
 from skin_model.inference.priors import DEFAULT_PRIOR, PRIORS, apply_prior
+from skin_model.inference.quality import Quality, assess
 from skin_model.inference.referral import (
     CAM_TARGETS,
     CANNOT_JUDGE,
@@ -72,6 +73,7 @@ class Prediction:
     before_base_rates: dict[str, float] = field(default_factory=dict)
     # An image the model cannot judge is answered only when asked for anyway (``anyway()``).
     answered_anyway: bool = False
+    quality: Quality | None = None  # the photo's blur, exposure and framing: advice to retake it, never a refusal
 
     @property
     def verdict(self) -> str:
@@ -128,6 +130,7 @@ class Prediction:
             "probabilities": self.probabilities if shown else {},
             "image_only_probabilities": self.image_only if shown else {},
             "before_base_rates": self.before_base_rates if shown else {},
+            "image_quality": self.quality.as_dict() if self.quality else None,
             "metadata": self.metadata.as_dict(),
             "model_version": self.model_version,
         }
@@ -146,6 +149,7 @@ class Prepared:
     image: Image.Image  # upright RGB, at a bounded working size (see inputs.load_image)
     pixels: torch.Tensor  # uint8 (1, 3, H, W) at the artifact's source size
     metadata: Metadata = field(default_factory=Metadata.unknown)
+    quality: Quality | None = None  # the photo's blur, exposure and framing (quality.assess)
 
 
 def _required(card: dict, section: str, key: str) -> float:
@@ -263,13 +267,14 @@ class SkinClassifier:
         for anything unusable."""
         meta = parse_metadata(age, sex, site)
         pil = load_image(image)
-        return Prepared(pil, self.source.to_uint8(pil).unsqueeze(0), meta)
+        return Prepared(pil, self.source.to_uint8(pil).unsqueeze(0), meta, assess(pil))
 
     def _prediction(
-        self, calibrated: torch.Tensor, features: list[torch.Tensor], pixels: torch.Tensor, meta: Metadata, prior: str
+        self, calibrated: torch.Tensor, features: list[torch.Tensor], prepared: Prepared, prior: str
     ) -> Prediction:
         """One image's prediction from its calibrated probabilities under the training prior
-        (views, 1, classes), member features and pixels."""
+        (views, 1, classes), member features and prepared inputs."""
+        pixels, meta = prepared.pixels, prepared.metadata
         probs = self.under_prior(calibrated, prior)
         fused = _probs_dict(probs[FUSED, 0])
         balanced = _probs_dict(self.under_prior(calibrated, "equal")[FUSED, 0])
@@ -292,6 +297,7 @@ class SkinClassifier:
             referral_probability=referral,
             refer_threshold=self.refer_threshold,
             borderline=self.borderline_band["low"] <= referral <= self.borderline_band["high"],
+            quality=prepared.quality,
         )
 
     def predict(self, image: ImageSource, age=None, sex=None, site=None, prior: str = DEFAULT_PRIOR) -> Prediction:
@@ -308,7 +314,7 @@ class SkinClassifier:
         logits, features = self.member_outputs(pixels, metas)
         calibrated = self.calibrate(logits, "training")
         return [
-            self._prediction(calibrated[:, i : i + 1], [f[i : i + 1] for f in features], p.pixels, p.metadata, prior)
+            self._prediction(calibrated[:, i : i + 1], [f[i : i + 1] for f in features], p, prior)
             for i, p in enumerate(prepared)
         ]
 
@@ -357,8 +363,7 @@ class SkinClassifier:
             prediction = self._prediction(
                 self.calibrate(logits.detach().cpu(), "training"),
                 [f.detach().cpu() for _, f in outputs],
-                prepared.pixels,
-                prepared.metadata,
+                prepared,
                 prior,
             )
             target = target or prediction.label

@@ -27,9 +27,12 @@ CAM_TARGETS: tuple[str, ...] = (MALIGNANT, *vocab.CLASSES)
 # The answer's three values: what the app shows first.
 SUSPICIOUS, NOT_SUSPICIOUS, CANNOT_JUDGE = "suspicious", "not_suspicious", "cannot_judge"
 VERDICTS = (SUSPICIOUS, NOT_SUSPICIOUS, CANNOT_JUDGE)
+# What the page shows a clinician at a glance: the verdict, with "near the line" set apart.
+BORDERLINE = "borderline"
+STATES = (SUSPICIOUS, BORDERLINE, NOT_SUSPICIOUS, CANNOT_JUDGE)
 RULE = (
     "refer when P(mel) + P(bcc) + P(akiec), under the training prior, is at or above the threshold; "
-    "an image out of domain cannot be judged and is referred"
+    "an image out of domain cannot be judged: no number is given and nothing is decided"
 )
 # Published operating points the card sets beside the model's (sensitivity, specificity).
 ANCHORS = (
@@ -165,3 +168,29 @@ def borderline_band(rule: dict, share: float = BORDERLINE_SHARE) -> dict:
 def natural_frequencies(point: dict) -> tuple[int, int]:
     """(of 100 malignant lesions, how many flagged; of 100 benign ones, how many flagged)."""
     return round(100 * point["sensitivity"]), round(100 * (1 - point["specificity"]))
+
+
+def answer_state(verdict_: str, borderline: bool) -> str:
+    """The state a clinician reads at a glance: ``borderline`` (near the line, on either side) sets
+    itself apart from a plain suspicious or not-suspicious verdict; cannot judge stays cannot judge."""
+    if verdict_ == CANNOT_JUDGE:
+        return CANNOT_JUDGE
+    return BORDERLINE if borderline else verdict_
+
+
+def rule_evidence(card: dict) -> dict:
+    """What is known of the rule, as whole counts out of 100: its sensitivity and false alarms on
+    the clinics it learnt from (out of fold) and, where the card's evaluation has one, on a clinic
+    it never saw (``unseen``: its name, the same two counts and the images it could not judge)."""
+    home = card["referral"]["validation"]
+    evidence = {"sensitivity": home["sensitivity"], "false_alarms": 1 - home["specificity"], "unseen": None}
+    unseen = ((card.get("evaluation") or {}).get("unseen_sources")) or {}
+    if unseen:
+        name, figures = sorted(unseen.items())[0]
+        evidence["unseen"] = {
+            "source": name,
+            "sensitivity": figures["sensitivity"],
+            "false_alarms": 1 - figures["specificity"],
+            "cannot_judge": figures["cannot_judge"],
+        }
+    return evidence

@@ -7,6 +7,7 @@ answer holds exactly these keys. Torch-free, so the API can describe itself befo
 from __future__ import annotations
 
 from skin_model import vocab
+from skin_model.inference.quality import CHECKS
 
 _NUMBER = {"type": "number", "minimum": 0, "maximum": 1}
 _PROBABILITIES = {"type": "object", "properties": {c: _NUMBER for c in vocab.CLASSES}}
@@ -95,6 +96,22 @@ ANSWER_FIELDS: dict[str, dict] = {
         _PROBABILITIES,
         "what the image suggests with every diagnosis as likely beforehand (the equal prior): a teaching view, "
         "not the probability of this lesion." + _UNJUDGED,
+    ),
+    "image_quality": _field(
+        {
+            "type": ["object", "null"],
+            "properties": {
+                "problems": {
+                    "type": "array",
+                    "items": {"type": "string", "enum": list(CHECKS)},
+                },
+                "sharpness": {"type": "number"},
+                "brightness": {"type": "number"},
+                "lesion_share": {"type": "number"},
+                "border_imbalance": {"type": "number"},
+            },
+        },
+        "the photo's quality: problems found (advice to retake it; the answer is still given) and the measures",
     ),
     "metadata": _field(
         {

@@ -73,7 +73,8 @@ BODY_IDLE_S = 10.0  # no byte of the body for this long: 408
 BODY_GRACE_S = 5.0  # then the body must average at least BODY_MIN_RATE bytes a second...
 BODY_MIN_RATE = 16_384  # ...(16 kB/s: a 2 MB dermoscope JPEG in ~2 min; a byte every 2 s is cut in ~5 s)
 DECODERS = 2  # API requests decoding or predicting at once (each holds one decoded image)
-FIELDS = ("image", "age", "sex", "site", "prior")
+FIELDS = ("image", "age", "sex", "site", "prior", "answer_anyway")
+YES = ("1", "true", "yes", "on")
 
 # Input refusals: (status, code). The message is the exception's own English sentence.
 REFUSALS: tuple[tuple[type[InvalidInputError], int, str], ...] = (
@@ -253,7 +254,7 @@ def prediction_json(pred, explanation=None) -> dict:
     """A prediction as the API answers it: ``Prediction.as_dict`` (the JSON download's content, the
     CLI row's and more), with the Grad-CAM when one was asked for."""
     out = pred.as_dict()
-    if explanation is not None:
+    if explanation is not None and pred.judged:  # an image that cannot be judged gets no heatmap unless asked
         from skin_model.inference.gradcam import grayscale_png
 
         buffer = io.BytesIO()
@@ -368,11 +369,16 @@ def create_api(
                     422, "unknown_class", f"Unknown class {cam!r} for cam; expected one of {', '.join(CAM_TARGETS)}."
                 )
             meta = {name: _text(fields, name) for name in ("age", "sex", "site")}
+            anyway = (_text(fields, "answer_anyway") or request.query_params.get("answer_anyway") or "").lower()
+            if anyway and anyway not in YES + ("0", "false", "no", "off"):
+                raise ApiError(422, "invalid_field", "answer_anyway is true or false.")
 
             def answer() -> dict:  # on an API thread: decoding here, torch work on the torch thread
                 if cam is None:
-                    return prediction_json(loaded.predict(image, **meta, prior=prior))
-                return prediction_json(*loaded.diagnose(image, **meta, target=cam, prior=prior))
+                    pred, explanation = loaded.predict(image, **meta, prior=prior), None
+                else:
+                    pred, explanation = loaded.diagnose(image, **meta, target=cam, prior=prior)
+                return prediction_json(pred.anyway() if anyway in YES else pred, explanation)
 
             return JSONResponse(await anyio.to_thread.run_sync(answer, limiter=decoders))
         except ApiError as err:
@@ -518,6 +524,14 @@ def openapi_document(max_upload_bytes: int, token_required: bool = False) -> dic
                             "description": "The prior, also accepted as a form field",
                             "schema": {"type": "string", "enum": list(vocab.PRIOR_NAMES)},
                         },
+                        {
+                            "name": "answer_anyway",
+                            "in": "query",
+                            "required": False,
+                            "description": "Give the numbers, diagnosis and heatmap of an image that cannot be "
+                            "judged too (the answer says answered_anyway); also accepted as a form field",
+                            "schema": {"type": "boolean"},
+                        },
                     ],
                     "requestBody": {
                         "required": True,
@@ -531,6 +545,7 @@ def openapi_document(max_upload_bytes: int, token_required: bool = False) -> dic
                                         "sex": {"type": "string", "enum": list(vocab.SEXES)},
                                         "site": {"type": "string", "enum": list(vocab.SITES)},
                                         "prior": {"type": "string", "enum": list(vocab.PRIOR_NAMES)},
+                                        "answer_anyway": {"type": "boolean"},
                                     },
                                     "required": ["image"],
                                 }

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from skin_model import vocab
@@ -22,6 +23,7 @@ from skin_model.inference.inputs import (
     MetadataFileError,
     parse_metadata_leniently,
 )
+from skin_model.inference.referral import BORDERLINE, CANNOT_JUDGE, NOT_SUSPICIOUS, SUSPICIOUS, answer_state
 from skin_model.inference.torch_thread import TorchThreadError
 from skin_model.vocab import DEFAULT_PRIOR
 
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
 BATCH_SIZE = 1
 
 RESULT_COLUMNS = (
+    "rank",
     "image_id",
     "prediction",
     "uncertain_between",
@@ -48,9 +51,25 @@ RESULT_COLUMNS = (
     "prior",
     "ood",
     "ood_score",
+    "answered_anyway",
     "warning",
     "error",
 )
+# Riskiest first: suspicious, near the line (either side), cannot judge, not suspicious, each by
+# P(malignant) from the highest; refused files last. The page, the CSV and the CLI share it.
+RISK_ORDER = {SUSPICIOUS: 0, BORDERLINE: 1, CANNOT_JUDGE: 2, NOT_SUSPICIOUS: 3}
+
+
+def ranked(table: pd.DataFrame) -> pd.DataFrame:
+    """The table riskiest first (``RISK_ORDER``), with its ``rank`` from 1; ties keep their order."""
+    state = [answer_state(v, b == 1) if v else "" for v, b in zip(table["verdict"], table["borderline"])]
+    order = table.assign(
+        _state=[RISK_ORDER.get(x, len(RISK_ORDER)) for x in state],
+        _p=-pd.to_numeric(table["malignant_probability"], errors="coerce").fillna(-1.0),
+    ).sort_values(["_state", "_p"], kind="stable")
+    out = order.drop(columns=["_state", "_p"]).reset_index(drop=True)
+    out["rank"] = range(1, len(out) + 1)
+    return out
 
 
 @dataclass
@@ -178,8 +197,10 @@ def predict_items(
     prior: str = DEFAULT_PRIOR,
     error_text: Callable[[Exception], str] = str,
     warning_text: Callable[[MetadataError], str] = unread_field_text,
+    answer_anyway: bool = False,
+    on_answer: Callable | None = None,
 ) -> pd.DataFrame:
-    """One row per item: image_id, prediction, the uncertain pair if any, P(malignant or
+    """One row per item, in the items' order (``ranked`` sorts them riskiest first): rank, image_id, prediction, the uncertain pair if any, P(malignant or
     pre-malignant) (the referral's number: calibrated, HAM10000's frequencies, whatever ``prior``),
     ``refer`` (0/1: 1 also when out of domain), the ``verdict`` in words, the referral threshold,
     ``borderline`` (0/1), the 7 class values under ``prior``, the out-of-domain verdict (``ood``
@@ -199,6 +220,7 @@ def predict_items(
 
     def refuse(n, item, err):
         rows[n] = {
+            "rank": None,
             "image_id": item.image_id,
             "prediction": "",
             "uncertain_between": "",
@@ -211,32 +233,40 @@ def predict_items(
             "prior": prior,
             "ood": None,
             "ood_score": None,
+            "answered_anyway": None,
             "warning": warnings.get(n, ""),
             "error": error_text(err),
         }
 
     def accept(n, item, pred):
+        if answer_anyway:
+            pred = pred.anyway()
+        answer = pred.as_dict()  # an image that cannot be judged: no number, no diagnosis
         rows[n] = {
+            "rank": None,
             "image_id": item.image_id,
-            "prediction": pred.label,
-            "uncertain_between": "/".join(pred.uncertain_between or ()),
-            "malignant_probability": pred.malignant_probability,
-            "refer": int(pred.refer),
+            "prediction": answer["prediction"] or "",
+            "uncertain_between": "/".join(answer["uncertain_between"] or ()),
+            "malignant_probability": answer["malignant_probability"],
+            "refer": None if answer["refer"] is None else int(answer["refer"]),
             "verdict": pred.verdict,
-            "refer_threshold": pred.refer_threshold,
-            "borderline": int(pred.borderline),
-            **pred.probabilities,
+            "refer_threshold": answer["refer_threshold"],
+            "borderline": None if answer["borderline"] is None else int(answer["borderline"]),
+            **{c: answer["probabilities"].get(c) for c in vocab.CLASSES},
             "prior": pred.prior,
             "ood": int(pred.ood),
             "ood_score": pred.ood_score,
+            "answered_anyway": int(pred.answered_anyway),
             "warning": warnings.get(n, ""),
             "error": "",
         }
 
     def flush():
         preds = model.predict_prepared([p for _, p in pending], prior)
-        for (n, _), pred in zip(pending, preds):
+        for (n, prepared), pred in zip(pending, preds):
             accept(n, items[n], pred)
+            if on_answer is not None:  # e.g. the page's thumbnail and report, from the image decoded once
+                on_answer(n, prepared.image, pred.anyway() if answer_anyway else pred)
         pending.clear()
 
     for n, item in enumerate(items):
@@ -290,6 +320,7 @@ class BatchOutcome:
 
     table: pd.DataFrame
     skipped: list[Path]
+    written: bool = True  # False on the ranks other than 0, whose share rank 0 wrote
 
     @property
     def predicted(self) -> int:
@@ -311,6 +342,7 @@ def predict_paths(
     cam_dir: Path | None = None,
     model_dir: Path | None = None,
     prior: str = DEFAULT_PRIOR,
+    answer_anyway: bool = False,
 ) -> BatchOutcome:
     from skin_model.inference.predictor import SkinClassifier
 
@@ -319,7 +351,63 @@ def predict_paths(
         raise FileNotFoundError(f"No image files found in the given paths (looked for {', '.join(IMAGE_SUFFIXES)}).")
     table = read_metadata_table(metadata_csv) if metadata_csv else {}
     items = [BatchItem(image_id, path, metadata_for(table, image_id)) for image_id, path in collected.images]
+    dist = _processes()
+    if dist.world > 1 and out_csv is None:
+        raise ValueError("several processes write one CSV: name it with --out")
     model = SkinClassifier.load(model_dir)
-    result = predict_items(model, items, cam_dir=cam_dir, prior=prior)
+    # Under torchrun each rank takes a contiguous share of the images; rank 0 joins the shares in
+    # the images' order, so the CSV is the one a single process writes.
+    shares = np.array_split(np.arange(len(items)), dist.world)
+    mine = [items[i] for i in shares[dist.rank]]
+    progress = _progress(len(mine)) if dist.main and dist.world > 1 else None
+    result = predict_items(model, mine, cam_dir=cam_dir, prior=prior, answer_anyway=answer_anyway, progress=progress)
+    if dist.world > 1:
+        part = Path(f"{out_csv}.rank{dist.rank}.csv")
+        result.to_csv(part, index=False)  # full precision: rounding happens once, in write_csv
+        dist.barrier()
+        if not dist.main:
+            dist.close()
+            return BatchOutcome(result, collected.skipped, written=False)
+        parts = [Path(f"{out_csv}.rank{r}.csv") for r in range(dist.world)]
+        result = pd.concat([read_part(p) for p in parts], ignore_index=True)
+        for p in parts:
+            p.unlink()
+        dist.close()
+    result = ranked(result)
     write_csv(result, sys.stdout if out_csv is None else out_csv)
     return BatchOutcome(result, collected.skipped)
+
+
+TEXT_COLUMNS = ("image_id", "prediction", "uncertain_between", "verdict", "prior", "warning", "error")
+
+
+def read_part(path: Path) -> pd.DataFrame:
+    """A rank's share as it wrote it: text as text (an empty cell stays empty), numbers as numbers."""
+    part = pd.read_csv(path, dtype=str, keep_default_na=False)
+    for column in part.columns.difference(TEXT_COLUMNS):
+        part[column] = pd.to_numeric(part[column], errors="coerce").astype(object).where(part[column] != "", None)
+    return part
+
+
+def _processes():
+    """This process's place under torchrun (one process otherwise; the training extras not needed)."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        from types import SimpleNamespace
+
+        return SimpleNamespace(rank=0, world=1, main=True, barrier=lambda: None, close=lambda: None)
+    from skin_model.training.distributed import Distributed
+
+    return Distributed.from_environment("cpu")
+
+
+def _progress(total: int):
+    """Rank 0's progress on stderr, every tenth of its share: shown once, not once per rank."""
+    step = max(1, total // 10)
+
+    def show(done: int, _n: int) -> None:
+        if done % step == 0 or done == total:
+            print(f"rank 0: {done} of {total} images", file=sys.stderr, flush=True)
+
+    return show

@@ -33,17 +33,31 @@ def _train_recipe(args) -> int:
             file=sys.stderr,
         )
         return 2
-    data = load_sources(recipe, data_dirs, cache=run / "images.npy")
-    out = Path(args.out or run / "artifact")
-    if not args.evaluate_only:
-        if args.from_artifact:
-            from skin_model.training.export import unpack_artifact
+    from skin_model.training.distributed import Distributed
 
-            unpack_artifact(args.from_artifact, recipe, data, run)
-        elif not args.export_only:
-            train_folds(recipe, data, run)
-        export_recipe(recipe, data, data_dirs, run, out, outliers)
-        print(f"artifact written to {out}")
+    # One process, or one of the N that `torchrun --nproc_per_node=N -m skin_model train ...` starts:
+    # they train together; rank 0 alone decodes the cache first, writes, exports and evaluates.
+    dist = Distributed.from_environment(args.device or settings().device)
+    try:
+        if not dist.main:
+            dist.barrier()  # rank 0 decodes the images and writes the cache; the others read it
+        data = load_sources(recipe, data_dirs, cache=run / "images.npy")
+        if dist.main:
+            dist.barrier()
+        out = Path(args.out or run / "artifact")
+        if not args.evaluate_only and not args.export_only and not args.from_artifact:
+            train_folds(recipe, data, run, dist=dist)
+        if not dist.main:
+            return 0
+        if not args.evaluate_only:
+            if args.from_artifact:
+                from skin_model.training.export import unpack_artifact
+
+                unpack_artifact(args.from_artifact, recipe, data, run)
+            export_recipe(recipe, data, data_dirs, run, out, outliers)
+            print(f"artifact written to {out}")
+    finally:
+        dist.close()
     if not args.no_evaluate:
         from skin_model.training.evaluate import evaluate_sources
 
@@ -129,7 +143,10 @@ def _predict(args) -> int:
         cam_dir=args.cam_dir,
         model_dir=args.model,
         prior=args.prior,
+        answer_anyway=args.answer_anyway,
     )
+    if not outcome.written:  # a rank other than 0 under torchrun: rank 0 wrote the CSV and speaks
+        return 0
     # Messages for the person at the terminal go to stderr, not to the log: they name files.
     if outcome.skipped:
         names = ", ".join(str(p) for p in outcome.skipped[:10])
@@ -206,6 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
         "skin_model/model unless it is named here)",
     )
     train.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    train.add_argument(
+        "--device",
+        default=None,
+        help="cpu or cuda (default: SKIN_MODEL_DEVICE, else cpu); under torchrun each rank takes its local GPU",
+    )
     train.set_defaults(func=_train)
 
     pr = sub.add_parser("predict", help="predict image files or folders")
@@ -214,6 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", type=Path, default=None, help="CSV to write (default: stdout)")
     pr.add_argument("--cam-dir", type=Path, default=None, help="write <image_id>.png Grad-CAM heatmaps here")
     pr.add_argument("--model", type=Path, default=None, help="artifact folder (default: the shipped one)")
+    pr.add_argument(
+        "--answer-anyway",
+        action="store_true",
+        help="give the numbers and the diagnosis of images that cannot be judged too (marked answered_anyway=1)",
+    )
     pr.add_argument(
         "--prior",
         choices=PRIOR_NAMES,

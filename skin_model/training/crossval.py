@@ -69,13 +69,17 @@ def fold_dir(run_root: Path, member: str, k: int) -> Path:
     return Path(run_root) / member / f"fold{k}"
 
 
-def train_folds(recipe: Recipe, data: Dataset, run_root: Path, resume: bool = True) -> None:
-    """Every (member, fold) not yet finished, in order; each resumes from its checkpoint."""
-    from skin_model.training.train import Run, train_member
+def train_folds(recipe: Recipe, data: Dataset, run_root: Path, resume: bool = True, dist=None) -> None:
+    """Every (member, fold) not yet finished, in order; each resumes from its checkpoint. ``dist``:
+    this process's place among the run's processes (``distributed.Distributed``; default: alone)."""
+    from skin_model.training.train import ONE_PROCESS, Run, train_member
 
+    dist = dist or ONE_PROCESS
     run_root = Path(run_root)
-    run_root.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(recipe.path, run_root / "recipe.toml")
+    if dist.main:
+        run_root.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(recipe.path, run_root / "recipe.toml")
+    dist.barrier()
     for cfg in recipe.members:
         for k in range(recipe.folds):
             member_dir = fold_dir(run_root, cfg.name, k)
@@ -84,7 +88,7 @@ def train_folds(recipe: Recipe, data: Dataset, run_root: Path, resume: bool = Tr
             train, val = fold_parts(data.df, k)
             log.info("%s fold %d: %d training images, %d out-of-fold", cfg.name, k, train.sum(), val.sum())
             run = Run(member_dir.parent)
-            train_member({"train": data.subset(train), "val": data.subset(val)}, run, _named(cfg, k), resume)
+            train_member({"train": data.subset(train), "val": data.subset(val)}, run, _named(cfg, k), resume, dist)
 
 
 def _named(cfg, k: int):

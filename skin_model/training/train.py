@@ -32,10 +32,12 @@ from skin_model.inference.preprocess import InputConfig
 from skin_model.training.augment import SourceAugmentation, augment_batch
 from skin_model.training.calibration import calibrated_balanced_accuracy
 from skin_model.training.data import Dataset
+from skin_model.training.distributed import Distributed, global_batch_norm
 from skin_model.training.metrics import classification_report
 
 log = logging.getLogger(__name__)
 TTA_VIEWS = tuple(FLIPS)
+ONE_PROCESS = Distributed()
 
 
 @dataclass
@@ -63,7 +65,6 @@ class TrainConfig:
     aug_blur: float = 0.0
     aug_ring: float = 0.0
     aug_low_res: float = 0.0
-    device: str = "cpu"
 
     def __post_init__(self):
         self.name = self.name or self.arch
@@ -120,7 +121,12 @@ def hide_metadata(meta: torch.Tensor, p: float, gen: torch.Generator, p_all: flo
 
 
 def partial_cross_entropy(
-    logits: torch.Tensor, labels: torch.Tensor, allowed: torch.Tensor, weight: torch.Tensor, smoothing: float = 0.0
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    allowed: torch.Tensor,
+    weight: torch.Tensor,
+    smoothing: float = 0.0,
+    total_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Cross-entropy over each row's own label space: a source that cannot name a diagnosis
     (ISIC 2017 has no bcc) neither rewards nor punishes it. With every class allowed and no
@@ -130,7 +136,8 @@ def partial_cross_entropy(
     target = allowed.float() * (smoothing / allowed.sum(1, keepdim=True))
     target.scatter_add_(1, labels[:, None], torch.full_like(target[:, :1], 1.0 - smoothing))
     w = weight[labels]
-    return (w * -(target * log_p).sum(1)).sum() / w.sum()
+    # ``total_weight``: the whole global batch's, when these rows are one rank's share of it.
+    return (w * -(target * log_p).sum(1)).sum() / (w.sum() if total_weight is None else total_weight)
 
 
 def class_weights(labels: torch.Tensor, power: float) -> torch.Tensor:
@@ -161,15 +168,25 @@ def _checkpoint_path(member_dir: Path) -> Path:
     return member_dir / "checkpoint.pt"
 
 
-def train_member(data: dict[str, Dataset], run: Run, cfg: TrainConfig, resume: bool = False) -> Path:
+def train_member(
+    data: dict[str, Dataset], run: Run, cfg: TrainConfig, resume: bool = False, dist: Distributed = ONE_PROCESS
+) -> Path:
     """Train one fold model; checkpoint every epoch; keep every epoch's weights and validation
     logits (``epoch_NN.safetensors``, ``val_logits_NN.safetensors``). No epoch is chosen here:
-    export chooses on the pooled out-of-fold logits (``export.choose_epoch``)."""
+    export chooses on the pooled out-of-fold logits (``export.choose_epoch``).
+
+    The same function in 1 or N processes (``dist``, as torchrun starts them): every rank draws the
+    same order, augmentations, metadata dropout and head dropout for the whole global batch
+    (``cfg.batch_size``) and computes its own share of it; batch norm uses the global batch's
+    statistics (``distributed.GlobalBatchNorm2d``) and the loss is normalised by the global batch's
+    weight, so the weights do not depend on N beyond floating-point noise. Rank 0 alone writes; a
+    run resumes from its checkpoint whatever N it is resumed with."""
     member_dir = run.member_dir(cfg.name)
-    member_dir.mkdir(parents=True, exist_ok=True)
-    (member_dir / "done.json").unlink(missing_ok=True)  # a member in training is not finished
+    if dist.main:
+        member_dir.mkdir(parents=True, exist_ok=True)
+        (member_dir / "done.json").unlink(missing_ok=True)  # a member in training is not finished
     seed_everything(cfg.seed)
-    device = torch.device(cfg.device)
+    device = torch.device(dist.device)
     inputs = cfg.inputs
     net = SkinNet(cfg.arch, pretrained=cfg.pretrained, meta_hidden=cfg.meta_hidden).to(device)
     net = net.to(memory_format=torch.channels_last)  # ~10-50% faster on CPU
@@ -191,40 +208,57 @@ def train_member(data: dict[str, Dataset], run: Run, cfg: TrainConfig, resume: b
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         gen.set_state(state["generator"].cpu())
-        torch.set_rng_state(state["torch_rng"].cpu())
         if ema is not None:
             ema.net.load_state_dict(state["ema"])
             ema.steps = int(state["ema_steps"])
         start_epoch = state["epoch"]
         log.info("%s: resumed after epoch %d", cfg.name, start_epoch)
-    (member_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    if dist.main:
+        (member_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    model = net
+    if dist.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        global_batch_norm(net)
+        model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     weights = class_weights(train.labels, cfg.class_weight_power).to(device)
     # bf16 autocast on a GPU; full precision on the CPU, where autocast is slower.
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else nullcontext
+    # The images stay uint8 on the device and are augmented there (on a GPU: no copy per step).
     images_on_device = train.images.to(device)
     labels_on_device = train.labels.to(device)
     allowed_on_device = train.allowed.to(device)
     log_path = member_dir / "log.csv"
     for epoch in range(start_epoch, cfg.epochs):
-        net.train()
+        model.train()
         order = torch.randperm(len(train), generator=gen)
-        seen, loss_sum, t0 = 0, 0.0, time.time()
+        seen, t0 = 0, time.time()
+        loss_sum = torch.zeros((), device=device)  # summed on the device: no step waits on the CPU
         bar = tqdm(
             range(0, len(train), cfg.batch_size),
             desc=f"{cfg.name} epoch {epoch + 1}/{cfg.epochs}",
             unit="batch",
             mininterval=5,
+            disable=not dist.main,
         )
-        for start in bar:
-            idx = order[start : start + cfg.batch_size]
+        for step, start in enumerate(bar):
+            idx = order[start : start + cfg.batch_size]  # the global batch: every rank draws it alike
+            images = augment_batch(
+                images_on_device[idx.to(device)], (cfg.height, cfg.width), gen, cfg.source_augmentation
+            )
+            meta = hide_metadata(train.meta[idx], cfg.meta_dropout, gen, cfg.meta_drop_all)
+            keep = (torch.rand((len(idx), net.head_width), generator=gen) >= net.dropout).float() / (1 - net.dropout)
             dev_idx = idx.to(device)
-            images = augment_batch(images_on_device[dev_idx], (cfg.height, cfg.width), gen, cfg.source_augmentation)
-            x = inputs.normalize(images).contiguous(memory_format=torch.channels_last)
-            meta = hide_metadata(train.meta[idx], cfg.meta_dropout, gen, cfg.meta_drop_all).to(device)
+            total_weight = weights[labels_on_device[dev_idx]].sum()
+            mine = dist.share(torch.arange(len(idx)))  # this rank's rows of it
+            x = inputs.normalize(images[mine.to(device)]).contiguous(memory_format=torch.channels_last)
             with autocast():
-                logits = net(x, meta)
-            loss = partial_cross_entropy(
-                logits, labels_on_device[dev_idx], allowed_on_device[dev_idx], weights, cfg.label_smoothing
+                logits = model(x, meta[mine].to(device), keep[mine].to(device))
+            rows = dev_idx[mine.to(device)]
+            # Normalised by the global batch's weight and scaled by N: DDP's mean of the ranks'
+            # gradients is then the one-process gradient of the whole batch.
+            loss = dist.world * partial_cross_entropy(
+                logits, labels_on_device[rows], allowed_on_device[rows], weights, cfg.label_smoothing, total_weight
             )
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -233,53 +267,70 @@ def train_member(data: dict[str, Dataset], run: Run, cfg: TrainConfig, resume: b
             if ema is not None:
                 ema.update(net)
             seen += len(idx)
-            loss_sum += loss.item() * len(idx)
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", img_s=f"{seen / (time.time() - t0):.1f}")
+            loss_sum += loss.detach() * len(idx) / dist.world  # this rank's share of the batch's loss
+            if dist.main and step % 20 == 0:  # a look at the loss now and then, not a wait each step
+                bar.set_postfix(img_s=f"{seen / (time.time() - t0):.1f}")
         scored = ema.net if ema is not None else net
         val_data = data["val"]
-        logits = member_outputs(scored, inputs, val_data.images, val_data.meta, device=cfg.device)[0]
-        val = classification_report(torch.softmax(logits, 1).numpy(), val_data.labels.numpy())
-        row = {
-            "epoch": epoch + 1,
-            "train_loss": loss_sum / seen,
-            "val_loss": F.cross_entropy(logits, val_data.labels).item(),
-            "val_accuracy": val["accuracy"],
-            "val_balanced_accuracy": val["balanced_accuracy"],
-            # the epoch rule's score on this fold alone (export scores the pooled folds)
-            "val_balanced_accuracy_calibrated_equal_prior": calibrated_balanced_accuracy(logits, val_data.labels),
-            "val_macro_auc": val["macro_auc"],
-            "lr": sched.get_last_lr()[0],
-            "seconds": time.time() - t0,
-        }
-        with log_path.open("a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(row))
-            if fh.tell() == 0:
-                writer.writeheader()
-            writer.writerow(row)
-        log.info(
-            "%s epoch %d: %s",
-            cfg.name,
-            epoch + 1,
-            ", ".join(f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float)),
-        )
-        save_file(
-            {k: v.detach().cpu().contiguous() for k, v in scored.state_dict().items()},
-            str(member_dir / f"epoch_{epoch + 1:02d}.safetensors"),
-        )
-        save_file({"logits": logits.contiguous()}, str(member_dir / f"val_logits_{epoch + 1:02d}.safetensors"))
-        state = {
-            "model": net.state_dict(),
-            "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(),
-            "generator": gen.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "epoch": epoch + 1,
-        }
-        if ema is not None:
-            state |= {"ema": ema.net.state_dict(), "ema_steps": ema.steps}
-        torch.save(state, ckpt)
-    (member_dir / "done.json").write_text(json.dumps({"epochs": cfg.epochs}))
+        logits = validation_logits(scored, inputs, val_data, dist, device)
+        if dist.world > 1:
+            torch.distributed.all_reduce(loss_sum)
+        train_loss = float(loss_sum) / seen
+        if dist.main:
+            val = classification_report(torch.softmax(logits, 1).numpy(), val_data.labels.numpy())
+            row = {
+                "epoch": epoch + 1,
+                "train_loss": train_loss,
+                "val_loss": F.cross_entropy(logits, val_data.labels).item(),
+                "val_accuracy": val["accuracy"],
+                "val_balanced_accuracy": val["balanced_accuracy"],
+                # the epoch rule's score on this fold alone (export scores the pooled folds)
+                "val_balanced_accuracy_calibrated_equal_prior": calibrated_balanced_accuracy(logits, val_data.labels),
+                "val_macro_auc": val["macro_auc"],
+                "lr": sched.get_last_lr()[0],
+                "seconds": time.time() - t0,
+                "processes": dist.world,
+            }
+            with log_path.open("a", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=list(row))
+                if fh.tell() == 0:
+                    writer.writeheader()
+                writer.writerow(row)
+            log.info(
+                "%s epoch %d: %s",
+                cfg.name,
+                epoch + 1,
+                ", ".join(f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float)),
+            )
+            save_file(
+                {k: v.detach().cpu().contiguous() for k, v in scored.state_dict().items()},
+                str(member_dir / f"epoch_{epoch + 1:02d}.safetensors"),
+            )
+            save_file({"logits": logits.contiguous()}, str(member_dir / f"val_logits_{epoch + 1:02d}.safetensors"))
+            state = {
+                "model": net.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "generator": gen.get_state(),
+                "epoch": epoch + 1,
+            }
+            if ema is not None:
+                state |= {"ema": ema.net.state_dict(), "ema_steps": ema.steps}
+            torch.save(state, ckpt)
+        dist.barrier()  # every rank goes on once the epoch is on disk
+    if dist.main:
+        (member_dir / "done.json").write_text(json.dumps({"epochs": cfg.epochs}))
+    dist.barrier()
     return member_dir
+
+
+def validation_logits(net: SkinNet, inputs, val: Dataset, dist: Distributed, device) -> torch.Tensor:
+    """The validation rows' fused logits (``ensemble.member_outputs``), each rank scoring its share,
+    gathered on every rank in the rows' order (on the CPU)."""
+    parts = torch.tensor_split(torch.arange(len(val)), dist.world)
+    mine = parts[dist.rank]
+    logits = member_outputs(net, inputs, val.images[mine], val.meta[mine], device=device)[0]
+    return dist.gather_rows(logits.to(device), [len(p) for p in parts]).cpu()
 
 
 def load_epoch(member_dir: Path, epoch: int) -> tuple[SkinNet, TrainConfig]:

@@ -1,0 +1,109 @@
+"""The image-quality check (``skin_model/inference/quality.py``): its thresholds and its rates.
+
+    python -m scripts.quality_rates ../shared/data [--out runs/quality/rates.json] [--choose]
+
+``--choose`` prints the thresholds at which each check warns on about 1% of HAM10000's training-fold
+images (the test split never read; splits/ham10000_lesions.csv), to be written into quality.py.
+Then, with the thresholds in quality.py: the share of each source's real dermoscopy that gets a
+warning (every source found: HAM10000 training folds, ISIC 2017, BCN20000, the full-size originals),
+and the share caught of the same HAM10000 images degraded three ways (blurred, darkened, the lesion
+cropped off by the frame).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageEnhance, ImageFilter
+
+from skin_model.inference import quality
+from skin_model.inference.inputs import load_image
+from skin_model.training.data import find_images
+from skin_model.training.splits import read_lesion_split
+
+REPO = Path(__file__).resolve().parents[1]
+DEGRADATIONS = {
+    "blurred": (lambda im: im.filter(ImageFilter.GaussianBlur(radius=0.015 * im.width)), ("blurred",)),
+    "darkened": (lambda im: ImageEnhance.Brightness(im).enhance(0.3), ("too_dark",)),
+    # the right half only, brought back to 4:3: a centred lesion is cut by the left border
+    "lesion_cropped_off": (
+        lambda im: im.crop((im.width // 2, 0, im.width, im.height)).resize(im.size, Image.Resampling.BICUBIC),
+        ("lesion_cut_off", "lesion_too_small"),
+    ),
+}
+
+
+def ham_training_folds(ham: Path) -> list[Path]:
+    meta = pd.read_csv(ham / "HAM10000_metadata.csv")
+    split = read_lesion_split(REPO / "splits" / "ham10000_lesions.csv").set_index("lesion_id")["split"]
+    keep = meta[meta["lesion_id"].map(split).fillna("train").eq("train")]
+    paths = find_images(ham)
+    return [paths[i] for i in keep["image_id"] if i in paths]
+
+
+def measures(paths: list[Path], transform=None) -> list[quality.Quality]:
+    out = []
+    for p in paths:
+        image = load_image(p)
+        out.append(quality.assess(transform(image) if transform else image))
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("data", type=Path, help="the folder holding ham10000/, isic2017/, ...")
+    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--choose", action="store_true")
+    args = p.parse_args()
+    ham = ham_training_folds(args.data / "ham10000")
+    ham_q = measures(ham)
+    if args.choose:
+        a = {
+            k: np.array([getattr(q, k) for q in ham_q])
+            for k in ("sharpness", "brightness", "lesion_share", "border_imbalance")
+        }
+        print(f"MIN_SHARPNESS = {np.quantile(a['sharpness'], 0.01):.4f}")
+        print(f"MIN_BRIGHTNESS = {np.quantile(a['brightness'], 0.005):.1f}")
+        print(f"MAX_BRIGHTNESS = {np.quantile(a['brightness'], 0.995):.1f}")
+        print(f"MIN_LESION_SHARE = {np.quantile(a['lesion_share'], 0.01):.4f}")
+        print(f"MAX_BORDER_IMBALANCE = {np.quantile(a['border_imbalance'], 0.99):.3f}")
+        return
+    sources = {"ham10000 (training folds)": ham_q}
+    for name in ("isic2017", "bcn20000", "ham10000_originals"):
+        if (args.data / name).is_dir():
+            sources[name] = measures(sorted(find_images(args.data / name).values()))
+    report = {
+        "thresholds": {
+            k: getattr(quality, k)
+            for k in ("MIN_SHARPNESS", "MIN_BRIGHTNESS", "MAX_BRIGHTNESS", "MIN_LESION_SHARE", "MAX_BORDER_IMBALANCE")
+        }
+    }
+    report["real_dermoscopy_warned"] = {
+        name: {
+            "images": len(qs),
+            "any": float(np.mean([not q.good for q in qs])),
+            **{c: float(np.mean([c in q.problems for q in qs])) for c in quality.CHECKS},
+        }
+        for name, qs in sources.items()
+    }
+    sample = ham[:: max(1, len(ham) // 1000)]  # about 1,000 training-fold images, degraded
+    report["degraded_caught"] = {}
+    for name, (transform, expected) in DEGRADATIONS.items():
+        qs = measures(sample, transform)
+        report["degraded_caught"][name] = {
+            "images": len(qs),
+            "by_its_check": float(np.mean([any(c in q.problems for c in expected) for q in qs])),
+            "any": float(np.mean([not q.good for q in qs])),
+        }
+    print(json.dumps(report, indent=1))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
