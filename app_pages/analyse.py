@@ -140,11 +140,20 @@ with inputs_col:
 prior = vocab.DEFAULT_PRIOR  # the probabilities shown are the calibrated ones: one malignancy number
 
 
-def diagnose(image, target: str | None, size: tuple[int, int]):
-    """The model's answer and the Grad-CAM of ``target`` (None: the suggested diagnosis) at the
-    display's ``size``, for this page's image and patient information."""
+def answer(image):
+    """The model's answer for this page's image and patient information: one forward pass, so that
+    the verdict is on screen before any heatmap is computed. Also the prepared inputs, kept for the
+    heatmaps (the image is decoded and brought to size once)."""
     with st.spinner(tr("diag.running")):
-        return model.diagnose(image, age=age, sex=sex, site=site, target=target, prior=prior, heatmap_size=size)
+        prepared = model.prepare(image, age=age, sex=sex, site=site)
+        return model.predict_prepared([prepared], prior)[0], prepared
+
+
+def heatmap(result: dict, target: str):
+    """The Grad-CAM of ``target`` at the display's size (a forward and a backward pass)."""
+    with st.spinner(tr("diag.running")):
+        _, explanation = model.diagnose_prepared(result["prepared"], target, prior, result["display"].size)
+    return explanation.heatmap
 
 
 # -- the model runs only when the image, the metadata or the prior change -------------------------------------
@@ -164,9 +173,7 @@ with result_col:
         display = given["image"].copy()
         display.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE))
         try:
-            # The first heatmap explains the suggested diagnosis: its maps lie on the lesion far more
-            # often than the referral score's (docs/model.md); that one is the selector's first choice.
-            prediction, explanation = diagnose(given["image"], None, display.size)
+            prediction, prepared = answer(given["image"])
         except TorchThreadError as err:  # busy or timed out: the inputs stay, a rerun tries again
             st.warning(error_text(err, ui.lang()), icon=":material/hourglass_top:")
             st.stop()
@@ -179,13 +186,13 @@ with result_col:
             st.stop()
         result = {
             "key": key,
-            "image": given["image"],
             "display": display,
             "display_jpeg": ui.jpeg(display),  # encoded once, not on each slider step
             "thumbnail": ui.jpeg(thumbnail_of(display)),  # beside the verdict
             "pixels": np.asarray(display),
             "prediction": prediction,
-            "heatmaps": {explanation.target: explanation.heatmap},  # each class asked for
+            "prepared": prepared,
+            "heatmaps": {},  # each class asked for, computed after the verdict is on screen
             # Same image, other patient information: say what moved.
             "before": previous["prediction"] if previous and previous["key"][0] == key[0] else None,
         }
@@ -203,14 +210,15 @@ def explain(result: dict) -> None:
     pred = result["prediction"]
     original, explained = st.columns(2)
     with explained:
+        # The first heatmap explains the most probable diagnosis: its maps lie on the lesion far more
+        # often than the referral score's (docs/model.md); that one is the selector's first choice.
         target = ui.choice(st.selectbox, tr("diag.cam_class"), CAM_TARGETS, "cam_class", pred.label, cam_label)
         if target not in result["heatmaps"]:
             try:
-                _, explanation = diagnose(result["image"], target, result["display"].size)
+                result["heatmaps"][target] = heatmap(result, target)
             except TorchThreadError as err:  # the answer above stays; choosing the class again retries
                 st.warning(error_text(err, ui.lang()), icon=":material/hourglass_top:")
                 return
-            result["heatmaps"][target] = explanation.heatmap
         if result.get("coloured") != target:  # the shown class in jet colours, so that a slider step only blends
             result["coloured"], result["colours"] = target, jet(result["heatmaps"][target]).astype(np.float32)
     original.image(result["display_jpeg"], caption=tr("diag.original"), width="stretch")
@@ -321,8 +329,8 @@ def pdf_of(result: dict, pred, lang: str) -> bytes:
     made = result.setdefault("reports", {})
     key = (lang, pred.answered_anyway)
     if key not in made:
-        first = next(iter(result["heatmaps"]))  # the heatmap the page showed first
-        overlay = blend(result["pixels"], jet(result["heatmaps"][first]).astype(np.float32), 0.3)
+        first = next(iter(result["heatmaps"]), None)  # the heatmap the page showed first
+        overlay = blend(result["pixels"], jet(result["heatmaps"][first]).astype(np.float32), 0.3) if first else None
         made[key] = pdf_report(pred, result["display"], overlay, lang)
     return made[key]
 

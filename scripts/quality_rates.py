@@ -2,8 +2,9 @@
 
     python -m scripts.quality_rates ../shared/data [--out runs/quality/rates.json] [--choose]
 
-``--choose`` prints the thresholds at which each check warns on about 1% of HAM10000's training-fold
-images (the test split never read; splits/ham10000_lesions.csv), to be written into quality.py.
+``--choose`` prints the thresholds at which each check warns on about 1% of the training images of
+the sources the model learnt from (HAM10000's folds, the test split never read; ISIC 2017's train
+part), to be written into quality.py.
 Then, with the thresholds in quality.py: the share of each source's real dermoscopy that gets a
 warning (every source found: HAM10000 training folds, ISIC 2017, BCN20000, the full-size originals),
 and the share caught of the same HAM10000 images degraded three ways (blurred, darkened, the lesion
@@ -62,15 +63,16 @@ def main() -> None:
     ham = ham_training_folds(args.data / "ham10000")
     ham_q = measures(ham)
     if args.choose:
-        a = {
-            k: np.array([getattr(q, k) for q in ham_q])
-            for k in ("sharpness", "brightness", "lesion_share", "border_imbalance")
-        }
+        isic = pd.read_csv(args.data / "isic2017" / "metadata.csv")
+        isic_paths = find_images(args.data / "isic2017")
+        train = measures([isic_paths[i] for i in isic.loc[isic["dataset"].eq("isic2017_train"), "image_id"]])
+        keys = ("sharpness", "brightness", "lesion_share", "off_centre")
+        a = {k: np.array([getattr(q, k) for q in ham_q + train]) for k in keys}
         print(f"MIN_SHARPNESS = {np.quantile(a['sharpness'], 0.01):.4f}")
         print(f"MIN_BRIGHTNESS = {np.quantile(a['brightness'], 0.005):.1f}")
         print(f"MAX_BRIGHTNESS = {np.quantile(a['brightness'], 0.995):.1f}")
         print(f"MIN_LESION_SHARE = {np.quantile(a['lesion_share'], 0.01):.4f}")
-        print(f"MAX_BORDER_IMBALANCE = {np.quantile(a['border_imbalance'], 0.99):.3f}")
+        print(f"MAX_OFF_CENTRE = {np.quantile(a['off_centre'], 0.99):.3f}")
         return
     sources = {"ham10000 (training folds)": ham_q}
     for name in ("isic2017", "bcn20000", "ham10000_originals"):
@@ -79,7 +81,7 @@ def main() -> None:
     report = {
         "thresholds": {
             k: getattr(quality, k)
-            for k in ("MIN_SHARPNESS", "MIN_BRIGHTNESS", "MAX_BRIGHTNESS", "MIN_LESION_SHARE", "MAX_BORDER_IMBALANCE")
+            for k in ("MIN_SHARPNESS", "MIN_BRIGHTNESS", "MAX_BRIGHTNESS", "MIN_LESION_SHARE", "MAX_OFF_CENTRE")
         }
     }
     report["real_dermoscopy_warned"] = {

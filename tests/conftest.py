@@ -233,15 +233,21 @@ def encode(img: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:
 
 @pytest.fixture
 def model_calls(monkeypatch):
-    """Counts the model's answers (``diagnose`` calls) made by the pages, from outside them."""
+    """The model's work the pages ask for, from outside them: "answer" for each answer (one forward
+    pass), the class for each heatmap (a forward and a backward pass)."""
     from skin_model.inference.predictor import SkinClassifier
 
     calls = []
-    diagnose = SkinClassifier.diagnose
+    predict, diagnose = SkinClassifier.predict_prepared, SkinClassifier.diagnose_prepared
 
-    def counted(self, *args, **kwargs):
-        calls.append(kwargs.get("target"))
-        return diagnose(self, *args, **kwargs)
+    def answered(self, *args, **kwargs):
+        calls.append("answer")
+        return predict(self, *args, **kwargs)
 
-    monkeypatch.setattr(SkinClassifier, "diagnose", counted)
+    def explained(self, prepared, target=None, *args, **kwargs):
+        calls.append(target)
+        return diagnose(self, prepared, target, *args, **kwargs)
+
+    monkeypatch.setattr(SkinClassifier, "predict_prepared", answered)
+    monkeypatch.setattr(SkinClassifier, "diagnose_prepared", explained)
     return calls

@@ -77,7 +77,7 @@ def _diagnose_with_metadata(browser, url: str):
     _choose(page, t("meta.site", "en"), "upper extremity")
     page.wait_for_timeout(1500)  # the rerun of the last choice redraws the uploader: let it settle
     page.locator("input[type=file]").first.set_input_files(str(SAMPLES_DIR / "ISIC_0027622.jpg"))
-    page.get_by_text("Probability of a malignant").first.wait_for(timeout=90_000)
+    page.get_by_text(t("refer.number", "en")).first.wait_for(timeout=90_000)
     return page
 
 
@@ -87,7 +87,7 @@ def test_diagnose_in_a_real_browser(server, browser):
     page.wait_for_function("document.querySelectorAll('[data-testid=stImage] img').length >= 2", timeout=60_000)
     page.locator("table b").first.wait_for(timeout=30_000)  # all seven diagnoses
     page.wait_for_timeout(1500)  # let the last rerun settle before the picture
-    answer = page.locator("h3").filter(has_text=re.compile("Suggested diagnosis|Uncertain between")).first
+    answer = page.get_by_text(re.compile("Most probable:|Uncertain between")).first
     assert any(code in answer.inner_text() for code in ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"))
     assert page.locator("[data-testid=stException]").count() == 0
     page.screenshot(path=str(ARTIFACTS / "diagnose-1280.png"))
@@ -115,23 +115,18 @@ def test_camera_test_pattern_is_flagged_as_not_dermoscopy(server, browser):
     )
     page.wait_for_timeout(1000)
     page.get_by_role("button", name="Take Photo").click(timeout=60_000)
-    warning = page.get_by_text("This image is unlike the dermoscopy this model learnt from")
+    warning = page.get_by_text(t("refer.plain.cannot_judge", "en"))
     try:
         warning.wait_for(timeout=90_000)
     finally:
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "camera-1280.png"))
-    assert page.get_by_text("Suggested diagnosis:").count() == 0  # no confident answer
+    assert page.get_by_text("Most probable:").count() == 0  # no answer, no number
+    assert page.get_by_text(t("refer.number", "en")).count() == 0
     page.get_by_text(t("diag.show_anyway", "en")).click()
-    page.get_by_text("The model's answer, for an image unlike").wait_for(timeout=60_000)
+    page.get_by_text("Answer given anyway").wait_for(timeout=60_000)
     assert page.locator("[data-testid=stException]").count() == 0
     context.close()
-
-
-def _answer(page, timeout=90_000):
-    return page.locator("h3").filter(
-        has_text=re.compile("Suggested diagnosis|Uncertain between|Diagnostic suggéré|Incertain")
-    )
 
 
 def test_french_survives_a_reload_and_every_selector_speaks_it(server, browser):
@@ -157,9 +152,16 @@ def test_french_survives_a_reload_and_every_selector_speaks_it(server, browser):
     page.close()
 
 
+def _answer(page):
+    """The differential's first line: the most probable diagnosis, or the two it cannot tell apart."""
+    return page.get_by_text(re.compile("Most probable:|Uncertain between|Le plus probable|Incertain entre"))
+
+
 def _verdict(page, lang: str = "en"):
     """The referral verdict's box, whichever it is."""
-    texts = "|".join(re.escape(t(f"refer.{v}", lang)) for v in ("suspicious", "not_suspicious", "cannot_judge"))
+    texts = "|".join(
+        re.escape(t(f"refer.{v}", lang)) for v in ("suspicious", "borderline", "not_suspicious", "cannot_judge")
+    )
     return page.locator("h4").filter(has_text=re.compile(texts))
 
 
@@ -258,7 +260,7 @@ def test_one_malignancy_number_in_the_verdict_the_table_and_the_json(server, bro
 
     page = _analyse(browser, server[0], lang, (1280, 900), "ISIC_0029827.jpg")
     page.locator("table b").first.wait_for(timeout=30_000)
-    score_line = page.get_by_text(re.compile(re.escape(t("refer.score", lang, p="X", threshold="Y").split("**X**")[0])))
+    score_line = page.get_by_text(re.compile(re.escape(t("refer.number", lang))))
     verdict_number = _percent(score_line.first.locator("strong").first.inner_text())
     rows = {}
     for row in page.locator("table tbody tr").all():
@@ -290,7 +292,7 @@ def test_on_a_phone_the_batch_verdict_column_comes_first(server, browser, tmp_pa
     page.screenshot(path=str(ARTIFACTS / f"batch-390-{lang}.png"), full_page=True)
     # The grid draws on a canvas; its accessibility layer lists the columns drawn in view.
     drawn = [h.strip() for h in grid.locator("[role=columnheader]").all_inner_texts()]
-    assert drawn[:2] == [t("column.verdict", lang), t("column.malignant_probability", lang)], drawn
+    assert drawn[1:3] == [t("column.verdict", lang), t("column.malignant_probability", lang)], drawn
     frame = grid.bounding_box()
     assert frame and frame["x"] >= 0 and frame["x"] + frame["width"] <= 390
     page.close()

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from skin_model import vocab
-from skin_model.i18n import error_text, percent, t
+from skin_model.i18n import class_label, error_text, percent, t
 from skin_model.inference.inputs import load_image
 
 from .app_helpers import SAMPLE, _app, _probability_table, _upload
@@ -16,13 +16,19 @@ def test_diagnose_shows_answer_chart_and_heatmap(model_calls):
     _upload(at, "lesion.jpg", SAMPLE.read_bytes())
     prediction = at.session_state["diagnosis"]["prediction"]
     assert prediction.label in vocab.CLASSES
-    if prediction.uncertain_between:  # a near tie is said in words, not as an answer
+    shown = [m.value for m in at.markdown]
+    if prediction.uncertain_between:  # a near tie is said in words: the table's first two
         a, b = prediction.uncertain_between
-        assert any(t("diag.uncertain", a=a, b=b) == s.value for s in at.subheader)
-    else:
-        assert any(
-            prediction.label in s.value and vocab.BY_CODE[prediction.label].name_en in s.value for s in at.subheader
+        line = t(
+            "diag.uncertain",
+            a=class_label(a),
+            p_a=percent(prediction.probabilities[a]),
+            b=class_label(b),
+            p_b=percent(prediction.probabilities[b]),
         )
+    else:
+        line = t("diag.most_probable", label=class_label(prediction.label), p=percent(prediction.confidence))
+    assert line in shown
     assert len(at.get("imgs")) >= 1 or len(at.get("image")) >= 1
     table = _probability_table(at)  # every class, most likely first: fused, then image-only
     rows = table.split("<tr>")[2:]
@@ -34,10 +40,10 @@ def test_diagnose_shows_answer_chart_and_heatmap(model_calls):
         fused, image_only = percent(prediction.probabilities[code]), percent(prediction.image_only[code])
         assert row.index(fused) < row.rindex(image_only)
         assert f"width:{100 * prediction.probabilities[code]:.1f}%" in row  # the bar
-    assert len(model_calls) == 1
+    assert model_calls == ["answer", prediction.label]  # the answer, then its heatmap
     at.slider(key="opacity.widget").set_value(80).run()
     at.number_input(key="age.widget")  # still there
-    assert len(model_calls) == 1, "moving the opacity slider ran the model"
+    assert len(model_calls) == 2, "moving the opacity slider ran the model"
     assert not at.exception
 
 

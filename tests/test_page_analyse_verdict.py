@@ -26,13 +26,12 @@ def _forced(monkeypatch, **changes):
 
     from skin_model.inference.predictor import SkinClassifier
 
-    real = SkinClassifier.diagnose
+    real = SkinClassifier.predict_prepared
 
-    def diagnose(self, *args, **kwargs):
-        pred, explanation = real(self, *args, **kwargs)
-        return replace(pred, **changes), explanation
+    def predict_prepared(self, *args, **kwargs):
+        return [replace(pred, **changes) for pred in real(self, *args, **kwargs)]
 
-    monkeypatch.setattr(SkinClassifier, "diagnose", diagnose)
+    monkeypatch.setattr(SkinClassifier, "predict_prepared", predict_prepared)
 
 
 def _number_line(pred, lang="en") -> str:
@@ -207,7 +206,7 @@ def test_a_busy_model_is_said_as_busy_on_analyse_and_the_image_is_kept(monkeypat
     from skin_model.inference.torch_thread import TorchThreadError
 
     at = _app()
-    monkeypatch.setattr(SkinClassifier, "diagnose", _busy)
+    monkeypatch.setattr(SkinClassifier, "predict_prepared", _busy)
     _upload(at, "lesion.jpg", SAMPLE.read_bytes())
     at.session_state["lang"] = lang  # as the sidebar's language selector sets it
     at.run()
@@ -228,7 +227,7 @@ def test_a_busy_model_in_the_heatmap_keeps_the_answer(monkeypatch):
     _upload(at, "lesion.jpg", SAMPLE.read_bytes())
     answered = at.session_state["diagnosis"]["prediction"]
     other = next(c for c in vocab.CLASSES if c != answered.label)
-    monkeypatch.setattr(SkinClassifier, "diagnose", _busy)
+    monkeypatch.setattr(SkinClassifier, "diagnose_prepared", _busy)
     at.selectbox(key="cam_class.en").set_value(other).run()
     assert not at.exception, at.exception
     assert error_text(TorchThreadError(), "en") in _warnings(at)
