@@ -15,7 +15,7 @@ st.markdown(tr("about.answer.text"))
 
 st.subheader(tr("about.glossary"))
 for d in vocab.DIAGNOSES:
-    st.markdown(f"**{d.code} — {d.name(ui.lang())}** {ui.badge(d.code)}  \n{tr('about.class.' + d.code)}")
+    st.markdown(f"**{ui.label(d.code)}** {ui.badge(d.code)}  \n{tr('about.class.' + d.code)}")
 
 st.subheader(tr("about.gradcam"))
 st.markdown(tr("about.gradcam.text"))

@@ -1,14 +1,61 @@
 """Model card: what the shipped model is, how it was trained, how well it does on held-out data."""
 
+from datetime import date
+
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+from babel.dates import format_date
+from babel.numbers import get_decimal_symbol, get_group_symbol
 
 import ui
 from skin_model import vocab
 
 tr = ui.tr
 card = ui.model().card
+# Every number in the page's language, through ``ui.num``/``ui.pct``; Plotly's own (axis ticks,
+# hover) with the language's decimal and thousands separators.
+SEPARATORS = get_decimal_symbol(ui.lang()) + get_group_symbol(ui.lang())
+
+
+def plot(fig: go.Figure) -> None:
+    fig.update_layout(separators=SEPARATORS)
+    st.plotly_chart(fig, config={"displayModeBar": False})
+
+
+def figures(items: list[tuple[str, str, str | None]]) -> None:
+    """Side by side, each figure under its label, with an optional note below. The label is
+    written above the number, not as the metric's own label: that one is cut at the column's
+    width (a long French label lost its end)."""
+    for col, (label, value, note) in zip(st.columns(len(items)), items):
+        col.markdown(f":small[{label}]")
+        col.metric(label, value, label_visibility="collapsed")
+        if note:
+            col.caption(note)
+
+
+WIDE = 5  # columns (the index counted) from which a table is wider than a phone's screen
+
+
+def table(
+    frame: pd.DataFrame, right=(), pinned: str | None = None, wide: bool | None = None, hide_index: bool = False
+) -> None:
+    """A table of text cells (numbers already written the page's way, right-aligned), ``pinned``
+    kept in sight while the rest scrolls, and a hint under it where it is wider than a phone
+    (``wide``; by default from its number of columns)."""
+    config = {c: st.column_config.TextColumn(alignment="right") for c in right}
+    if pinned:
+        config[pinned] = st.column_config.TextColumn(pinned=True)
+    st.dataframe(frame, width="stretch", hide_index=hide_index, column_config=config)
+    if wide if wide is not None else len(frame.columns) + (not hide_index) >= WIDE:
+        st.caption(tr("card.scroll_hint"))
+
+
+def num(x, digits: int = 3) -> str:
+    """A figure of the card, or a dash where it has none."""
+    return "–" if x is None or pd.isna(x) else ui.num(x, digits)
+
+
 st.title(tr("card.title"))
 kinds = [f"{m['architecture']} ({m['input']['width']}×{m['input']['height']} px)" for m in card["members"]]
 members = " + ".join(f"{kinds.count(k)} × {k}" if kinds.count(k) > 1 else k for k in dict.fromkeys(kinds))
@@ -17,9 +64,8 @@ st.write(
         "card.summary_cv",
         members=members,
         version=card["model_version"],
-        date=card["created"],
+        date=format_date(date.fromisoformat(card["created"]), "long", locale=ui.lang()),
         views=len(card["tta"]["views"]),
-        strength=card["prior"]["equal_strength"],
     )
 )
 
@@ -39,16 +85,21 @@ def referral_section(rule: dict) -> None:
             chosen_on=tr("card.chosen_on_oof"),
         )
     )
-    cols = st.columns(3)
-    for col, key, label in (
-        (cols[0], "sensitivity", "card.sensitivity"),
-        (cols[1], "specificity", "card.specificity"),
-        (cols[2], "melanoma_sensitivity", "card.mel_sensitivity"),
-    ):
-        shown = list(points.items())
-        col.metric(f"{tr(label)} · {shown[-1][0]}", f"{shown[-1][1][key]:.3f}")
-        if len(shown) > 1:
-            col.caption(f"{shown[0][0]}: {shown[0][1][key]:.3f}")
+    shown = list(points.items())
+    figures(
+        [
+            (
+                f"{tr(label)} · {shown[-1][0]}",
+                num(shown[-1][1][key]),
+                tr("card.beside", split=shown[0][0], value=num(shown[0][1][key])) if len(shown) > 1 else None,
+            )
+            for key, label in (
+                ("sensitivity", "card.sensitivity"),
+                ("specificity", "card.specificity"),
+                ("melanoma_sensitivity", "card.mel_sensitivity"),
+            )
+        ]
+    )
     left, right = st.columns([3, 2])
     with left:
         fig = go.Figure(
@@ -61,7 +112,7 @@ def referral_section(rule: dict) -> None:
                     x=roc["fpr"],
                     y=roc["tpr"],
                     mode="lines",
-                    name=tr("card.roc_split", split=split, auc=point["auc"]),
+                    name=tr("card.roc_split", split=split, auc=num(point["auc"])),
                     line=dict(color=colour),
                 )
             )
@@ -95,27 +146,28 @@ def referral_section(rule: dict) -> None:
             # Below the plot, one entry a line: readable at 390 px, never over the curves.
             legend=dict(orientation="v", yanchor="top", y=-0.22, x=0, font=dict(size=11)),
         )
-        st.plotly_chart(fig, config={"displayModeBar": False})
+        plot(fig)
     with right:
         split, point = list(points.items())[-1]
         c = point["confusion"]
         st.markdown(f"**{tr('card.referral_confusion') if split == tr('card.test') else split}**")
-        st.dataframe(
+        columns = {
+            tr("card.referred"): [c["referred_malignant"], c["referred_benign"]],
+            tr("card.not_referred"): [c["missed_malignant"], c["cleared_benign"]],
+        }
+        table(
             pd.DataFrame(
-                {
-                    tr("card.referred"): [c["referred_malignant"], c["referred_benign"]],
-                    tr("card.not_referred"): [c["missed_malignant"], c["cleared_benign"]],
-                },
+                {name: [ui.num(n, 0) for n in counts] for name, counts in columns.items()},
                 index=[tr("card.truth_malignant"), tr("card.truth_benign")],
             ),
-            width="stretch",
+            right=list(columns),
         )
     st.markdown(f"**{tr('card.anchors')}**")
     anchors = [
         {
             tr("card.anchor_who"): tr(f"card.anchor.{a['key']}"),
-            tr("card.sensitivity"): a["sensitivity"],
-            tr("card.specificity"): a["specificity"],
+            tr("card.sensitivity"): num(a["sensitivity"], 2),
+            tr("card.specificity"): num(a["specificity"], 2),
             tr("card.anchor_source"): a["source"].split(",")[0] + ", " + a["source"].rsplit(", ", 1)[-1],
         }
         for a in rule["anchors"]
@@ -124,20 +176,13 @@ def referral_section(rule: dict) -> None:
         anchors.append(
             {
                 tr("card.anchor_who"): tr("card.this_model", split=split),
-                tr("card.sensitivity"): point["sensitivity"],
-                tr("card.specificity"): point["specificity"],
+                tr("card.sensitivity"): num(point["sensitivity"], 2),
+                tr("card.specificity"): num(point["specificity"], 2),
                 tr("card.anchor_source"): "",
             }
         )
-    st.dataframe(
-        pd.DataFrame(anchors),
-        hide_index=True,
-        width="stretch",
-        column_config={
-            tr("card.sensitivity"): st.column_config.NumberColumn(format="%.2f"),
-            tr("card.specificity"): st.column_config.NumberColumn(format="%.2f"),
-        },
-    )
+    # Four columns, but the first and the last hold sentences: wider than a phone too.
+    table(pd.DataFrame(anchors), right=[tr("card.sensitivity"), tr("card.specificity")], wide=True, hide_index=True)
 
 
 def recall_and_confusion(report: dict) -> None:
@@ -150,12 +195,14 @@ def recall_and_confusion(report: dict) -> None:
             go.Bar(
                 x=list(vocab.CLASSES),
                 y=[recall[c] for c in vocab.CLASSES],
-                text=[f"{recall[c]:.2f}" for c in vocab.CLASSES],
+                text=[num(recall[c], 2) for c in vocab.CLASSES],
                 textposition="outside",
+                customdata=[ui.label(c) for c in vocab.CLASSES],
+                hovertemplate="%{customdata}: %{text}<extra></extra>",
             )
         )
         fig.update_layout(yaxis=dict(range=[0, 1.1]), height=320, margin=dict(l=10, r=10, t=10, b=10))
-        st.plotly_chart(fig, config={"displayModeBar": False})
+        plot(fig)
     with right:
         st.subheader(tr("card.confusion"))
         counts = report["confusion_matrix"]
@@ -169,9 +216,10 @@ def recall_and_confusion(report: dict) -> None:
                 zmin=0,
                 zmax=1,
                 colorscale="Blues",
-                customdata=counts,
-                texttemplate="%{z:.2f}",
-                hovertemplate="%{y} → %{x}: %{customdata} (%{z:.1%})<extra></extra>",
+                text=[[num(share, 2) for share in row] for row in shares],
+                texttemplate="%{text}",
+                customdata=[[[ui.num(n, 0), ui.pct(share)] for n, share in zip(*pair)] for pair in zip(counts, shares)],
+                hovertemplate="%{y} → %{x}: %{customdata[0]} (%{customdata[1]})<extra></extra>",
                 showscale=False,
             )
         )
@@ -182,7 +230,7 @@ def recall_and_confusion(report: dict) -> None:
             height=320,
             margin=dict(l=10, r=10, t=10, b=10),
         )
-        st.plotly_chart(fig, config={"displayModeBar": False})
+        plot(fig)
 
 
 def reliability_chart(rel: dict, ece: float) -> None:
@@ -196,9 +244,9 @@ def reliability_chart(rel: dict, ece: float) -> None:
                 x=[b[0] for b in bins],
                 y=[b[1] for b in bins],
                 mode="lines+markers",
-                name=f"ECE {ece:.3f}",
+                name=f"ECE {num(ece)}",
                 marker=dict(size=[max(6, min(24, n**0.5)) for *_, n in bins]),
-                text=[f"n={n}" for *_, n in bins],
+                text=[f"n = {ui.num(n, 0)}" for *_, n in bins],
                 cliponaxis=False,
             ),
         ]
@@ -212,7 +260,7 @@ def reliability_chart(rel: dict, ece: float) -> None:
         margin=dict(l=10, r=30, t=30, b=10),
         legend=dict(orientation="h", y=-0.25),
     )
-    st.plotly_chart(fig, config={"displayModeBar": False})
+    plot(fig)
 
 
 def evaluation_section(evaluation: dict) -> None:
@@ -230,40 +278,41 @@ def evaluation_section(evaluation: dict) -> None:
         ("card.auc", test["equal_prior_report"]["macro_auc"], oof["macro_auc"]),
         ("card.ece", calibration["ece_15"], oof["training_prior"]["ece_15"]),
     )
-    for col, (label, on_test, out_of_fold) in zip(st.columns(len(headline)), headline):
-        col.metric(f"{tr(label)} · {tr('card.test')}", f"{on_test:.3f}")
-        if out_of_fold is not None:
-            col.caption(f"{tr('card.oof')}: {out_of_fold:.3f}")
+    figures(
+        [
+            (
+                f"{tr(label)} · {tr('card.test')}",
+                num(on_test),
+                tr("card.beside", split=tr("card.oof"), value=num(out_of_fold)) if out_of_fold is not None else None,
+            )
+            for label, on_test, out_of_fold in headline
+        ]
+    )
     st.caption(
         tr(
             "card.calibration_line",
-            ece=calibration["ece_15"],
-            p=calibration["mean_malignant_probability"],
-            share=calibration["malignant_share"],
+            ece=num(calibration["ece_15"]),
+            p=num(calibration["mean_malignant_probability"]),
+            share=num(calibration["malignant_share"]),
         )
     )
     st.markdown(f"**{tr('card.by_source')}**")
     rows = [
         {
             tr("card.source"): name,
-            tr("card.images"): r["images"],
-            "BA": r["balanced_accuracy_present"],
-            tr("card.mel_recall"): r["melanoma_recall"],
-            tr("card.mel_auc"): r["melanoma_auc"],
-            tr("card.ood_flagged"): r.get("ood_flagged"),  # out of fold: not scored for it
+            tr("card.images"): ui.num(r["images"], 0),
+            "BA": num(r["balanced_accuracy_present"]),
+            tr("card.mel_recall"): num(r["melanoma_recall"]),
+            tr("card.mel_auc"): num(r["melanoma_auc"]),
+            tr("card.ood_flagged"): num(r.get("ood_flagged")),  # out of fold: not scored for it
         }
         for name, r in {
             **evaluation["by_source"],
             **{f"{s} ({tr('card.oof')})": r for s, r in evaluation["out_of_fold"]["by_source"].items()},
         }.items()
     ]
-    numbers = ["BA", tr("card.mel_recall"), tr("card.mel_auc"), tr("card.ood_flagged")]
-    st.dataframe(
-        pd.DataFrame(rows),
-        hide_index=True,
-        width="stretch",
-        column_config={c: st.column_config.NumberColumn(format="%.3f") for c in numbers},
-    )
+    frame = pd.DataFrame(rows)
+    table(frame, right=list(frame.columns[1:]), pinned=tr("card.source"), hide_index=True)
     recall_and_confusion(test["equal_prior_report"])
     reliability_chart(calibration["reliability"], calibration["ece_15"])
 
@@ -276,13 +325,16 @@ def evaluation_section(evaluation: dict) -> None:
             "card.ood_cv_text",
             n=ood.get("outlier_exposure", {}).get("outside_images", 0),
             rate=ui.pct(ood["target_pass_rate_per_source"]),
-            source=strictest,
+            source=ui.clinics([strictest])[0],
             lowest=ui.pct(passing[strictest]),
         )
     )
     outside = evaluation.get("not_dermoscopy")
     if outside:
-        summary = " · ".join(f"{k} {v['flagged']:.0%} (n={v['n']})" for k, v in outside.items())
+        summary = " · ".join(
+            tr("card.category_share", name=tr(f"card.category.{k}"), share=ui.pct(v["flagged"]), n=ui.num(v["n"], 0))
+            for k, v in outside.items()
+        )
         st.caption(tr("card.not_dermoscopy", summary=summary))
 
 
@@ -293,7 +345,7 @@ def held_out_section(evidence: dict) -> None:
         tr(
             "card.held_out_text",
             **evidence["fold_model"],
-            mean=evidence["mean"]["melanoma_auc"],
+            mean=num(evidence["mean"]["melanoma_auc"]),
         )
     )
     # Counts as text: the mean row has none (a number column would print "None"). The stand-in's
@@ -301,22 +353,57 @@ def held_out_section(evidence: dict) -> None:
     rows = [
         {
             tr("card.source"): name,
-            tr("card.images"): str(r["images"]) if "images" in r else "",
-            tr("card.melanomas"): str(r["melanomas"]) if "melanomas" in r else "",
-            tr("card.mel_auc"): r["melanoma_auc"],
-            tr("card.malignant_auc"): r["malignant_auc"],
-            "BA": r["balanced_accuracy_present"],
-            tr("card.mel_recall"): r["melanoma_recall"],
+            tr("card.images"): ui.num(r["images"], 0) if "images" in r else "",
+            tr("card.melanomas"): ui.num(r["melanomas"], 0) if "melanomas" in r else "",
+            tr("card.mel_auc"): num(r["melanoma_auc"]),
+            tr("card.malignant_auc"): num(r["malignant_auc"]),
+            "BA": num(r["balanced_accuracy_present"]),
+            tr("card.mel_recall"): num(r["melanoma_recall"]),
         }
         for name, r in {**evidence["by_source"], tr("card.mean"): evidence["mean"]}.items()
     ]
-    numbers = [tr(k) for k in ("card.mel_auc", "card.malignant_auc", "card.mel_recall")] + ["BA"]
-    st.dataframe(
-        pd.DataFrame(rows),
-        hide_index=True,
-        width="stretch",
-        column_config={c: st.column_config.NumberColumn(format="%.3f") for c in numbers},
-    )
+    frame = pd.DataFrame(rows)
+    table(frame, right=list(frame.columns[1:]), pinned=tr("card.source"), hide_index=True)
+
+
+def beyond_section(evaluation: dict) -> None:
+    """Where the evaluation has them: the shipped model on a whole source it never saw, and
+    full-size uploads against the working copies it learnt from."""
+    unseen = evaluation.get("unseen_sources") or {}
+    uploads = evaluation.get("full_size_uploads")
+    if not unseen and not uploads:
+        return
+    st.subheader(tr("card.beyond"))
+    for name, r in unseen.items():
+        st.markdown(
+            tr(
+                "card.unseen_text",
+                clinic=ui.clinics([name])[0],
+                lesions=ui.num(r["lesions"], 0),
+                cannot_judge=ui.pct(r["cannot_judge"]),
+                judged=ui.num(r["judged"], 0),
+                sensitivity=ui.pct(r["sensitivity"]),
+                melanomas=ui.pct(r["melanoma_sensitivity"]),
+                specificity=ui.pct(r["specificity"]),
+                auc=num(r["melanoma_auc"]),
+                ba=num(r["balanced_accuracy_present"]),
+            )
+        )
+    if uploads:
+        st.markdown(
+            tr(
+                "card.uploads_text",
+                images=ui.num(uploads["images"], 0),
+                width=card["source"]["width"],
+                height=card["source"]["height"],
+                verdicts=ui.pct(uploads["verdicts_agree"]),
+                diagnoses=ui.pct(uploads["suggested_diagnoses_agree"]),
+                mean=ui.num(100 * uploads["mean_abs_delta_p_malignant"], 1),
+                max=ui.num(100 * uploads["max_abs_delta_p_malignant"], 1),
+                ood_original=ui.pct(uploads["ood_flagged_original"]),
+                ood_copy=ui.pct(uploads["ood_flagged_copy"]),
+            )
+        )
 
 
 if card.get("referral"):
@@ -327,12 +414,14 @@ if card.get("evaluation"):
     evaluation_section(card["evaluation"])
 else:
     st.warning(tr("card.no_metrics"))
-band = card["uncertainty"].get("validation", {})
-if "accuracy_of_uncertain" in band:
+# The answer's uncertainty band: that of the probabilities shown (HAM10000's frequencies).
+shown_prior = card["uncertainty"].get("by_prior", {}).get("training", {})
+band = shown_prior.get("validation", {})
+if band.get("accuracy_of_uncertain") is not None:
     st.caption(
         tr(
             "card.uncertain",
-            gap=ui.pct(card["uncertainty"]["gap"]),
+            gap=ui.pct(shown_prior["gap"]),
             share=ui.pct(band["share_uncertain"]),
             right=ui.pct(band["accuracy_of_uncertain"]),
             rest=ui.pct(band["accuracy_of_the_rest"]),
@@ -340,6 +429,8 @@ if "accuracy_of_uncertain" in band:
     )
 if card.get("held_out_sources"):
     held_out_section(card["held_out_sources"])
+if card.get("evaluation"):
+    beyond_section(card["evaluation"])
 
 st.subheader(tr("card.data"))
 data = card["data"]
@@ -363,11 +454,12 @@ counts = pd.DataFrame(
     }
 )
 datasets = ui.training_datasets(card)
-st.write(tr("card.data_text", datasets=", ".join(datasets), sources=", ".join(data["sources"])))
-st.caption(f"{tr('card.split')}: {tr('card.split_text', parts=' '.join(tr(f'split.{name}') for name in datasets))}")
+st.write(tr("card.data_text", datasets=ui.joined(datasets), clinics=ui.joined(ui.clinics(data["sources"]))))
+parts = " ".join(tr(f"split.{name}") for name in datasets)
+st.caption(tr("card.split") + tr("punct.colon") + tr("card.split_text", parts=parts))
 # A count not in the card (the test split's classes) shows as a dash, not as "None"; every cell
-# is text, so that Arrow never meets a column mixing numbers and dashes.
-st.dataframe(counts.map(lambda n: "–" if pd.isna(n) else str(int(n))), width="stretch")
+# is text (written the page's way), so that Arrow never meets a column mixing numbers and dashes.
+table(counts.map(lambda n: "–" if pd.isna(n) else ui.num(n, 0)), right=list(counts.columns))
 
 st.subheader(tr("card.use"))
 st.info(tr("app.disclaimer"))

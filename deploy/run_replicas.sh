@@ -27,7 +27,7 @@ python3 - "$PREFIX" "$PORT" "$servers" <<'PY'
 import sys
 prefix, port, servers = sys.argv[1:]
 text = open("deploy/nginx.conf.template").read()
-open(f"{prefix}/nginx.conf", "w").write(text.replace("@PREFIX@", prefix).replace("@PORT@", port).replace("@SERVERS@", servers.rstrip("\n")))
+open(f"{prefix}/nginx.conf", "w").write(text.replace("@PREFIX@", prefix).replace("@LISTEN@", f"127.0.0.1:{port}").replace("@SERVERS@", servers.rstrip("\n")))
 PY
 nginx -p "$PREFIX" -c "$PREFIX/nginx.conf" -e "$PREFIX/error.log" -g "daemon on;"
 # Each replica answers pages at once and the API once its model has loaded (/api/v1/ready).

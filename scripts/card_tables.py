@@ -27,8 +27,8 @@ def main(model_dir: Path | None = None) -> None:
     answer, oof_answer = test["answer"], ev["out_of_fold"]["answer"]
     print(f"## Model {card['model_version']}: out-of-fold beside test\n")
     print(
-        f"The suggested diagnosis: the top class under the `{card['prior']['default']}` prior; AUCs rank by the "
-        "calibrated probabilities (training frequencies).\n"
+        "The answer: the most probable class of the calibrated probabilities (training frequencies); AUCs rank "
+        "by the same probabilities.\n"
     )
     print("| measure | out-of-fold | test |\n|---|---|---|")
     report = test["equal_prior_report"]

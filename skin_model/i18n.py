@@ -423,13 +423,16 @@ TEXT: dict[str, dict[str, str]] = {
     "card.summary_cv": {
         "en": "{members}: one per fold of a 5-fold cross-validation, averaged; version {version}, exported on "
         "{date}. Each answer averages {views} flipped views of the image. Its probabilities are calibrated to "
-        "HAM10000's frequencies, and the referral verdict reads their malignant share; the 7-class figures "
-        "below are those of the view before base rates (every diagnosis equally likely), as the model was chosen.",
+        "HAM10000's frequencies: the referral verdict reads their malignant share, and the suggested diagnosis "
+        "is their most probable class. The view before base rates (every diagnosis equally likely) is the "
+        "balanced decision, shown on request; the recall per diagnosis and the confusion matrix below are that "
+        "view's, on which the training epoch was chosen.",
         "fr": "{members} : un par pli d'une validation croisée à 5 plis, moyennés ; version {version}, exportée le "
         "{date}. Chaque réponse moyenne {views} vues retournées de l'image. Ses probabilités sont calibrées sur "
-        "les fréquences de HAM10000, et le verdict d'orientation lit leur part maligne ; les chiffres à 7 classes "
-        "ci-dessous sont ceux de la vue avant fréquences (tous les diagnostics également probables), comme le "
-        "modèle a été choisi.",
+        "les fréquences de HAM10000 : le verdict d'orientation lit leur part maligne, et le diagnostic suggéré "
+        "est leur classe la plus probable. La vue avant fréquences (tous les diagnostics également probables) "
+        "est la décision équilibrée, montrée sur demande ; le rappel par diagnostic et la matrice de confusion "
+        "ci-dessous sont les siens, et l'époque d'entraînement a été choisie sur elle.",
     },
     "card.referral": {
         "en": "Should a dermatologist see it? The referral rule",
@@ -455,7 +458,7 @@ TEXT: dict[str, dict[str, str]] = {
         "fr": "Lésions bénignes signalées (1 − spécificité)",
     },
     "card.roc_y": {"en": "Malignant lesions flagged (sensitivity)", "fr": "Lésions malignes signalées (sensibilité)"},
-    "card.roc_split": {"en": "{split}, AUC {auc:.3f}", "fr": "{split}, AUC {auc:.3f}"},
+    "card.roc_split": {"en": "{split}, AUC {auc}", "fr": "{split}, AUC {auc}"},
     "card.operating_point": {"en": "{split}: the rule", "fr": "{split} : la règle"},
     "card.referral_confusion": {
         "en": "Referral against the truth (test split)",
@@ -497,10 +500,10 @@ TEXT: dict[str, dict[str, str]] = {
     "card.bal_acc": {"en": "Balanced accuracy", "fr": "Exactitude équilibrée"},
     "card.auc": {"en": "Macro ROC AUC", "fr": "AUC ROC macro"},
     "card.ece": {"en": "Calibration error (ECE)", "fr": "Erreur de calibration (ECE)"},
-    "card.recall": {"en": "Recall per diagnosis", "fr": "Rappel par diagnostic"},
+    "card.recall": {"en": "Recall per diagnosis, before base rates", "fr": "Rappel par diagnostic, avant fréquences"},
     "card.confusion": {
-        "en": "Confusion matrix (rows: truth, columns: prediction)",
-        "fr": "Matrice de confusion (lignes : vérité, colonnes : prédiction)",
+        "en": "Confusion matrix before base rates (rows: truth, columns: prediction)",
+        "fr": "Matrice de confusion avant fréquences (lignes : vérité, colonnes : prédiction)",
     },
     "card.truth": {"en": "Truth", "fr": "Vérité"},
     "card.predicted": {"en": "Prediction", "fr": "Prédiction"},
@@ -512,10 +515,11 @@ TEXT: dict[str, dict[str, str]] = {
     "card.ood_cv_text": {
         "en": "An image unlike the dermoscopy the model learnt from gets “cannot judge this image”, never a verdict. "
         "The check has also learnt from {n} real images that are not dermoscopy; its threshold lets at least "
-        "{rate} of each source's dermoscopy pass (the strictest: {source}, {lowest}).",
+        "{rate} of each source's dermoscopy pass; of the source it is strictest with, {source}, {lowest} pass.",
         "fr": "Une image qui ne ressemble pas à la dermoscopie apprise reçoit « impossible de juger cette image », "
         "jamais un verdict. Le contrôle a aussi appris de {n} vraies images qui ne sont pas de la dermoscopie ; son "
-        "seuil laisse passer au moins {rate} de la dermoscopie de chaque source (la plus stricte : {source}, {lowest}).",
+        "seuil laisse passer au moins {rate} de la dermoscopie de chaque source ; de la source avec laquelle il est "
+        "le plus strict, {source}, {lowest} passent.",
     },
     "card.uncertain": {
         "en": "“Uncertain between A and B” when the top two probabilities differ by less than {gap}: the widest "
@@ -528,8 +532,8 @@ TEXT: dict[str, dict[str, str]] = {
     "card.data": {"en": "Training data", "fr": "Données d'entraînement"},
     "card.split": {"en": "Split", "fr": "Partition"},
     "card.data_text": {
-        "en": "Dermoscopy from {datasets}; the sources (clinics and collections): {sources}.",
-        "fr": "Dermoscopie de {datasets} ; les sources (cliniques et collections) : {sources}.",
+        "en": "Dermoscopy from {datasets}, taken at {clinics}.",
+        "fr": "Dermoscopie de {datasets}, prise dans {clinics}.",
     },
     "word.and": {"en": "and", "fr": "et"},
     "card.split_text": {
@@ -630,12 +634,12 @@ TEXT: dict[str, dict[str, str]] = {
     "card.held_out_text": {
         "en": "The best guide to a clinic this model has never seen: for each source, a model of the same design "
         "trained without it and scored on all of its images (a smaller stand-in: {arch} at {width}×{height}, "
-        "{epochs} epochs, fold {fold}'s training images). Mean melanoma AUC {mean:.3f}. The shipped model was "
+        "{epochs} epochs, fold {fold}'s training images). Mean melanoma AUC {mean}. The shipped model was "
         "trained on the clinics named above, and has never seen the others.",
         "fr": "Le meilleur indice de ce que vaut ce modèle dans une clinique qu'il n'a jamais vue : pour chaque source, "
         "un modèle de même conception entraîné sans elle et évalué sur toutes ses images (un modèle réduit, à la "
         "place du modèle livré : {arch} en {width}×{height}, {epochs} époques, images d'entraînement du pli {fold}). "
-        "AUC mélanome moyenne : {mean:.3f}. Le modèle livré a été entraîné sur les images des cliniques nommées "
+        "AUC mélanome moyenne : {mean}. Le modèle livré a été entraîné sur les images des cliniques nommées "
         "plus haut et n'a jamais vu les autres.",
     },
     "card.melanomas": {"en": "Melanomas", "fr": "Mélanomes"},
@@ -646,10 +650,50 @@ TEXT: dict[str, dict[str, str]] = {
     "card.mel_auc": {"en": "Melanoma AUC", "fr": "AUC mélanome"},
     "card.ood_flagged": {"en": "Flagged out of domain", "fr": "Signalées hors domaine"},
     "card.calibration_line": {
-        "en": "Under HAM10000's frequencies (the training prior) on test: ECE {ece:.3f}; mean P(malignant) {p:.3f} "
-        "against a malignant share of {share:.3f}.",
-        "fr": "Aux fréquences de HAM10000 (a priori d'entraînement) sur le test : ECE {ece:.3f} ; P(maligne) moyenne "
-        "{p:.3f} pour une part de lésions malignes de {share:.3f}.",
+        "en": "Under HAM10000's frequencies (the training prior) on test: ECE {ece}; mean P(malignant) {p} "
+        "against a malignant share of {share}.",
+        "fr": "Aux fréquences de HAM10000 (a priori d'entraînement) sur le test : ECE {ece} ; P(maligne) moyenne "
+        "{p} pour une part de lésions malignes de {share}.",
+    },
+    # A figure beside the one shown large: "out-of-fold: 0.912".
+    "card.beside": {"en": "{split}: {value}", "fr": "{split} : {value}"},
+    "card.scroll_hint": {
+        "en": "Swipe the table sideways for more columns.",
+        "fr": "Faites glisser le tableau sur le côté pour voir les autres colonnes.",
+    },
+    # The categories of real images that are not dermoscopy (the folders of not_dermoscopy).
+    "card.category.clinical_skin": {"en": "ordinary photos of skin", "fr": "photos de peau ordinaires"},
+    "card.category.documents": {"en": "documents", "fr": "documents"},
+    "card.category.medical_other": {"en": "other medical images", "fr": "autres images médicales"},
+    "card.category.natural": {"en": "everyday photos", "fr": "photos du quotidien"},
+    "card.category.all": {"en": "all together", "fr": "toutes ensemble"},
+    "card.category_share": {"en": "{name} {share} of {n}", "fr": "{name} {share} sur {n}"},
+    "card.beyond": {"en": "Away from its training conditions", "fr": "Hors de ses conditions d'entraînement"},
+    "card.unseen_text": {
+        "en": "**On a clinic it never saw: {clinic}** ({lesions} lesions, one image each). It could not judge "
+        "{cannot_judge} of them. On the {judged} it judged, the referral rule flagged {sensitivity} of the "
+        "malignant and pre-malignant lesions and {melanomas} of the melanomas, and cleared {specificity} of the "
+        "benign ones; melanoma AUC {auc}, balanced accuracy {ba}. Compare with the clinics it learnt from, above.",
+        "fr": "**Dans une clinique qu'il n'a jamais vue : {clinic}** ({lesions} lésions, une image chacune). Il "
+        "n'a pas pu en juger {cannot_judge}. Sur les {judged} qu'il a jugées, la règle d'orientation a signalé "
+        "{sensitivity} des lésions malignes et précancéreuses et {melanomas} des mélanomes, et écarté "
+        "{specificity} des bénignes ; AUC mélanome {auc}, exactitude équilibrée {ba}. À comparer aux cliniques "
+        "qu'il a apprises, plus haut.",
+    },
+    "card.uploads_text": {
+        "en": "**Full-size photos.** {images} original photographs, as a user uploads them, against the "
+        "{width}×{height} copies the model learnt from, with the same patient information: the verdict was the "
+        "same for {verdicts} of them and the suggested diagnosis for {diagnoses}; the probability of a malignant "
+        "or pre-malignant lesion moved on average by {mean} (at most {max}) percentage points. Flagged out of "
+        "domain: {ood_original} of the originals, {ood_copy} of the copies. These lesions are in the training "
+        "folds: this tests how an image is brought to size, not how often the answer is right.",
+        "fr": "**Photos en taille réelle.** {images} photographies originales, telles qu'un utilisateur les "
+        "envoie, face aux copies en {width}×{height} que le modèle a apprises, avec les mêmes informations "
+        "patient : le verdict était le même pour {verdicts} d'entre elles et le diagnostic suggéré pour "
+        "{diagnoses} ; la probabilité d'une lésion maligne ou précancéreuse a varié en moyenne de {mean} (au plus "
+        "{max}), en points de pourcentage. Signalées hors domaine : {ood_original} des originales, "
+        "{ood_copy} des copies. Ces lésions sont dans les plis d'entraînement : c'est un test de la mise à la "
+        "taille de l'image, pas de la justesse de la réponse.",
     },
     "card.not_dermoscopy": {
         "en": "Real images that are not dermoscopy (the half kept aside, never trained on), flagged out of "
@@ -701,11 +745,10 @@ TEXT: dict[str, dict[str, str]] = {
         "The optional column *before base rates* weighs the image's evidence as if every diagnosis were equally "
         "common: it ranks rare diagnoses higher, is not the probability of this lesion, and the verdict never "
         "uses it.\n"
-        "- **The suggested diagnosis** is the diagnosis the image favours most once base rates are set aside "
-        "(the top of that column). On lesions the model had not learnt from it named the right diagnosis, and "
-        "melanomas, more often than the most probable class did. The two can differ: nevi are so common that "
-        "a nevus is often the most probable diagnosis even when the image favours a rarer one; the page then "
-        "says so.\n"
+        "- **The suggested diagnosis** is the most probable diagnosis: the top of the probabilities shown, under "
+        "HAM10000's frequencies. Nevi are so common there that a nevus is often the most probable even when the "
+        "image's evidence leans to a rarer diagnosis. The column *before base rates* is the balanced decision, "
+        "on request: its top names the rare diagnoses, melanoma among them, more often, rightly and wrongly.\n"
         "- **Cannot judge** means the image is unlike the dermoscopy the model learnt from (another camera, no "
         "dermoscope, not a lesion): its numbers would not mean what they say there.",
         "fr": "- **Le verdict** répond à une question : un dermatologue devrait-il voir cette lésion ? Il lit un "
@@ -725,11 +768,11 @@ TEXT: dict[str, dict[str, str]] = {
         "l'image. La colonne facultative *avant fréquences* pèse les indices de l'image comme si tous les "
         "diagnostics étaient également fréquents : elle place plus haut les diagnostics rares, ce n'est pas la "
         "probabilité de cette lésion, et le verdict ne l'utilise jamais.\n"
-        "- **Le diagnostic suggéré** est celui que l'image favorise le plus une fois les fréquences de base mises "
-        "de côté (le premier de cette colonne). Sur des lésions que le modèle n'avait pas apprises, il a nommé le "
-        "bon diagnostic, et les mélanomes, plus souvent que la classe la plus probable. Les deux peuvent "
-        "différer : les nævus sont si fréquents qu'un nævus est souvent le plus probable même quand l'image en "
-        "favorise un plus rare ; la page le dit alors.\n"
+        "- **Le diagnostic suggéré** est le diagnostic le plus probable : le premier des probabilités affichées, "
+        "aux fréquences de HAM10000. Les nævus y sont si fréquents qu'un nævus est souvent le plus probable même "
+        "quand les indices de l'image penchent vers un diagnostic plus rare. La colonne *avant fréquences* est la "
+        "décision équilibrée, sur demande : son premier nomme plus souvent les diagnostics rares, dont le "
+        "mélanome, à tort comme à raison.\n"
         "- **Impossible de juger** signifie que l'image ne ressemble pas à la dermoscopie que le modèle a apprise "
         "(autre appareil, pas de dermatoscope, pas une lésion) : ses nombres n'y voudraient pas dire ce qu'ils "
         "disent.",

@@ -102,8 +102,8 @@ SITE_SPELLINGS: dict[str, str] = {
 # is the referral's number (one malignancy number everywhere), and a better melanoma ranking
 # on other clinics' images (docs/model.md). "equal": every diagnosis as likely before the image
 # is seen, a view of the image's evidence before base rates, never called a probability.
-# The suggested diagnosis is decided under the model card's own prior (``prior.default``,
-# chosen out of fold at export), whichever of these the probabilities are stated under.
+# The answer (``prediction``) is the most probable class under the prior the probabilities are
+# stated in: with "equal", the balanced decision (the card reports both priors' figures).
 PRIOR_NAMES: tuple[str, ...] = ("training", "equal")
 DEFAULT_PRIOR = "training"
 

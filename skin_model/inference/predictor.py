@@ -301,7 +301,7 @@ class SkinClassifier:
         )
 
     def predict(self, image: ImageSource, age=None, sex=None, site=None, prior: str = DEFAULT_PRIOR) -> Prediction:
-        """The suggested diagnosis and the calibrated 7-class probabilities under ``prior``
+        """The answer (the most probable class) and the calibrated 7-class probabilities under ``prior``
         ("training" or "equal"), with and without the metadata."""
         return self.predict_prepared([self.prepare(image, age, sex, site)], prior)[0]
 
@@ -331,7 +331,7 @@ class SkinClassifier:
         """Prediction and Grad-CAM from one forward and one backward pass over the view set.
 
         ``target`` is the class to explain, or ``"malignant"`` (the referral's score, the log of
-        exp(mel) + exp(bcc) + exp(akiec) of the logits); by default the suggested diagnosis. The heatmap has the
+        exp(mel) + exp(bcc) + exp(akiec) of the logits); by default the answer (the most probable class). The heatmap has the
         image's size unless ``heatmap_size`` = (width, height) asks for another (a display's:
         a camera photo's full-size map would be tens of megabytes nobody sees).
         """
@@ -383,5 +383,5 @@ class SkinClassifier:
         return prediction, explanation
 
     def explain(self, image: ImageSource, target: str | None = None, age=None, sex=None, site=None) -> Explanation:
-        """Grad-CAM of ``target`` (default: the suggested diagnosis) through the fused model."""
+        """Grad-CAM of ``target`` (default: the most probable class) through the fused model."""
         return self.diagnose(image, age, sex, site, target=target)[1]

@@ -457,7 +457,7 @@ def openapi_document(max_upload_bytes: int, token_required: bool = False) -> dic
         "413": refusal(f"The body passes {max_upload_bytes // 2**20} MB, or the image passes the pixel limits"),
         "415": refusal("Not multipart/form-data, or the image is no image that can be read"),
         "422": refusal(
-            "invalid_metadata, unknown_prior, unknown_class, unknown_field, repeated_field, truncated_image, "
+            "invalid_metadata, unknown_prior, unknown_class, unknown_field, invalid_field, repeated_field, truncated_image, "
             "image_too_small: a field that cannot be read, or an unusable image"
         ),
         "500": refusal("internal_error: the server could not answer (its log has the details, never the client)"),

@@ -165,7 +165,7 @@ def evaluate_sources(
         }
         for source in sorted(set(df["source"])):
             inside = (df["source"] == source).to_numpy()
-            # The suggested diagnosis's recalls; the AUCs of the ranking the referral and the ROC
+            # The answer's recalls; the AUCs of the ranking the referral and the ROC
             # use: the calibrated probabilities, no prior dividing them.
             per_source = source_metrics(answer[inside], labels[inside], ood[inside], ranking=training[inside])
             per_source["melanoma_auc_equal_prior"] = source_report(equal[inside], labels[inside])["melanoma_auc"]

@@ -1,11 +1,11 @@
 """Export of a cross-validated recipe: the fold models become the ensemble, and every choice
 is made on their pooled out-of-fold predictions, never on the test split.
 
-Choices, in order: the epoch (pooled out-of-fold balanced accuracy under the equal prior),
-then on the chosen epoch's out-of-fold logits with test-time flips: temperature and class
-biases (the ``training`` prior then means HAM10000's frequencies), the equal prior as the
-plain Bayes correction from them, the prior whose top class is the suggested diagnosis, the
-uncertainty gap, the referral threshold, and the
+Choices, in order: the epoch (the epoch rule, ``calibration.calibrated_balanced_accuracy``,
+on the pooled out-of-fold logits), then on the chosen epoch's out-of-fold logits with
+test-time flips (``ensemble``): temperature and class biases (the ``training`` prior then means
+HAM10000's frequencies), the equal prior as the plain Bayes correction from them, each prior's
+uncertainty gap and out-of-fold answer, the referral threshold, and the
 out-of-domain threshold (each source's out-of-fold or check images pass at the stated rate).
 Test labels are never read here.
 """
