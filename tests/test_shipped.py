@@ -217,3 +217,56 @@ def test_in_domain_test_split_mostly_passes(shipped):
     paths = find_images(SHARED_DATA)
     flagged = [shipped.predict(paths[i]).ood for i in test_ids]
     assert np.mean(flagged) <= 0.05
+
+
+def _sweep():
+    """The committed samples, and a synthetic sweep of lesion-like images at the working size."""
+    from .conftest import synthetic_lesion
+
+    for row in SAMPLES.itertuples():
+        yield SAMPLES_DIR / f"{row.image_id}.jpg", row.age, row.sex, row.localization
+    for seed in range(30):
+        yield synthetic_lesion(vocab.CLASSES[seed % 7], 900 + seed, size=(200, 150)), None, None, None
+
+
+@pytest.mark.parametrize("prior", ["training", "equal"])
+def test_the_answer_is_the_top_of_the_numbers_shown_and_uncertain_is_their_top_two(shipped, prior):
+    for image, age, sex, site in _sweep():
+        pred = shipped.predict(image, age, sex, site, prior=prior)
+        ranked = sorted(pred.probabilities, key=pred.probabilities.get, reverse=True)
+        assert pred.label == ranked[0]
+        assert pred.uncertain_between is None or list(pred.uncertain_between) == ranked[:2]
+
+
+def test_an_image_that_is_not_dermoscopy_gets_no_number_through_the_api(shipped):
+    from starlette.testclient import TestClient
+
+    from skin_model.serving.api import create_api
+
+    client = TestClient(create_api(lambda: shipped, 2**22))
+    black = io.BytesIO()
+    Image.new("RGB", (320, 240)).save(black, "PNG")
+    answer = client.post("/predict?cam=mel", files={"image": ("black.png", black.getvalue(), "image/png")}).json()
+    assert answer["verdict"] == "cannot_judge" and answer["refer"] is None and not answer["answered_anyway"]
+    for key in ("referral_probability", "malignant_probability", "refer_threshold", "prediction", "confidence"):
+        assert answer[key] is None, key
+    assert answer["probabilities"] == {} and answer["similar_cases"] == [] and "cam" not in answer
+    anyway = client.post(
+        "/predict", files={"image": ("black.png", black.getvalue(), "image/png")}, data={"answer_anyway": "true"}
+    ).json()
+    assert anyway["answered_anyway"] and anyway["prediction"] in vocab.CLASSES
+    assert sum(anyway["probabilities"].values()) == pytest.approx(1.0)
+
+
+ORIGINALS = REPO.parent / "shared" / "data" / "ham10000_originals"
+
+
+@pytest.mark.skipif(not (ORIGINALS / "metadata.csv").exists(), reason="the full-size originals are not present")
+def test_a_full_size_upload_gets_the_answer_of_its_training_copy(shipped):
+    """Each 600x450 original, as a user uploads it, against its 200x150 copy (issue 43's bar)."""
+    from skin_model.training.evaluate import uploads_report
+
+    report = uploads_report(shipped, ORIGINALS, REPO.parent / "shared" / "data" / "ham10000")
+    assert report["images"] == 154
+    assert report["verdicts_agree"] >= 0.97
+    assert report["mean_abs_delta_p_malignant"] <= 0.02
