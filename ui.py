@@ -241,7 +241,14 @@ def similar_cases(cases) -> str:
         age = tr("diag.similar_age", age=f"{patient.age:.0f}") if patient.age is not None else ""
         site = tr(f"site.{patient.site}") if patient.site != vocab.UNKNOWN else ""
         short = " · ".join(
-            x for x in (f"<b>{case.dx}</b>", tr("diag.similarity", s=num(case.similarity)), age, site) if x
+            x
+            for x in (
+                f"<b>{vocab.BY_CODE[case.dx].name(lang())}</b>",
+                tr("diag.similarity", s=num(case.similarity)),
+                age,
+                site,
+            )
+            if x
         )
         details = tr(
             "diag.similar_details",

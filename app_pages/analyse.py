@@ -292,7 +292,7 @@ def referral(pred, thumbnail: bytes) -> None:
             st.markdown(
                 tr(
                     "refer.conflict",
-                    code=pred.label,
+                    code=ui.label(pred.label),
                     top=ui.pct(pred.confidence),
                     p=ui.pct(pred.referral_probability),
                     threshold=ui.pct(pred.refer_threshold),

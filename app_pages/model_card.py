@@ -37,23 +37,38 @@ def figures(items: list[tuple[str, str, str | None]]) -> None:
 WIDE = 5  # columns (the index counted) from which a table is wider than a phone's screen
 
 
-def table(
-    frame: pd.DataFrame, right=(), pinned: str | None = None, wide: bool | None = None, hide_index: bool = False
-) -> None:
-    """A table of text cells (numbers already written the page's way, right-aligned), ``pinned``
-    kept in sight while the rest scrolls, and a hint under it where it is wider than a phone
-    (``wide``; by default from its number of columns)."""
-    config = {c: st.column_config.TextColumn(alignment="right") for c in right}
-    if pinned:
-        config[pinned] = st.column_config.TextColumn(pinned=True)
-    st.dataframe(frame, width="stretch", hide_index=hide_index, column_config=config)
-    if wide if wide is not None else len(frame.columns) + (not hide_index) >= WIDE:
-        st.caption(tr("card.scroll_hint"))
-
-
 def num(x, digits: int = 3) -> str:
     """A figure of the card, or a dash where it has none."""
     return "–" if x is None or pd.isna(x) else ui.num(x, digits)
+
+
+def count(n) -> str:
+    return ui.num(n, 0)
+
+
+def table(
+    frame: pd.DataFrame,
+    formats: dict | None = None,
+    right=(),
+    pinned: str | None = None,
+    wide: bool | None = None,
+    hide_index: bool = False,
+) -> None:
+    """A table whose numbers are written the page's way: the columns in ``formats`` stay numbers
+    (they sort as numbers), shown through their formatter (``num``, ``count``; a dash where the
+    card has none), never through a column format, which writes a decimal point in every
+    language; ``right``: text columns of numbers, aligned as numbers. ``pinned`` stays in sight
+    while the rest scrolls, with a hint under a table wider than a phone (``wide``; by default
+    from its number of columns)."""
+    config = {c: st.column_config.TextColumn(alignment="right") for c in right}
+    if pinned:
+        config[pinned] = st.column_config.Column(pinned=True)
+    shown = frame.style.format(formats, na_rep="–") if formats else frame
+    st.dataframe(shown, width="stretch", hide_index=hide_index, column_config=config)
+    if wide is None:
+        wide = len(frame.columns) + (not hide_index) >= WIDE
+    if wide:
+        st.caption(tr("card.scroll_hint"))
 
 
 st.title(tr("card.title"))
@@ -156,18 +171,15 @@ def referral_section(rule: dict) -> None:
             tr("card.not_referred"): [c["missed_malignant"], c["cleared_benign"]],
         }
         table(
-            pd.DataFrame(
-                {name: [ui.num(n, 0) for n in counts] for name, counts in columns.items()},
-                index=[tr("card.truth_malignant"), tr("card.truth_benign")],
-            ),
-            right=list(columns),
+            pd.DataFrame(columns, index=[tr("card.truth_malignant"), tr("card.truth_benign")]),
+            formats=dict.fromkeys(columns, count),
         )
     st.markdown(f"**{tr('card.anchors')}**")
     anchors = [
         {
             tr("card.anchor_who"): tr(f"card.anchor.{a['key']}"),
-            tr("card.sensitivity"): num(a["sensitivity"], 2),
-            tr("card.specificity"): num(a["specificity"], 2),
+            tr("card.sensitivity"): a["sensitivity"],
+            tr("card.specificity"): a["specificity"],
             tr("card.anchor_source"): a["source"].split(",")[0] + ", " + a["source"].rsplit(", ", 1)[-1],
         }
         for a in rule["anchors"]
@@ -176,13 +188,14 @@ def referral_section(rule: dict) -> None:
         anchors.append(
             {
                 tr("card.anchor_who"): tr("card.this_model", split=split),
-                tr("card.sensitivity"): num(point["sensitivity"], 2),
-                tr("card.specificity"): num(point["specificity"], 2),
+                tr("card.sensitivity"): point["sensitivity"],
+                tr("card.specificity"): point["specificity"],
                 tr("card.anchor_source"): "",
             }
         )
     # Four columns, but the first and the last hold sentences: wider than a phone too.
-    table(pd.DataFrame(anchors), right=[tr("card.sensitivity"), tr("card.specificity")], wide=True, hide_index=True)
+    two = dict.fromkeys([tr("card.sensitivity"), tr("card.specificity")], lambda x: num(x, 2))
+    table(pd.DataFrame(anchors), formats=two, wide=True, hide_index=True)
 
 
 def recall_and_confusion(report: dict) -> None:
@@ -300,19 +313,21 @@ def evaluation_section(evaluation: dict) -> None:
     rows = [
         {
             tr("card.source"): name,
-            tr("card.images"): ui.num(r["images"], 0),
-            "BA": num(r["balanced_accuracy_present"]),
-            tr("card.mel_recall"): num(r["melanoma_recall"]),
-            tr("card.mel_auc"): num(r["melanoma_auc"]),
-            tr("card.ood_flagged"): num(r.get("ood_flagged")),  # out of fold: not scored for it
+            tr("card.images"): r["images"],
+            "BA": r["balanced_accuracy_present"],
+            tr("card.mel_recall"): r["melanoma_recall"],
+            tr("card.mel_auc"): r["melanoma_auc"],
+            tr("card.ood_flagged"): r.get("ood_flagged"),  # out of fold: not scored for it
         }
         for name, r in {
             **evaluation["by_source"],
             **{f"{s} ({tr('card.oof')})": r for s, r in evaluation["out_of_fold"]["by_source"].items()},
         }.items()
     ]
-    frame = pd.DataFrame(rows)
-    table(frame, right=list(frame.columns[1:]), pinned=tr("card.source"), hide_index=True)
+    formats = {tr("card.images"): count} | dict.fromkeys(
+        ["BA", tr("card.mel_recall"), tr("card.mel_auc"), tr("card.ood_flagged")], num
+    )
+    table(pd.DataFrame(rows), formats=formats, pinned=tr("card.source"), hide_index=True)
     recall_and_confusion(test["equal_prior_report"])
     reliability_chart(calibration["reliability"], calibration["ece_15"])
 
@@ -355,15 +370,16 @@ def held_out_section(evidence: dict) -> None:
             tr("card.source"): name,
             tr("card.images"): ui.num(r["images"], 0) if "images" in r else "",
             tr("card.melanomas"): ui.num(r["melanomas"], 0) if "melanomas" in r else "",
-            tr("card.mel_auc"): num(r["melanoma_auc"]),
-            tr("card.malignant_auc"): num(r["malignant_auc"]),
-            "BA": num(r["balanced_accuracy_present"]),
-            tr("card.mel_recall"): num(r["melanoma_recall"]),
+            tr("card.mel_auc"): r["melanoma_auc"],
+            tr("card.malignant_auc"): r["malignant_auc"],
+            "BA": r["balanced_accuracy_present"],
+            tr("card.mel_recall"): r["melanoma_recall"],
         }
         for name, r in {**evidence["by_source"], tr("card.mean"): evidence["mean"]}.items()
     ]
-    frame = pd.DataFrame(rows)
-    table(frame, right=list(frame.columns[1:]), pinned=tr("card.source"), hide_index=True)
+    shares = dict.fromkeys([tr(k) for k in ("card.mel_auc", "card.malignant_auc", "card.mel_recall")] + ["BA"], num)
+    counted = [tr("card.images"), tr("card.melanomas")]
+    table(pd.DataFrame(rows), formats=shares, right=counted, pinned=tr("card.source"), hide_index=True)
 
 
 def beyond_section(evaluation: dict) -> None:
@@ -457,9 +473,8 @@ datasets = ui.training_datasets(card)
 st.write(tr("card.data_text", datasets=ui.joined(datasets), clinics=ui.joined(ui.clinics(data["sources"]))))
 parts = " ".join(tr(f"split.{name}") for name in datasets)
 st.caption(tr("card.split") + tr("punct.colon") + tr("card.split_text", parts=parts))
-# A count not in the card (the test split's classes) shows as a dash, not as "None"; every cell
-# is text (written the page's way), so that Arrow never meets a column mixing numbers and dashes.
-table(counts.map(lambda n: "–" if pd.isna(n) else ui.num(n, 0)), right=list(counts.columns))
+# A count not in the card (the test split's classes) shows as a dash, not as "None".
+table(counts, formats=dict.fromkeys(counts.columns, count))
 
 st.subheader(tr("card.use"))
 st.info(tr("app.disclaimer"))

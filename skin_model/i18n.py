@@ -331,7 +331,10 @@ TEXT: dict[str, dict[str, str]] = {
     },
     "diag.balanced": {"en": "Before base rates", "fr": "Avant fréquences"},
     "prior.equal": {"en": "every diagnosis equally likely", "fr": "tous les diagnostics également probables"},
-    "prior.training": {"en": "HAM10000's own frequencies (nv 67%)", "fr": "les fréquences de HAM10000 (nv 67 %)"},
+    "prior.training": {
+        "en": "HAM10000's own frequencies (two lesions in three are nevi)",
+        "fr": "les fréquences de HAM10000 (deux lésions sur trois sont des nævus)",
+    },
     "diag.prior_in_force": {
         "en": "Probabilities under the prior: {prior}.",
         "fr": "Probabilités sous l'a priori : {prior}.",

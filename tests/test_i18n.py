@@ -12,6 +12,7 @@ from .conftest import REPO
 
 CODE = [
     *sorted((REPO / "skin_model").glob("*.py")),
+    *sorted((REPO / "skin_model" / "serving").glob("*.py")),
     *sorted((REPO / "app_pages").glob("*.py")),
     REPO / "ui.py",
     REPO / "navigation.py",

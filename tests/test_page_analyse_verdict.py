@@ -4,7 +4,7 @@ given, an image unlike dermoscopy and a busy model."""
 import pytest
 
 from skin_model import vocab
-from skin_model.i18n import error_text, percent, t
+from skin_model.i18n import class_label, error_text, percent, t
 
 from .app_helpers import (
     SAMPLE,
@@ -174,7 +174,12 @@ def test_a_suspicious_verdict_over_a_benign_top_diagnosis_says_why_with_the_tabl
     pred = at.session_state["diagnosis"]["prediction"]
     assert pred.verdict == "suspicious"
     why = t(
-        "refer.conflict", "en", code="nv", top=percent(0.5), p=percent(0.35), threshold=percent(pred.refer_threshold)
+        "refer.conflict",
+        "en",
+        code=class_label("nv", "en"),
+        top=percent(0.5),
+        p=percent(0.35),
+        threshold=percent(pred.refer_threshold),
     )
     assert why in _texts(at)
 

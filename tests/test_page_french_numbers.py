@@ -4,8 +4,10 @@ point): each page driven headless by streamlit.testing, in French, with an answe
 import re
 
 import pytest
+from streamlit.testing.v1 import AppTest
 
-from .app_helpers import SAMPLE, _app, _batch, _upload
+from .app_helpers import SAMPLE, _batch, _upload
+from .conftest import REPO
 
 # The kinds of element whose text is prose a reader sees.
 PROSE = ("title", "header", "subheader", "markdown", "caption", "text", "info", "success", "warning", "error")
@@ -31,10 +33,19 @@ def _shown(at) -> list[str]:
     texts += [part for m in at.metric for part in (m.label, str(m.value))]
     texts += [e.label for e in at.expander]
     for table in at.dataframe:
-        frame = table.value
+        frame = _displayed(table)
         texts += [str(c) for c in frame.columns] + [str(i) for i in frame.index]
         texts += [cell for column in frame.columns for cell in frame[column] if isinstance(cell, str)]
     return texts
+
+
+def _displayed(table):
+    """A table as the reader sees it: a pandas Styler's display values where it has them (its
+    numbers stay numbers underneath), else its cells."""
+    from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
+
+    shown = table.proto.arrow_data.styler.display_values
+    return convert_arrow_bytes_to_pandas_df(shown) if shown else table.value
 
 
 def decimal_points(text: str) -> list[str]:
@@ -73,12 +84,26 @@ PAGES = {
 }
 
 
-@pytest.mark.parametrize("page", list(PAGES))
-def test_every_number_of_a_french_page_is_written_the_french_way(page):
-    at = _app(page)
+def _in_french(page: str, monkeypatch) -> AppTest:
+    """``page`` in French from the first run. The language is also fixed where AppTest itself
+    calls a selector's ``format_func`` (to send the widget's state at each rerun): outside a
+    script run, with no session to read, ``ui.lang`` would answer English there and AppTest
+    would look for an English option among the French ones."""
+    import ui
+
+    monkeypatch.setattr(ui, "lang", lambda: "fr")
+    at = AppTest.from_file(str(REPO / "navigation.py"), default_timeout=60)
     at.session_state["lang"] = "fr"
     at.run()
+    at.switch_page(page)
+    at.run()
     assert not at.exception, at.exception
+    return at
+
+
+@pytest.mark.parametrize("page", list(PAGES))
+def test_every_number_of_a_french_page_is_written_the_french_way(page, monkeypatch):
+    at = _in_french(page, monkeypatch)
     if PAGES[page]:
         PAGES[page](at)
     assert not at.exception, at.exception

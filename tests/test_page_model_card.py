@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from skin_model.i18n import t
+from skin_model.i18n import number, t
 
 from .app_helpers import _app, _texts
 from .test_holdout import held_out_row
@@ -95,7 +95,7 @@ def test_the_model_card_page_shows_the_held_out_sources_its_card_reports(tmp_pat
         assert table[t("card.mel_auc", lang)].iloc[-1] == pytest.approx(mean)
         assert list(table[t("card.mel_auc", lang)].iloc[:-1]) == pytest.approx([aucs[s] for s in sorted(aucs)])
         assert mean == pytest.approx(sum(aucs.values()) / len(aucs))  # the mean of the rows written
-        assert f"{mean:.3f}" in _texts(at)
+        assert number(mean, lang, 3) in _texts(at)  # the page's language's way ("0,709" in French)
     finally:
         st.cache_resource.clear()  # the next test reads the shipped card again
         st.cache_data.clear()
