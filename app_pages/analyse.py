@@ -300,7 +300,7 @@ def referral(pred, thumbnail: bytes) -> None:
             )
         st.caption(evidence_line())
         with st.expander(tr("refer.details")):
-            if state == CANNOT_JUDGE:
+            if state == CANNOT_JUDGE:  # why, and no threshold of a rule that does not apply
                 st.markdown(
                     tr(
                         "refer.cannot_judge_details",
@@ -308,6 +308,7 @@ def referral(pred, thumbnail: bytes) -> None:
                         threshold=ui.num(model.ood.threshold),
                     )
                 )
+                return
             band = model.borderline_band
             st.markdown(
                 tr(

@@ -891,8 +891,13 @@ def _percent(p: float, lang: str) -> str:
     from babel import Locale
     from babel.numbers import format_percent
 
+    from decimal import ROUND_HALF_UP, Decimal
+
     pattern = Locale.parse(lang).percent_formats[None].pattern.replace("#,##0", "#,##0.0")
-    return format_percent(p, pattern, locale=lang)
+    # Rounded half up, as written (0.05% -> 0.1%), before Babel (which would round half to even).
+    exact = Decimal(repr(p * 100)).quantize(Decimal("0.1"), ROUND_HALF_UP) / 100
+    # French typography: a narrow no-break space before % (CLDR gives a full-width one).
+    return format_percent(exact, pattern, locale=lang).replace("\u00a0%", "\u202f%")
 
 
 def number(x: float, lang: str = "en", digits: int = 2) -> str:

@@ -51,7 +51,8 @@ def test_hostile_metadata_csv(tiny_model, name):
             read_metadata_table(io.BytesIO(data))
         return
     table = read_metadata_table(io.BytesIO(data))
-    result = predict_items(tiny_model, [BatchItem("img0", GOOD, table.get("img0", {}))])
+    # answered anyway: the tiny model may not judge the synthetic image, and the row must be analysed
+    result = predict_items(tiny_model, [BatchItem("img0", GOOD, table.get("img0", {}))], answer_anyway=True)
     assert result.loc[0, "prediction"] in vocab.CLASSES
 
 
@@ -61,7 +62,7 @@ def test_one_bad_row_does_not_sink_the_batch(tiny_model):
         BatchItem("bad_age", GOOD, {"age": "300"}),
         BatchItem("bad_file", b"junk", {}),
     ]
-    result = predict_items(tiny_model, items)
+    result = predict_items(tiny_model, items, answer_anyway=True)  # analysed, whatever the tiny model judges
     assert result["prediction"].tolist()[0] in vocab.CLASSES
     # The batch rule: an unreadable field becomes unknown and the row says so; the image is analysed.
     assert result.loc[1, "prediction"] in vocab.CLASSES and result.loc[1, "error"] == ""

@@ -3,6 +3,8 @@
 from skin_model import vocab
 from skin_model.i18n import error_text, t
 from skin_model.inference.inputs import load_image
+from skin_model.inference.referral import answer_state
+from skin_model.serving.batch import RISK_ORDER
 
 from .app_helpers import SAMPLE, _app, _batch, _busy, _warnings
 from .conftest import SAMPLES_DIR, encode
@@ -21,22 +23,22 @@ def test_batch_with_two_images_and_a_csv():
     at.button(key="batch_run").click().run()
     assert not at.exception, at.exception
     result = at.session_state["batch"]["result"]
-    assert list(result["image_id"]) == ["ISIC_0027622", "ISIC_0029827"]
+    assert sorted(result["image_id"]) == ["ISIC_0027622", "ISIC_0029827"]
     assert (result["error"] == "").all()
     assert len(at.dataframe) == 1 and len(at.get("plotly_chart")) == 1
-    # The verdict leads each row, then P(malignant); the batch's one prior is said once; it, the
-    # referral's tick, threshold and band, the OOD flag and score and text columns empty for
-    # every row stay in the CSV, off the screen.
-    hidden = {"prior", "ood_score", "refer", "refer_threshold", "borderline", "ood", "warning", "error"} | (
-        {"uncertain_between"} if (result["uncertain_between"] == "").all() else set()
-    )
-    first = ["verdict", "malignant_probability", "image_id", "prediction"]
-    expected = first + [c for c in result.columns if c not in hidden and c not in first]
+    # The rank, the picture, the state, then P(malignant) lead each row; the seven follow, the
+    # malignant ones first. The batch's one prior is said once; it, the referral's tick, threshold
+    # and band, the OOD flag and score and text columns empty for every row stay in the CSV.
+    optional = [] if (result["uncertain_between"] == "").all() else ["uncertain_between"]
+    expected = ["rank", "thumbnail", "verdict", "malignant_probability", "image_id", "prediction", *optional]
+    expected += ["mel", "bcc", "akiec", "nv", "bkl", "df", "vasc"]
     assert list(at.dataframe[0].proto.column_order) == expected
     assert any(c.value == t("diag.prior_in_force", "en", prior=t("prior.training", "en")) for c in at.caption)
-    shown = at.dataframe[0].value  # riskiest first: suspicious by P(malignant), then the others
-    ranks = shown["verdict"].map(lambda v: 0 if v.startswith(t("refer.short.suspicious", "en")) else 1)
-    assert list(ranks) == sorted(ranks)
+    shown = at.dataframe[0].value  # riskiest first, as the CSV (batch.ranked)
+    assert list(shown["rank"]) == [1, 2] and list(shown["image_id"]) == list(result["image_id"])
+    order = [RISK_ORDER[answer_state(v, b == 1)] for v, b in zip(result["verdict"], result["borderline"])]
+    assert order == sorted(order)
+    assert all(str(u).startswith("data:image/jpeg;base64,") for u in shown["thumbnail"])  # a picture per row
     malignant = result[["mel", "bcc", "akiec"]].sum(axis=1)  # one number: the classes add up to it
     assert ((result["malignant_probability"] - malignant).abs() < 1e-9).all()
 

@@ -84,8 +84,8 @@ def test_a_prediction_carries_the_verdict_under_the_training_prior_whatever_the_
     assert equal.referral_probability == pytest.approx(training.malignant_probability)
     assert equal.verdict == training.verdict and equal.refer_threshold == tiny_model.refer_threshold
     black = tiny_model.predict(Image.new("RGB", (160, 120)))
-    assert black.ood and black.verdict == referral.CANNOT_JUDGE and black.refer
-    assert black.as_dict()["refer"] is True
+    assert black.ood and black.verdict == referral.CANNOT_JUDGE and black.refer is None  # it decides nothing
+    assert black.as_dict()["refer"] is None  # cannot judge: the model decides nothing
 
 
 def test_a_default_prediction_is_not_reassuring():
@@ -96,7 +96,7 @@ def test_a_default_prediction_is_not_reassuring():
 
     probabilities = {c: 1 / 7 for c in vocab.CLASSES}
     pred = Prediction("nv", probabilities, probabilities, Metadata.unknown(), "0")
-    assert (pred.verdict, pred.refer, pred.ood) == (referral.CANNOT_JUDGE, True, True)
+    assert (pred.verdict, pred.refer, pred.ood) == (referral.CANNOT_JUDGE, None, True)  # never "not suspicious"
     judged = Prediction("nv", probabilities, probabilities, Metadata.unknown(), "0", ood=False)
     assert judged.verdict == referral.CANNOT_JUDGE  # still no referral probability: not "not suspicious"
 

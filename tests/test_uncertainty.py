@@ -28,8 +28,9 @@ def test_the_uncertain_pair_and_its_words():
     close = {"akiec": 0.303, "bcc": 0.336, "bkl": 0.2, "df": 0.05, "mel": 0.05, "nv": 0.05, "vasc": 0.011}
     assert uncertain_pair(close, gap=0.10) == ("bcc", "akiec")
     assert uncertain_pair(close, gap=0.02) is None
-    assert t("diag.uncertain", "en", a="bcc", b="akiec").startswith("Uncertain between **bcc** and **akiec**")
-    assert "Incertain entre **bcc** et **akiec**" in t("diag.uncertain", "fr", a="bcc", b="akiec")
+    words = {"a": "bcc", "p_a": "33.6%", "b": "akiec", "p_b": "30.3%"}
+    assert t("diag.uncertain", "en", **words).startswith("Uncertain between **bcc** (33.6%) and **akiec** (30.3%)")
+    assert "Incertain entre **bcc** (33.6%) et **akiec** (30.3%)" in t("diag.uncertain", "fr", **words)
 
 
 def _answers(n=2000, seed=0):

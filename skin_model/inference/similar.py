@@ -193,8 +193,8 @@ class CaseIndex:
             tensors["dx_types"],
             json.loads(metadata["image_ids"]),
             [blob[a:b] for a, b in zip(offsets[:-1], offsets[1:])],
-            _patients(tensors),
-            json.loads(metadata["lesion_ids"]),
+            _patients(tensors) if "ages" in tensors else None,  # indexes before 4.0 kept none
+            json.loads(metadata["lesion_ids"]) if "lesion_ids" in metadata else None,  # before 3.0.1: by image
         )
 
 

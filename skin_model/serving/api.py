@@ -231,9 +231,13 @@ class Admission:
         self.limit, self.active, self.busy = limit, 0, busy
 
     def enter(self) -> None:
+        self.check()
+        self.active += 1
+
+    def check(self) -> None:
+        """Refuse now if no slot is free, without taking one."""
         if self.active >= self.limit:
             raise ApiError(503, "busy", self.busy, {"Retry-After": str(RETRY_AFTER_S)})
-        self.active += 1
 
     def leave(self) -> None:
         self.active -= 1
@@ -336,6 +340,7 @@ def create_api(
             loaded = model()
             if loaded is None:
                 raise loading
+            admission.check()  # every prediction slot busy: refused before a byte is read
             receiving.enter()  # before a byte of the body is read
         except ApiError as err:
             return err.response()

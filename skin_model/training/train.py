@@ -316,7 +316,8 @@ def train_member(
             }
             if ema is not None:
                 state |= {"ema": ema.net.state_dict(), "ema_steps": ema.steps}
-            torch.save(state, ckpt)
+            torch.save(state, ckpt.with_suffix(".tmp"))
+            ckpt.with_suffix(".tmp").replace(ckpt)  # whole or absent: a run stopped now resumes from it
         dist.barrier()  # every rank goes on once the epoch is on disk
     if dist.main:
         (member_dir / "done.json").write_text(json.dumps({"epochs": cfg.epochs}))
