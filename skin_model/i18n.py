@@ -888,10 +888,10 @@ def percent(p: float, lang: str = "en") -> str:
 
 
 def _percent(p: float, lang: str) -> str:
+    from decimal import ROUND_HALF_UP, Decimal
+
     from babel import Locale
     from babel.numbers import format_percent
-
-    from decimal import ROUND_HALF_UP, Decimal
 
     pattern = Locale.parse(lang).percent_formats[None].pattern.replace("#,##0", "#,##0.0")
     # Rounded half up, as written (0.05% -> 0.1%), before Babel (which would round half to even).
