@@ -17,6 +17,7 @@ from skin_model.serving.batch import (
     BatchItem,
     metadata_for,
     predict_items,
+    ranked,
     read_metadata_table,
     upload_ids,
     write_csv,
@@ -114,16 +115,18 @@ elif st.button(tr("batch.run", n=len(files)), type="primary", key="batch_run"):
     lang = ui.lang()
     answers: dict[str, tuple] = {}  # image id -> (thumbnail, image shown small, prediction)
     try:
-        result = predict_items(
-            model,
-            items,
-            prior=st.session_state.get("prior", vocab.DEFAULT_PRIOR),
-            error_text=lambda err: error_text(err, lang),
-            warning_text=lambda err: unread_field_text(err, lang),
-            progress=lambda i, n: bar.progress(i / n, text=tr("batch.progress", i=i, n=n)),
-            on_answer=lambda n, image, pred: answers.__setitem__(
-                items[n].image_id, (thumbnail_uri(image), image, pred)
-            ),
+        result = ranked(  # riskiest first, as the CSV
+            predict_items(
+                model,
+                items,
+                prior=st.session_state.get("prior", vocab.DEFAULT_PRIOR),
+                error_text=lambda err: error_text(err, lang),
+                warning_text=lambda err: unread_field_text(err, lang),
+                progress=lambda i, n: bar.progress(i / n, text=tr("batch.progress", i=i, n=n)),
+                on_answer=lambda n, image, pred: answers.__setitem__(
+                    items[n].image_id, (thumbnail_uri(image), image, pred)
+                ),
+            )
         )
     except TorchThreadError as err:  # the uploads stay: the button runs them again
         bar.empty()

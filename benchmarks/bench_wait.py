@@ -71,36 +71,25 @@ FIRST = """(before) => {
 }"""
 
 
-def first_src(page) -> str:
-    return page.evaluate(
-        "(() => { const i = document.querySelector('h4 img') || document.querySelector('[data-testid=stImage] img'); return i ? i.src : ''; })()"
-    )
+FIRST_SRC = "(() => { const i = document.querySelector('h4 img') || document.querySelector('[data-testid=stImage] img'); return i ? i.src : ''; })()"
+OVERLAY_SRC = "(() => { const i = document.querySelectorAll('[data-testid=stImage] img'); return i.length > 1 ? i[1].src : ''; })()"
+IDLE = "() => !document.querySelector('[data-testid=stStatusWidget]')"
 
 
-def timed_first(page, action) -> float:
-    before = first_src(page)
+def timed(page, action, done: str = SETTLED, src: str = OVERLAY_SRC) -> float:
+    """Seconds from ``action`` until ``done`` holds of the picture ``src`` names; then the page's
+    run is let finish, so that the next measure starts from an idle page."""
+    before = page.evaluate(src)
     start = time.perf_counter()
     action()
-    page.wait_for_function(FIRST, arg=before, timeout=120_000, polling=10)
+    page.wait_for_function(done, arg=before, timeout=120_000, polling=10)
     elapsed = time.perf_counter() - start
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=stStatusWidget]')", timeout=120_000, polling=50
-    )  # the run ends before the next upload
+    page.wait_for_function(IDLE, timeout=120_000, polling=50)
     return elapsed
 
 
-def overlay_src(page) -> str:
-    return page.evaluate(
-        "(() => { const i = document.querySelectorAll('[data-testid=stImage] img'); return i.length > 1 ? i[1].src : ''; })()"
-    )
-
-
-def timed(page, action) -> float:
-    before = overlay_src(page)
-    start = time.perf_counter()
-    action()
-    page.wait_for_function(SETTLED, arg=before, timeout=120_000, polling=20)
-    return time.perf_counter() - start
+def timed_first(page, action) -> float:
+    return timed(page, action, FIRST, FIRST_SRC)
 
 
 def measure(browser, url: str, files: list[Path], camera: Path, repeats: int) -> dict:

@@ -270,3 +270,23 @@ def test_a_full_size_upload_gets_the_answer_of_its_training_copy(shipped):
     assert report["images"] == 154
     assert report["verdicts_agree"] >= 0.97
     assert report["mean_abs_delta_p_malignant"] <= 0.02
+
+
+def test_a_copy_of_the_shipped_model_without_its_ood_threshold_fails_at_load(tmp_path):
+    """At load_model(), naming the field: never at the first prediction (issue 40's bar)."""
+    import shutil
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from skin_model.config import INDEX_FILE
+    from skin_model.inference.card import ModelArtifactError
+
+    copy = tmp_path / "model"
+    shutil.copytree(MODEL_DIR, copy)
+    tensors = load_file(str(copy / INDEX_FILE))
+    with safe_open(str(copy / INDEX_FILE), "pt") as f:
+        metadata = f.metadata()
+    save_file(tensors, str(copy / INDEX_FILE), metadata=metadata | {"threshold": "None"})
+    with pytest.raises(ModelArtifactError, match="threshold"):
+        skin_model.load_model(copy)
