@@ -106,7 +106,8 @@ def measure(browser, url: str, files: list[Path], camera: Path, repeats: int) ->
 
     step_right = [True]
     answers = [timed(page, lambda f=f: upload.set_input_files(str(f))) for f in files[:repeats]]
-    firsts = [timed_first(page, lambda f=f: upload.set_input_files(str(f))) for f in reversed(files[:repeats])]
+    others = files[repeats : 2 * repeats] or list(reversed(files[: repeats - 1]))  # not the image shown now
+    firsts = [timed_first(page, lambda f=f: upload.set_input_files(str(f))) for f in others]
     steps = [timed(page, slider_step) for _ in range(repeats)]
     camera_answers, camera_steps = [], []
     for i in range(max(3, repeats // 2)):

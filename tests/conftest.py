@@ -233,8 +233,9 @@ def encode(img: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:
 
 @pytest.fixture
 def model_calls(monkeypatch):
-    """The model's work the pages ask for, from outside them: "answer" for each answer (one forward
-    pass), the class for each heatmap (a forward and a backward pass)."""
+    """The model's work the pages ask for, from outside them: "answer" for an answer alone (a
+    forward pass), the class asked for each pass that also makes a heatmap (None: the answer with
+    the heatmap of its most probable class)."""
     from skin_model.inference.predictor import SkinClassifier
 
     calls = []

@@ -26,12 +26,13 @@ def _forced(monkeypatch, **changes):
 
     from skin_model.inference.predictor import SkinClassifier
 
-    real = SkinClassifier.predict_prepared
+    real = SkinClassifier.diagnose_prepared
 
-    def predict_prepared(self, *args, **kwargs):
-        return [replace(pred, **changes) for pred in real(self, *args, **kwargs)]
+    def diagnose_prepared(self, *args, **kwargs):
+        pred, explanation = real(self, *args, **kwargs)
+        return replace(pred, **changes), explanation
 
-    monkeypatch.setattr(SkinClassifier, "predict_prepared", predict_prepared)
+    monkeypatch.setattr(SkinClassifier, "diagnose_prepared", diagnose_prepared)
 
 
 def _number_line(pred, lang="en") -> str:
@@ -211,7 +212,7 @@ def test_a_busy_model_is_said_as_busy_on_analyse_and_the_image_is_kept(monkeypat
     from skin_model.inference.torch_thread import TorchThreadError
 
     at = _app()
-    monkeypatch.setattr(SkinClassifier, "predict_prepared", _busy)
+    monkeypatch.setattr(SkinClassifier, "diagnose_prepared", _busy)
     _upload(at, "lesion.jpg", SAMPLE.read_bytes())
     at.session_state["lang"] = lang  # as the sidebar's language selector sets it
     at.run()
