@@ -436,12 +436,14 @@ with result_col:
     st.caption(tr("diag.similar_tap"))
     st.markdown(ui.similar_cases(pred.neighbours), unsafe_allow_html=True)
 
+    lang = ui.lang()
     st.download_button(
         tr("report.download"),
-        pdf_of(result, pred, ui.lang()),
+        lambda: pdf_of(result, pred, lang),  # made when asked for, off the answer's path
         file_name="skin_model_report.pdf",
         mime="application/pdf",
         icon=":material/picture_as_pdf:",
+        on_click="ignore",
         type="primary",
     )
     report = {

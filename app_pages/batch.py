@@ -230,11 +230,13 @@ if kept is not None:
         )
         st.plotly_chart(fig, config={"displayModeBar": False})
     if kept.get("reports"):
+        lang, reports, inputs = ui.lang(), kept["reports"], kept["inputs"]
         st.download_button(
             tr("batch.reports"),
-            reports_zip(kept["reports"], ui.lang(), kept["inputs"]),
+            lambda: reports_zip(reports, lang, inputs),  # made when asked for, off the page's run
             file_name="skin_model_reports.zip",
             mime="application/zip",
+            on_click="ignore",
             icon=":material/picture_as_pdf:",
         )
     st.download_button(
