@@ -18,8 +18,9 @@ trap stop EXIT INT TERM
 servers=""
 for k in $(seq 1 "$N"); do
     port=$((PORT + k))
-    "$PYTHON" -m streamlit run streamlit_app.py --server.address 127.0.0.1 --server.port "$port" \
-        --server.headless true --server.cookieSecret "$SECRET" >"$PREFIX/replica$k.log" 2>&1 &
+    # Streamlit takes the cookie secret from its environment (not from a flag).
+    STREAMLIT_SERVER_COOKIE_SECRET="$SECRET" "$PYTHON" -m streamlit run streamlit_app.py --server.address 127.0.0.1 \
+        --server.port "$port" --server.headless true >"$PREFIX/replica$k.log" 2>&1 &
     pids+=($!)
     servers+="        server 127.0.0.1:$port max_fails=1 fail_timeout=10s;"$'\n'
 done
@@ -33,8 +34,10 @@ nginx -p "$PREFIX" -c "$PREFIX/nginx.conf" -e "$PREFIX/error.log" -g "daemon on;
 # Each replica answers pages at once and the API once its model has loaded (/api/v1/ready).
 for k in $(seq 1 "$N"); do
     port=$((PORT + k))
-    for _ in $(seq 1 180); do
+    for attempt in $(seq 1 180); do
         curl -fs "http://127.0.0.1:$port/api/v1/ready" >/dev/null 2>&1 && break
+        kill -0 "${pids[$((k - 1))]}" 2>/dev/null || { echo "replica $k died: see $PREFIX/replica$k.log" >&2; exit 1; }
+        [ "$attempt" = 180 ] && { echo "replica $k not ready after 180 s" >&2; exit 1; }
         sleep 1
     done
 done
