@@ -11,7 +11,7 @@ from skin_model import vocab
 from skin_model.config import settings
 from skin_model.i18n import error_text, unread_field_text
 from skin_model.inference.inputs import InvalidInputError
-from skin_model.inference.referral import BORDERLINE, CANNOT_JUDGE, NOT_SUSPICIOUS, SUSPICIOUS, answer_state
+from skin_model.inference.referral import CANNOT_JUDGE, SUSPICIOUS, answer_state
 from skin_model.inference.torch_thread import TorchThreadError
 from skin_model.serving.batch import (
     BatchItem,
@@ -27,16 +27,14 @@ tr = ui.tr
 model = ui.model()
 
 
-STATE_MARK = {SUSPICIOUS: "🔴", BORDERLINE: "🟠", NOT_SUSPICIOUS: "🟢", CANNOT_JUDGE: "⚪"}
-THUMB = 64  # px, the table's row picture
+THUMB = 56  # px, the table's row picture
 
 
 def state_words(verdict: str, borderline) -> str:
     """The row's state at a glance, as on the Analyse page (near the line is never a plain verdict)."""
     if not verdict:
         return tr("column.refused")
-    state = answer_state(verdict, borderline == 1)
-    return f"{STATE_MARK[state]} {tr('refer.short.' + state)}"
+    return tr("refer.short." + answer_state(verdict, borderline == 1))
 
 
 def shrunk(image, side: int = 480):
@@ -185,13 +183,14 @@ if kept is not None:
     )
     labels = {c: tr(f"column.{c}") if c not in vocab.CLASSES else c for c in shown_result.columns}
     config = {c: st.column_config.TextColumn(label) for c, label in labels.items()}
-    config["rank"] = st.column_config.NumberColumn("#", width=40)
+    config["rank"] = st.column_config.NumberColumn("#", width=36)
     config["thumbnail"] = st.column_config.ImageColumn("", width=THUMB)
-    config |= {c: st.column_config.TextColumn(c, width=58) for c in classes}
-    config["malignant_probability"] = st.column_config.TextColumn(labels["malignant_probability"], width=90)
-    config["verdict"] = st.column_config.TextColumn(labels["verdict"], width=150)
-    config["image_id"] = st.column_config.TextColumn(labels["image_id"], width=140)
-    config["prediction"] = st.column_config.TextColumn(labels["prediction"], width=80)
+    config |= {c: st.column_config.TextColumn(c, width=52) for c in classes}
+    config["malignant_probability"] = st.column_config.TextColumn(labels["malignant_probability"], width=76)
+    config["verdict"] = st.column_config.TextColumn(labels["verdict"], width=110)
+    config["image_id"] = st.column_config.TextColumn(labels["image_id"], width=110)
+    config["prediction"] = st.column_config.TextColumn(labels["prediction"], width=64)
+    config["uncertain_between"] = st.column_config.TextColumn(labels["uncertain_between"], width=90)
     for prior in sorted(set(result["prior"]) - {""}):  # one, unless nothing was read
         st.caption(tr("diag.prior_in_force", prior=tr(f"prior.{prior}")))
     empty = [c for c in ("uncertain_between", "warning", "error") if (shown_result[c] == "").all()]

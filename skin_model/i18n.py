@@ -212,10 +212,10 @@ TEXT: dict[str, dict[str, str]] = {
     },
     "refer.evidence": {
         "en": "On clinics it learnt from, this rule flagged {sens} in 100 malignant lesions and {fp} in 100 benign "
-        "ones; on a clinic it never saw ({clinic}), {sens_u} and {fp_u}, and it could not judge {cj_u} images "
+        "ones; at {clinic}, which it never saw, {sens_u} and {fp_u}, and it could not judge {cj_u} images "
         "in 100.",
         "fr": "Dans les cliniques qu'il a apprises, cette règle a signalé {sens} lésions malignes sur 100 et "
-        "{fp} bénignes sur 100 ; dans une clinique qu'il n'a jamais vue ({clinic}), {sens_u} et {fp_u}, et "
+        "{fp} bénignes sur 100 ; à {clinic}, qu'il n'a jamais vu, {sens_u} et {fp_u}, et "
         "elle n'a pas pu juger {cj_u} images sur 100.",
     },
     "refer.evidence_home": {
@@ -369,9 +369,9 @@ TEXT: dict[str, dict[str, str]] = {
     },
     "batch.refer": {
         "en": "{n} of the images should be seen by a dermatologist: every one the '{column}' column calls "
-        "suspicious or cannot judge (riskiest first).",
+        "suspicious (riskiest first). Those it cannot judge are counted apart.",
         "fr": "{n} des images devraient être vues par un dermatologue : toutes celles que la colonne « {column} » "
-        "dit suspectes ou impossibles à juger (les plus à risque en premier).",
+        "dit suspectes (les plus à risque en premier). Celles qu'il ne peut pas juger sont comptées à part.",
     },
     "batch.ood": {
         "en": "{n} image(s) are unlike the dermoscopy the model learnt from (“{column}”: cannot judge): their "
