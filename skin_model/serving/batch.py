@@ -390,13 +390,8 @@ def read_part(path: Path) -> pd.DataFrame:
 
 
 def _processes():
-    """This process's place under torchrun (one process otherwise; the training extras not needed)."""
-    import os
-
-    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
-        from types import SimpleNamespace
-
-        return SimpleNamespace(rank=0, world=1, main=True, barrier=lambda: None, close=lambda: None)
+    """This process's place under torchrun (one process otherwise). ``training.distributed`` needs
+    torch alone, and only the command line gets here: the app never imports it."""
     from skin_model.training.distributed import Distributed
 
     return Distributed.from_environment("cpu")

@@ -243,12 +243,10 @@ def train_member(
         )
         for step, start in enumerate(bar):
             idx = order[start : start + cfg.batch_size]  # the global batch: every rank draws it alike
-            images = augment_batch(
-                images_on_device[idx.to(device)], (cfg.height, cfg.width), gen, cfg.source_augmentation
-            )
+            dev_idx = idx.to(device)
+            images = augment_batch(images_on_device[dev_idx], (cfg.height, cfg.width), gen, cfg.source_augmentation)
             meta = hide_metadata(train.meta[idx], cfg.meta_dropout, gen, cfg.meta_drop_all)
             keep = (torch.rand((len(idx), net.head_width), generator=gen) >= net.dropout).float() / (1 - net.dropout)
-            dev_idx = idx.to(device)
             total_weight = weights[labels_on_device[dev_idx]].sum()
             mine = dist.share(torch.arange(len(idx)))  # this rank's rows of it
             x = inputs.normalize(images[mine.to(device)]).contiguous(memory_format=torch.channels_last)
