@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from skin_model import vocab
+from skin_model.training.recipe import Recipe
 
 
 def test_every_fold_trains_on_the_other_source_and_never_on_its_own_lesions(cv_run):
@@ -134,3 +136,41 @@ def test_evaluate_only_scores_the_exported_artifact_and_trains_nothing(cv_run, t
     assert card["evaluation"]["splits"]["test"]["equal_prior"]["images"] == int(data.df["split"].eq("test").sum())
     assert sorted(p.name for p in cv_run.run.rglob("*.safetensors")) == checkpoints
     assert (artifact / "model.safetensors").read_bytes() == (cv_run.exported / "model.safetensors").read_bytes()
+
+
+def _starting_recipe(cv_run, tmp_path, sha: str):
+    """The test recipe, one epoch at a rate too small to move a weight, starting from the test artifact."""
+    text = cv_run.recipe.path.read_text().replace(
+        'model_version = "0.0.test"',
+        f'model_version = "0.0.next"\nstart_from = {{ model_version = "0.0.test", sha256 = "{sha}" }}',
+    )
+    text = text.replace("epochs = 2", "epochs = 1").replace("lr = 2e-3", "lr = 1e-12")
+    (tmp_path / "next.toml").write_text(text)
+    return Recipe.load(tmp_path / "next.toml")
+
+
+def test_a_recipe_that_starts_from_an_artifact_starts_each_fold_from_that_fold_s_model(cv_run, tmp_path):
+    from safetensors.torch import load_file
+
+    from skin_model.inference.artifact import load_artifact
+    from skin_model.training.crossval import fold_dir, train_folds
+
+    sha = hashlib.sha256((cv_run.artifact / "model.safetensors").read_bytes()).hexdigest()
+    recipe = _starting_recipe(cv_run, tmp_path, sha)
+    train_folds(recipe, cv_run.data, tmp_path / "run", start=cv_run.artifact)
+    nets, card = load_artifact(cv_run.artifact)
+    learnt = [k for k, v in nets[0].state_dict().items() if v.is_floating_point() and "running" not in k]
+    for k in range(recipe.folds):
+        trained = load_file(str(fold_dir(tmp_path / "run", "tiny", k) / "epoch_01.safetensors"))
+        same = lambda net: all(torch.allclose(trained[n], net.state_dict()[n], atol=1e-6) for n in learnt)  # noqa: E731
+        assert card["members"][k]["fold"] == k
+        assert same(nets[k]) and not same(nets[(k + 1) % recipe.folds])
+
+
+@pytest.mark.parametrize("given", ["wrong sha256", "no folder"])
+def test_a_recipe_that_starts_from_an_artifact_refuses_another_or_none(cv_run, tmp_path, given):
+    from skin_model.training.crossval import start_weights
+
+    recipe = _starting_recipe(cv_run, tmp_path, "0" * 64)
+    with pytest.raises(ValueError, match="sha256" if given == "wrong sha256" else "--start-from"):
+        start_weights(recipe, cv_run.artifact if given == "wrong sha256" else None)

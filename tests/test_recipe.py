@@ -77,7 +77,7 @@ EXPORT_KEYS = {
     ),
 }
 # Keys read by training (what it trains on and how), checked where training reads them.
-TRAINING_KEYS = {"folds", "colour_constancy_p", "sources", "member_defaults", "members"}
+TRAINING_KEYS = {"folds", "colour_constancy_p", "sources", "member_defaults", "members", "start_from"}
 
 
 def test_every_key_is_either_read_by_export_or_by_training():

@@ -36,6 +36,7 @@ RECIPE_KEYS = frozenset(
         "member_defaults",
         "members",
         "held_out",
+        "start_from",
     }
 )
 

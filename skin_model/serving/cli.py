@@ -46,7 +46,7 @@ def _train_recipe(args) -> int:
             dist.barrier()
         out = Path(args.out or run / "artifact")
         if not args.evaluate_only and not args.export_only and not args.from_artifact:
-            train_folds(recipe, data, run, dist=dist)
+            train_folds(recipe, data, run, dist=dist, start=args.start_from)
         if not dist.main:
             return 0
         if not args.evaluate_only:
@@ -203,6 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help="re-export: the fold models of this artifact (made from the same recipe) instead of training them",
+    )
+    train.add_argument(
+        "--start-from",
+        type=Path,
+        default=None,
+        help="the artifact folder a recipe's start_from names (its version and weights' sha256 are checked)",
     )
     train.add_argument(
         "--outliers",

@@ -2,18 +2,21 @@
 
 Two kinds: what a lesion does not have (an up, a left, a fixed scale), and what
 differs between the clinics and cameras that took the pictures (colour cast,
-field of view, blur, the dermoscope's ring and vignette). The second kind is
-switched on per recipe (``SourceAugmentation``), and only where the held-out-source
-check says it helps.
+field of view, blur, the dermoscope's ring and vignette, and how an upload was brought
+to the working size: its resampling filter, an intermediate size, JPEG re-compression,
+sharpening). The second kind is switched on per recipe (``SourceAugmentation``).
 """
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,11 @@ class SourceAugmentation:
     blur: float = 0.0  # share of images blurred (sigma 0.5-1.5 px at the input size)
     ring: float = 0.0  # share of images given a dermoscope ring and vignette
     low_res: float = 0.0  # share of images squashed to LOW_RES_SIDE square and back (BCN20000's copy)
+    # How an upload reached the working size (issue 43): the copies trained on were all made one
+    # way (Pillow bicubic, JPEG quality 75), so without these the model learns that way's texture.
+    resize: float = 0.0  # share of images brought to size again: another filter, via another size
+    jpeg: float = 0.0  # share of images re-compressed as JPEG at a random quality (JPEG_QUALITIES)
+    sharpen: float = 0.0  # share of images sharpened (an unsharp mask, as cameras and viewers do)
 
     @property
     def active(self) -> bool:
@@ -40,6 +48,11 @@ NO_SOURCE_AUGMENTATION = SourceAugmentation()
 # BCN20000's only reachable copy is 84x84, squashed from the originals: images of the other
 # sources made the same way at random keep "blurry" from meaning "Barcelona".
 LOW_RES_SIDE = 84
+# (mode, antialias) of F.interpolate: the filters image libraries resize with.
+RESIZE_FILTERS = (("nearest", False), ("bilinear", False), ("bilinear", True), ("bicubic", True), ("area", False))
+RESIZE_SCALES = (0.5, 3.0)  # the intermediate size, as a share of the image's own (log-uniform)
+JPEG_QUALITIES = (30, 95)  # inclusive
+SHARPEN_AMOUNTS = (0.3, 1.0)
 
 
 def _gray(x: torch.Tensor) -> torch.Tensor:
@@ -74,6 +87,61 @@ def squash_to_low_res(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(small, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
+def _interpolate(x: torch.Tensor, size: tuple[int, int], mode: str, antialias: bool) -> torch.Tensor:
+    corners = None if mode in ("nearest", "area") else False
+    antialias = antialias and (size[0] < x.shape[-2])  # antialiasing only matters when shrinking
+    return F.interpolate(x, size=size, mode=mode, align_corners=corners, antialias=antialias)
+
+
+def resize_again(x: torch.Tensor, scale: float, down: tuple[str, bool], up: tuple[str, bool]) -> torch.Tensor:
+    """Each image to ``scale`` times its size with ``up`` (or ``down`` when it shrinks) and back
+    with the other: what a viewer, a browser or another app does to a file before it is uploaded."""
+    h, w = x.shape[-2:]
+    mid = (max(8, round(h * scale)), max(8, round(w * scale)))
+    first, second = (up, down) if scale >= 1 else (down, up)
+    return _interpolate(_interpolate(x, mid, *first), (h, w), *second).clamp(0.0, 1.0)
+
+
+def jpeg_round_trip(x: torch.Tensor, qualities: list[int]) -> torch.Tensor:
+    """Each image saved as a JPEG at its quality and read again, by Pillow (as the copies were made)."""
+    pixels = x.mul(255).round_().clamp_(0, 255).to("cpu", torch.uint8).permute(0, 2, 3, 1).numpy()
+    out = []
+    for img, quality in zip(pixels, qualities):
+        buffer = io.BytesIO()
+        Image.fromarray(img).save(buffer, "JPEG", quality=int(quality))
+        out.append(np.asarray(Image.open(buffer).convert("RGB")))
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).to(x.device, x.dtype).div_(255.0)
+
+
+def sharpen(x: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:
+    """An unsharp mask: ``amount`` (one per image) times the detail a 1 px blur removes, added."""
+    return (x + amount.view(-1, 1, 1, 1) * (x - _blur(x, 1.0))).clamp(0.0, 1.0)
+
+
+def bring_to_size_otherwise(x: torch.Tensor, source: SourceAugmentation, gen: torch.Generator) -> torch.Tensor:
+    """``source``'s resize, sharpen and JPEG pieces on float images at their own (source) size,
+    each on a random share of the batch (only those rows are computed). One filter pair and
+    intermediate size per batch, like ``blur``'s sigma; an amount and a quality per image."""
+    n = x.shape[0]
+    draws = torch.rand((3, n), generator=gen)
+    lo, hi = (math.log(s) for s in RESIZE_SCALES)
+    scale = math.exp(float(torch.rand(1, generator=gen)) * (hi - lo) + lo)
+    down, up = (RESIZE_FILTERS[int(i)] for i in torch.randint(len(RESIZE_FILTERS), (2,), generator=gen))
+    amount = torch.rand(n, generator=gen) * (SHARPEN_AMOUNTS[1] - SHARPEN_AMOUNTS[0]) + SHARPEN_AMOUNTS[0]
+    qualities = torch.randint(JPEG_QUALITIES[0], JPEG_QUALITIES[1] + 1, (n,), generator=gen)
+    x = x.clone()
+    for share, draw, piece in (
+        (source.resize, draws[0], lambda rows: resize_again(x[rows], scale, down, up)),
+        (source.sharpen, draws[1], lambda rows: sharpen(x[rows], amount[rows].to(x.device))),
+        # last, as a file is saved after it was resized
+        (source.jpeg, draws[2], lambda rows: jpeg_round_trip(x[rows], qualities[rows].tolist())),
+    ):
+        rows = (draw < share).nonzero().view(-1)
+        if share > 0 and len(rows):
+            x[rows.to(x.device)] = piece(rows.to(x.device))
+    return x
+
+
 def augment_batch(
     images: torch.Tensor,
     out_hw: tuple[int, int],
@@ -84,7 +152,7 @@ def augment_batch(
 
     Per image: a random crop of 35-100% of the area (aspect jitter 3:4 to 4:3), flips,
     a rotation of up to 45° for half of them, and brightness / contrast / saturation
-    jitter of ±20%; then ``source``'s pieces. One ``grid_sample`` replaces a per-image
+    jitter of ±20%; ``source``'s pieces (those of the upload's path at the source size, first). One ``grid_sample`` replaces a per-image
     pipeline that would starve a GPU.
     """
     n, device = images.shape[0], images.device
@@ -117,6 +185,8 @@ def augment_batch(
         chosen = (torch.rand(n, generator=gen) < source.low_res).to(device)
         if chosen.any():
             x = torch.where(chosen.view(n, 1, 1, 1), squash_to_low_res(x), x)
+    if source.resize > 0 or source.jpeg > 0 or source.sharpen > 0:
+        x = bring_to_size_otherwise(x, source, gen)
     # Downscale first so bilinear sampling does not alias.
     scale = min(1.0, out_hw[0] / x.shape[-2])
     if scale < 0.75:

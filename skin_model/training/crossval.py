@@ -69,9 +69,12 @@ def fold_dir(run_root: Path, member: str, k: int) -> Path:
     return Path(run_root) / member / f"fold{k}"
 
 
-def train_folds(recipe: Recipe, data: Dataset, run_root: Path, resume: bool = True, dist=None) -> None:
+def train_folds(
+    recipe: Recipe, data: Dataset, run_root: Path, resume: bool = True, dist=None, start: Path | None = None
+) -> None:
     """Every (member, fold) not yet finished, in order; each resumes from its checkpoint. ``dist``:
-    this process's place among the run's processes (``distributed.Distributed``; default: alone)."""
+    this process's place among the run's processes (``distributed.Distributed``; default: alone).
+    ``start``: the artifact the recipe's ``start_from`` names; fold k starts from its fold k model."""
     from skin_model.training.train import ONE_PROCESS, Run, train_member
 
     dist = dist or ONE_PROCESS
@@ -80,6 +83,7 @@ def train_folds(recipe: Recipe, data: Dataset, run_root: Path, resume: bool = Tr
         run_root.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(recipe.path, run_root / "recipe.toml")
     dist.barrier()
+    starts = start_weights(recipe, start)
     for cfg in recipe.members:
         for k in range(recipe.folds):
             member_dir = fold_dir(run_root, cfg.name, k)
@@ -88,7 +92,35 @@ def train_folds(recipe: Recipe, data: Dataset, run_root: Path, resume: bool = Tr
             train, val = fold_parts(data.df, k)
             log.info("%s fold %d: %d training images, %d out-of-fold", cfg.name, k, train.sum(), val.sum())
             run = Run(member_dir.parent)
-            train_member({"train": data.subset(train), "val": data.subset(val)}, run, _named(cfg, k), resume, dist)
+            begin = starts.get(f"{cfg.name}_fold{k}") if recipe.start_from else None
+            if recipe.start_from and begin is None:
+                raise ValueError(f"{start} has no fold model {cfg.name}_fold{k} to start from")
+            split = {"train": data.subset(train), "val": data.subset(val)}
+            train_member(split, run, _named(cfg, k), resume, dist, start=begin)
+
+
+def start_weights(recipe: Recipe, artifact: Path | None) -> dict[str, dict]:
+    """The fold models' weights of the artifact that ``recipe.start_from`` names, by member name
+    (``<member>_fold<k>``), after checking its version and weights' sha256; {} when it names none.
+    A fold model of that artifact never saw its fold's lesions, so the out-of-fold logits stay so."""
+    if not recipe.start_from:
+        return {}
+    wanted = recipe.start_from
+    if artifact is None:
+        raise ValueError(
+            f"{recipe.path.name} starts from model {wanted['model_version']}: name its artifact folder with "
+            "--start-from DIR (e.g. skin_model/model of the commit that shipped it)"
+        )
+    from skin_model.inference.artifact import load_artifact
+
+    weights = Path(artifact) / "model.safetensors"
+    found = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.exists() else "no model.safetensors"
+    if found != wanted["sha256"]:
+        raise ValueError(f"{weights}: sha256 {found}, not the {wanted['sha256']} that {recipe.path.name} names")
+    nets, card = load_artifact(artifact, check=False)
+    if card["model_version"] != wanted["model_version"]:
+        raise ValueError(f"{artifact} is model {card['model_version']}, not {wanted['model_version']}")
+    return {spec["name"]: net.state_dict() for net, spec in zip(nets, card["members"])}
 
 
 def _named(cfg, k: int):

@@ -21,6 +21,7 @@ from skin_model.training.splits import FOLDS, SourceRoles
 from skin_model.training.train import TrainConfig
 
 HELD_OUT_KEYS = {"results", "variant"}
+START_FROM_KEYS = {"model_version", "sha256"}
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,9 @@ class Recipe:
     # The design's evidence on held-out sources (``scripts.holdout_proxy``): its results file and
     # variant, reported in the card; None: the card reports none.
     held_out: dict | None = None
+    # Each fold model starts from the same fold's model of an earlier artifact (its version and
+    # its model.safetensors' sha256), not from ImageNet; None: from ImageNet (``pretrained``).
+    start_from: dict | None = None
     raw: dict = field(default_factory=dict, compare=False)
     sha256: str = ""  # of the bytes ``raw`` was read from (the file may change while a run trains)
 
@@ -80,6 +84,9 @@ class Recipe:
             if set(held_out) != HELD_OUT_KEYS:
                 raise ValueError(f"{path}: [held_out] sets exactly {sorted(HELD_OUT_KEYS)}, not {sorted(held_out)}")
             held_out = {"results": REPO_DIR / held_out["results"], "variant": str(held_out["variant"])}
+        start_from = raw.get("start_from")
+        if start_from is not None and set(start_from) != START_FROM_KEYS:
+            raise ValueError(f"{path}: start_from sets exactly {sorted(START_FROM_KEYS)}, not {sorted(start_from)}")
         return cls(
             path=path,
             model_version=str(raw["model_version"]),
@@ -92,6 +99,7 @@ class Recipe:
             ood_pass_rate=float(raw.get("ood_pass_rate", PASS_RATE)),
             outlier_exposure=bool(raw.get("outlier_exposure", False)),
             held_out=held_out,
+            start_from=None if start_from is None else {k: str(v) for k, v in start_from.items()},
             raw=raw,
             sha256=hashlib.sha256(content).hexdigest(),
         )

@@ -65,6 +65,9 @@ class TrainConfig:
     aug_blur: float = 0.0
     aug_ring: float = 0.0
     aug_low_res: float = 0.0
+    aug_resize: float = 0.0
+    aug_jpeg: float = 0.0
+    aug_sharpen: float = 0.0
 
     def __post_init__(self):
         self.name = self.name or self.arch
@@ -81,7 +84,7 @@ class TrainConfig:
     @property
     def source_augmentation(self) -> SourceAugmentation:
         return SourceAugmentation(
-            self.aug_zoom_out, self.aug_colour_cast, self.aug_gamma, self.aug_blur, self.aug_ring, self.aug_low_res
+            **{f.name: getattr(self, f"aug_{f.name}") for f in fields(SourceAugmentation)}
         )
 
     @property
@@ -169,7 +172,12 @@ def _checkpoint_path(member_dir: Path) -> Path:
 
 
 def train_member(
-    data: dict[str, Dataset], run: Run, cfg: TrainConfig, resume: bool = False, dist: Distributed = ONE_PROCESS
+    data: dict[str, Dataset],
+    run: Run,
+    cfg: TrainConfig,
+    resume: bool = False,
+    dist: Distributed = ONE_PROCESS,
+    start: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Train one fold model; checkpoint every epoch; keep every epoch's weights and validation
     logits (``epoch_NN.safetensors``, ``val_logits_NN.safetensors``). No epoch is chosen here:
@@ -180,7 +188,8 @@ def train_member(
     (``cfg.batch_size``) and computes its own share of it; batch norm uses the global batch's
     statistics (``distributed.GlobalBatchNorm2d``) and the loss is normalised by the global batch's
     weight, so the weights do not depend on N beyond floating-point noise. Rank 0 alone writes; a
-    run resumes from its checkpoint whatever N it is resumed with."""
+    run resumes from its checkpoint whatever N it is resumed with. ``start``: weights to begin from
+    instead of ImageNet's (a fold model of an earlier artifact: ``crossval.start_weights``)."""
     member_dir = run.member_dir(cfg.name)
     if dist.main:
         member_dir.mkdir(parents=True, exist_ok=True)
@@ -188,7 +197,10 @@ def train_member(
     seed_everything(cfg.seed)
     device = torch.device(dist.device)
     inputs = cfg.inputs
-    net = SkinNet(cfg.arch, pretrained=cfg.pretrained, meta_hidden=cfg.meta_hidden).to(device)
+    net = SkinNet(cfg.arch, pretrained=cfg.pretrained and start is None, meta_hidden=cfg.meta_hidden)
+    if start is not None:
+        net.load_state_dict(start)
+    net = net.to(device)
     net = net.to(memory_format=torch.channels_last)  # ~10-50% faster on CPU
     ema = EMA(net, cfg.ema_decay) if cfg.ema_decay > 0 else None
     train = data["train"]
