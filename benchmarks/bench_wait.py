@@ -32,6 +32,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 SAMPLES = sorted((REPO / "assets" / "samples").glob("*.jpg"))
+FULL_SIZE = REPO / "tests" / "fixtures" / "full_size" / "ISIC_0030119.jpg"  # a dermatoscope's 600x450 original
 
 from benchmarks.app_server import CHROMIUM_ARGS, running_app  # noqa: E402
 
@@ -92,7 +93,7 @@ def timed_first(page, action) -> float:
     return timed(page, action, FIRST, FIRST_SRC)
 
 
-def measure(browser, url: str, files: list[Path], camera: Path, repeats: int) -> dict:
+def measure(browser, url: str, files: list[Path], camera: Path, repeats: int, full_size: Path = FULL_SIZE) -> dict:
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(url)
     upload = page.locator("input[type=file]").first
@@ -109,11 +110,13 @@ def measure(browser, url: str, files: list[Path], camera: Path, repeats: int) ->
     others = files[repeats : 2 * repeats] or list(reversed(files[: repeats - 1]))  # not the image shown now
     firsts = [timed_first(page, lambda f=f: upload.set_input_files(str(f))) for f in others]
     steps = [timed(page, slider_step) for _ in range(repeats)]
-    camera_answers, camera_steps = [], []
+    camera_answers, camera_steps, full_size_answers = [], [], []
     for i in range(max(3, repeats // 2)):
         timed(page, lambda i=i: upload.set_input_files(str(files[i])))  # a different image between photos
         camera_answers.append(timed(page, lambda: upload.set_input_files(str(camera))))
         camera_steps.append(timed(page, slider_step))
+        timed(page, lambda i=i: upload.set_input_files(str(files[i])))
+        full_size_answers.append(timed(page, lambda: upload.set_input_files(str(full_size))))
     page.close()
     median = statistics.median
     return {
@@ -122,12 +125,14 @@ def measure(browser, url: str, files: list[Path], camera: Path, repeats: int) ->
         "opacity_step_s": median(steps),
         "camera_upload_to_answer_s": median(camera_answers),
         "camera_opacity_step_s": median(camera_steps),
+        "full_size_upload_to_answer_s": median(full_size_answers),
         "all": {
             "first_answers": firsts,
             "answers": answers,
             "steps": steps,
             "camera_answers": camera_answers,
             "camera_steps": camera_steps,
+            "full_size_answers": full_size_answers,
         },
     }
 
@@ -168,6 +173,7 @@ def main() -> None:
         "opacity_step": app["opacity_step_s"] / bare_page["opacity_step_s"],
         "camera_vs_small_answer": app["camera_upload_to_answer_s"] / app["upload_to_answer_s"],
         "camera_vs_small_step": app["camera_opacity_step_s"] / app["opacity_step_s"],
+        "full_size_vs_small_answer": app["full_size_upload_to_answer_s"] / app["upload_to_answer_s"],
     }
     print({k: round(v, 2) for k, v in ratios.items()})
     cpu = next(

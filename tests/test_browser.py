@@ -165,12 +165,12 @@ def _verdict(page, lang: str = "en"):
     return page.locator("h4").filter(has_text=re.compile(texts))
 
 
-def _analyse(browser, url: str, lang: str, size: tuple[int, int], sample: str = "ISIC_0027622.jpg"):
-    """A page at ``size`` that has analysed a sample, its verdict shown."""
+def _analyse(browser, url: str, lang: str, size: tuple[int, int], sample="ISIC_0027622.jpg"):
+    """A page at ``size`` that has analysed a sample (a name in the samples, or a path), its verdict shown."""
     page = browser.new_page(viewport={"width": size[0], "height": size[1]})
     page.goto(f"{url}/?lang={lang}")
     page.get_by_text(t("diag.title", lang)).wait_for(timeout=60_000)
-    page.locator("input[type=file]").first.set_input_files(str(SAMPLES_DIR / sample))
+    page.locator("input[type=file]").first.set_input_files(str(SAMPLES_DIR / sample))  # a path stays itself
     _verdict(page, lang).first.wait_for(timeout=90_000)
     page.wait_for_function("document.querySelectorAll('[data-testid=stImage] img').length >= 2", timeout=60_000)
     page.wait_for_timeout(1500)
@@ -273,6 +273,24 @@ def test_one_malignancy_number_in_the_verdict_the_table_and_the_json(server, bro
     report = json.loads(download.value.path().read_text())
     assert report["malignant_probability"] == report["referral_probability"]
     assert report["malignant_probability"] == pytest.approx(verdict_number, abs=0.0005)
+    page.close()
+
+
+def test_a_full_size_upload_is_answered_as_its_training_copy(server, browser):
+    """A dermatoscope's 600x450 original, uploaded in Chromium: the verdict and number of its
+    200x150 training copy (issue 43), which the model answers here."""
+    import skin_model
+    from skin_model.inference.referral import answer_state
+
+    full_size = REPO / "tests" / "fixtures" / "full_size"
+    copy = skin_model.load_model().predict(full_size / "ISIC_0030119_copy.jpg")
+    page = _analyse(browser, server[0], "en", (1280, 900), full_size / "ISIC_0030119.jpg")
+    heading = _verdict(page).first.inner_text()  # its icon, then the state's words
+    assert heading.strip().endswith(t(f"refer.{answer_state(copy.verdict, copy.borderline)}", "en"))
+    score_line = page.get_by_text(re.compile(re.escape(t("refer.number", "en"))))
+    assert _percent(score_line.first.locator("strong").first.inner_text()) == pytest.approx(
+        copy.malignant_probability, abs=0.02
+    )
     page.close()
 
 

@@ -160,11 +160,14 @@ def test_a_recipe_that_starts_from_an_artifact_starts_each_fold_from_that_fold_s
     train_folds(recipe, cv_run.data, tmp_path / "run", start=cv_run.artifact)
     nets, card = load_artifact(cv_run.artifact)
     learnt = [k for k, v in nets[0].state_dict().items() if v.is_floating_point() and "running" not in k]
+
+    def same(trained: dict, net) -> bool:
+        return all(torch.allclose(trained[n], net.state_dict()[n], atol=1e-6) for n in learnt)
+
     for k in range(recipe.folds):
         trained = load_file(str(fold_dir(tmp_path / "run", "tiny", k) / "epoch_01.safetensors"))
-        same = lambda net: all(torch.allclose(trained[n], net.state_dict()[n], atol=1e-6) for n in learnt)  # noqa: E731
         assert card["members"][k]["fold"] == k
-        assert same(nets[k]) and not same(nets[(k + 1) % recipe.folds])
+        assert same(trained, nets[k]) and not same(trained, nets[(k + 1) % recipe.folds])
 
 
 @pytest.mark.parametrize("given", ["wrong sha256", "no folder"])

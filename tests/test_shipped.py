@@ -272,6 +272,20 @@ def test_a_full_size_upload_gets_the_answer_of_its_training_copy(shipped):
     assert report["mean_abs_delta_p_malignant"] <= 0.02
 
 
+FULL_SIZE = REPO / "tests" / "fixtures" / "full_size"  # committed: one original and its copy
+
+
+@pytest.mark.parametrize("metadata", [True, False], ids=["with metadata", "image only"])
+def test_the_committed_full_size_original_gets_its_copy_s_answer(shipped, metadata):
+    row = pd.read_csv(FULL_SIZE / "metadata.csv").iloc[0]
+    given = (row.age, row.sex, row.localization) if metadata else ()
+    original = shipped.predict(FULL_SIZE / f"{row.image_id}.jpg", *given)
+    copy = shipped.predict(FULL_SIZE / f"{row.image_id}_copy.jpg", *given)
+    assert Image.open(FULL_SIZE / f"{row.image_id}.jpg").size == (600, 450)
+    assert (original.verdict, original.label, original.ood) == (copy.verdict, copy.label, copy.ood)
+    assert abs(original.malignant_probability - copy.malignant_probability) <= 0.02
+
+
 def test_a_copy_of_the_shipped_model_without_its_ood_threshold_fails_at_load(tmp_path):
     """At load_model(), naming the field: never at the first prediction (issue 40's bar)."""
     import shutil

@@ -83,9 +83,7 @@ class TrainConfig:
 
     @property
     def source_augmentation(self) -> SourceAugmentation:
-        return SourceAugmentation(
-            **{f.name: getattr(self, f"aug_{f.name}") for f in fields(SourceAugmentation)}
-        )
+        return SourceAugmentation(**{f.name: getattr(self, f"aug_{f.name}") for f in fields(SourceAugmentation)})
 
     @property
     def inputs(self) -> InputConfig:
