@@ -282,8 +282,11 @@ def test_the_committed_full_size_original_gets_its_copy_s_answer(shipped, metada
     original = shipped.predict(FULL_SIZE / f"{row.image_id}.jpg", *given)
     copy = shipped.predict(FULL_SIZE / f"{row.image_id}_copy.jpg", *given)
     assert Image.open(FULL_SIZE / f"{row.image_id}.jpg").size == (600, 450)
-    assert (original.verdict, original.label, original.ood) == (copy.verdict, copy.label, copy.ood)
+    assert (original.verdict, original.ood) == (copy.verdict, copy.ood)
     assert abs(original.malignant_probability - copy.malignant_probability) <= 0.02
+    # The differential's first line names the same diagnoses (two close ones may swap places).
+    assert set(original.uncertain_between or [original.label]) == set(copy.uncertain_between or [copy.label])
+    assert max(abs(original.probabilities[c] - copy.probabilities[c]) for c in vocab.CLASSES) <= 0.05
 
 
 def test_a_copy_of_the_shipped_model_without_its_ood_threshold_fails_at_load(tmp_path):
