@@ -2,9 +2,10 @@
 
     python -m scripts.quality_rates ../shared/data [--out runs/quality/rates.json] [--choose]
 
-``--choose`` prints the thresholds at which each check warns on about 1% of the training images of
-the sources the model learnt from (HAM10000's folds, the test split never read; ISIC 2017's train
-part), to be written into quality.py.
+``--choose`` prints the thresholds at which no check warns on more than about 1% of the training
+images of any source the model learnt from (HAM10000's folds, the test split never read; ISIC
+2017's train part): each source's own quantile, the most lenient of them; to be written into
+quality.py.
 Then, with the thresholds in quality.py: the share of each source's real dermoscopy that gets a
 warning (every source found: HAM10000 training folds, ISIC 2017, BCN20000, the full-size originals),
 and the share caught of the same HAM10000 images degraded three ways (blurred, darkened, the lesion
@@ -38,6 +39,9 @@ DEGRADATIONS = {
 }
 
 
+QUALITY_KEYS = ("sharpness", "brightness", "lesion_share", "off_centre")
+
+
 def ham_training_folds(ham: Path) -> list[Path]:
     meta = pd.read_csv(ham / "HAM10000_metadata.csv")
     split = read_lesion_split(REPO / "splits" / "ham10000_lesions.csv").set_index("lesion_id")["split"]
@@ -66,13 +70,18 @@ def main() -> None:
         isic = pd.read_csv(args.data / "isic2017" / "metadata.csv")
         isic_paths = find_images(args.data / "isic2017")
         train = measures([isic_paths[i] for i in isic.loc[isic["dataset"].eq("isic2017_train"), "image_id"]])
-        keys = ("sharpness", "brightness", "lesion_share", "off_centre")
-        a = {k: np.array([getattr(q, k) for q in ham_q + train]) for k in keys}
-        print(f"MIN_SHARPNESS = {np.quantile(a['sharpness'], 0.01):.4f}")
-        print(f"MIN_BRIGHTNESS = {np.quantile(a['brightness'], 0.005):.1f}")
-        print(f"MAX_BRIGHTNESS = {np.quantile(a['brightness'], 0.995):.1f}")
-        print(f"MIN_LESION_SHARE = {np.quantile(a['lesion_share'], 0.01):.4f}")
-        print(f"MAX_OFF_CENTRE = {np.quantile(a['off_centre'], 0.99):.3f}")
+        by_source = [ham_q, train]
+        values = [{k: np.array([getattr(q, k) for q in qs]) for k in QUALITY_KEYS} for qs in by_source]
+
+        def lenient(key: str, share: float, low: bool) -> float:
+            quantiles = [np.quantile(v[key], share if low else 1 - share) for v in values]
+            return min(quantiles) if low else max(quantiles)
+
+        print(f"MIN_SHARPNESS = {lenient('sharpness', 0.01, True):.4f}")
+        print(f"MIN_BRIGHTNESS = {lenient('brightness', 0.005, True):.1f}")
+        print(f"MAX_BRIGHTNESS = {lenient('brightness', 0.005, False):.1f}")
+        print(f"MIN_LESION_SHARE = {lenient('lesion_share', 0.01, True):.4f}")
+        print(f"MAX_OFF_CENTRE = {lenient('off_centre', 0.01, False):.3f}")
         return
     sources = {"ham10000 (training folds)": ham_q}
     for name in ("isic2017", "bcn20000", "ham10000_originals"):

@@ -6,14 +6,17 @@ the image at a fixed 200x150 (HAM10000's working size), NumPy only (~2 ms), off 
 - **sharpness**: variance of the Laplacian over the image's own contrast (variance), so that a dark
   or flat image is not called blurred for that alone;
 - **exposure**: the median brightness of the field of view (the dermoscope's black vignette left out);
-- **lesion**: the darker region by Otsu's threshold within the field; its share of the field, and how
-  far its centre lies from the photo's (0: centred, 1: on an edge), as a lesion cut by the frame is.
+- **lesion**: the darker region by Otsu's threshold within the field's skin-coloured part (red the
+  strongest channel: the blue, green and cyan colour markers some clinics stick beside a lesion are
+  not it); its share of that part, and how far its centre lies from the photo's (0: centred, 1: on
+  an edge), as a lesion cut by the frame is.
 
 Sharpness is measured at the photo's own resolution when it is smaller than 200x150 (an 84 px image is
 not blurred for being small), brought down to it otherwise.
 
-The thresholds were chosen on HAM10000's training folds so that each check warns on about 1% of
-real dermoscopy, and their rates on every source and on degraded copies are measured by
+The thresholds were chosen on the training images of each source the model learnt from (HAM10000's
+folds, ISIC 2017's training part) so that no check warns on more than about 1% of any of them, and
+their rates on every source and on degraded copies are measured by
 ``scripts/quality_rates.py`` (docs/model.md, "Image quality").
 """
 
@@ -27,11 +30,11 @@ from PIL import Image
 SIZE = (200, 150)
 FIELD_MIN = 30  # grey levels below this: the dermoscope's vignette, not the field of view
 # Thresholds (scripts/quality_rates.py chose them; see the module's docstring).
-MIN_SHARPNESS = 0.0123
-MIN_BRIGHTNESS = 103.0
-MAX_BRIGHTNESS = 226.0
-MIN_LESION_SHARE = 0.0203
-MAX_OFF_CENTRE = 0.583
+MIN_SHARPNESS = 0.0117
+MIN_BRIGHTNESS = 95.1
+MAX_BRIGHTNESS = 233.0
+MIN_LESION_SHARE = 0.0129
+MAX_OFF_CENTRE = 0.641
 CHECKS = ("blurred", "too_dark", "too_bright", "lesion_too_small", "lesion_cut_off")
 
 
@@ -69,12 +72,23 @@ class Quality:
         }
 
 
-def grey(image: Image.Image) -> np.ndarray:
-    """The photo's luminance within ``SIZE`` (brought down, never up), float32 in [0, 255]."""
-    small = image.convert("L")
+def within_size(image: Image.Image) -> Image.Image:
+    """The photo within ``SIZE`` (brought down, never up), RGB."""
+    small = image.convert("RGB")
     if small.width > SIZE[0] or small.height > SIZE[1]:
         small.thumbnail(SIZE, Image.Resampling.BILINEAR)
-    return np.asarray(small, dtype=np.float32)
+    return small
+
+
+def grey(image: Image.Image) -> np.ndarray:
+    """The photo's luminance within ``SIZE``, float32 in [0, 255]."""
+    return np.asarray(within_size(image).convert("L"), dtype=np.float32)
+
+
+def skin_coloured(small: Image.Image) -> np.ndarray:
+    """Where red is the strongest channel (smoothed): skin and lesions, not a blue or green marker."""
+    red, green, blue = (_box(np.asarray(band, dtype=np.float32)) for band in small.split())
+    return (red >= green) & (red >= blue)
 
 
 def _laplacian(g: np.ndarray) -> np.ndarray:
@@ -104,7 +118,8 @@ def _otsu(values: np.ndarray) -> float:
 
 def assess(image: Image.Image) -> Quality:
     """The measures of ``image`` (any size, RGB)."""
-    g = grey(image)
+    small = within_size(image)
+    g = np.asarray(small.convert("L"), dtype=np.float32)
     field = _box(g) >= FIELD_MIN
     contrast = float(g[field].var()) if field.sum() > 100 else float(g.var())
     lap = _laplacian(g)
@@ -112,9 +127,10 @@ def assess(image: Image.Image) -> Quality:
     sharpness = float(lap[inner].var() / max(contrast, 1.0)) if inner.sum() > 100 else 0.0
     brightness = float(np.median(g[field])) if field.any() else 0.0
     smooth = _box(g)
-    if field.sum() > 100 and contrast > 4.0:
-        lesion = (smooth < _otsu(smooth[field])) & field
-        share = float(lesion.sum() / field.sum())
+    skin = field & skin_coloured(small)
+    if skin.sum() > 100 and contrast > 4.0:
+        lesion = (smooth < _otsu(smooth[skin])) & skin
+        share = float(lesion.sum() / skin.sum())
         rows, cols = np.nonzero(lesion)
         h, w = g.shape
         off = max(abs(cols.mean() / w - 0.5), abs(rows.mean() / h - 0.5)) * 2 if len(rows) else 1.0
