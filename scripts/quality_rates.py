@@ -50,6 +50,36 @@ def ham_training_folds(ham: Path) -> list[Path]:
     return [paths[i] for i in keep["image_id"] if i in paths]
 
 
+def off_centre(mask: np.ndarray) -> float:
+    """How far a mask's centre lies from the photo's (0: centred, 1: on an edge), as quality.assess."""
+    rows, cols = np.nonzero(mask)
+    h, w = mask.shape
+    return max(abs(cols.mean() / w - 0.5), abs(rows.mean() / h - 0.5)) * 2 if len(rows) else 1.0
+
+
+def with_the_masks(ham: Path, sample: list[Path]) -> dict:
+    """The cut-by-the-frame check's ceiling: the dermatologists' lesion masks in place of the
+    estimate. A centroid threshold at real images' 99% quantile, and the cut copies it catches."""
+    crop = DEGRADATIONS["lesion_cropped_off"][0]
+    real, cut, touching = [], [], []
+    for path in sample:
+        mask_path = ham / "masks" / f"{path.stem}_segmentation.png"
+        if not mask_path.exists():
+            continue
+        mask = Image.open(mask_path).convert("L").resize(quality.SIZE)
+        lesion = np.asarray(mask) > 127
+        real.append(off_centre(lesion))
+        cut.append(off_centre(np.asarray(crop(mask)) > 127))
+        touching.append(bool(lesion[:, :2].any() or lesion[:, -2:].any() or lesion[:2].any() or lesion[-2:].any()))
+    threshold = float(np.quantile(real, 0.99))
+    return {
+        "images": len(real),
+        "off_centre_threshold_at_real_99pct": threshold,
+        "cut_copies_caught": float(np.mean(np.array(cut) > threshold)),
+        "real_lesions_touching_the_frame": float(np.mean(touching)),
+    }
+
+
 def measures(paths: list[Path], transform=None) -> list[quality.Quality]:
     out = []
     for p in paths:
@@ -110,6 +140,8 @@ def main() -> None:
             "by_its_check": float(np.mean([any(c in q.problems for c in expected) for q in qs])),
             "any": float(np.mean([not q.good for q in qs])),
         }
+    if (args.data / "ham10000" / "masks").is_dir():
+        report["cut_off_with_the_masks"] = with_the_masks(args.data / "ham10000", sample)
     print(json.dumps(report, indent=1))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
