@@ -89,7 +89,7 @@ def answer_table(pairs, metadata: pd.DataFrame, model_dir: Path | None, ways: di
             "verdicts_agree": float(np.mean([p.verdict == c.verdict for p, c in zip(preds, copies)])),
             "suggested_diagnoses_agree": float(np.mean([p.label == c.label for p, c in zip(preds, copies)])),
             "ood_flagged": float(np.mean([p.ood for p in preds])),
-            "referred": float(np.mean([p.refer for p in preds])),
+            "referred": float(np.mean([p.refer is True for p in preds])),  # cannot judge: refer is None
         }
     others = [table[name] for name in ways if name != APP_WAY]
     # How indifferent the model is to the way (issue 43's training side): the other ways, pooled.
@@ -99,7 +99,7 @@ def answer_table(pairs, metadata: pd.DataFrame, model_dir: Path | None, ways: di
     }
     table["copy"] = {
         "ood_flagged": float(np.mean([c.ood for c in copies])),
-        "referred": float(np.mean([c.refer for c in copies])),
+        "referred": float(np.mean([c.refer is True for c in copies])),
     }
     return table
 
