@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
@@ -84,7 +85,9 @@ def load_members(model_dir: Path, card: dict) -> list[SkinNet]:
             net.cam_layer  # noqa: B018 (the card's Grad-CAM block must exist)
         except AttributeError as err:
             raise ModelArtifactError(f"Member {i} of the model card names no block {spec.get('cam_layer')!r}") from err
-        members.append(net.eval())
+        # Channels-last weights: the ensemble's forward pass takes 0.20 s instead of 0.27 s on 2 cores
+        # (docs/performance.md); the logits move by less than 1e-6.
+        members.append(net.to(memory_format=torch.channels_last).eval())
     if len(tensors) != sum(len(m.state_dict()) for m in members):
         raise ModelArtifactError(f"{path} holds tensors that the model card does not describe.")
     return members

@@ -26,9 +26,9 @@ def member_views(
     image features (N, F), both averaged over the flipped ``views``. ``pixels``: uint8 (N, 3, H, W)
     at the source size; the member resizes and normalises them its own way (``inputs``)."""
     n = pixels.shape[0]
-    logits, features = net.forward_views(
-        flip_views(inputs.normalize(pixels), views), tuple(m.repeat(len(views), 1) for m in metas)
-    )
+    # Channels-last, as the shipped members' weights are (artifact.load_members): a quarter faster on a CPU.
+    x = flip_views(inputs.normalize(pixels), views).contiguous(memory_format=torch.channels_last)
+    logits, features = net.forward_views(x, tuple(m.repeat(len(views), 1) for m in metas))
     return logits.reshape(len(metas), len(views), n, -1).mean(1), features.reshape(len(views), n, -1).mean(0)
 
 
