@@ -80,11 +80,6 @@ def within_size(image: Image.Image) -> Image.Image:
     return small
 
 
-def grey(image: Image.Image) -> np.ndarray:
-    """The photo's luminance within ``SIZE``, float32 in [0, 255]."""
-    return np.asarray(within_size(image).convert("L"), dtype=np.float32)
-
-
 def skin_coloured(small: Image.Image) -> np.ndarray:
     """Where red is the strongest channel (smoothed): skin and lesions, not a blue or green marker."""
     red, green, blue = (_box(np.asarray(band, dtype=np.float32)) for band in small.split())

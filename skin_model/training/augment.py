@@ -9,7 +9,6 @@ sharpening). The second kind is switched on per recipe (``SourceAugmentation``).
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import asdict, dataclass
 
@@ -17,6 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+
+from skin_model.inference.preprocess import jpeg_round_trip as saved_as_jpeg
 
 
 @dataclass(frozen=True)
@@ -105,11 +106,7 @@ def resize_again(x: torch.Tensor, scale: float, down: tuple[str, bool], up: tupl
 def jpeg_round_trip(x: torch.Tensor, qualities: list[int]) -> torch.Tensor:
     """Each image saved as a JPEG at its quality and read again, by Pillow (as the copies were made)."""
     pixels = x.mul(255).round_().clamp_(0, 255).to("cpu", torch.uint8).permute(0, 2, 3, 1).numpy()
-    out = []
-    for img, quality in zip(pixels, qualities):
-        buffer = io.BytesIO()
-        Image.fromarray(img).save(buffer, "JPEG", quality=int(quality))
-        out.append(np.asarray(Image.open(buffer).convert("RGB")))
+    out = [np.asarray(saved_as_jpeg(Image.fromarray(img), int(q))) for img, q in zip(pixels, qualities)]
     return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).to(x.device, x.dtype).div_(255.0)
 
 
@@ -136,8 +133,8 @@ def bring_to_size_otherwise(x: torch.Tensor, source: SourceAugmentation, gen: to
         # last, as a file is saved after it was resized
         (source.jpeg, draws[2], lambda rows: jpeg_round_trip(x[rows], qualities[rows].tolist())),
     ):
-        rows = (draw < share).nonzero().view(-1)
-        if share > 0 and len(rows):
+        rows = (draw < share).nonzero().view(-1)  # none where the share is 0
+        if len(rows):
             x[rows.to(x.device)] = piece(rows.to(x.device))
     return x
 

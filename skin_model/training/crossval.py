@@ -92,7 +92,7 @@ def train_folds(
             train, val = fold_parts(data.df, k)
             log.info("%s fold %d: %d training images, %d out-of-fold", cfg.name, k, train.sum(), val.sum())
             run = Run(member_dir.parent)
-            begin = starts.get(f"{cfg.name}_fold{k}") if recipe.start_from else None
+            begin = starts.get(f"{cfg.name}_fold{k}")  # None: from ImageNet, when the recipe starts from none
             if recipe.start_from and begin is None:
                 raise ValueError(f"{start} has no fold model {cfg.name}_fold{k} to start from")
             split = {"train": data.subset(train), "val": data.subset(val)}
