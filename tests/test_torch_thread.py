@@ -6,7 +6,14 @@ import time
 
 import pytest
 
-from skin_model.inference.torch_thread import THREAD_NAME, TorchThread, TorchThreadError, on_torch_thread
+from skin_model.inference.torch_thread import (
+    LANE_NAME,
+    THREAD_NAME,
+    TorchThread,
+    TorchThreadError,
+    map_lanes,
+    on_torch_thread,
+)
 
 
 def test_calls_run_on_the_named_daemon_thread():
@@ -97,3 +104,52 @@ def _try(fn):
         return fn()
     except TorchThreadError as err:
         return err
+
+
+def _where(item):
+    import torch
+
+    time.sleep(0.05)  # long enough for the other lane to take the next item
+    return item, threading.current_thread().name, torch.get_num_threads()
+
+
+def test_lanes_run_items_side_by_side_single_threaded_and_in_order():
+    import torch
+
+    before = torch.get_num_threads()
+    worker = TorchThread(lanes=2)
+    results = worker.run(lambda: worker.map_lanes(_where, range(5)))
+    assert [item for item, _, _ in results] == list(range(5))
+    assert {name.rsplit("_", 1)[0] for _, name, _ in results} == {LANE_NAME}
+    assert len({name for _, name, _ in results}) == 2  # both lanes worked
+    assert {threads for _, _, threads in results} == {1}  # no OpenMP pool of their own
+    assert torch.get_num_threads() == before  # the caller's own threads are untouched
+
+
+def test_one_lane_or_one_item_runs_inline():
+    here = threading.current_thread().name
+    assert TorchThread(lanes=1).map_lanes(_where, range(3))[2][1] == here
+    assert TorchThread(lanes=2).map_lanes(_where, [7]) == [(7, here, _where(0)[2])]
+
+
+def test_a_lane_s_error_reaches_the_caller_and_the_lanes_recover():
+    worker = TorchThread(lanes=2)
+    with pytest.raises(ZeroDivisionError):
+        worker.map_lanes(lambda x: 1 / x, [1, 0, 2])
+    assert worker.map_lanes(lambda x: 2 * x, [1, 2, 3]) == [2, 4, 6]
+
+
+def _lanes_in_child(results):
+    results.put(map_lanes(lambda x: threading.current_thread().name, range(2)))
+
+
+def test_a_forked_child_gets_working_lanes(monkeypatch):
+    monkeypatch.setenv("SKIN_MODEL_THREADS", "2")  # two lanes, whatever this machine's cores
+    map_lanes(lambda x: x, range(2))  # the parent's lanes exist before the fork
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Queue()
+    child = ctx.Process(target=_lanes_in_child, args=(results,))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0, "the child hung or failed"
+    assert all(name.startswith(LANE_NAME) for name in results.get(timeout=5))

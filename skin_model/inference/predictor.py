@@ -18,7 +18,7 @@ from skin_model.inference.card import ModelArtifactError, model_folder
 from skin_model.inference.ensemble import calibrate, member_views
 from skin_model.inference.gradcam import LayerCAM, upsample
 from skin_model.inference.inputs import ImageSource, Metadata, load_image, parse_metadata
-from skin_model.inference.network import SkinNet, encode_metadata, unflip
+from skin_model.inference.network import SkinNet, encode_metadata, fold_batch_norms, unflip
 from skin_model.inference.ood import OodCheck, image_statistics
 from skin_model.inference.preprocess import InputConfig, SourceSize
 from skin_model.inference.priors import DEFAULT_PRIOR, PRIORS, apply_prior
@@ -34,7 +34,7 @@ from skin_model.inference.referral import (
     verdict,
 )
 from skin_model.inference.similar import CaseIndex, Neighbour, member_embedding
-from skin_model.inference.torch_thread import on_torch_thread, on_torch_thread_to_the_end
+from skin_model.inference.torch_thread import map_lanes, on_torch_thread, on_torch_thread_to_the_end
 from skin_model.inference.uncertainty import uncertain_pair
 
 FUSED, IMAGE_ONLY = 0, 1  # the two metadata views computed for every image
@@ -222,6 +222,8 @@ class SkinClassifier:
         if threads:
             torch.set_num_threads(threads)
         members, card = load_artifact(model_dir)
+        # Folded here only: training's warm start and re-export read the artifact's own layers.
+        members = [fold_batch_norms(m).to(memory_format=torch.channels_last) for m in members]
         with model_folder(model_dir) as folder:
             cases, ood = load_index(folder)
         return cls(members, card, cases, ood)
@@ -239,10 +241,12 @@ class SkinClassifier:
         pixels, metas = pixels.to(self.device), metas.to(self.device)
         chosen = range(len(self.members)) if members is None else members
         unknown = self._unknown.to(self.device).expand(len(metas), -1)
-        with torch.inference_mode():
-            outputs = [
-                member_views(self.members[i], self.member_inputs[i], pixels, (metas, unknown), views) for i in chosen
-            ]
+
+        @torch.inference_mode()
+        def member(i: int) -> tuple[torch.Tensor, torch.Tensor]:
+            return member_views(self.members[i], self.member_inputs[i], pixels, (metas, unknown), views)
+
+        outputs = map_lanes(member, chosen)
         return torch.stack([lg for lg, _ in outputs]).cpu(), [f.cpu() for _, f in outputs]
 
     def member_logits(self, pixels: torch.Tensor, metas: torch.Tensor, tta: bool = True) -> torch.Tensor:
@@ -349,36 +353,38 @@ class SkinClassifier:
     ) -> tuple[Prediction, Explanation]:
         pixels = prepared.pixels.to(self.device)
         meta = encode_metadata(prepared.metadata).unsqueeze(0).to(self.device)
+        unknown = self._unknown.to(self.device).unsqueeze(0)
+        members = range(len(self.members))
         with ExitStack() as stack:
             cams = [stack.enter_context(LayerCAM(m.cam_layer)) for m in self.members]
+
             # Weights are frozen and the input needs no gradient: the graph starts at each
             # member's Grad-CAM layer (see LayerCAM), so the backward pass and the memory it
-            # keeps cover only the few layers after it.
-            unknown = self._unknown.to(self.device).unsqueeze(0)
-            outputs = [
-                member_views(m, inp, pixels, (meta, unknown), self.views)
-                for m, inp in zip(self.members, self.member_inputs)
-            ]
-            logits = torch.stack([lg for lg, _ in outputs])  # (members, 2, 1, C)
+            # keeps cover only the few layers after it. Each member on its own lane (map_lanes).
+            def forward(i: int) -> tuple[torch.Tensor, torch.Tensor]:
+                with torch.enable_grad():
+                    return member_views(self.members[i], self.member_inputs[i], pixels, (meta, unknown), self.views)
+
+            outputs = map_lanes(forward, members)
             prediction = self._prediction(
-                self.calibrate(logits.detach().cpu(), "training"),
+                self.calibrate(torch.stack([lg.detach() for lg, _ in outputs]).cpu(), "training"),
                 [f.detach().cpu() for _, f in outputs],
                 prepared,
                 prior,
             )
             target = target or prediction.label
-            # Members share no weights, so one backward of their summed scores gives each
-            # member the gradient of its own (view-averaged) score.
-            fused = logits[:, FUSED, 0]
-            score = (
-                fused[:, MALIGNANT_INDEX].logsumexp(-1)
-                if target == MALIGNANT
-                else fused[:, vocab.CLASSES.index(target)]
-            )
-            score.sum().backward()
-            # Each view's map is flipped back onto the image before averaging.
-            maps = [unflip(cam.maps(), self.views).mean(0)[0].cpu() for cam in cams]
-        heat = np.mean([upsample(m, heatmap_size or prepared.image.size) for m in maps], axis=0)
+
+            # Members share no weights: each member's backward of its own (view-averaged) score
+            # gives its map, and runs beside the others'.
+            def backward(i: int) -> np.ndarray:
+                fused = outputs[i][0][FUSED, 0]
+                score = fused[MALIGNANT_INDEX].logsumexp(-1) if target == MALIGNANT else fused[vocab.CLASSES.index(target)]
+                score.backward()
+                # Each view's map is flipped back onto the image before averaging.
+                return upsample(unflip(cams[i].maps(), self.views).mean(0)[0].cpu(), heatmap_size or prepared.image.size)
+
+            maps = map_lanes(backward, members)
+        heat = np.mean(maps, axis=0)
         explanation = Explanation(target, (heat / max(float(heat.max()), 1e-12)).astype(np.float32))
         return prediction, explanation
 
