@@ -140,23 +140,21 @@ with inputs_col:
 prior = vocab.DEFAULT_PRIOR  # the probabilities shown are the calibrated ones: one malignancy number
 
 
-def answer(image, size: tuple[int, int]):
-    """The model's answer for this page's image and patient information, and the heatmap of its
-    most probable class at the display's ``size``: one forward and one backward pass (0.30 s here,
-    where the answer alone takes 0.26 s: a separate answer first would delay the whole by 0.26 s to
-    show the verdict 0.04 s sooner). Also the prepared inputs, kept for other heatmaps (the image
-    is decoded and brought to size once)."""
+def answer(image):
+    """The model's answer for this page's image and patient information, from one forward pass that
+    also records what the heatmaps need (``attention``): the verdict is on the page before any
+    heatmap is made, and a heatmap is then one backward pass (the image is decoded and brought to
+    size once)."""
     with st.spinner(tr("diag.running")):
         prepared = model.prepare(image, age=age, sex=sex, site=site)
-        prediction, explanation = model.diagnose_prepared(prepared, None, prior, size)
-        return prediction, prepared, explanation
+        prediction, attention = model.answer_prepared(prepared, prior)
+        return prediction, attention
 
 
 def heatmap(result: dict, target: str):
-    """The Grad-CAM of ``target`` at the display's size (a forward and a backward pass)."""
+    """The Grad-CAM of ``target`` at the display's size (a backward pass of the answer's forward pass)."""
     with st.spinner(tr("diag.running")):
-        _, explanation = model.diagnose_prepared(result["prepared"], target, prior, result["display"].size)
-    return explanation.heatmap
+        return result["attention"].heatmap(target, result["display"].size).heatmap
 
 
 # -- the model runs only when the image, the metadata or the prior change -------------------------------------
@@ -176,7 +174,7 @@ with result_col:
         display = given["image"].copy()
         display.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE))
         try:
-            prediction, prepared, explanation = answer(given["image"], display.size)
+            prediction, attention = answer(given["image"])
         except TorchThreadError as err:  # busy or timed out: the inputs stay, a rerun tries again
             st.warning(error_text(err, ui.lang()), icon=":material/hourglass_top:")
             st.stop()
@@ -194,8 +192,8 @@ with result_col:
             "thumbnail": ui.jpeg(thumbnail_of(display)),  # beside the verdict
             "pixels": np.asarray(display),
             "prediction": prediction,
-            "prepared": prepared,
-            "heatmaps": {explanation.target: explanation.heatmap},  # each class asked for
+            "attention": attention,
+            "heatmaps": {},  # each class asked for, made after the verdict is shown
             # Same image, other patient information: say what moved.
             "before": previous["prediction"] if previous and previous["key"][0] == key[0] else None,
         }

@@ -234,21 +234,26 @@ def encode(img: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:
 @pytest.fixture
 def model_calls(monkeypatch):
     """The model's work the pages ask for, from outside them: "answer" for an answer alone (a
-    forward pass), the class asked for each pass that also makes a heatmap (None: the answer with
-    the heatmap of its most probable class)."""
-    from skin_model.inference.predictor import SkinClassifier
+    forward pass), "forward" for an answer whose forward pass is kept for heatmaps, and the class
+    of each heatmap made from it (a backward pass)."""
+    from skin_model.inference.predictor import Attention, SkinClassifier
 
     calls = []
-    predict, diagnose = SkinClassifier.predict_prepared, SkinClassifier.diagnose_prepared
+    predict, answer, heatmap = SkinClassifier.predict_prepared, SkinClassifier.answer_prepared, Attention.heatmap
 
     def answered(self, *args, **kwargs):
         calls.append("answer")
         return predict(self, *args, **kwargs)
 
-    def explained(self, prepared, target=None, *args, **kwargs):
+    def forward(self, *args, **kwargs):
+        calls.append("forward")
+        return answer(self, *args, **kwargs)
+
+    def explained(self, target, *args, **kwargs):
         calls.append(target)
-        return diagnose(self, prepared, target, *args, **kwargs)
+        return heatmap(self, target, *args, **kwargs)
 
     monkeypatch.setattr(SkinClassifier, "predict_prepared", answered)
-    monkeypatch.setattr(SkinClassifier, "diagnose_prepared", explained)
+    monkeypatch.setattr(SkinClassifier, "answer_prepared", forward)
+    monkeypatch.setattr(Attention, "heatmap", explained)
     return calls

@@ -21,6 +21,7 @@ from skin_model.inference.gradcam import grayscale_png, overlay
 from skin_model.inference.network import BACKBONES, encode_metadata
 from skin_model.inference.predictor import SkinClassifier
 from skin_model.inference.preprocess import IMAGENET_MEAN
+from skin_model.inference.torch_thread import LANE_NAME, THREAD_NAME
 
 from .conftest import synthetic_lesion
 
@@ -172,7 +173,9 @@ def test_threads_share_one_model_safely(tiny_model):
         np.testing.assert_allclose(h1, h2, atol=1e-5)
 
 
-@pytest.mark.parametrize("call", ["predict", "diagnose", "member_logits", "predict_prepared", "diagnose_prepared"])
+@pytest.mark.parametrize(
+    "call", ["predict", "diagnose", "member_logits", "predict_prepared", "diagnose_prepared", "answer_prepared"]
+)
 def test_network_runs_on_the_torch_thread_and_decoding_does_not(tiny_model, monkeypatch, call):
     import skin_model.inference.predictor as predictor
 
@@ -189,10 +192,12 @@ def test_network_runs_on_the_torch_thread_and_decoding_does_not(tiny_model, monk
         "member_logits": lambda: tiny_model.member_logits(prepared.pixels, encode_metadata(prepared.metadata)[None]),
         "predict_prepared": lambda: tiny_model.predict_prepared([prepared]),
         "diagnose_prepared": lambda: tiny_model.diagnose_prepared(prepared),
+        "answer_prepared": lambda: tiny_model.answer_prepared(prepared),
     }
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="caller") as caller:  # e.g. a Streamlit script thread
         caller.submit(calls[call]).result()
-    assert network and all(name == "skin-model-torch" for name in network), network
+    # The torch thread, or its lanes within its call (torch_thread.map_lanes).
+    assert network and all(name == THREAD_NAME or name.startswith(LANE_NAME) for name in network), network
     assert all(name.startswith("caller") for name in decoding), decoding
 
 
@@ -317,7 +322,9 @@ def test_batches_are_small_by_default(tiny_model, monkeypatch):
 CALLER_TORCH_CALLS = {"permute", "unsqueeze", "__get__", "dtype", "shape"}
 
 
-@pytest.mark.parametrize("call", ["predict", "diagnose", "predict_prepared", "diagnose_prepared"])
+@pytest.mark.parametrize(
+    "call", ["predict", "diagnose", "predict_prepared", "diagnose_prepared", "answer_prepared", "heatmap"]
+)
 def test_every_torch_computation_runs_on_the_torch_thread(tiny_model, call):
     """The network, calibration, embedding, similar cases and out-of-domain score: every torch
     function the caller's thread runs is recorded (torch function modes are per thread), and
@@ -340,7 +347,10 @@ def test_every_torch_computation_runs_on_the_torch_thread(tiny_model, call):
         "diagnose": lambda: tiny_model.diagnose(img, age=50),
         "predict_prepared": lambda: tiny_model.predict_prepared([prepared]),
         "diagnose_prepared": lambda: tiny_model.diagnose_prepared(prepared),
+        "answer_prepared": lambda: tiny_model.answer_prepared(prepared),
+        "heatmap": lambda: attention.heatmap("mel"),  # a later class, from the kept forward pass
     }
+    attention = tiny_model.answer_prepared(prepared)[1]
 
     def on_the_callers_thread():
         with Recorder() as recorder:
@@ -350,8 +360,8 @@ def test_every_torch_computation_runs_on_the_torch_thread(tiny_model, call):
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="caller") as caller:
         names, result = caller.submit(on_the_callers_thread).result()
     assert set(names) <= CALLER_TORCH_CALLS, sorted(set(names) - CALLER_TORCH_CALLS)
-    pred = result[0] if isinstance(result, (list, tuple)) else result
-    assert pred.label in vocab.CLASSES  # the work was done, elsewhere
+    done = result[0] if isinstance(result, (list, tuple)) else result
+    assert done.label in vocab.CLASSES if call != "heatmap" else done.heatmap.max() == 1  # done, elsewhere
     with Recorder() as everywhere:  # the recorder does see torch work on the thread it watches
         tiny_model.calibrate(torch.zeros(1, 2, 1, len(vocab.CLASSES)))
     assert "softmax" in everywhere.names
@@ -362,3 +372,23 @@ def test_the_referral_scores_heatmap_is_its_own_map(tiny_model):
     malignant = tiny_model.explain(img, target="malignant")
     assert malignant.target == "malignant" and malignant.heatmap.max() == pytest.approx(1.0)
     assert np.abs(malignant.heatmap - tiny_model.explain(img, target="nv").heatmap).mean() > 1e-3
+
+
+def test_every_class_s_heatmap_from_one_forward_pass_is_a_fresh_pass_s(tiny_model, monkeypatch):
+    """The answer's forward pass is kept for its heatmaps: each class asked for after it, in any
+    order, is the map a forward and backward pass of its own gives, and the image never goes
+    through the network again."""
+    img = synthetic_lesion("mel", 9)
+    prepared = tiny_model.prepare(img, age=50, sex="male", site="back")
+    prediction, attention = tiny_model.answer_prepared(prepared)
+    passes = []
+    for net in tiny_model.members:
+        monkeypatch.setattr(net, "classify", _recording(net.classify, passes))
+    later = {target: attention.heatmap(target, (80, 60)).heatmap for target in ("mel", "malignant", "nv", "mel")}
+    assert not passes  # no forward pass for any of them
+    monkeypatch.undo()
+    for target, heat in later.items():
+        fresh = tiny_model.diagnose_prepared(prepared, target, heatmap_size=(80, 60))
+        assert fresh[0] == prediction
+        np.testing.assert_allclose(heat, fresh[1].heatmap, atol=1e-5)
+    assert np.abs(later["mel"] - later["nv"]).mean() > 1e-3  # the classes' maps differ

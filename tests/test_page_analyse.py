@@ -40,10 +40,14 @@ def test_diagnose_shows_answer_chart_and_heatmap(model_calls):
         fused, image_only = percent(prediction.probabilities[code]), percent(prediction.image_only[code])
         assert row.index(fused) < row.rindex(image_only)
         assert f"width:{100 * prediction.probabilities[code]:.1f}%" in row  # the bar
-    assert model_calls == [None]  # one pass: the answer with the heatmap of its most probable class
+    # One forward pass for the answer, then the heatmap of its most probable class: one backward pass.
+    assert model_calls == ["forward", prediction.label]
     at.slider(key="opacity.widget").set_value(80).run()
     at.number_input(key="age.widget")  # still there
-    assert len(model_calls) == 1, "moving the opacity slider ran the model"
+    assert len(model_calls) == 2, "moving the opacity slider ran the model"
+    other = next(c for c in vocab.CLASSES if c != prediction.label)
+    at.selectbox(key="cam_class.en").set_value(other).run()
+    assert model_calls[2:] == [other], "another class's heatmap ran the image through the network again"
     assert not at.exception
 
 

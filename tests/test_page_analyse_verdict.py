@@ -26,13 +26,13 @@ def _forced(monkeypatch, **changes):
 
     from skin_model.inference.predictor import SkinClassifier
 
-    real = SkinClassifier.diagnose_prepared
+    real = SkinClassifier.answer_prepared
 
-    def diagnose_prepared(self, *args, **kwargs):
-        pred, explanation = real(self, *args, **kwargs)
-        return replace(pred, **changes), explanation
+    def answer_prepared(self, *args, **kwargs):
+        pred, attention = real(self, *args, **kwargs)
+        return replace(pred, **changes), attention
 
-    monkeypatch.setattr(SkinClassifier, "diagnose_prepared", diagnose_prepared)
+    monkeypatch.setattr(SkinClassifier, "answer_prepared", answer_prepared)
 
 
 def _number_line(pred, lang="en") -> str:
@@ -212,7 +212,7 @@ def test_a_busy_model_is_said_as_busy_on_analyse_and_the_image_is_kept(monkeypat
     from skin_model.inference.torch_thread import TorchThreadError
 
     at = _app()
-    monkeypatch.setattr(SkinClassifier, "diagnose_prepared", _busy)
+    monkeypatch.setattr(SkinClassifier, "answer_prepared", _busy)
     _upload(at, "lesion.jpg", SAMPLE.read_bytes())
     at.session_state["lang"] = lang  # as the sidebar's language selector sets it
     at.run()
@@ -226,14 +226,14 @@ def test_a_busy_model_is_said_as_busy_on_analyse_and_the_image_is_kept(monkeypat
 
 
 def test_a_busy_model_in_the_heatmap_keeps_the_answer(monkeypatch):
-    from skin_model.inference.predictor import SkinClassifier
+    from skin_model.inference.predictor import Attention
     from skin_model.inference.torch_thread import TorchThreadError
 
     at = _app()
     _upload(at, "lesion.jpg", SAMPLE.read_bytes())
     answered = at.session_state["diagnosis"]["prediction"]
     other = next(c for c in vocab.CLASSES if c != answered.label)
-    monkeypatch.setattr(SkinClassifier, "diagnose_prepared", _busy)
+    monkeypatch.setattr(Attention, "heatmap", _busy)
     at.selectbox(key="cam_class.en").set_value(other).run()
     assert not at.exception, at.exception
     assert error_text(TorchThreadError(), "en") in _warnings(at)

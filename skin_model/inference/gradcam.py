@@ -25,10 +25,12 @@ class LayerCAM:
 
     >>> with LayerCAM(layer) as cam:
     ...     score = model(x)[0, k]
-    ...     score.backward()
-    ...     maps = cam.maps()
-    The hooks are removed on leaving the block, even after an exception. With frozen
-    weights and an input that needs no gradient, the graph starts at ``layer``.
+    >>> score.backward()
+    >>> maps = cam.maps()
+    The layer's hook is removed on leaving the block, even after an exception: only the block's
+    forward pass is recorded. What it recorded stays, so a backward pass after the block (one per
+    class explained, the graph kept) still gives the maps. With frozen weights and an input that
+    needs no gradient, the graph starts at ``layer``.
     """
 
     def __init__(self, layer: nn.Module):
@@ -42,7 +44,6 @@ class LayerCAM:
 
     def __exit__(self, *exc) -> None:
         self._handle.remove()
-        self.activations = self.gradients = None
 
     def _record(self, module: nn.Module, inputs, output: torch.Tensor) -> None:
         self.activations = output.detach()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -38,6 +37,7 @@ from skin_model.inference.torch_thread import map_lanes, on_torch_thread, on_tor
 from skin_model.inference.uncertainty import uncertain_pair
 
 FUSED, IMAGE_ONLY = 0, 1  # the two metadata views computed for every image
+CLASS_INDEX = {c: i for i, c in enumerate(vocab.CLASSES)}
 
 
 def _torch_work(method):
@@ -140,6 +140,36 @@ class Prediction:
 class Explanation:
     target: str  # the class code explained
     heatmap: np.ndarray  # float32 (H, W) in [0, 1], aligned with the input image
+
+
+class Attention:
+    """One image's forward pass through the members, recorded at their Grad-CAM layers
+    (``SkinClassifier.answer_prepared``): each class's heatmap is then one backward pass."""
+
+    def __init__(self, views: tuple[str, ...], scores: list[torch.Tensor], cams: list[LayerCAM], size: tuple[int, int]):
+        self.views, self.size = views, size  # size: the image's (width, height)
+        self._scores, self._cams = scores, cams  # per member: fused logits (classes,) with their graph
+
+    @_torch_work
+    def heatmap(self, target: str, size: tuple[int, int] | None = None) -> Explanation:
+        """LayerCAM of ``target`` (a class or ``"malignant"``: the referral's score, the log of
+        exp(mel) + exp(bcc) + exp(akiec) of the logits), at the image's size unless ``size`` =
+        (width, height) asks for another (a display's: a camera photo's full-size map would be tens
+        of megabytes nobody sees). The members' maps are min-max scaled, then averaged."""
+        if target not in CAM_TARGETS:
+            raise ValueError(f"Unknown class {target!r}; expected one of {', '.join(CAM_TARGETS)}")
+
+        # Members share no weights: each member's backward of its own (view-averaged) score gives
+        # its map, beside the others'. The graph is kept for the next class asked for.
+        def member_map(i: int) -> np.ndarray:
+            logits = self._scores[i]
+            score = logits[MALIGNANT_INDEX].logsumexp(-1) if target == MALIGNANT else logits[CLASS_INDEX[target]]
+            score.backward(retain_graph=True)
+            # Each view's map is flipped back onto the image before averaging.
+            return upsample(unflip(self._cams[i].maps(), self.views).mean(0)[0].cpu(), size or self.size)
+
+        heat = np.mean(map_lanes(member_map, range(len(self._cams))), axis=0)
+        return Explanation(target, (heat / max(float(heat.max()), 1e-12)).astype(np.float32))
 
 
 @dataclass(frozen=True)
@@ -344,6 +374,32 @@ class SkinClassifier:
         return self.diagnose_prepared(self.prepare(image, age, sex, site), target, prior, heatmap_size)
 
     @_torch_work
+    def answer_prepared(self, prepared: Prepared, prior: str = DEFAULT_PRIOR) -> tuple[Prediction, Attention]:
+        """The prediction, from one forward pass over the view set that also records what any
+        class's heatmap needs (``Attention``): the page shows the verdict before a heatmap is made,
+        and a heatmap never runs the image through the network again."""
+        pixels = prepared.pixels.to(self.device)
+        meta = encode_metadata(prepared.metadata).unsqueeze(0).to(self.device)
+        unknown = self._unknown.to(self.device).unsqueeze(0)
+        cams = [LayerCAM(m.cam_layer) for m in self.members]
+
+        # Weights are frozen and the input needs no gradient: the graph starts at each member's
+        # Grad-CAM layer (see LayerCAM), so the backward pass and the memory it keeps cover only
+        # the few layers after it. Each member on its own lane (map_lanes).
+        def forward(i: int) -> tuple[torch.Tensor, torch.Tensor]:
+            with torch.enable_grad(), cams[i]:
+                return member_views(self.members[i], self.member_inputs[i], pixels, (meta, unknown), self.views)
+
+        outputs = map_lanes(forward, range(len(self.members)))
+        prediction = self._prediction(
+            self.calibrate(torch.stack([lg.detach() for lg, _ in outputs]).cpu(), "training"),
+            [f.detach().cpu() for _, f in outputs],
+            prepared,
+            prior,
+        )
+        return prediction, Attention(self.views, [lg[FUSED, 0] for lg, _ in outputs], cams, prepared.image.size)
+
+    @_torch_work
     def diagnose_prepared(
         self,
         prepared: Prepared,
@@ -351,42 +407,9 @@ class SkinClassifier:
         prior: str = DEFAULT_PRIOR,
         heatmap_size: tuple[int, int] | None = None,
     ) -> tuple[Prediction, Explanation]:
-        pixels = prepared.pixels.to(self.device)
-        meta = encode_metadata(prepared.metadata).unsqueeze(0).to(self.device)
-        unknown = self._unknown.to(self.device).unsqueeze(0)
-        members = range(len(self.members))
-        with ExitStack() as stack:
-            cams = [stack.enter_context(LayerCAM(m.cam_layer)) for m in self.members]
-
-            # Weights are frozen and the input needs no gradient: the graph starts at each
-            # member's Grad-CAM layer (see LayerCAM), so the backward pass and the memory it
-            # keeps cover only the few layers after it. Each member on its own lane (map_lanes).
-            def forward(i: int) -> tuple[torch.Tensor, torch.Tensor]:
-                with torch.enable_grad():
-                    return member_views(self.members[i], self.member_inputs[i], pixels, (meta, unknown), self.views)
-
-            outputs = map_lanes(forward, members)
-            prediction = self._prediction(
-                self.calibrate(torch.stack([lg.detach() for lg, _ in outputs]).cpu(), "training"),
-                [f.detach().cpu() for _, f in outputs],
-                prepared,
-                prior,
-            )
-            target = target or prediction.label
-
-            # Members share no weights: each member's backward of its own (view-averaged) score
-            # gives its map, and runs beside the others'.
-            def backward(i: int) -> np.ndarray:
-                fused = outputs[i][0][FUSED, 0]
-                score = fused[MALIGNANT_INDEX].logsumexp(-1) if target == MALIGNANT else fused[vocab.CLASSES.index(target)]
-                score.backward()
-                # Each view's map is flipped back onto the image before averaging.
-                return upsample(unflip(cams[i].maps(), self.views).mean(0)[0].cpu(), heatmap_size or prepared.image.size)
-
-            maps = map_lanes(backward, members)
-        heat = np.mean(maps, axis=0)
-        explanation = Explanation(target, (heat / max(float(heat.max()), 1e-12)).astype(np.float32))
-        return prediction, explanation
+        """``answer_prepared``, then the heatmap of ``target`` (default: the answer)."""
+        prediction, attention = self.answer_prepared(prepared, prior)
+        return prediction, attention.heatmap(target or prediction.label, heatmap_size)
 
     def explain(self, image: ImageSource, target: str | None = None, age=None, sex=None, site=None) -> Explanation:
         """Grad-CAM of ``target`` (default: the most probable class) through the fused model."""
