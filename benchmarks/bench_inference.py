@@ -69,6 +69,7 @@ def in_process(repeats: int) -> dict:
     from skin_model.inference.inputs import Metadata
     from skin_model.inference.network import encode_metadata
     from skin_model.inference.predictor import SkinClassifier, on_torch_thread
+    from skin_model.inference.torch_thread import map_lanes
     from skin_model.serving.batch import predict_paths
 
     model = SkinClassifier.load()
@@ -79,24 +80,23 @@ def in_process(repeats: int) -> dict:
     xs = [on_torch_thread(torch.randn, views, 3, inp.height, inp.width) for inp in model.member_inputs]
     m = encode_metadata(Metadata(40, "female", "upper extremity")).unsqueeze(0).expand(views, -1)
 
-    # The floors run where the model's own passes run: on its torch thread.
+    # The floors run where the model's own passes run: on its torch thread, the members side by
+    # side on its lanes.
     def bare_forward(batches=xs, metas=m):
-        def run():
-            with torch.inference_mode():
-                for net, batch in zip(model.members, batches):
-                    net(batch, metas)
+        @torch.inference_mode()
+        def member(i):
+            model.members[i](batches[i], metas)
 
-        on_torch_thread(run)
+        on_torch_thread(map_lanes, member, range(len(model.members)))
 
     def bare_forward_backward():
         # The least a Grad-CAM needs: the forward pass, and the backward pass from the
         # score down to the member's Grad-CAM layer (where the graph starts).
-        def run():
-            for net, x in zip(model.members, xs):
-                with LayerCAM(net.cam_layer):
-                    net(x, m).sum().backward()
+        def member(i):
+            with LayerCAM(model.members[i].cam_layer):
+                model.members[i](xs[i], m).sum().backward()
 
-        on_torch_thread(run)
+        on_torch_thread(map_lanes, member, range(len(model.members)))
 
     results = {
         "predict_s": median_seconds(lambda: model.predict(data, **meta), repeats),
@@ -129,6 +129,8 @@ def app_memory(answers: int = 20, python: str = sys.executable) -> dict:
     """
     from playwright.sync_api import sync_playwright
 
+    from skin_model.i18n import t  # the page's own words, so that a reworded page is still waited for
+
     chromium = shutil.which("chromium")
     if chromium is None:
         return {"skipped": "no chromium on PATH"}
@@ -137,19 +139,19 @@ def app_memory(answers: int = 20, python: str = sys.executable) -> dict:
         browser = pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page()
         page.goto(url)
-        page.get_by_text("Analyse a lesion").wait_for(timeout=60_000)
+        page.get_by_text(t("diag.title")).first.wait_for(timeout=60_000)
         for i in range(answers):
             page.locator("input[type=file]").first.set_input_files(str(images[i % len(images)]))
-            page.get_by_text("Probability of a malignant").first.wait_for(timeout=60_000)
+            page.get_by_text(t("refer.number")).first.wait_for(timeout=60_000)
             page.wait_for_function("document.querySelectorAll('[data-testid=stImage] img').length >= 2")
             page.wait_for_timeout(300)
         after_diagnose = peak_rss_mb(pid)
 
         page.goto(f"{url}/batch")
         page.locator("input[type=file]").first.set_input_files([str(p) for p in images])
-        page.get_by_role("button", name=f"Analyse {len(images)} image(s)").click()
+        page.get_by_role("button", name=t("batch.run", n=len(images))).click()
         page.locator("[data-testid=stDataFrame]").wait_for(timeout=60_000)
-        for path, text in (("model_card", "Model card"), ("about", "About")):
+        for path, text in (("model_card", t("card.title")), ("about", t("about.title"))):
             page.goto(f"{url}/{path}")
             page.get_by_role("heading", name=text).first.wait_for(timeout=60_000)
             page.wait_for_timeout(1000)

@@ -177,3 +177,20 @@ def test_a_recipe_that_starts_from_an_artifact_refuses_another_or_none(cv_run, t
     recipe = _starting_recipe(cv_run, tmp_path, "0" * 64)
     with pytest.raises(ValueError, match="sha256" if given == "wrong sha256" else "--start-from"):
         start_weights(recipe, cv_run.artifact if given == "wrong sha256" else None)
+
+
+@pytest.mark.parametrize(
+    "pretrained, start_from, said",
+    [
+        (True, None, "ImageNet"),
+        (False, None, "none (from scratch)"),
+        (True, {"model_version": "3.0.1", "sha256": "bb38b4e29908" + "0" * 52}, "model 3.0.1's fold 2 model"),
+    ],
+    ids=["ImageNet", "from scratch", "an earlier artifact"],
+)
+def test_the_card_says_where_each_fold_model_started(pretrained, start_from, said):
+    from skin_model.training.export import starting_point
+
+    words = starting_point(pretrained, 2, start_from)
+    assert words.startswith(said)
+    assert ("bb38b4e29908" in words) == (start_from is not None)  # which weights, checkably

@@ -72,6 +72,16 @@ def equal_prior(probs: torch.Tensor, frequencies: torch.Tensor) -> torch.Tensor:
     return apply_prior(probs, frequencies, PRIORS["equal"](frequencies), 1.0)
 
 
+def starting_point(pretrained: bool, fold: int, start_from: dict | None) -> str:
+    """The card's words for where a fold model's training started (``Recipe.start_from`` first)."""
+    if start_from:
+        return (
+            f"model {start_from['model_version']}'s fold {fold} model "
+            f"(model.safetensors sha256 {start_from['sha256'][:12]}…)"
+        )
+    return "ImageNet" if pretrained else "none (from scratch)"
+
+
 def answers_by_prior(under: dict[str, torch.Tensor], labels: torch.Tensor) -> dict[str, dict]:
     """Balanced accuracy and melanoma recall of the top class of each prior's probabilities."""
     reports = {prior: classification_report(probs.numpy(), labels.numpy()) for prior, probs in under.items()}
@@ -306,7 +316,7 @@ def export_recipe(
                 "input": cfg.inputs.to_card(),
                 "cam_layer": BACKBONES[cfg.arch].cam_layer,
                 "temperature": temperature,
-                "pretrained": "ImageNet" if cfg.pretrained else "none (from scratch)",
+                "pretrained": starting_point(cfg.pretrained, k, recipe.start_from),
                 "fold": k,
                 "epoch": epochs[cfg.name.rsplit("_fold", 1)[0]],
                 "training": asdict(cfg),

@@ -1,0 +1,81 @@
+"""What fewer test-time views would cost: a run's fold models on their own out-of-fold images,
+scored with each subset of the flips, each subset calibrated and given a referral threshold as
+export does (the calibration part of the out-of-fold images; the test split is never read).
+
+    python -m scripts.tta_cost --recipe recipes/3.1.0.toml --run ../runs/3.1.0 \
+        --data ../shared/data/ham10000 --data ../shared/data/isic2017 [--out runs/tta_cost.json]
+
+The fold models' epoch is the shipped card's (``--card``). Time per view: benchmarks/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from skin_model import vocab
+from skin_model.config import PACKAGE_DIR
+from skin_model.inference.ensemble import calibrate, member_outputs
+from skin_model.inference.network import FLIPS
+from skin_model.inference.priors import class_frequencies
+from skin_model.inference.referral import card_section, malignant_scores
+from skin_model.training.calibration import fit_bias_temperature
+from skin_model.training.crossval import load_sources
+from skin_model.training.export import equal_prior, load_fold_models
+from skin_model.training.metrics import classification_report, source_report
+from skin_model.training.recipe import Recipe
+from skin_model.training.splits import calibration_part, out_of_fold
+
+SUBSETS = (("identity",), ("identity", "hflip"), ("identity", "vflip"), tuple(FLIPS))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--recipe", type=Path, required=True)
+    p.add_argument("--run", type=Path, required=True)
+    p.add_argument("--data", type=Path, action="append", required=True)
+    p.add_argument("--card", type=Path, default=PACKAGE_DIR / "model" / "model_card.json")
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args()
+    recipe = Recipe.load(args.recipe)
+    data = load_sources(recipe, args.data, cache=args.run / "images.npy")
+    card = json.loads(args.card.read_text())
+    epochs = {m["name"].rsplit("_fold", 1)[0]: int(m["epoch"]) for m in card["members"]}
+    oof = data.subset(out_of_fold(data.df))
+    # Each view's fused logits, each image through the fold model(s) that never saw it.
+    per_view = {v: torch.zeros(len(oof), len(vocab.CLASSES)) for v in FLIPS}
+    for net, cfg, k in load_fold_models(recipe, args.run, epochs):
+        own = torch.from_numpy((oof.df["fold"] == k).to_numpy(copy=True))
+        part = oof.subset(own.numpy())
+        for view in FLIPS:
+            logits = member_outputs(net, cfg.inputs, part.images, part.meta, (view,))[0]
+            per_view[view][own] += logits / len(recipe.members)
+    calibrating = torch.from_numpy(calibration_part(oof.df, recipe.sources))
+    labels = oof.labels[calibrating]
+    report = {}
+    for views in SUBSETS:
+        logits = torch.stack([per_view[v] for v in views]).mean(0)[calibrating]
+        temperature, bias = fit_bias_temperature(logits, labels)
+        probs = calibrate(logits[None], temperature, bias)
+        scores = malignant_scores(probs.numpy())
+        referral = card_section(scores, labels.numpy(), "out of fold", recipe.target_sensitivity)
+        shown = source_report(probs.numpy(), labels.numpy())  # as the shipping rule reads them
+        equal = equal_prior(probs, class_frequencies(labels, len(vocab.CLASSES)))
+        report["+".join(views)] = {
+            "referral_sensitivity": referral["validation"]["sensitivity"],
+            "referral_specificity": referral["validation"]["specificity"],
+            "answer_balanced_accuracy": shown["balanced_accuracy_present"],
+            "equal_prior_balanced_accuracy": classification_report(equal.numpy(), labels.numpy())["balanced_accuracy"],
+            "melanoma_auc": shown["melanoma_auc"],
+        }
+        print("+".join(views), {k: round(v, 4) for k, v in report["+".join(views)].items()}, flush=True)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"images": int(calibrating.sum()), "by_views": report}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
