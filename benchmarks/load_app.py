@@ -27,21 +27,23 @@ sys.path.insert(0, str(REPO))
 SAMPLES = sorted((REPO / "assets" / "samples").glob("*.jpg"))
 
 from benchmarks.app_server import CHROMIUM_ARGS, peak_rss_mb, running_app  # noqa: E402
+from skin_model.i18n import t  # noqa: E402  (the page's own words: a reworded page is still waited for)
 
 
 async def one_session(browser, url: str, image: Path) -> tuple[str, float]:
     page = await (await browser.new_context(viewport={"width": 1280, "height": 900})).new_page()
     await page.goto(url)
-    await page.get_by_text("Analyse a lesion").wait_for(timeout=120_000)
+    await page.get_by_text(t("diag.title")).first.wait_for(timeout=120_000)
     start = time.perf_counter()
     await page.locator("input[type=file]").first.set_input_files(str(image))
-    await page.get_by_text("Probability of a malignant").first.wait_for(timeout=120_000)
+    await page.get_by_text(t("refer.number")).first.wait_for(timeout=120_000)
     await page.wait_for_function("document.querySelectorAll('[data-testid=stImage] img').length >= 2", timeout=120_000)
     seconds = time.perf_counter() - start
-    text = await page.locator("h3").filter(has_text=re.compile("Most likely|Uncertain between")).first.inner_text()
-    # "Most likely: CODE — name" or "Uncertain between CODE and OTHER: ..." (CODE: the top class)
-    first = text.split(":", 1)[1] if text.startswith("Most likely") else text.removeprefix("Uncertain between")
-    return first.replace("—", " ").split()[0], seconds
+    # The differential's first line: "Most probable: **CODE — name**, p" or "Uncertain between
+    # **CODE — name** (p) and ...": its first bold text starts with the top class's code.
+    starts = "|".join(re.escape(t(key).split("**")[0]) for key in ("diag.most_probable", "diag.uncertain"))
+    line = page.locator("p").filter(has_text=re.compile(f"^({starts})")).first
+    return (await line.locator("strong").first.inner_text()).split()[0], seconds
 
 
 async def every_page(browser, url: str) -> None:
@@ -49,9 +51,9 @@ async def every_page(browser, url: str) -> None:
     page = await (await browser.new_context(viewport={"width": 1280, "height": 900})).new_page()
     await page.goto(f"{url}/batch")
     await page.locator("input[type=file]").first.set_input_files([str(p) for p in SAMPLES])
-    await page.get_by_role("button", name=f"Analyse {len(SAMPLES)} image(s)").click()
+    await page.get_by_role("button", name=t("batch.run", n=len(SAMPLES))).click()
     await page.locator("[data-testid=stDataFrame]").wait_for(timeout=300_000)
-    for path, text in (("model_card", "Model card"), ("about", "About")):
+    for path, text in (("model_card", t("card.title")), ("about", t("about.title"))):
         await page.goto(f"{url}/{path}")
         await page.get_by_role("heading", name=text).first.wait_for(timeout=120_000)
         await page.wait_for_timeout(1000)

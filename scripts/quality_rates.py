@@ -57,26 +57,54 @@ def off_centre(mask: np.ndarray) -> float:
     return max(abs(cols.mean() / w - 0.5), abs(rows.mean() / h - 0.5)) * 2 if len(rows) else 1.0
 
 
+def one_sided_contact(mask: np.ndarray) -> float:
+    """How much more of one side of the frame a mask touches than of the opposite side (0 to 1):
+    a lesion cut by the frame lies along one side; a large one fills the frame on all sides."""
+    left, right = mask[:, :2].any(1).mean(), mask[:, -2:].any(1).mean()
+    top, bottom = mask[:2].any(0).mean(), mask[-2:].any(0).mean()
+    return float(max(abs(left - right), abs(top - bottom)))
+
+
+def framing_rule(real: list[np.ndarray], cut: list[np.ndarray]) -> dict:
+    """Lesion masks of real images and of their cut copies -> thresholds at the real images' 99%
+    quantile: the centroid alone, and the centroid or a one-sided contact with the frame; the real
+    images each warns on and the cut copies it catches."""
+    real_m = np.array([(off_centre(m), one_sided_contact(m)) for m in real])
+    cut_m = np.array([(off_centre(m), one_sided_contact(m)) for m in cut])
+    centre, side = np.quantile(real_m, 0.99, axis=0)
+    either = lambda m: (m[:, 0] > centre) | (m[:, 1] > side)  # noqa: E731
+    return {
+        "images": len(real),
+        "off_centre_threshold_at_real_99pct": float(centre),
+        "cut_copies_caught": float(np.mean(cut_m[:, 0] > centre)),
+        "one_sided_contact_threshold_at_real_99pct": float(side),
+        "off_centre_or_one_sided_contact": {
+            "real_warned": float(np.mean(either(real_m))),
+            "cut_copies_caught": float(np.mean(either(cut_m))),
+        },
+    }
+
+
 def with_the_masks(ham: Path, sample: list[Path]) -> dict:
     """The cut-by-the-frame check's ceiling: the dermatologists' lesion masks in place of the
-    estimate. A centroid threshold at real images' 99% quantile, and the cut copies it catches."""
+    estimate (``framing_rule``), beside the same rule on the estimate of the same images."""
     crop = DEGRADATIONS["lesion_cropped_off"][0]
-    real, cut, touching = [], [], []
+    real, cut, estimated, estimated_cut = [], [], [], []
     for path in sample:
         mask_path = ham / "masks" / f"{path.stem}_segmentation.png"
         if not mask_path.exists():
             continue
         mask = Image.open(mask_path).convert("L").resize(quality.SIZE)
-        lesion = np.asarray(mask) > 127
-        real.append(off_centre(lesion))
-        cut.append(off_centre(np.asarray(crop(mask)) > 127))
-        touching.append(bool(lesion[:, :2].any() or lesion[:, -2:].any() or lesion[:2].any() or lesion[-2:].any()))
-    threshold = float(np.quantile(real, 0.99))
+        real.append(np.asarray(mask) > 127)
+        cut.append(np.asarray(crop(mask)) > 127)
+        image = load_image(path)
+        estimated.append(quality.lesion_estimate(image))
+        estimated_cut.append(quality.lesion_estimate(crop(image)))
+    touching = [bool(m[:, :2].any() or m[:, -2:].any() or m[:2].any() or m[-2:].any()) for m in real]
     return {
-        "images": len(real),
-        "off_centre_threshold_at_real_99pct": threshold,
-        "cut_copies_caught": float(np.mean(np.array(cut) > threshold)),
+        **framing_rule(real, cut),
         "real_lesions_touching_the_frame": float(np.mean(touching)),
+        "the_same_on_the_estimate": framing_rule(estimated, estimated_cut),
     }
 
 

@@ -26,6 +26,20 @@ def _lesion(size=(400, 300), centre=(0.5, 0.5), radius=0.22, seed=0) -> Image.Im
     return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
 
 
+@pytest.mark.parametrize("centre", [(0.5, 0.5), (0.15, 0.5)], ids=["centred", "at the left edge"])
+def test_the_lesion_estimate_is_the_lesion_the_check_measures(centre):
+    image = _lesion(centre=centre)
+    found = quality.lesion_estimate(image)
+    h, w = found.shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    truth = (xx - centre[0] * w) ** 2 + (yy - centre[1] * h) ** 2 < (0.22 * h) ** 2
+    assert (found & truth).sum() / (found | truth).sum() > 0.8  # the disc, not the skin around it
+    measured = quality.assess(image)
+    rows, cols = np.nonzero(found)
+    off = max(abs(cols.mean() / w - 0.5), abs(rows.mean() / h - 0.5)) * 2
+    assert measured.off_centre == pytest.approx(off)  # the same region as assess's
+
+
 def test_a_sharp_well_exposed_centred_lesion_gets_no_warning():
     assert quality.assess(_lesion()).problems == ()
 

@@ -121,10 +121,9 @@ def assess(image: Image.Image) -> Quality:
     inner = field[1:-1, 1:-1]
     sharpness = float(lap[inner].var() / max(contrast, 1.0)) if inner.sum() > 100 else 0.0
     brightness = float(np.median(g[field])) if field.any() else 0.0
-    smooth = _box(g)
     skin = field & skin_coloured(small)
     if skin.sum() > 100 and contrast > 4.0:
-        lesion = (smooth < _otsu(smooth[skin])) & skin
+        lesion = _lesion(g, skin)
         share = float(lesion.sum() / skin.sum())
         rows, cols = np.nonzero(lesion)
         h, w = g.shape
@@ -132,3 +131,18 @@ def assess(image: Image.Image) -> Quality:
     else:  # a flat image: no lesion to find
         share, off = 0.0, 0.0
     return Quality(sharpness, brightness, share, float(off))
+
+
+def _lesion(g: np.ndarray, skin: np.ndarray) -> np.ndarray:
+    """The darker region of the skin-coloured field (Otsu's threshold of the smoothed grey levels)."""
+    smooth = _box(g)
+    return (smooth < _otsu(smooth[skin])) & skin
+
+
+def lesion_estimate(image: Image.Image) -> np.ndarray:
+    """Where ``assess`` finds the lesion, within ``SIZE`` (boolean; all False when there is no
+    skin-coloured field). For measuring the check (scripts/quality_rates.py)."""
+    small = within_size(image)
+    g = np.asarray(small.convert("L"), dtype=np.float32)
+    skin = (_box(g) >= FIELD_MIN) & skin_coloured(small)
+    return _lesion(g, skin) if skin.sum() > 100 else np.zeros(g.shape, bool)
