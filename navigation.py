@@ -6,9 +6,7 @@ import streamlit as st
 
 from skin_model import __version__
 from skin_model.i18n import LANGUAGES
-from ui import ASSETS, lang, limit_malloc_arenas, model_version, tr
-
-limit_malloc_arenas()
+from ui import ASSETS, lang, model_version, tr
 
 st.set_page_config(page_title=tr("app.title"), page_icon=str(ASSETS / "logo.png"), layout="wide")
 

@@ -7,12 +7,16 @@ import logging
 import threading
 from contextlib import asynccontextmanager
 
-import streamlit as st
-from streamlit import config
+from skin_model.serving.memory import keep_memory_down
 
-from skin_model import loaded_shared_model, shared_model
-from skin_model.inference.card import read_card_of_shipped
-from skin_model.serving.api import api_routes
+keep_memory_down()  # first: before the server's threads allocate (pages and API alike)
+
+import streamlit as st  # noqa: E402
+from streamlit import config  # noqa: E402
+
+from skin_model import loaded_shared_model, shared_model  # noqa: E402
+from skin_model.inference.card import read_card_of_shipped  # noqa: E402
+from skin_model.serving.api import api_routes  # noqa: E402
 
 
 def _load_model() -> None:

@@ -21,19 +21,6 @@ GROUP_COLOURS = {"malignant": "red", "premalignant": "orange", "benign": "green"
 
 
 @st.cache_resource(show_spinner=False)  # once per process
-def limit_malloc_arenas(arenas: int = 2) -> None:
-    """Streamlit answers each session on its own thread, and glibc gives threads their own
-    malloc arenas (up to 8 per core), which hold freed memory apart: fewer arenas keep the
-    server's peak memory down (Streamlit Community Cloud allows 690 MB). No-op off glibc."""
-    import ctypes
-
-    M_ARENA_MAX = -8
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, arenas)
-    except (OSError, AttributeError):
-        pass
-
-
 @st.cache_resource(show_spinner=False)
 def _load_model() -> SkinClassifier:
     return shared_model()  # the API's own (see streamlit_app.py)

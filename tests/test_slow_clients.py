@@ -140,3 +140,55 @@ def test_a_slow_but_steady_upload_is_not_cut(tiny_model, every):
             timeout=60,
         )
         assert answer.status_code == 200, answer.text
+
+
+class Holder(threading.Thread):
+    """A client that sends ``size`` bytes of a body at once, then a byte every 0.3 s (within the
+    deadline), until ``release`` is set: it holds those bytes in the server's memory meanwhile."""
+
+    def __init__(self, url: str, size: int):
+        super().__init__(daemon=True)
+        self.port, self.size = int(url.rsplit(":", 1)[1]), size
+        self.sent, self.release = threading.Event(), threading.Event()
+
+    def run(self) -> None:
+        head = (
+            "POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=x\r\n"
+            f"Content-Length: {self.size + 1000}\r\n\r\n"
+        )
+        part = b'--x\r\nContent-Disposition: form-data; name="image"; filename="big.jpg"\r\n\r\n'
+        with socket.create_connection(("127.0.0.1", self.port), timeout=30) as sock:
+            sock.sendall(head.encode() + part + b"-" * (self.size - len(part)))  # a valid form, so far
+            self.sent.set()
+            while not self.release.wait(0.3):
+                sock.sendall(b"-")
+
+
+def test_the_bodies_held_at_once_are_bounded_by_bytes_and_given_back(tiny_model):
+    """A body that would take the bytes held past the budget is refused (503) as it arrives, and
+    every byte is given back when its request ends: the same upload is then answered."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    noise = np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(noise).save(buffer, format="JPEG", quality=95)
+    photo = buffer.getvalue()
+    assert len(photo) > 100_000
+    limit = 2 * 2**20  # api_server's upload limit; a budget of one upload at the limit
+    with api_server(tiny_model, bodies_held=1) as url:
+        holder = Holder(url, limit - 50_000)
+        holder.start()
+        assert holder.sent.wait(10)
+        time.sleep(0.5)  # the server has read what was sent
+        refused = httpx.post(f"{url}/predict", files={"image": ("photo.jpg", photo, "image/jpeg")}, timeout=30)
+        assert refused.status_code == 503 and refused.json()["error"] == "busy"
+        assert refused.headers["retry-after"]
+        assert _post(url).status_code == 200  # a small upload still fits beside the held bytes
+        holder.release.set()
+        holder.join(timeout=10)
+        time.sleep(0.5)  # the server has seen the holder leave
+        answered = httpx.post(f"{url}/predict", files={"image": ("photo.jpg", photo, "image/jpeg")}, timeout=30)
+        assert answered.status_code == 200, answered.text

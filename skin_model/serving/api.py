@@ -9,8 +9,11 @@ Stateless: any replica answers any request. One upload cannot stall the server:
   then takes one of ``MAX_PENDING`` prediction slots (503 when none is free). A client still
   sending therefore never holds a prediction slot: a slow or hostile upload cannot starve requests
   whose bodies are complete. The torch queue holds 64 calls (``torch_thread.MAX_WAITING``); the
-  API keeps to a few of them, so that page sessions always find room. Memory stays bounded: at
-  most ``MAX_RECEIVING + MAX_PENDING`` bodies, each under the upload limit.
+  API keeps to a few of them, so that page sessions always find room.
+- **Memory** stays bounded by bytes, not only by requests: the bodies held at once (being read,
+  or read and waiting or predicting) total at most ``BODIES_HELD`` uploads at the limit; the
+  chunk that would pass it ends its request with 503 (``Retry-After``). Small dermoscope
+  uploads never meet it; a burst of big photos does (a 690 MB host).
 - **Body deadline.** A body must keep arriving: no byte for ``BODY_IDLE_S``, or fewer than
   ``BODY_MIN_RATE`` bytes a second on average after ``BODY_GRACE_S`` (a phone on a poor link
   sends far more), and the request gets 408 and its reading slot is freed. A client that
@@ -36,6 +39,7 @@ import io
 import logging
 import os
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import anyio
@@ -73,6 +77,7 @@ BODY_IDLE_S = 10.0  # no byte of the body for this long: 408
 BODY_GRACE_S = 5.0  # then the body must average at least BODY_MIN_RATE bytes a second...
 BODY_MIN_RATE = 16_384  # ...(16 kB/s: a 2 MB dermoscope JPEG in ~2 min; a byte every 2 s is cut in ~5 s)
 DECODERS = 2  # API requests decoding or predicting at once (each holds one decoded image)
+BODIES_HELD = 3  # the bodies held in memory at once total at most this many uploads at the limit
 FIELDS = ("image", "age", "sex", "site", "prior", "answer_anyway")
 YES = ("1", "true", "yes", "on")
 
@@ -191,11 +196,16 @@ class BodyDeadline:
 
 
 async def read_form(
-    request: Request, content_type: str, limit: int, deadline: BodyDeadline = BodyDeadline()
+    request: Request,
+    content_type: str,
+    limit: int,
+    deadline: BodyDeadline = BodyDeadline(),
+    hold: Callable[[int], None] = lambda size: None,
 ) -> dict[str, bytes]:
     """The form of a multipart request, parsed while it streams in and refused (413) as soon as it
     is known to pass ``limit`` bytes: from its Content-Length before anything is read, else as soon
-    as the bytes received pass it; 408 when it arrives too slowly (``deadline``)."""
+    as the bytes received pass it; 408 when it arrives too slowly (``deadline``). ``hold(n)`` is
+    told of each chunk before it is kept (``BodyBudget``)."""
     declared = request.headers.get("content-length")
     too_large = ApiError(413, "body_too_large", f"The request is larger than the {limit // 2**20} MB limit.")
     if declared is not None:
@@ -218,6 +228,7 @@ async def read_form(
         size += len(chunk)
         if size > limit:
             raise too_large
+        hold(len(chunk))
         reader.feed(chunk)
     return reader.finish()
 
@@ -241,6 +252,36 @@ class Admission:
 
     def leave(self) -> None:
         self.active -= 1
+
+
+class BodyBudget:
+    """The bytes of request bodies held in memory at once, across requests; all on the event loop,
+    so plain counts. ``holding()`` gives a request its ``hold(n)`` and gives its bytes back when the
+    request is done."""
+
+    def __init__(self, limit: int):
+        self.limit, self.held = limit, 0
+
+    @contextmanager
+    def holding(self):
+        mine = 0
+
+        def hold(size: int) -> None:
+            nonlocal mine
+            if self.held + size > self.limit:
+                raise ApiError(
+                    503,
+                    "busy",
+                    "The server is holding too many large uploads; please try again shortly.",
+                    {"Retry-After": str(RETRY_AFTER_S)},
+                )
+            self.held += size
+            mine += size
+
+        try:
+            yield hold
+        finally:
+            self.held -= mine
 
 
 def _text(fields: dict[str, bytes], name: str) -> str | None:
@@ -276,12 +317,14 @@ def create_api(
     max_pending: int = MAX_PENDING,
     max_receiving: int = MAX_RECEIVING,
     body_deadline: BodyDeadline = BodyDeadline(),
+    bodies_held: int = BODIES_HELD,
 ) -> Starlette:
     """The API as one Starlette app, to mount at ``PREFIX``. ``model()`` returns the process's
     one ``SkinClassifier`` (the pages' own), or None while it is still loading; ``card()`` its
     model card without loading it (default: the loaded model's)."""
     receiving = Admission(max_receiving, "The server is receiving too many uploads; please try again shortly.")
     admission = Admission(max_pending)
+    bodies = BodyBudget(bodies_held * max_upload_bytes)
     decoders = anyio.CapacityLimiter(DECODERS)  # the API's own threads: pages and static files never wait on them
     loading = ApiError(
         503, "loading", "The model is still loading; please try again shortly.", {"Retry-After": str(RETRY_AFTER_S)}
@@ -344,8 +387,12 @@ def create_api(
             receiving.enter()  # before a byte of the body is read
         except ApiError as err:
             return err.response()
+        with bodies.holding() as hold:  # the body's bytes, until its answer is sent
+            return await answer_form(request, content_type, loaded, hold)
+
+    async def answer_form(request: Request, content_type: str, loaded, hold: Callable[[int], None]) -> JSONResponse:
         try:
-            fields = await read_form(request, content_type, max_upload_bytes, body_deadline)
+            fields = await read_form(request, content_type, max_upload_bytes, body_deadline, hold)
         except ApiError as err:
             return err.response()
         except ClientDisconnect:
