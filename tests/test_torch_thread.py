@@ -28,19 +28,24 @@ def test_errors_reach_the_caller():
         TorchThread().run(lambda: 1 / 0)
 
 
-def _child(results):
-    results.put(on_torch_thread(lambda: threading.current_thread().name))
+def _in_a_forked_child(work):
+    """What ``work()`` returns in a forked child of this process (which must not hang)."""
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Queue()
+    child = ctx.Process(target=lambda: results.put(work()))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0, "the child hung or failed"
+    return results.get(timeout=5)
+
+
+def _thread_name():
+    return threading.current_thread().name
 
 
 def test_a_forked_child_gets_a_working_thread():
     assert on_torch_thread(lambda: 1) == 1  # the parent's worker exists before the fork
-    ctx = multiprocessing.get_context("fork")
-    results = ctx.Queue()
-    child = ctx.Process(target=_child, args=(results,))
-    child.start()
-    child.join(timeout=60)
-    assert child.exitcode == 0, "the child hung or failed"
-    assert results.get(timeout=5) == THREAD_NAME
+    assert _in_a_forked_child(lambda: on_torch_thread(_thread_name)) == THREAD_NAME
 
 
 def test_waiting_on_another_call_from_the_thread_is_an_error_not_a_hang():
@@ -139,17 +144,8 @@ def test_a_lane_s_error_reaches_the_caller_and_the_lanes_recover():
     assert worker.map_lanes(lambda x: 2 * x, [1, 2, 3]) == [2, 4, 6]
 
 
-def _lanes_in_child(results):
-    results.put(map_lanes(lambda x: threading.current_thread().name, range(2)))
-
-
 def test_a_forked_child_gets_working_lanes(monkeypatch):
     monkeypatch.setenv("SKIN_MODEL_THREADS", "2")  # two lanes, whatever this machine's cores
     map_lanes(lambda x: x, range(2))  # the parent's lanes exist before the fork
-    ctx = multiprocessing.get_context("fork")
-    results = ctx.Queue()
-    child = ctx.Process(target=_lanes_in_child, args=(results,))
-    child.start()
-    child.join(timeout=60)
-    assert child.exitcode == 0, "the child hung or failed"
-    assert all(name.startswith(LANE_NAME) for name in results.get(timeout=5))
+    names = _in_a_forked_child(lambda: map_lanes(lambda x: _thread_name(), range(2)))
+    assert all(name.startswith(LANE_NAME) for name in names)
