@@ -23,11 +23,14 @@ SCENARIO = textwrap.dedent(
     def rss():
         return int(next(l for l in open("/proc/self/status") if l.startswith("VmRSS")).split()[1]) / 1024
     before = rss()
+    together = threading.Barrier(6)  # every thread holds its photo at once, however they are scheduled
     def work():
         for _ in range(5):
             photo = np.ones(9_000_000, np.uint8)
             copy = bytearray(photo.tobytes())
+            together.wait()
             del photo, copy
+            together.wait()
     threads = [threading.Thread(target=work) for _ in range(6)]
     [t.start() for t in threads]
     [t.join() for t in threads]
