@@ -20,7 +20,6 @@ SAMPLES = ASSETS / "samples"
 GROUP_COLOURS = {"malignant": "red", "premalignant": "orange", "benign": "green"}
 
 
-@st.cache_resource(show_spinner=False)  # once per process
 @st.cache_resource(show_spinner=False)
 def _load_model() -> SkinClassifier:
     return shared_model()  # the API's own (see streamlit_app.py)

@@ -50,13 +50,6 @@ def ham_training_folds(ham: Path) -> list[Path]:
     return [paths[i] for i in keep["image_id"] if i in paths]
 
 
-def off_centre(mask: np.ndarray) -> float:
-    """How far a mask's centre lies from the photo's (0: centred, 1: on an edge), as quality.assess."""
-    rows, cols = np.nonzero(mask)
-    h, w = mask.shape
-    return max(abs(cols.mean() / w - 0.5), abs(rows.mean() / h - 0.5)) * 2 if len(rows) else 1.0
-
-
 def one_sided_contact(mask: np.ndarray) -> float:
     """How much more of one side of the frame a mask touches than of the opposite side (0 to 1):
     a lesion cut by the frame lies along one side; a large one fills the frame on all sides."""
@@ -69,8 +62,8 @@ def framing_rule(real: list[np.ndarray], cut: list[np.ndarray]) -> dict:
     """Lesion masks of real images and of their cut copies -> thresholds at the real images' 99%
     quantile: the centroid alone, and the centroid or a one-sided contact with the frame; the real
     images each warns on and the cut copies it catches."""
-    real_m = np.array([(off_centre(m), one_sided_contact(m)) for m in real])
-    cut_m = np.array([(off_centre(m), one_sided_contact(m)) for m in cut])
+    real_m = np.array([(quality.off_centre(m), one_sided_contact(m)) for m in real])
+    cut_m = np.array([(quality.off_centre(m), one_sided_contact(m)) for m in cut])
     centre, side = np.quantile(real_m, 0.99, axis=0)
     either = lambda m: (m[:, 0] > centre) | (m[:, 1] > side)  # noqa: E731
     return {

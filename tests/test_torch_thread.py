@@ -126,6 +126,8 @@ def test_lanes_run_items_side_by_side_single_threaded_and_in_order():
     results = worker.run(lambda: worker.map_lanes(_where, range(5)))
     assert [item for item, _, _ in results] == list(range(5))
     assert {name.rsplit("_", 1)[0] for _, name, _ in results} == {LANE_NAME}
+    lanes = [t for t in threading.enumerate() if t.name in {name for _, name, _ in results}]
+    assert lanes and all(t.daemon for t in lanes)  # a stuck call cannot hang interpreter exit
     assert len({name for _, name, _ in results}) == 2  # both lanes worked
     assert {threads for _, _, threads in results} == {1}  # no OpenMP pool of their own
     assert torch.get_num_threads() == before  # the caller's own threads are untouched

@@ -37,7 +37,6 @@ from skin_model.inference.torch_thread import map_lanes, on_torch_thread, on_tor
 from skin_model.inference.uncertainty import uncertain_pair
 
 FUSED, IMAGE_ONLY = 0, 1  # the two metadata views computed for every image
-CLASS_INDEX = {c: i for i, c in enumerate(vocab.CLASSES)}
 
 
 def _torch_work(method):
@@ -163,7 +162,9 @@ class Attention:
         # its map, beside the others'. The graph is kept for the next class asked for.
         def member_map(i: int) -> np.ndarray:
             logits = self._scores[i]
-            score = logits[MALIGNANT_INDEX].logsumexp(-1) if target == MALIGNANT else logits[CLASS_INDEX[target]]
+            score = (
+                logits[MALIGNANT_INDEX].logsumexp(-1) if target == MALIGNANT else logits[vocab.CLASSES.index(target)]
+            )
             score.backward(retain_graph=True)
             # Each view's map is flipped back onto the image before averaging.
             return upsample(unflip(self._cams[i].maps(), self.views).mean(0)[0].cpu(), size or self.size)

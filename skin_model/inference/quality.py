@@ -111,26 +111,35 @@ def _otsu(values: np.ndarray) -> float:
     return float(centres[int(np.argmax(between))])
 
 
-def assess(image: Image.Image) -> Quality:
-    """The measures of ``image`` (any size, RGB)."""
+def _grey_field_skin(image: Image.Image) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The photo within ``SIZE`` in grey levels, its field of view, and the field's skin-coloured part."""
     small = within_size(image)
     g = np.asarray(small.convert("L"), dtype=np.float32)
     field = _box(g) >= FIELD_MIN
+    return g, field, field & skin_coloured(small)
+
+
+def off_centre(lesion: np.ndarray) -> float:
+    """How far a lesion mask's centre lies from the photo's (0: centred, 1: on an edge; 1 for none)."""
+    rows, cols = np.nonzero(lesion)
+    h, w = lesion.shape
+    return float(max(abs(cols.mean() / w - 0.5), abs(rows.mean() / h - 0.5)) * 2) if len(rows) else 1.0
+
+
+def assess(image: Image.Image) -> Quality:
+    """The measures of ``image`` (any size, RGB)."""
+    g, field, skin = _grey_field_skin(image)
     contrast = float(g[field].var()) if field.sum() > 100 else float(g.var())
     lap = _laplacian(g)
     inner = field[1:-1, 1:-1]
     sharpness = float(lap[inner].var() / max(contrast, 1.0)) if inner.sum() > 100 else 0.0
     brightness = float(np.median(g[field])) if field.any() else 0.0
-    skin = field & skin_coloured(small)
     if skin.sum() > 100 and contrast > 4.0:
         lesion = _lesion(g, skin)
-        share = float(lesion.sum() / skin.sum())
-        rows, cols = np.nonzero(lesion)
-        h, w = g.shape
-        off = max(abs(cols.mean() / w - 0.5), abs(rows.mean() / h - 0.5)) * 2 if len(rows) else 1.0
+        share, off = float(lesion.sum() / skin.sum()), off_centre(lesion)
     else:  # a flat image: no lesion to find
         share, off = 0.0, 0.0
-    return Quality(sharpness, brightness, share, float(off))
+    return Quality(sharpness, brightness, share, off)
 
 
 def _lesion(g: np.ndarray, skin: np.ndarray) -> np.ndarray:
@@ -142,7 +151,5 @@ def _lesion(g: np.ndarray, skin: np.ndarray) -> np.ndarray:
 def lesion_estimate(image: Image.Image) -> np.ndarray:
     """Where ``assess`` finds the lesion, within ``SIZE`` (boolean; all False when there is no
     skin-coloured field). For measuring the check (scripts/quality_rates.py)."""
-    small = within_size(image)
-    g = np.asarray(small.convert("L"), dtype=np.float32)
-    skin = (_box(g) >= FIELD_MIN) & skin_coloured(small)
+    g, _, skin = _grey_field_skin(image)
     return _lesion(g, skin) if skin.sum() > 100 else np.zeros(g.shape, bool)

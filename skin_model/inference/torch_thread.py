@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from skin_model.config import settings
@@ -48,10 +48,31 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-def _single_threaded() -> None:
-    import torch
+class _Lanes:
+    """``count`` daemon threads, each single-threaded for torch, taking work from one queue: daemon,
+    as the torch thread is, so that a stuck call cannot hang interpreter exit."""
 
-    torch.set_num_threads(1)
+    def __init__(self, count: int):
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        for i in range(count):
+            threading.Thread(target=self._work, name=f"{LANE_NAME}_{i}", daemon=True).start()
+
+    def _work(self) -> None:
+        import torch
+
+        torch.set_num_threads(1)  # this thread's own OpenMP setting: no pool of its own
+        while True:
+            future, fn, item = self._queue.get()
+            try:
+                future.set_result(fn(item))
+            except BaseException as err:  # handed to map, which re-raises it
+                future.set_exception(err)
+
+    def map(self, fn, items: list) -> list:
+        futures = [Future() for _ in items]
+        for future, item in zip(futures, items):
+            self._queue.put((future, fn, item))
+        return [future.result() for future in futures]
 
 
 class TorchThread:
@@ -64,7 +85,7 @@ class TorchThread:
         self._lock = threading.Lock()
         self._queue: queue.Queue = queue.Queue(maxsize=self.max_waiting)
         self._thread: threading.Thread | None = None
-        self._lane_pool: ThreadPoolExecutor | None = None
+        self._lanes: _Lanes | None = None
 
     def map_lanes(self, fn, items) -> list:
         """``[fn(item) for item in items]``, the items side by side on the single-threaded lanes
@@ -76,12 +97,10 @@ class TorchThread:
         if len(items) < 2 or self.lane_count() < 2:
             return [fn(item) for item in items]
         with self._lock:
-            if self._lane_pool is None:
-                self._lane_pool = ThreadPoolExecutor(
-                    self.lane_count(), thread_name_prefix=LANE_NAME, initializer=_single_threaded
-                )
-            pool = self._lane_pool
-        return list(pool.map(fn, items))
+            if self._lanes is None:
+                self._lanes = _Lanes(self.lane_count())
+            lanes = self._lanes
+        return lanes.map(fn, items)
 
     def lane_count(self) -> int:
         return self.lanes or settings().num_threads or _cores()
