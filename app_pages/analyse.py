@@ -187,10 +187,8 @@ with result_col:
             st.stop()
         result = {
             "key": key,
-            "display": display,
-            "display_jpeg": ui.jpeg(display),  # encoded once, not on each slider step
+            "display": display,  # encoded (and read as pixels) once, by the first heatmap, after the verdict
             "thumbnail": ui.jpeg(thumbnail_of(display)),  # beside the verdict
-            "pixels": np.asarray(display),
             "prediction": prediction,
             "attention": attention,
             "heatmaps": {},  # each class asked for, made after the verdict is shown
@@ -209,6 +207,8 @@ def cam_label(target: str) -> str:
 def explain(result: dict) -> None:
     """The Grad-CAM of a chosen class over the image; its controls rerun only this part."""
     pred = result["prediction"]
+    if "pixels" not in result:  # once per answer, not on each slider step
+        result["display_jpeg"], result["pixels"] = ui.jpeg(result["display"]), np.asarray(result["display"])
     original, explained = st.columns(2)
     with explained:
         # The first heatmap explains the most probable diagnosis: its maps lie on the lesion far more

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image, ImageEnhance, ImageFilter
 
 from skin_model.inference import quality
+from skin_model.inference.lesion_finder import LesionFinder
 
 from .conftest import SHARED_DATA
 
@@ -26,40 +27,81 @@ def _lesion(size=(400, 300), centre=(0.5, 0.5), radius=0.22, seed=0) -> Image.Im
     return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
 
 
-@pytest.mark.parametrize("centre", [(0.5, 0.5), (0.15, 0.5)], ids=["centred", "at the left edge"])
-def test_the_lesion_estimate_is_the_lesion_the_check_measures(centre):
-    image = _lesion(centre=centre)
-    found = quality.lesion_estimate(image)
-    h, w = found.shape
+@pytest.fixture(scope="module")
+def finder():
+    return LesionFinder.load()  # the shipped one
+
+
+def _disc(centre, radius, shape=(36, 48)) -> np.ndarray:
+    h, w = shape
     yy, xx = np.mgrid[0:h, 0:w]
-    truth = (xx - centre[0] * w) ** 2 + (yy - centre[1] * h) ** 2 < (0.22 * h) ** 2
-    assert (found & truth).sum() / (found | truth).sum() > 0.8  # the disc, not the skin around it
-    measured = quality.assess(image)
-    rows, cols = np.nonzero(found)
-    off = max(abs(cols.mean() / w - 0.5), abs(rows.mean() / h - 0.5)) * 2
-    assert measured.off_centre == pytest.approx(off)  # the same region as assess's
+    return (xx - centre[0] * w) ** 2 + (yy - centre[1] * h) ** 2 < (radius * h) ** 2
 
 
-def test_a_sharp_well_exposed_centred_lesion_gets_no_warning():
-    assert quality.assess(_lesion()).problems == ()
+@pytest.mark.parametrize("centre", [(0.5, 0.5), (0.15, 0.5)], ids=["centred", "at the left edge"])
+def test_the_lesion_finder_finds_the_lesion_not_the_skin_around_it(finder, centre):
+    image = _lesion(centre=centre)
+    masks, _ = finder.find([np.asarray(quality.within_size(image))])
+    truth = _disc(centre, 0.22, masks[0].shape)
+    assert (masks[0] & truth).sum() / (masks[0] | truth).sum() > 0.6
+    assert quality.check(image, finder).lesion_share == pytest.approx(masks[0].mean())  # the region judged
+
+
+def test_the_finder_sees_how_much_of_a_lesion_the_frame_cuts_off(finder):
+    whole = _lesion(radius=0.3)
+    half = whole.crop((whole.width // 2, 0, whole.width, whole.height))  # the left half of the lesion gone
+    outside = [quality.check(im, finder).lesion_outside for im in (whole, half)]
+    assert outside[0] < finder.thresholds["max_outside"] < outside[1]
+
+
+SHARP = quality.Photo(sharpness=10.0, brightness=150.0, pixels=np.zeros((1, 1, 3), np.uint8))
+LIMITS = {"min_share": 0.02, "max_outside": 0.3}
+
+
+@pytest.mark.parametrize(
+    "mask, outside, expected",
+    [
+        (_disc((0.5, 0.5), 0.3), 0.0, ()),
+        (np.ones((36, 48), bool), 0.1, ()),  # a lesion that fills the frame, all of it in view
+        (_disc((0.5, 0.5), 0.05), 0.0, ("lesion_too_small",)),
+        (np.zeros((36, 48), bool), 0.0, ("lesion_too_small",)),
+        (_disc((0.0, 0.5), 0.3), 0.5, ("lesion_cut_off",)),
+    ],
+    ids=["centred", "fills the frame", "tiny", "none found", "half outside"],
+)
+def test_the_framing_rule(mask, outside, expected):
+    judged = quality.judge(SHARP, mask, outside, LIMITS)
+    assert judged.problems == expected and judged.lesion_outside == outside
+
+
+def test_a_sharp_well_exposed_centred_lesion_gets_no_warning(finder):
+    assert quality.check(_lesion(), finder).problems == ()
 
 
 @pytest.mark.parametrize(
     "degrade, expected",
     [
-        (lambda im: im.filter(ImageFilter.GaussianBlur(radius=8)), "blurred"),
+        (lambda im: im.filter(ImageFilter.GaussianBlur(radius=6)), "blurred"),
         (lambda im: ImageEnhance.Brightness(im).enhance(0.2), "too_dark"),
         (lambda im: ImageEnhance.Brightness(im).enhance(1.9), "too_bright"),
+        (lambda im: im.crop((im.width // 2, 0, im.width, im.height)).resize(im.size), "lesion_cut_off"),
     ],
-    ids=["blurred", "dark", "bright"],
+    ids=["blurred", "dark", "bright", "cut by the frame"],
 )
-def test_each_degradation_is_named(degrade, expected):
-    assert expected in quality.assess(degrade(_lesion())).problems
+def test_each_degradation_is_named(finder, degrade, expected):
+    assert expected in quality.check(degrade(_lesion()), finder).problems
 
 
-def test_a_lesion_cut_by_the_frame_and_a_tiny_one_are_named():
-    assert "lesion_cut_off" in quality.assess(_lesion(centre=(0.0, 0.5), radius=0.45)).problems
-    assert "lesion_too_small" in quality.assess(_lesion(radius=0.03)).problems
+def test_a_tiny_lesion_is_named(finder):
+    assert "lesion_too_small" in quality.check(_lesion(radius=0.03), finder).problems
+
+
+def test_sharpness_does_not_depend_on_exposure_or_size():
+    """A ratio: the same photo darker, or at its own smaller size, is as sharp."""
+    image = _lesion()
+    sharp = quality.measure(image).sharpness
+    assert quality.measure(ImageEnhance.Brightness(image).enhance(0.5)).sharpness == pytest.approx(sharp, rel=0.1)
+    assert quality.measure(image.filter(ImageFilter.GaussianBlur(3))).sharpness < quality.MIN_SHARPNESS < sharp
 
 
 def test_the_answer_carries_the_check_and_still_answers(tiny_model):
@@ -72,23 +114,47 @@ def test_the_answer_carries_the_check_and_still_answers(tiny_model):
 
 
 @pytest.mark.parametrize("source", ["ham10000", "isic2017", "bcn20000"])
-def test_on_real_dermoscopy_it_warns_rarely_and_catches_the_degraded(source):
-    """Issue 41's bars on each source present (every 20th image): it warns on at most 5% of real
-    dermoscopy and catches at least 90% of the same images darkened; blurred, on HAM10000's (where
-    the bar is measured: ISIC 2017's blurred copies are caught 69% of the time, docs/model.md)."""
+def test_on_real_dermoscopy_it_warns_rarely_and_catches_the_degraded(finder, source):
+    """Issue 41's bars on each source present: it warns on at most 5% of real dermoscopy (every
+    image) and catches at least 90% of the same images blurred and darkened (every 20th;
+    docs/model.md)."""
     from skin_model.inference.inputs import load_image
     from skin_model.training.data import find_images
 
     folder = SHARED_DATA.parent / source
     if not folder.is_dir():
         pytest.skip(f"{folder} is not present")
-    images = [load_image(p) for p in sorted(find_images(folder).values())[::20]]
-    warned = np.mean([not quality.assess(im).good for im in images])
+    paths = sorted(find_images(folder).values())
+    warned = np.mean([not quality.check(load_image(p), finder).good for p in paths])  # every image
     assert warned <= 0.05
-    if source == "bcn20000":
-        return  # 84 px: a blur of 1.5% of the width is under a pixel
-    darkened = np.mean([quality.assess(ImageEnhance.Brightness(im).enhance(0.3)).good for im in images])
-    assert 1 - darkened >= 0.9
-    if source == "ham10000":
-        blurred = [quality.assess(im.filter(ImageFilter.GaussianBlur(0.015 * im.width))).good for im in images]
-        assert 1 - np.mean(blurred) >= 0.9
+    images = [load_image(p) for p in paths[::20]]
+    for degrade, check in (
+        (lambda im: ImageEnhance.Brightness(im).enhance(0.3), "too_dark"),
+        (lambda im: im.filter(ImageFilter.GaussianBlur(0.015 * im.width)), "blurred"),
+    ):
+        assert np.mean([check in quality.check(degrade(im), finder).problems for im in images]) >= 0.9
+
+
+def test_on_the_lesion_finders_validation_fold_it_tells_lesions_cut_by_the_frame(finder):
+    """On the fold the finder did not learn (every 5th image), its estimate of the lesion's share
+    outside the photo ranks a cut copy above its real photo almost always, and the check warns on
+    more cut copies than the darker-region estimate it replaced (30%). Issue 41's bar, 90%, is
+    missed: the threshold must also spare real ISIC 2017 photos, whose lesions the frame often
+    cuts (docs/model.md, "Image quality")."""
+    from scripts.quality_rates import DEGRADATIONS
+    from skin_model.inference.inputs import load_image
+    from skin_model.training.data import find_images
+    from skin_model.training.lesion_finder import FinderRecipe, ham_parts
+
+    if not (SHARED_DATA / "masks").is_dir():
+        pytest.skip(f"{SHARED_DATA} is not present")
+    recipe = FinderRecipe(**{**finder.card["recipe"], "input_size": tuple(finder.input_size)})
+    paths = find_images(SHARED_DATA)
+    images = [load_image(paths[i]) for i in ham_parts(SHARED_DATA, recipe)[1][::5]]
+    cut, named = DEGRADATIONS["lesion_cut_by_the_frame"]
+    real = [quality.check(im, finder) for im in images]
+    copies = [quality.check(cut(im), finder) for im in images]
+    ranked = np.mean([c.lesion_outside > r.lesion_outside for r, c in zip(real, copies)])
+    assert ranked >= 0.95
+    assert np.mean([any(p in named for p in c.problems) for c in copies]) >= 0.45
+    assert np.mean([not r.good for r in real]) <= 0.05

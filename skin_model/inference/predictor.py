@@ -21,7 +21,8 @@ from skin_model.inference.network import SkinNet, encode_metadata, fold_batch_no
 from skin_model.inference.ood import OodCheck, image_statistics
 from skin_model.inference.preprocess import InputConfig, SourceSize
 from skin_model.inference.priors import DEFAULT_PRIOR, PRIORS, apply_prior
-from skin_model.inference.quality import Quality, assess
+from skin_model.inference.lesion_finder import LesionFinder
+from skin_model.inference.quality import Photo, Quality, judge, measure
 from skin_model.inference.referral import (
     CAM_TARGETS,
     CANNOT_JUDGE,
@@ -180,7 +181,7 @@ class Prepared:
     image: Image.Image  # upright RGB, at a bounded working size (see inputs.load_image)
     pixels: torch.Tensor  # uint8 (1, 3, H, W) at the artifact's source size
     metadata: Metadata = field(default_factory=Metadata.unknown)
-    quality: Quality | None = None  # the photo's blur, exposure and framing (quality.assess)
+    photo: Photo | None = None  # the photo's sharpness and exposure, and its pixels for the lesion finder
 
 
 def _required(card: dict, section: str, key: str) -> float:
@@ -206,7 +207,15 @@ class SkinClassifier:
     (see ``torch_thread``), one call at a time; decoding runs on the caller's thread.
     """
 
-    def __init__(self, members: list[SkinNet], card: dict, cases: CaseIndex, ood: OodCheck, device: str | None = None):
+    def __init__(
+        self,
+        members: list[SkinNet],
+        card: dict,
+        cases: CaseIndex,
+        ood: OodCheck,
+        device: str | None = None,
+        lesion_finder: LesionFinder | None = None,
+    ):
         self.device = torch.device(device or settings().device)
         self.members = [m.eval().requires_grad_(False).to(self.device) for m in members]
         self.card = card
@@ -239,6 +248,8 @@ class SkinClassifier:
         self.version = card["model_version"]
         self._unknown = encode_metadata(Metadata.unknown())
         self.cases, self.ood = cases, ood
+        # The quality check's own artifact (default: the shipped one), not the classifier's.
+        self.lesion_finder = lesion_finder or LesionFinder.load()
 
     @classmethod
     def load(cls, model_dir: Path | None = None) -> SkinClassifier:
@@ -302,10 +313,24 @@ class SkinClassifier:
         for anything unusable."""
         meta = parse_metadata(age, sex, site)
         pil = load_image(image)
-        return Prepared(pil, self.source.to_uint8(pil).unsqueeze(0), meta, assess(pil))
+        return Prepared(pil, self.source.to_uint8(pil).unsqueeze(0), meta, measure(pil))
+
+    def _qualities(self, prepared: list[Prepared]) -> list[Quality | None]:
+        """The quality check of each prepared photo (torch work: the lesion finder)."""
+        photos = [p.photo for p in prepared]
+        if any(photo is None for photo in photos):
+            return [None] * len(prepared)
+        lesions, outside = self.lesion_finder.find([photo.pixels for photo in photos])
+        limits = self.lesion_finder.thresholds
+        return [judge(photo, lesion, out, limits) for photo, lesion, out in zip(photos, lesions, outside)]
 
     def _prediction(
-        self, calibrated: torch.Tensor, features: list[torch.Tensor], prepared: Prepared, prior: str
+        self,
+        calibrated: torch.Tensor,
+        features: list[torch.Tensor],
+        prepared: Prepared,
+        prior: str,
+        quality: Quality | None,
     ) -> Prediction:
         """One image's prediction from its calibrated probabilities under the training prior
         (views, 1, classes), member features and prepared inputs."""
@@ -332,7 +357,7 @@ class SkinClassifier:
             referral_probability=referral,
             refer_threshold=self.refer_threshold,
             borderline=self.borderline_band["low"] <= referral <= self.borderline_band["high"],
-            quality=prepared.quality,
+            quality=quality,
         )
 
     def predict(self, image: ImageSource, age=None, sex=None, site=None, prior: str = DEFAULT_PRIOR) -> Prediction:
@@ -348,9 +373,10 @@ class SkinClassifier:
         metas = torch.stack([encode_metadata(p.metadata) for p in prepared])
         logits, features = self.member_outputs(pixels, metas)
         calibrated = self.calibrate(logits, "training")
+        qualities = self._qualities(prepared)
         return [
-            self._prediction(calibrated[:, i : i + 1], [f[i : i + 1] for f in features], p, prior)
-            for i, p in enumerate(prepared)
+            self._prediction(calibrated[:, i : i + 1], [f[i : i + 1] for f in features], p, prior, q)
+            for i, (p, q) in enumerate(zip(prepared, qualities))
         ]
 
     def diagnose(
@@ -386,17 +412,22 @@ class SkinClassifier:
 
         # Weights are frozen and the input needs no gradient: the graph starts at each member's
         # Grad-CAM layer (see LayerCAM), so the backward pass and the memory it keeps cover only
-        # the few layers after it. Each member on its own lane (map_lanes).
-        def forward(i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        # the few layers after it. Each member on its own lane (map_lanes), and the quality
+        # check's lesion finder on whichever lane is free first.
+        def forward(i: int):
+            if i == len(self.members):
+                return self._qualities([prepared])[0]
             with torch.enable_grad(), cams[i]:
                 return member_views(self.members[i], self.member_inputs[i], pixels, (meta, unknown), self.views)
 
-        outputs = map_lanes(forward, range(len(self.members)))
+        outputs = map_lanes(forward, range(len(self.members) + 1))
+        quality = outputs.pop()
         prediction = self._prediction(
             self.calibrate(torch.stack([lg.detach() for lg, _ in outputs]).cpu(), "training"),
             [f.detach().cpu() for _, f in outputs],
             prepared,
             prior,
+            quality,
         )
         return prediction, Attention(self.views, [lg[FUSED, 0] for lg, _ in outputs], cams, prepared.image.size)
 

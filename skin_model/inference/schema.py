@@ -108,7 +108,7 @@ ANSWER_FIELDS: dict[str, dict] = {
                 "sharpness": {"type": "number"},
                 "brightness": {"type": "number"},
                 "lesion_share": {"type": "number"},
-                "off_centre": {"type": "number"},
+                "lesion_outside": {"type": "number"},
             },
         },
         "the photo's quality: problems found (advice to retake it; the answer is still given) and the measures",

@@ -123,6 +123,18 @@ def summary(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _lesion_finder(args) -> int:
+    """Train the quality check's lesion finder from its recipe and write its artifact."""
+    from skin_model.inference.lesion_finder import FILE
+    from skin_model.training.lesion_finder import FinderRecipe, train_lesion_finder
+
+    recipe = FinderRecipe.load(args.recipe)
+    out = Path(args.out or Path("runs") / "lesion_finder" / recipe.version / FILE)
+    train_lesion_finder(recipe, args.ham, args.isic, out, args.threads)
+    print(f"wrote {out}")
+    return 0
+
+
 def _train(args) -> int:
     if args.threads:
         import torch
@@ -235,6 +247,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="cpu or cuda (default: SKIN_MODEL_DEVICE, else cpu); under torchrun each rank takes its local GPU",
     )
     train.set_defaults(func=_train)
+
+    finder = sub.add_parser(
+        "lesion-finder",
+        help="train the image-quality check's lesion finder from its recipe",
+        description="Learn HAM10000's lesion masks (training folds but the recipe's validation fold) and "
+        "choose the framing thresholds on the validation fold and ISIC 2017's training part. Example: "
+        "python -m skin_model lesion-finder --recipe recipes/lesion_finder.toml --ham ../shared/data/ham10000 "
+        "--isic ../shared/data/isic2017 --out skin_model/model/lesion_finder.safetensors",
+    )
+    finder.add_argument("--recipe", type=Path, required=True)
+    finder.add_argument("--ham", type=Path, required=True, help="HAM10000 with its masks/ folder")
+    finder.add_argument("--isic", type=Path, default=None, help="ISIC 2017 (thresholds only)")
+    finder.add_argument("--out", type=Path, default=None, help="default runs/lesion_finder/<version>/")
+    finder.add_argument("--threads", type=int, default=None)
+    finder.set_defaults(func=_lesion_finder)
 
     pr = sub.add_parser("predict", help="predict image files or folders")
     pr.add_argument("paths", nargs="+", type=Path)

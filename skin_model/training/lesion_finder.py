@@ -1,0 +1,263 @@
+"""Train and export the lesion finder (``inference/lesion_finder.py``) from its recipe.
+
+    python -m skin_model lesion-finder --recipe recipes/lesion_finder.toml \\
+        --data ../shared/data/ham10000 --data ../shared/data/isic2017 [--out FILE]
+
+It learns HAM10000's lesion masks on the training folds but one (the recipe's
+``validation_fold``); the test split is never read. Each training view is a random part of the
+image (so that it sees lesions cut by the frame with their masks cut alike), flipped, its colours
+and exposure moved, and at times blurred or brought down to a BCN20000-like 84 px and back.
+Export then finds the lesions of the validation fold and of ISIC 2017's training part (real
+images the classifier learnt from; no masks there) and chooses the framing thresholds: each
+source's own ``real_quantile`` of each measure, the most lenient of them. They, the recipe, its
+sha256 and the validation figures go into the artifact's card.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+import tomllib
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from skin_model.config import REPO_DIR
+from skin_model.inference import quality
+from skin_model.inference.inputs import load_image
+from skin_model.inference.lesion_finder import LesionFinder, LesionNet, finder_input
+from skin_model.training.data import find_images
+from skin_model.training.splits import read_lesion_split
+
+log = logging.getLogger(__name__)
+WORKING = quality.SIZE  # images are held at the quality check's working size, 200x150
+
+
+@dataclass(frozen=True)
+class FinderRecipe:
+    """Every setting of one lesion finder; an unknown key is an error that names it."""
+
+    version: str
+    lesion_file: str = "splits/ham10000_lesions.csv"
+    validation_fold: int = 0
+    input_size: tuple[int, int] = (96, 72)
+    widths: tuple[int, ...] = (12, 24, 48, 64, 96)
+    epochs: int = 12
+    batch_size: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    crop_p: float = 0.7  # share of views that are a random part of the image
+    crop_min_area: float = 0.25
+    # each part's shape, as a factor of the photo's (log-uniform in [1/x, x]): every input is brought
+    # to the network's 4:3, so a square or portrait photo is stretched as much
+    crop_max_stretch: float = 2.0
+    blur_p: float = 0.2
+    low_res_p: float = 0.2
+    real_quantile: float = 0.99  # of real images, at which each framing threshold is set
+    sha256: str = ""
+
+    @classmethod
+    def load(cls, path: Path) -> FinderRecipe:
+        content = Path(path).read_bytes()
+        raw = tomllib.loads(content.decode())
+        known = {f.name for f in fields(cls)} - {"sha256"}
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"{path}: unknown lesion-finder recipe key(s) {sorted(unknown)}; known: {sorted(known)}")
+        if "version" not in raw:
+            raise ValueError(f"{path}: the recipe must set 'version'")
+        for key in ("input_size", "widths"):
+            if key in raw:
+                raw[key] = tuple(raw[key])
+        recipe = cls(**raw, sha256=hashlib.sha256(content).hexdigest())
+        if not 0 < recipe.crop_min_area <= 1 or not 0.5 < recipe.real_quantile < 1:
+            raise ValueError(f"{path}: crop_min_area must be in (0, 1] and real_quantile in (0.5, 1)")
+        return recipe
+
+
+def _at_working_size(image: Image.Image, resample=Image.Resampling.BILINEAR) -> torch.Tensor:
+    small = image.resize(WORKING, resample) if image.size != WORKING else image
+    arr = np.asarray(small)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1) if arr.ndim == 3 else torch.from_numpy(arr.copy())
+
+
+def ham_parts(ham: Path, recipe: FinderRecipe) -> tuple[list[str], list[str]]:
+    """The image ids of the training folds but the validation one, and of the validation fold."""
+    meta = pd.read_csv(ham / "HAM10000_metadata.csv", dtype=str)
+    split = read_lesion_split(REPO_DIR / recipe.lesion_file).set_index("lesion_id")
+    meta = meta[meta["lesion_id"].isin(split.index)]
+    row = split.loc[meta["lesion_id"]]
+    training = (row["split"] == "train").to_numpy()  # the test split is never read
+    fold = row["fold"].to_numpy().astype(int)
+    ids = meta["image_id"].to_numpy()
+    return list(ids[training & (fold != recipe.validation_fold)]), list(ids[training & (fold == recipe.validation_fold)])
+
+
+def read_images(paths: list[Path]) -> torch.Tensor:
+    return torch.stack([_at_working_size(load_image(p)) for p in paths])
+
+
+def read_masks(ham: Path, ids: list[str]) -> torch.Tensor:
+    masks = [
+        _at_working_size(Image.open(ham / "masks" / f"{i}_segmentation.png").convert("L"), Image.Resampling.NEAREST)
+        for i in ids
+    ]
+    return (torch.stack(masks) > 127).float().unsqueeze(1)
+
+
+def random_views(
+    images: torch.Tensor, masks: torch.Tensor, recipe: FinderRecipe, g: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """uint8 images (B, 3, 150, 200) and their masks -> the network's inputs, soft masks at its
+    output size, and the share of each lesion the view leaves out; each view a random part, flip,
+    exposure, blur or resolution (the module's docstring)."""
+    width, height = recipe.input_size
+    out_size = (math.ceil(height / 2), math.ceil(width / 2))
+    rand = lambda *shape: torch.rand(*shape, generator=g)  # noqa: E731
+    xs, ys, outside = [], [], []
+    H, W = images.shape[-2:]
+    for img, mask in zip(images, masks):
+        img = img.float().unsqueeze(0)
+        mask = mask.unsqueeze(0)
+        whole = float(mask.sum())
+        if rand(1) < recipe.crop_p:
+            area = recipe.crop_min_area + (1 - recipe.crop_min_area) * float(rand(1))
+            aspect = math.exp((float(rand(1)) - 0.5) * 2 * math.log(recipe.crop_max_stretch))
+            cw = min(W, round(W * math.sqrt(area * aspect)))
+            ch = min(H, round(H * math.sqrt(area / aspect)))
+            x0, y0 = int(rand(1) * (W - cw + 1)), int(rand(1) * (H - ch + 1))
+            img, mask = img[..., y0 : y0 + ch, x0 : x0 + cw], mask[..., y0 : y0 + ch, x0 : x0 + cw]
+        outside.append(1 - float(mask.sum()) / whole if whole else 0.0)
+        if rand(1) < recipe.low_res_p:  # an 84 px image (BCN20000), brought up again
+            side = 60 + int(rand(1) * 40)
+            small = (max(8, round(img.shape[-2] * side / img.shape[-1])), side)
+            img = F.interpolate(img, size=small, mode="bilinear", antialias=True, align_corners=False)
+        x = finder_input(img, recipe.input_size)
+        y = F.interpolate(mask, size=out_size, mode="area")
+        if rand(1) < 0.5:
+            x, y = x.flip(-1), y.flip(-1)
+        if rand(1) < 0.5:
+            x, y = x.flip(-2), y.flip(-2)
+        # Exposure and white balance: gamma, then a gain per channel, in [0, 1] and back.
+        unit = ((x + 1) / 2).clamp(0, 1) ** (0.7 + 0.6 * float(rand(1)))
+        unit = unit * (0.6 + 0.7 * float(rand(1))) * (0.85 + 0.3 * rand(1, 3, 1, 1))
+        x = unit.clamp(0, 1) * 2 - 1
+        if rand(1) < recipe.blur_p:
+            sigma = 0.5 + 1.5 * float(rand(1))
+            radius = math.ceil(2 * sigma)
+            t = torch.arange(-radius, radius + 1, dtype=torch.float32)
+            k = torch.exp(-(t**2) / (2 * sigma**2))
+            k = k / k.sum()
+            x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).repeat(3, 1, 1, 1), groups=3)
+            x = F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), k.view(1, 1, -1, 1).repeat(3, 1, 1, 1), groups=3)
+        xs.append(x)
+        ys.append(y)
+    return torch.cat(xs), torch.cat(ys), torch.tensor(outside)
+
+
+def finder_loss(found: tuple[torch.Tensor, torch.Tensor], target: torch.Tensor, outside: torch.Tensor) -> torch.Tensor:
+    """The mask's binary cross-entropy plus soft Dice (the lesion is often a small part of the
+    image), and the outside share's cross-entropy (a soft target in [0, 1])."""
+    logits, outside_logit = found
+    p = torch.sigmoid(logits)
+    dice = 1 - (2 * (p * target).sum((1, 2, 3)) + 1) / (p.sum((1, 2, 3)) + target.sum((1, 2, 3)) + 1)
+    return (
+        F.binary_cross_entropy_with_logits(logits, target)
+        + dice.mean()
+        + F.binary_cross_entropy_with_logits(outside_logit, outside)
+    )
+
+
+def iou(finder: LesionFinder, images: torch.Tensor, masks: torch.Tensor, batch: int = 128) -> float:
+    """Mean intersection over union of the found lesions with the masks, at the finder's output size."""
+    scores = []
+    for i in range(0, len(images), batch):
+        found = torch.from_numpy(finder.find(images[i : i + batch])[0])
+        truth = F.interpolate(masks[i : i + batch], size=found.shape[-2:], mode="area")[:, 0] > 0.5
+        inter = (found & truth).sum((1, 2)).float()
+        union = (found | truth).sum((1, 2)).float()
+        scores.append(torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union)))
+    return float(torch.cat(scores).mean())
+
+
+def framing(finder: LesionFinder, images: torch.Tensor, batch: int = 128) -> np.ndarray:
+    """uint8 images -> (N, 2): the found lesion's share of the image, and its estimated share outside."""
+    rows = []
+    for i in range(0, len(images), batch):
+        masks, outside = finder.find(images[i : i + batch])
+        rows.append(np.stack([masks.mean((1, 2)), outside], 1))
+    return np.concatenate(rows)
+
+
+def choose_thresholds(measures: list[np.ndarray], q: float) -> dict:
+    """Each source's own quantile of each framing measure (share: the low one), the most lenient."""
+    return {
+        "min_share": float(min(np.quantile(m[:, 0], 1 - q) for m in measures)),
+        "max_outside": float(max(np.quantile(m[:, 1], q) for m in measures)),
+    }
+
+
+def train_lesion_finder(recipe: FinderRecipe, ham: Path, isic: Path | None, out: Path, threads: int | None = None) -> LesionFinder:
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(recipe.seed)
+    g = torch.Generator().manual_seed(recipe.seed)
+    train_ids, val_ids = ham_parts(ham, recipe)
+    paths = find_images(ham)
+    started = time.time()
+    train_x, val_x = read_images([paths[i] for i in train_ids]), read_images([paths[i] for i in val_ids])
+    train_y, val_y = read_masks(ham, train_ids), read_masks(ham, val_ids)
+    log.info("read %d + %d images in %.0f s", len(train_x), len(val_x), time.time() - started)
+
+    net = LesionNet(recipe.widths, recipe.input_size)
+    finder = LesionFinder(net, {"input_size": list(recipe.input_size), "widths": list(recipe.widths)})
+    steps = recipe.epochs * math.ceil(len(train_x) / recipe.batch_size)
+    opt = torch.optim.AdamW(net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=steps, pct_start=0.1)
+    history = []
+    for epoch in range(recipe.epochs):
+        net.train()
+        order = torch.randperm(len(train_x), generator=g)
+        total, started = 0.0, time.time()
+        for i in range(0, len(order), recipe.batch_size):
+            idx = order[i : i + recipe.batch_size]
+            x, y, outside = random_views(train_x[idx], train_y[idx], recipe, g)
+            loss = finder_loss(net(x), y, outside)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item() * len(idx)
+        net.eval()
+        history.append({"epoch": epoch + 1, "loss": total / len(train_x), "validation_iou": iou(finder, val_x, val_y)})
+        log.info("epoch %d: loss %.4f, validation IoU %.3f (%.0f s)", epoch + 1, history[-1]["loss"], history[-1]["validation_iou"], time.time() - started)
+
+    measures = {"ham10000 validation fold": framing(finder, val_x)}
+    if isic is not None:
+        isic_meta = pd.read_csv(isic / "metadata.csv", dtype=str)
+        isic_paths = find_images(isic)
+        train_part = isic_meta.loc[isic_meta["dataset"].eq("isic2017_train"), "image_id"]
+        measures["isic2017 training part"] = framing(finder, read_images([isic_paths[i] for i in train_part]))
+    finder.card.update(
+        {
+            "version": recipe.version,
+            "recipe": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(recipe).items() if k != "sha256"},
+            "recipe_sha256": recipe.sha256,
+            "lesion_file_sha256": hashlib.sha256((REPO_DIR / recipe.lesion_file).read_bytes()).hexdigest(),
+            "trained_on": f"HAM10000 training folds but fold {recipe.validation_fold}: {len(train_x)} images with masks",
+            "validation": {"images": len(val_x), "iou": history[-1]["validation_iou"], "history": history},
+            "thresholds": choose_thresholds(list(measures.values()), recipe.real_quantile),
+            "thresholds_chosen_on": {k: len(v) for k, v in measures.items()},
+        }
+    )
+    finder.save(out)
+    log.info("wrote %s: %s", out, finder.card["thresholds"])
+    return finder

@@ -1,0 +1,90 @@
+"""The quality check's lesion finder: its recipe is strict, its training writes an artifact that
+loads without pickle and names its recipe, and the shipped one is the committed recipe's."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from skin_model.config import REPO_DIR
+from skin_model.inference.lesion_finder import FILE, THRESHOLD_KEYS, LesionFinder
+from skin_model.training.lesion_finder import FinderRecipe, train_lesion_finder
+
+RECIPE = REPO_DIR / "recipes" / "lesion_finder.toml"
+
+
+def _ham_with_masks(root: Path, n: int = 12) -> tuple[Path, Path]:
+    """A HAM10000-like folder of ``n`` dark discs on skin with their masks, and its lesion file
+    (two training folds, one test lesion that must never be read)."""
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rows = []
+    for i in range(n):
+        yy, xx = np.mgrid[0:150, 0:200]
+        cx, cy, r = rng.uniform(60, 140), rng.uniform(50, 100), rng.uniform(20, 45)
+        inside = (xx - cx) ** 2 + (yy - cy) ** 2 < r**2
+        img = np.full((150, 200, 3), (205, 160, 140), np.float32) + rng.normal(0, 8, (150, 200, 3))
+        img[inside] = (100, 60, 50)
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / "images" / f"ISIC_{i:07d}.jpg")
+        Image.fromarray((inside * 255).astype(np.uint8)).save(root / "masks" / f"ISIC_{i:07d}_segmentation.png")
+        rows.append({"lesion_id": f"HAM_{i:07d}", "image_id": f"ISIC_{i:07d}", "dx": "nv"})
+    pd.DataFrame(rows).to_csv(root / "HAM10000_metadata.csv", index=False)
+    split = pd.DataFrame(
+        {
+            "lesion_id": [r["lesion_id"] for r in rows],
+            "split": ["test"] + ["train"] * (n - 1),
+            "fold": [0] + [i % 2 for i in range(1, n)],
+        }
+    )
+    (root / "images" / "ISIC_0000000.jpg").write_bytes(b"not an image: the test split is never read")
+    split.to_csv(root / "lesions.csv", index=False)
+    return root, root / "lesions.csv"
+
+
+def test_an_unknown_recipe_key_is_an_error_that_names_it(tmp_path):
+    bad = tmp_path / "r.toml"
+    bad.write_text(RECIPE.read_text() + "\nlearning_rate = 0.1\n")
+    with pytest.raises(ValueError, match="learning_rate"):
+        FinderRecipe.load(bad)
+
+
+def test_training_writes_a_finder_that_loads_and_names_its_recipe(tmp_path):
+    ham, lesions = _ham_with_masks(tmp_path / "ham")
+    recipe_file = tmp_path / "finder.toml"
+    recipe_file.write_text(
+        f'version = "0.0.1"\nlesion_file = "{lesions}"\nvalidation_fold = 0\nepochs = 1\nbatch_size = 4\n'
+        "input_size = [48, 36]\nwidths = [4, 8, 8]\nreal_quantile = 0.9\n"
+    )
+    recipe = FinderRecipe.load(recipe_file)
+    out = tmp_path / FILE
+    train_lesion_finder(recipe, ham, None, out)
+    finder = LesionFinder.load(out)
+    assert finder.card["recipe_sha256"] == hashlib.sha256(recipe_file.read_bytes()).hexdigest()
+    assert finder.card["version"] == "0.0.1" and set(THRESHOLD_KEYS) <= set(finder.thresholds)
+    assert finder.card["validation"]["images"] == 5 and finder.card["thresholds_chosen_on"] == {
+        "ham10000 validation fold": 5
+    }
+    masks, outside = finder.find([np.zeros((150, 200, 3), np.uint8), np.zeros((84, 84, 3), np.uint8)])
+    assert masks.shape == (2, 18, 24) and masks.dtype == bool
+    assert outside.shape == (2,) and ((0 <= outside) & (outside <= 1)).all()
+
+
+def test_the_shipped_finder_is_the_committed_recipes():
+    finder = LesionFinder.load()
+    recipe = FinderRecipe.load(RECIPE)
+    assert finder.card["recipe_sha256"] == recipe.sha256
+    stored = {k: tuple(v) if isinstance(v, list) else v for k, v in finder.card["recipe"].items()}
+    assert stored == {k: v for k, v in asdict(recipe).items() if k != "sha256"}
+    assert finder.card["validation"]["iou"] > 0.75  # on the fold it never learnt
+
+
+def test_another_file_is_refused_in_words():
+    with pytest.raises(ValueError, match="not a lesion finder"):
+        LesionFinder.load(REPO_DIR / "skin_model" / "model" / "index.safetensors")
