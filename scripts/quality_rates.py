@@ -62,7 +62,10 @@ def choose(data: Path, ham: list[Path]) -> None:
     isic = pd.read_csv(data / "isic2017" / "metadata.csv")
     isic_paths = find_images(data / "isic2017")
     train = [isic_paths[i] for i in isic.loc[isic["dataset"].eq("isic2017_train"), "image_id"]]
-    values = [np.array([(m.sharpness, m.brightness) for m in map(quality.measure, map(load_image, ps))]) for ps in (ham, train)]
+    values = [
+        np.array([(m.sharpness, m.brightness) for m in map(quality.measure, map(load_image, ps))])
+        for ps in (ham, train)
+    ]
     print(f"MIN_SHARPNESS = {min(np.quantile(v[:, 0], 0.01) for v in values):.4f}")
     print(f"MIN_BRIGHTNESS = {min(np.quantile(v[:, 1], 0.005) for v in values):.1f}")
     print(f"MAX_BRIGHTNESS = {max(np.quantile(v[:, 1], 0.995) for v in values):.1f}")

@@ -16,7 +16,7 @@ from skin_model.config import REPO_DIR
 from skin_model.inference.lesion_finder import FILE, THRESHOLD_KEYS, LesionFinder
 from skin_model.training.lesion_finder import FinderRecipe, train_lesion_finder
 
-RECIPE = REPO_DIR / "recipes" / "lesion_finder.toml"
+RECIPE = REPO_DIR / "recipes" / "quality" / "lesion_finder.toml"
 
 
 def _ham_with_masks(root: Path, n: int = 12) -> tuple[Path, Path]:

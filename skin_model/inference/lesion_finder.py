@@ -5,14 +5,15 @@ estimate of the lesion, the darker part of the skin, also took in dark corners a
 frame's edges, and caught 30% of lesions cut by the frame. So a U-Net of ~0.4 M weights learns
 HAM10000's lesion masks (training folds), and, from the same features, how much of the lesion lies
 outside the photo: in training each view is a random part of the image, and the masks say how much
-of the lesion the part left out. One pass of ~5 ms on one thread.
+of the lesion the part left out. One pass of ~10 ms on one thread, on a free lane beside the
+classifier's members.
 
 Its artifact is one safetensors file (``skin_model/model/lesion_finder.safetensors``) whose header
 carries everything it needs and everything it was chosen by: the input size, the network's widths,
 the recipe it was made from (and its sha256), its figures on the validation fold, and the framing
-thresholds chosen there. It is its own artifact, not part of the classifier's: the check must not
+thresholds chosen there and on ISIC 2017's training part. It is its own artifact, not part of the classifier's: the check must not
 move when the classifier is retrained, and remaking it takes minutes, not the classifier's hours.
-Made by ``python -m skin_model lesion-finder --recipe recipes/lesion_finder.toml --data ...``
+Made by ``python -m skin_model lesion-finder --recipe recipes/quality/lesion_finder.toml --ham ... --isic ...``
 (``training/lesion_finder.py``).
 """
 
@@ -73,7 +74,10 @@ class LesionNet(nn.Module):
         for _ in widths[1:]:
             deepest = [math.ceil(d / 2) for d in deepest]
         self.outside = nn.Sequential(
-            nn.Conv2d(widths[-1], 16, 1), nn.ReLU(inplace=True), nn.Flatten(), nn.Linear(16 * deepest[0] * deepest[1], 1)
+            nn.Conv2d(widths[-1], 16, 1),
+            nn.ReLU(inplace=True),
+            nn.Flatten(),
+            nn.Linear(16 * deepest[0] * deepest[1], 1),
         )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -17,11 +17,11 @@ from skin_model.inference.card import ModelArtifactError, model_folder
 from skin_model.inference.ensemble import calibrate, member_views
 from skin_model.inference.gradcam import LayerCAM, upsample
 from skin_model.inference.inputs import ImageSource, Metadata, load_image, parse_metadata
+from skin_model.inference.lesion_finder import LesionFinder
 from skin_model.inference.network import SkinNet, encode_metadata, fold_batch_norms, unflip
 from skin_model.inference.ood import OodCheck, image_statistics
 from skin_model.inference.preprocess import InputConfig, SourceSize
 from skin_model.inference.priors import DEFAULT_PRIOR, PRIORS, apply_prior
-from skin_model.inference.lesion_finder import LesionFinder
 from skin_model.inference.quality import Photo, Quality, judge, measure
 from skin_model.inference.referral import (
     CAM_TARGETS,

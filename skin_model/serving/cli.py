@@ -253,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="train the image-quality check's lesion finder from its recipe",
         description="Learn HAM10000's lesion masks (training folds but the recipe's validation fold) and "
         "choose the framing thresholds on the validation fold and ISIC 2017's training part. Example: "
-        "python -m skin_model lesion-finder --recipe recipes/lesion_finder.toml --ham ../shared/data/ham10000 "
+        "python -m skin_model lesion-finder --recipe recipes/quality/lesion_finder.toml --ham ../shared/data/ham10000 "
         "--isic ../shared/data/isic2017 --out skin_model/model/lesion_finder.safetensors",
     )
     finder.add_argument("--recipe", type=Path, required=True)

@@ -1,6 +1,6 @@
 """Train and export the lesion finder (``inference/lesion_finder.py``) from its recipe.
 
-    python -m skin_model lesion-finder --recipe recipes/lesion_finder.toml \\
+    python -m skin_model lesion-finder --recipe recipes/quality/lesion_finder.toml \\
         --data ../shared/data/ham10000 --data ../shared/data/isic2017 [--out FILE]
 
 It learns HAM10000's lesion masks on the training folds but one (the recipe's
@@ -98,7 +98,9 @@ def ham_parts(ham: Path, recipe: FinderRecipe) -> tuple[list[str], list[str]]:
     training = (row["split"] == "train").to_numpy()  # the test split is never read
     fold = row["fold"].to_numpy().astype(int)
     ids = meta["image_id"].to_numpy()
-    return list(ids[training & (fold != recipe.validation_fold)]), list(ids[training & (fold == recipe.validation_fold)])
+    return list(ids[training & (fold != recipe.validation_fold)]), list(
+        ids[training & (fold == recipe.validation_fold)]
+    )
 
 
 def read_images(paths: list[Path]) -> torch.Tensor:
@@ -156,8 +158,12 @@ def random_views(
             t = torch.arange(-radius, radius + 1, dtype=torch.float32)
             k = torch.exp(-(t**2) / (2 * sigma**2))
             k = k / k.sum()
-            x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).repeat(3, 1, 1, 1), groups=3)
-            x = F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), k.view(1, 1, -1, 1).repeat(3, 1, 1, 1), groups=3)
+            x = F.conv2d(
+                F.pad(x, (radius, radius, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).repeat(3, 1, 1, 1), groups=3
+            )
+            x = F.conv2d(
+                F.pad(x, (0, 0, radius, radius), mode="replicate"), k.view(1, 1, -1, 1).repeat(3, 1, 1, 1), groups=3
+            )
         xs.append(x)
         ys.append(y)
     return torch.cat(xs), torch.cat(ys), torch.tensor(outside)
@@ -205,7 +211,9 @@ def choose_thresholds(measures: list[np.ndarray], q: float) -> dict:
     }
 
 
-def train_lesion_finder(recipe: FinderRecipe, ham: Path, isic: Path | None, out: Path, threads: int | None = None) -> LesionFinder:
+def train_lesion_finder(
+    recipe: FinderRecipe, ham: Path, isic: Path | None, out: Path, threads: int | None = None
+) -> LesionFinder:
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(recipe.seed)
@@ -238,7 +246,13 @@ def train_lesion_finder(recipe: FinderRecipe, ham: Path, isic: Path | None, out:
             total += loss.item() * len(idx)
         net.eval()
         history.append({"epoch": epoch + 1, "loss": total / len(train_x), "validation_iou": iou(finder, val_x, val_y)})
-        log.info("epoch %d: loss %.4f, validation IoU %.3f (%.0f s)", epoch + 1, history[-1]["loss"], history[-1]["validation_iou"], time.time() - started)
+        log.info(
+            "epoch %d: loss %.4f, validation IoU %.3f (%.0f s)",
+            epoch + 1,
+            history[-1]["loss"],
+            history[-1]["validation_iou"],
+            time.time() - started,
+        )
 
     measures = {"ham10000 validation fold": framing(finder, val_x)}
     if isic is not None:
