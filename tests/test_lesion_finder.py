@@ -88,3 +88,28 @@ def test_the_shipped_finder_is_the_committed_recipes():
 def test_another_file_is_refused_in_words():
     with pytest.raises(ValueError, match="not a lesion finder"):
         LesionFinder.load(REPO_DIR / "skin_model" / "model" / "index.safetensors")
+
+
+def test_the_finder_answers_as_its_stored_network(tmp_path):
+    """Loaded, its batch norms are folded and its layout channels-last: the same masks and shares
+    as the network as stored."""
+    import torch
+    from safetensors.torch import load_file
+
+    from skin_model.inference.lesion_finder import LesionNet, finder_input
+    from skin_model.inference.quality import within_size
+
+    from .test_quality import _lesion
+
+    finder = LesionFinder.load()
+    stored = LesionNet(tuple(finder.card["widths"]), tuple(finder.input_size))
+    stored.load_state_dict(load_file(str(REPO_DIR / "skin_model" / "model" / FILE)))
+    pixels = [np.asarray(within_size(_lesion(centre=c))) for c in ((0.5, 0.5), (0.1, 0.4))]
+    masks, outside = finder.find(pixels)
+    with torch.inference_mode():
+        x = torch.cat(
+            [finder_input(torch.from_numpy(p.copy()).permute(2, 0, 1)[None], finder.input_size) for p in pixels]
+        )
+        logits, outside_logit = stored.eval()(x)
+    assert np.allclose(outside, torch.sigmoid(outside_logit).numpy(), atol=1e-5)
+    assert (masks == (logits[:, 0] > 0).numpy()).mean() > 0.999

@@ -5,7 +5,7 @@ estimate of the lesion, the darker part of the skin, also took in dark corners a
 frame's edges, and caught 30% of lesions cut by the frame. So a U-Net of ~0.4 M weights learns
 HAM10000's lesion masks (training folds), and, from the same features, how much of the lesion lies
 outside the photo: in training each view is a random part of the image, and the masks say how much
-of the lesion the part left out. One pass of ~10 ms on one thread, on a free lane beside the
+of the lesion the part left out. One pass of ~3.5 ms on one thread, on a free lane beside the
 classifier's members.
 
 Its artifact is one safetensors file (``skin_model/model/lesion_finder.safetensors``) whose header
@@ -33,6 +33,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from skin_model.config import MODEL_PACKAGE
+from skin_model.inference.network import fold_batch_norms
 
 FILE = "lesion_finder.safetensors"
 FORMAT = "skin-model-lesion-finder/1"
@@ -129,7 +130,7 @@ class LesionFinder:
             x = torch.cat([finder_input(a, self.input_size) for a in images])
         else:
             x = finder_input(images, self.input_size)
-        lesion, outside = self.net(x)
+        lesion, outside = self.net(x.contiguous(memory_format=torch.channels_last))
         return (lesion[:, 0] > 0).numpy(), torch.sigmoid(outside).numpy()
 
     def save(self, path: Path) -> None:
@@ -153,5 +154,7 @@ class LesionFinder:
             raise ValueError(f"{path}: the lesion finder's card lacks the thresholds {missing}")
         net = LesionNet(tuple(card["widths"]), tuple(card["input_size"]))
         net.load_state_dict(load_file(str(path)))
-        net.eval()
+        # As the classifier's members answer: batch norms folded, channels-last (5.4 -> 3.4 ms on
+        # one thread, the same masks and shares). Training keeps its own unfolded network.
+        net = fold_batch_norms(net.eval()).to(memory_format=torch.channels_last)
         return cls(net, card)

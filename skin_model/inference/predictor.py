@@ -280,16 +280,18 @@ class SkinClassifier:
         averaged over the test-time flips unless ``tta`` is off; ``members``: only these (by
         position in the card), e.g. the fold model that never saw an image."""
         views = self.views if tta else ("identity",)
-        pixels, metas = pixels.to(self.device), metas.to(self.device)
         chosen = range(len(self.members)) if members is None else members
-        unknown = self._unknown.to(self.device).expand(len(metas), -1)
-
-        @torch.inference_mode()
-        def member(i: int) -> tuple[torch.Tensor, torch.Tensor]:
-            return member_views(self.members[i], self.member_inputs[i], pixels, (metas, unknown), views)
-
-        outputs = map_lanes(member, chosen)
+        outputs = map_lanes(lambda i: self._member_views(i, pixels, metas, views), chosen)
         return torch.stack([lg for lg, _ in outputs]).cpu(), [f.cpu() for _, f in outputs]
+
+    @torch.inference_mode()
+    def _member_views(
+        self, i: int, pixels: torch.Tensor, metas: torch.Tensor, views: tuple[str, ...]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Member ``i``'s ``member_views`` with and without the metadata (on a lane)."""
+        metas = metas.to(self.device)
+        unknown = self._unknown.to(self.device).expand(len(metas), -1)
+        return member_views(self.members[i], self.member_inputs[i], pixels.to(self.device), (metas, unknown), views)
 
     def member_logits(self, pixels: torch.Tensor, metas: torch.Tensor, tta: bool = True) -> torch.Tensor:
         """The logits of ``member_outputs``."""
@@ -371,9 +373,16 @@ class SkinClassifier:
         torch thread (network, calibration, embedding, similar cases, out-of-domain score)."""
         pixels = torch.cat([p.pixels for p in prepared])
         metas = torch.stack([encode_metadata(p.metadata) for p in prepared])
-        logits, features = self.member_outputs(pixels, metas)
+        n = len(self.members)
+        # The members on the lanes (member_outputs), and the quality check's lesion finder on
+        # whichever lane is free first.
+        outputs = map_lanes(
+            lambda i: self._qualities(prepared) if i == n else self._member_views(i, pixels, metas, self.views),
+            range(n + 1),
+        )
+        qualities = outputs.pop()
+        logits, features = torch.stack([lg for lg, _ in outputs]).cpu(), [f.cpu() for _, f in outputs]
         calibrated = self.calibrate(logits, "training")
-        qualities = self._qualities(prepared)
         return [
             self._prediction(calibrated[:, i : i + 1], [f[i : i + 1] for f in features], p, prior, q)
             for i, (p, q) in enumerate(zip(prepared, qualities))
