@@ -5,10 +5,11 @@ the image at a fixed 200x150 (HAM10000's working size):
 
 - **sharpness**: how much of the finest detail a slight blur (Gaussian, sigma 1 px) takes away, the
   variance of the Laplacian before it over after it. A sharp photo loses most of it; a blurred one
-  has little left to lose. A ratio, so that neither a dark or flat photo nor a sharp but smooth
-  one is called blurred for that alone (the Laplacian over the photo's contrast was: it caught 69%
-  of ISIC 2017's blurred copies, whose sharp texture sets them apart from HAM10000's). NumPy and
-  Pillow, on the caller's thread (``measure``);
+  has little left to lose. Measured at one exposure (the field's median brought to
+  ``REFERENCE_LEVEL``), so that a dark photo is not called blurred for that alone, and the detail
+  left counted from a floor (``DETAIL_FLOOR``). The Laplacian over the photo's contrast, used
+  before, caught 69% of ISIC 2017's blurred copies, whose fine texture sets them apart from
+  HAM10000's. NumPy, on the caller's thread (``measure``);
 - **exposure**: the median brightness of the field of view (the dermoscope's black vignette left out);
 - **framing**: the lesion as the lesion finder finds it (``lesion_finder.py``, a small network that
   learnt HAM10000's lesion masks; torch work, on the torch thread): its share of the photo, and the
