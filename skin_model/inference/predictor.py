@@ -22,7 +22,7 @@ from skin_model.inference.network import SkinNet, encode_metadata, fold_batch_no
 from skin_model.inference.ood import OodCheck, image_statistics
 from skin_model.inference.preprocess import InputConfig, SourceSize
 from skin_model.inference.priors import DEFAULT_PRIOR, PRIORS, apply_prior
-from skin_model.inference.quality import Photo, Quality, judge, measure
+from skin_model.inference.quality import Photo, Quality, check_photos, measure
 from skin_model.inference.referral import (
     CAM_TARGETS,
     CANNOT_JUDGE,
@@ -322,9 +322,7 @@ class SkinClassifier:
         photos = [p.photo for p in prepared]
         if any(photo is None for photo in photos):
             return [None] * len(prepared)
-        lesions, outside = self.lesion_finder.find([photo.pixels for photo in photos])
-        limits = self.lesion_finder.thresholds
-        return [judge(photo, lesion, out, limits) for photo, lesion, out in zip(photos, lesions, outside)]
+        return check_photos(photos, self.lesion_finder)
 
     def _prediction(
         self,

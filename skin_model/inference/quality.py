@@ -147,9 +147,14 @@ def judge(photo: Photo, lesion: np.ndarray, outside: float, limits: dict) -> Qua
     return Quality(photo.sharpness, photo.brightness, share, outside, problems)
 
 
+def check_photos(photos: list[Photo], finder) -> list[Quality]:
+    """The quality of measured photos (``measure``): the ``finder``'s lesions
+    (``lesion_finder.LesionFinder``, torch work) and ``judge``."""
+    lesions, outside = finder.find([photo.pixels for photo in photos])
+    return [judge(photo, lesion, out, finder.thresholds) for photo, lesion, out in zip(photos, lesions, outside)]
+
+
 def check(image: Image.Image, finder) -> Quality:
-    """``measure``, the ``finder``'s lesion (``lesion_finder.LesionFinder``) and ``judge``, for one
-    image on the calling thread (scripts and tests; the predictor does the same on its torch thread)."""
-    photo = measure(image)
-    masks, outside = finder.find([photo.pixels])
-    return judge(photo, masks[0], outside[0], finder.thresholds)
+    """``measure`` and ``check_photos`` for one image on the calling thread (scripts and tests; the
+    predictor checks its photos on its torch thread)."""
+    return check_photos([measure(image)], finder)[0]

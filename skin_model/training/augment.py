@@ -60,7 +60,8 @@ def _gray(x: torch.Tensor) -> torch.Tensor:
     return (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
 
 
-def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """A separable Gaussian blur of 3-channel images (edges replicated)."""
     radius = max(1, math.ceil(2 * sigma))
     t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
     k = torch.exp(-(t**2) / (2 * sigma**2))
@@ -112,7 +113,7 @@ def jpeg_round_trip(x: torch.Tensor, qualities: list[int]) -> torch.Tensor:
 
 def sharpen(x: torch.Tensor, amount: torch.Tensor) -> torch.Tensor:
     """An unsharp mask: ``amount`` (one per image) times the detail a 1 px blur removes, added."""
-    return (x + amount.view(-1, 1, 1, 1) * (x - _blur(x, 1.0))).clamp(0.0, 1.0)
+    return (x + amount.view(-1, 1, 1, 1) * (x - gaussian_blur(x, 1.0))).clamp(0.0, 1.0)
 
 
 def bring_to_size_otherwise(x: torch.Tensor, source: SourceAugmentation, gen: torch.Generator) -> torch.Tensor:
@@ -206,7 +207,7 @@ def augment_batch(
         chosen = (torch.rand(n, generator=gen) < source.blur).to(device)
         sigma = float(torch.rand(1, generator=gen)) + 0.5
         if chosen.any():
-            x = torch.where(chosen.view(view), _blur(x, sigma), x)
+            x = torch.where(chosen.view(view), gaussian_blur(x, sigma), x)
     if source.ring > 0:
         chosen = (torch.rand(n, generator=gen) < source.ring).to(device)
         x = torch.where(chosen.view(view), _ring(x, uniform), x)

@@ -33,6 +33,7 @@ from skin_model.config import REPO_DIR
 from skin_model.inference import quality
 from skin_model.inference.inputs import load_image
 from skin_model.inference.lesion_finder import LesionFinder, LesionNet, finder_input
+from skin_model.training.augment import gaussian_blur
 from skin_model.training.data import find_images
 from skin_model.training.splits import read_lesion_split
 
@@ -153,17 +154,7 @@ def random_views(
         unit = unit * (0.6 + 0.7 * float(rand(1))) * (0.85 + 0.3 * rand(1, 3, 1, 1))
         x = unit.clamp(0, 1) * 2 - 1
         if rand(1) < recipe.blur_p:
-            sigma = 0.5 + 1.5 * float(rand(1))
-            radius = math.ceil(2 * sigma)
-            t = torch.arange(-radius, radius + 1, dtype=torch.float32)
-            k = torch.exp(-(t**2) / (2 * sigma**2))
-            k = k / k.sum()
-            x = F.conv2d(
-                F.pad(x, (radius, radius, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).repeat(3, 1, 1, 1), groups=3
-            )
-            x = F.conv2d(
-                F.pad(x, (0, 0, radius, radius), mode="replicate"), k.view(1, 1, -1, 1).repeat(3, 1, 1, 1), groups=3
-            )
+            x = gaussian_blur(x, 0.5 + 1.5 * float(rand(1)))
         xs.append(x)
         ys.append(y)
     return torch.cat(xs), torch.cat(ys), torch.tensor(outside)
