@@ -10,11 +10,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 
 from skin_model.config import REPO_DIR
 from skin_model.inference.lesion_finder import FILE, THRESHOLD_KEYS, LesionFinder
-from skin_model.training.lesion_finder import FinderRecipe, train_lesion_finder
+from skin_model.training.lesion_finder import (
+    FinderRecipe,
+    choose_thresholds,
+    in_round_field,
+    train_lesion_finder,
+    with_ruler,
+    with_sticker,
+)
 
 RECIPE = REPO_DIR / "recipes" / "quality" / "lesion_finder.toml"
 
@@ -93,7 +101,6 @@ def test_another_file_is_refused_in_words():
 def test_the_finder_answers_as_its_stored_network(tmp_path):
     """Loaded, its batch norms are folded and its layout channels-last: the same masks and shares
     as the network as stored."""
-    import torch
     from safetensors.torch import load_file
 
     from skin_model.inference.lesion_finder import LesionNet, finder_input
@@ -113,3 +120,51 @@ def test_the_finder_answers_as_its_stored_network(tmp_path):
         logits, outside_logit = stored.eval()(x)
     assert np.allclose(outside, torch.sigmoid(outside_logit).numpy(), atol=1e-5)
     assert (masks == (logits[:, 0] > 0).numpy()).mean() > 0.999
+
+
+def _rand(seed: int):
+    g = torch.Generator().manual_seed(seed)
+    return lambda *shape: torch.rand(*shape, generator=g)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_sticker_sits_at_the_frame_and_hides_no_lesion_under_it(seed):
+    """ISIC 2017's calibration stickers: a saturated disc within about a radius of an edge, and the
+    mask says there is no lesion under it."""
+    x = torch.zeros(1, 3, 72, 96)  # mid-grey skin
+    y = torch.ones(1, 1, 36, 48)  # lesion everywhere
+    stuck, mask = with_sticker(x, y, _rand(seed))
+    changed = (stuck != x).any(1)[0]
+    assert 0.01 < changed.float().mean() < 0.6
+    rows, cols = changed.nonzero(as_tuple=True)
+    assert min(rows.min(), 71 - rows.max(), cols.min(), 95 - cols.max()) == 0  # it reaches the frame
+    covered = mask[0, 0] == 0
+    assert covered.any() and (mask[0, 0][~covered] == 1).all()
+    small = torch.nn.functional.interpolate(changed[None, None].float(), size=(36, 48), mode="area")[0, 0]
+    assert (small[covered] > 0).float().mean() > 0.9  # the mask is cleared where the sticker is
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_ruler_is_thin_and_dark(seed):
+    x = torch.full((1, 3, 72, 96), 0.5)
+    ruled = with_ruler(x, _rand(seed))
+    changed = (ruled != x).any(1)
+    assert 0 < changed.float().mean() < 0.05
+    assert (ruled[:, :, changed[0]] <= -0.6).all()
+
+
+def test_a_round_field_darkens_the_corners_and_loses_the_lesion_under_them():
+    img = torch.full((1, 3, 150, 200), 200.0)
+    mask = torch.ones(1, 1, 150, 200)
+    seen, kept = in_round_field(img, mask, _rand(0))
+    assert seen[..., 0, 0].max() < 30 and seen[..., 75, 100].min() > 195
+    assert kept[..., 0, 0].item() == 0 and kept[..., 75, 100].item() == 1
+
+
+def test_each_framing_threshold_is_its_own_quantile_the_most_lenient():
+    rng = np.random.default_rng(0)
+    a = np.stack([rng.uniform(0.1, 0.5, 1000), rng.uniform(0, 0.2, 1000)], 1)
+    b = np.stack([rng.uniform(0.0, 0.4, 1000), rng.uniform(0, 0.6, 1000)], 1)
+    got = choose_thresholds([a, b], small_q=0.99, cut_q=0.9)
+    assert got["min_share"] == pytest.approx(np.quantile(b[:, 0], 0.01))
+    assert got["max_outside"] == pytest.approx(np.quantile(b[:, 1], 0.9))

@@ -92,6 +92,22 @@ def test_each_degradation_is_named(finder, degrade, expected):
     assert expected in quality.check(degrade(_lesion()), finder).problems
 
 
+@pytest.mark.parametrize("ring", [None, (40, 170, 90)], ids=["plain", "ringed"])
+@pytest.mark.parametrize("colour", [(40, 120, 220), (245, 140, 30), (245, 220, 40)], ids=["blue", "orange", "yellow"])
+def test_a_calibration_sticker_at_the_frame_is_not_a_lesion_cut_by_it(finder, colour, ring):
+    """ISIC 2017's photos often carry a coloured sticker half outside the frame; the finder of the
+    last round took an orange one for a lesion a fifth outside the photo (docs/model.md, "Image
+    quality"). The lesion here is whole: its share outside is estimated near nought."""
+    image = np.array(_lesion(radius=0.12))
+    h, w = image.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w]
+    for radius, paint in ((0.5, colour), (0.27, ring)):
+        if paint is not None:
+            image[(xx - w) ** 2 + (yy - h / 2) ** 2 < (radius * h) ** 2] = paint
+    checked = quality.check(Image.fromarray(image), finder)
+    assert checked.lesion_outside < 0.05 and "lesion_cut_off" not in checked.problems
+
+
 def test_a_tiny_lesion_is_named(finder):
     assert "lesion_too_small" in quality.check(_lesion(radius=0.03), finder).problems
 
@@ -138,9 +154,9 @@ def test_on_real_dermoscopy_it_warns_rarely_and_catches_the_degraded(finder, sou
 def test_on_the_lesion_finders_validation_fold_it_tells_lesions_cut_by_the_frame(finder):
     """On the fold the finder did not learn (every 5th image), its estimate of the lesion's share
     outside the photo ranks a cut copy above its real photo almost always, and the check warns on
-    more cut copies than the darker-region estimate it replaced (30%). Issue 41's bar, 90%, is
-    missed: the threshold must also spare real ISIC 2017 photos, whose lesions the frame often
-    cuts (docs/model.md, "Image quality")."""
+    more cut copies than the last round's finder did (53%; the darker-region estimate before it,
+    30%). Issue 41's bar, 90%, is missed: the threshold must also spare real BCN20000 close-ups,
+    whose lesions the frame often cuts (docs/model.md, "Image quality")."""
     from scripts.quality_rates import DEGRADATIONS
     from skin_model.inference.inputs import load_image
     from skin_model.training.data import find_images
@@ -156,5 +172,5 @@ def test_on_the_lesion_finders_validation_fold_it_tells_lesions_cut_by_the_frame
     copies = [quality.check(cut(im), finder) for im in images]
     ranked = np.mean([c.lesion_outside > r.lesion_outside for r, c in zip(real, copies)])
     assert ranked >= 0.95
-    assert np.mean([any(p in named for p in c.problems) for c in copies]) >= 0.45
+    assert np.mean([any(p in named for p in c.problems) for c in copies]) >= 0.5
     assert np.mean([not r.good for r in real]) <= 0.05

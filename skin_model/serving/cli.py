@@ -130,7 +130,7 @@ def _lesion_finder(args) -> int:
 
     recipe = FinderRecipe.load(args.recipe)
     out = Path(args.out or Path("runs") / "lesion_finder" / recipe.version / FILE)
-    train_lesion_finder(recipe, args.ham, args.isic, out, args.threads)
+    train_lesion_finder(recipe, args.ham, args.isic, out, args.threads, bcn=args.bcn)
     print(f"wrote {out}")
     return 0
 
@@ -252,13 +252,14 @@ def build_parser() -> argparse.ArgumentParser:
         "lesion-finder",
         help="train the image-quality check's lesion finder from its recipe",
         description="Learn HAM10000's lesion masks (training folds but the recipe's validation fold) and "
-        "choose the framing thresholds on the validation fold and ISIC 2017's training part. Example: "
+        "choose the framing thresholds on the validation fold, ISIC 2017's training part and BCN20000. Example: "
         "python -m skin_model lesion-finder --recipe recipes/quality/lesion_finder.toml --ham ../shared/data/ham10000 "
-        "--isic ../shared/data/isic2017 --out skin_model/model/lesion_finder.safetensors",
+        "--isic ../shared/data/isic2017 --bcn ../shared/data/bcn20000 --out skin_model/model/lesion_finder.safetensors",
     )
     finder.add_argument("--recipe", type=Path, required=True)
     finder.add_argument("--ham", type=Path, required=True, help="HAM10000 with its masks/ folder")
     finder.add_argument("--isic", type=Path, default=None, help="ISIC 2017 (thresholds only)")
+    finder.add_argument("--bcn", type=Path, default=None, help="BCN20000 (thresholds only)")
     finder.add_argument("--out", type=Path, default=None, help="default runs/lesion_finder/<version>/")
     finder.add_argument("--threads", type=int, default=None)
     finder.set_defaults(func=_lesion_finder)

@@ -1,16 +1,18 @@
 """Train and export the lesion finder (``inference/lesion_finder.py``) from its recipe.
 
     python -m skin_model lesion-finder --recipe recipes/quality/lesion_finder.toml \\
-        --data ../shared/data/ham10000 --data ../shared/data/isic2017 [--out FILE]
+        --ham ../shared/data/ham10000 --isic ../shared/data/isic2017 --bcn ../shared/data/bcn20000 [--out FILE]
 
 It learns HAM10000's lesion masks on the training folds but one (the recipe's
 ``validation_fold``); the test split is never read. Each training view is a random part of the
 image (so that it sees lesions cut by the frame with their masks cut alike), flipped, its colours
-and exposure moved, and at times blurred or brought down to a BCN20000-like 84 px and back.
-Export then finds the lesions of the validation fold and of ISIC 2017's training part (real
-images the classifier learnt from; no masks there) and chooses the framing thresholds: each
-source's own ``real_quantile`` of each measure, the most lenient of them. They, the recipe, its
-sha256 and the validation figures go into the artifact's card.
+and exposure moved, and at times blurred or brought down to a BCN20000-like 84 px and back. What
+other clinics' photos hold and HAM10000's rarely do is drawn in at times: a calibration sticker at
+the frame, a scale bar, the dermoscope's round field in a black surround.
+Export then finds the lesions of the validation fold, of ISIC 2017's training part and of
+BCN20000 (real images; no masks there) and chooses the framing thresholds: each source's own
+quantile of each measure (``real_quantile``, ``cut_quantile``), the most lenient of them. They,
+the recipe, its sha256 and the validation figures go into the artifact's card.
 """
 
 from __future__ import annotations
@@ -62,7 +64,17 @@ class FinderRecipe:
     crop_max_stretch: float = 2.0
     blur_p: float = 0.2
     low_res_p: float = 0.2
-    real_quantile: float = 0.99  # of real images, at which each framing threshold is set
+    # ISIC 2017's photos carry coloured calibration stickers and scale bars that HAM10000's do not;
+    # a first finder took a sticker at the frame for a lesion cut by it. Views get them at times.
+    sticker_p: float = 0.0
+    ruler_p: float = 0.0
+    # Many BCN20000 photos show the dermoscope's round field in a black surround, which HAM10000's
+    # rarely do; a view cut from such a photo must still say how much of its lesion is cut off.
+    field_p: float = 0.0
+    real_quantile: float = 0.99  # of real images, at which the "lesion too small" threshold is set
+    # ... and the "cut by the frame" one. Lower, where the frame cuts many real photos' lesions (BCN20000's
+    # close-ups): the share of real photos this check alone may warn on is 1 - cut_quantile.
+    cut_quantile: float = 0.99
     sha256: str = ""
 
     @classmethod
@@ -131,6 +143,8 @@ def random_views(
         img = img.float().unsqueeze(0)
         mask = mask.unsqueeze(0)
         whole = float(mask.sum())
+        if recipe.field_p and rand(1) < recipe.field_p:  # before the crop: a view is part of such a photo
+            img, mask = in_round_field(img, mask, rand)
         if rand(1) < recipe.crop_p:
             area = recipe.crop_min_area + (1 - recipe.crop_min_area) * float(rand(1))
             aspect = math.exp((float(rand(1)) - 0.5) * 2 * math.log(recipe.crop_max_stretch))
@@ -145,6 +159,10 @@ def random_views(
             img = F.interpolate(img, size=small, mode="bilinear", antialias=True, align_corners=False)
         x = finder_input(img, recipe.input_size)
         y = F.interpolate(mask, size=out_size, mode="area")
+        if recipe.sticker_p and rand(1) < recipe.sticker_p:
+            x, y = with_sticker(x, y, rand)
+        if recipe.ruler_p and rand(1) < recipe.ruler_p:
+            x = with_ruler(x, rand)
         if rand(1) < 0.5:
             x, y = x.flip(-1), y.flip(-1)
         if rand(1) < 0.5:
@@ -158,6 +176,74 @@ def random_views(
         xs.append(x)
         ys.append(y)
     return torch.cat(xs), torch.cat(ys), torch.tensor(outside)
+
+
+def in_round_field(img: torch.Tensor, mask: torch.Tensor, rand) -> tuple[torch.Tensor, torch.Tensor]:
+    """The photo seen through a dermoscope's round field (an ellipse once squashed to 4:3, at
+    times wider than the photo), its surround near black; the lesion under the surround is lost."""
+    h, w = img.shape[-2:]
+    ax, ay = w / 2 * (0.75 + 0.45 * float(rand(1))), h / 2 * (0.75 + 0.45 * float(rand(1)))
+    cx, cy = w / 2 + (float(rand(1)) - 0.5) * 0.1 * w, h / 2 + (float(rand(1)) - 0.5) * 0.1 * h
+    yy, xx = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
+    radius = (((xx - cx) / ax) ** 2 + ((yy - cy) / ay) ** 2).sqrt()
+    field = torch.sigmoid((1 - radius) * 30)  # a soft edge, a few pixels wide
+    surround = 25 * float(rand(1))
+    return img * field + surround * (1 - field), mask * (field > 0.5)
+
+
+# Colours like ISIC's calibration stickers (blue, orange, green, yellow, red, lilac, white), in [-1, 1].
+STICKER_COLOURS = (
+    torch.tensor(
+        [[40, 120, 220], [245, 140, 30], [40, 170, 90], [245, 220, 40], [230, 40, 60], [200, 190, 235], [250, 250, 250]]
+    )
+    / 127.5
+    - 1
+)
+
+
+def _disc(shape: tuple[int, int], cx: float, cy: float, r: float) -> torch.Tensor:
+    """A boolean disc on an (h, w) grid, its centre and radius in units of the grid's height."""
+    h, w = shape
+    yy = (torch.arange(h) + 0.5) / h
+    xx = (torch.arange(w) + 0.5) / h
+    return ((xx[None, :] - cx) ** 2 + (yy[:, None] - cy) ** 2) < r**2
+
+
+def with_sticker(x: torch.Tensor, y: torch.Tensor, rand) -> tuple[torch.Tensor, torch.Tensor]:
+    """A coloured disc, at times with a ring of another colour, centred near the view's frame
+    (often partly outside it); no lesion under it."""
+    h, w = x.shape[-2:]
+    aspect = w / h
+    r = 0.15 + 0.3 * float(rand(1))
+    side = int(rand(1) * 4)  # which edge the sticker sits on
+    along, depth = float(rand(1)), (float(rand(1)) - 0.5) * r  # centre within about a radius of the edge
+    cx, cy = [(along * aspect, depth), (along * aspect, 1 - depth), (depth, along), (aspect - depth, along)][side]
+    first, second = (int(rand(1) * len(STICKER_COLOURS)) for _ in range(2))
+    x = x.clone()
+    for radius, colour in ((r, first), (r * (0.4 + 0.3 * float(rand(1))), second)):
+        disc = _disc((h, w), cx, cy, radius)
+        x[..., disc] = STICKER_COLOURS[colour].view(3, 1) + 0.05 * (rand(3, 1) - 0.5)
+        if rand(1) < 0.5:  # a plain disc as often as a ringed one
+            break
+    covered = _disc(tuple(y.shape[-2:]), cx, cy, r)
+    y = y.clone()
+    y[..., covered] = 0
+    return x, y
+
+
+def with_ruler(x: torch.Tensor, rand) -> torch.Tensor:
+    """A thin dark scale bar with ticks, lying or upright, somewhere in the view (ISIC's rulers)."""
+    upright = rand(1) < 0.5
+    x = x.transpose(-1, -2).clone() if upright else x.clone()  # draw it lying, then turn it back
+    h, w = x.shape[-2:]
+    row = int(h * (0.1 + 0.8 * float(rand(1))))
+    x0 = int(w * 0.6 * float(rand(1)))
+    x1 = min(w, x0 + int(w * (0.2 + 0.3 * float(rand(1)))))
+    dark = -1 + 0.4 * float(rand(1))
+    x[..., row, x0:x1] = dark
+    for tick in range(x0, x1, max(2, (x1 - x0) // 10)):
+        x[..., max(0, row - 2) : row, tick] = dark
+    return x.transpose(-1, -2) if upright else x
 
 
 def finder_loss(found: tuple[torch.Tensor, torch.Tensor], target: torch.Tensor, outside: torch.Tensor) -> torch.Tensor:
@@ -194,16 +280,21 @@ def framing(finder: LesionFinder, images: torch.Tensor, batch: int = 128) -> np.
     return np.concatenate(rows)
 
 
-def choose_thresholds(measures: list[np.ndarray], q: float) -> dict:
+def choose_thresholds(measures: list[np.ndarray], small_q: float, cut_q: float) -> dict:
     """Each source's own quantile of each framing measure (share: the low one), the most lenient."""
     return {
-        "min_share": float(min(np.quantile(m[:, 0], 1 - q) for m in measures)),
-        "max_outside": float(max(np.quantile(m[:, 1], q) for m in measures)),
+        "min_share": float(min(np.quantile(m[:, 0], 1 - small_q) for m in measures)),
+        "max_outside": float(max(np.quantile(m[:, 1], cut_q) for m in measures)),
     }
 
 
 def train_lesion_finder(
-    recipe: FinderRecipe, ham: Path, isic: Path | None, out: Path, threads: int | None = None
+    recipe: FinderRecipe,
+    ham: Path,
+    isic: Path | None,
+    out: Path,
+    threads: int | None = None,
+    bcn: Path | None = None,
 ) -> LesionFinder:
     if threads:
         torch.set_num_threads(threads)
@@ -251,6 +342,8 @@ def train_lesion_finder(
         isic_paths = find_images(isic)
         train_part = isic_meta.loc[isic_meta["dataset"].eq("isic2017_train"), "image_id"]
         measures["isic2017 training part"] = framing(finder, read_images([isic_paths[i] for i in train_part]))
+    if bcn is not None:  # every image: none of it is learnt, and the classifier's figures never use this choice
+        measures["bcn20000"] = framing(finder, read_images(sorted(find_images(bcn).values())))
     finder.card.update(
         {
             "version": recipe.version,
@@ -259,7 +352,7 @@ def train_lesion_finder(
             "lesion_file_sha256": hashlib.sha256((REPO_DIR / recipe.lesion_file).read_bytes()).hexdigest(),
             "trained_on": f"HAM10000 training folds but fold {recipe.validation_fold}: {len(train_x)} images with masks",
             "validation": {"images": len(val_x), "iou": history[-1]["validation_iou"], "history": history},
-            "thresholds": choose_thresholds(list(measures.values()), recipe.real_quantile),
+            "thresholds": choose_thresholds(list(measures.values()), recipe.real_quantile, recipe.cut_quantile),
             "thresholds_chosen_on": {k: len(v) for k, v in measures.items()},
         }
     )
