@@ -19,6 +19,7 @@ from skin_model.training.lesion_finder import (
     FinderRecipe,
     choose_thresholds,
     in_round_field,
+    random_views,
     train_lesion_finder,
     with_ruler,
     with_sticker,
@@ -56,6 +57,16 @@ def _ham_with_masks(root: Path, n: int = 12) -> tuple[Path, Path]:
     return root, root / "lesions.csv"
 
 
+@pytest.mark.parametrize("key, value", [("cut_quantile", 97.5), ("real_quantile", 0.3), ("sticker_p", 1.5)])
+def test_a_setting_out_of_its_range_is_an_error_that_names_it(tmp_path, key, value):
+    bad = tmp_path / "r.toml"
+    bad.write_text(
+        "\n".join(line for line in RECIPE.read_text().splitlines() if not line.startswith(key)) + f"\n{key} = {value}\n"
+    )
+    with pytest.raises(ValueError, match=key):
+        FinderRecipe.load(bad)
+
+
 def test_an_unknown_recipe_key_is_an_error_that_names_it(tmp_path):
     bad = tmp_path / "r.toml"
     bad.write_text(RECIPE.read_text() + "\nlearning_rate = 0.1\n")
@@ -68,16 +79,22 @@ def test_training_writes_a_finder_that_loads_and_names_its_recipe(tmp_path):
     recipe_file = tmp_path / "finder.toml"
     recipe_file.write_text(
         f'version = "0.0.1"\nlesion_file = "{lesions}"\nvalidation_fold = 0\nepochs = 1\nbatch_size = 4\n'
-        "input_size = [48, 36]\nwidths = [4, 8, 8]\nreal_quantile = 0.9\n"
+        "input_size = [48, 36]\nwidths = [4, 8, 8]\nreal_quantile = 0.9\ncut_quantile = 0.8\n"
+        "sticker_p = 1.0\nruler_p = 1.0\nfield_p = 1.0\n"  # every view drawn on: those paths run too
     )
     recipe = FinderRecipe.load(recipe_file)
+    bcn = tmp_path / "bcn" / "images"  # a BCN20000-like folder: 84 px squares, thresholds only
+    bcn.mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(np.full((84, 84, 3), 120 + 20 * i, np.uint8)).save(bcn / f"ISIC_{i:07d}.jpg")
     out = tmp_path / FILE
-    train_lesion_finder(recipe, ham, None, out)
+    train_lesion_finder(recipe, ham, None, out, bcn=bcn.parent)
     finder = LesionFinder.load(out)
     assert finder.card["recipe_sha256"] == hashlib.sha256(recipe_file.read_bytes()).hexdigest()
     assert finder.card["version"] == "0.0.1" and set(THRESHOLD_KEYS) <= set(finder.thresholds)
     assert finder.card["validation"]["images"] == 5 and finder.card["thresholds_chosen_on"] == {
-        "ham10000 validation fold": 5
+        "ham10000 validation fold": 5,
+        "bcn20000": 3,
     }
     masks, outside = finder.find([np.zeros((150, 200, 3), np.uint8), np.zeros((84, 84, 3), np.uint8)])
     assert masks.shape == (2, 18, 24) and masks.dtype == bool
@@ -153,18 +170,34 @@ def test_a_ruler_is_thin_and_dark(seed):
     assert (ruled[:, :, changed[0]] <= -0.6).all()
 
 
-def test_a_round_field_darkens_the_corners_and_loses_the_lesion_under_them():
+@pytest.mark.parametrize("seed", range(4))
+def test_a_round_field_darkens_the_corners_and_loses_the_lesion_under_them(seed):
     img = torch.full((1, 3, 150, 200), 200.0)
     mask = torch.ones(1, 1, 150, 200)
-    seen, kept = in_round_field(img, mask, _rand(0))
+    seen, kept = in_round_field(img, mask, _rand(seed))
     assert seen[..., 0, 0].max() < 30 and seen[..., 75, 100].min() > 195
     assert kept[..., 0, 0].item() == 0 and kept[..., 75, 100].item() == 1
 
 
+@pytest.mark.parametrize("radius, cut", [(70, True), (20, False)], ids=["filling the photo", "small, central"])
+def test_a_lesion_the_round_field_hides_counts_as_cut_off(radius, cut):
+    """The field cuts a lesion off as the frame does: a lesion filling the photo loses its corners
+    to it (a share outside), a small central one loses nothing."""
+    yy, xx = torch.meshgrid(torch.arange(150), torch.arange(200), indexing="ij")
+    lesion = (((xx - 100) ** 2 + (yy - 75) ** 2) < radius**2) | torch.tensor(radius > 50)
+    images = torch.full((4, 3, 150, 200), 200, dtype=torch.uint8)
+    masks = lesion.float().expand(4, 1, 150, 200).clone()
+    recipe = FinderRecipe(version="t", crop_p=0.0, field_p=1.0, blur_p=0.0, low_res_p=0.0)
+    _, _, outside = random_views(images, masks, recipe, torch.Generator().manual_seed(0))
+    assert ((outside > 0.01) if cut else (outside == 0)).all()
+
+
 def test_each_framing_threshold_is_its_own_quantile_the_most_lenient():
     rng = np.random.default_rng(0)
-    a = np.stack([rng.uniform(0.1, 0.5, 1000), rng.uniform(0, 0.2, 1000)], 1)
-    b = np.stack([rng.uniform(0.0, 0.4, 1000), rng.uniform(0, 0.6, 1000)], 1)
-    got = choose_thresholds([a, b], small_q=0.99, cut_q=0.9)
-    assert got["min_share"] == pytest.approx(np.quantile(b[:, 0], 0.01))
-    assert got["max_outside"] == pytest.approx(np.quantile(b[:, 1], 0.9))
+    # a has the lowest shares, b the highest shares outside: each threshold comes from another source
+    a = np.stack([rng.uniform(0.0, 0.4, 1000), rng.uniform(0, 0.2, 1000)], 1)
+    b = np.stack([rng.uniform(0.1, 0.5, 1000), rng.uniform(0, 0.6, 1000)], 1)
+    for measures in ([a, b], [b, a]):
+        got = choose_thresholds(measures, small_q=0.99, cut_q=0.9)
+        assert got["min_share"] == pytest.approx(np.quantile(a[:, 0], 0.01))
+        assert got["max_outside"] == pytest.approx(np.quantile(b[:, 1], 0.9))

@@ -22,8 +22,9 @@ not blurred for being small), brought down to it otherwise.
 
 Sharpness and exposure thresholds were chosen on the training images of each source the model learnt
 from (HAM10000's folds, ISIC 2017's training part) so that neither warns on more than about 1% of
-any of them; the framing thresholds travel with the lesion finder, chosen alike on its validation
-fold and ISIC 2017's training part. Their rates on every source and on degraded copies are measured
+any of them; the framing thresholds travel with the lesion finder, chosen by its export on its
+validation fold, ISIC 2017's training part and BCN20000 (a lesion too small: 1% of any of them;
+cut by the frame: 2.5%). Their rates on every source and on degraded copies are measured
 by ``scripts/quality_rates.py`` (docs/model.md, "Image quality").
 """
 

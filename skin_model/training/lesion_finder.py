@@ -91,8 +91,14 @@ class FinderRecipe:
             if key in raw:
                 raw[key] = tuple(raw[key])
         recipe = cls(**raw, sha256=hashlib.sha256(content).hexdigest())
-        if not 0 < recipe.crop_min_area <= 1 or not 0.5 < recipe.real_quantile < 1:
-            raise ValueError(f"{path}: crop_min_area must be in (0, 1] and real_quantile in (0.5, 1)")
+        if not 0 < recipe.crop_min_area <= 1:
+            raise ValueError(f"{path}: crop_min_area must be in (0, 1]")
+        for key in ("real_quantile", "cut_quantile"):
+            if not 0.5 < getattr(recipe, key) < 1:
+                raise ValueError(f"{path}: {key} must be in (0.5, 1), a quantile of real photos")
+        for key in ("crop_p", "blur_p", "low_res_p", "sticker_p", "ruler_p", "field_p"):
+            if not 0 <= getattr(recipe, key) <= 1:
+                raise ValueError(f"{path}: {key} must be in [0, 1], a share of the training views")
         return recipe
 
 
@@ -180,25 +186,35 @@ def random_views(
 
 def in_round_field(img: torch.Tensor, mask: torch.Tensor, rand) -> tuple[torch.Tensor, torch.Tensor]:
     """The photo seen through a dermoscope's round field (an ellipse once squashed to 4:3, at
-    times wider than the photo), its surround near black; the lesion under the surround is lost."""
+    times wider than the photo), its surround near black. The lesion under the surround is lost and
+    counts as outside the photo: the field cuts it off as the frame does (a sticker, which lies on
+    the skin inside the photo, hides but does not cut)."""
     h, w = img.shape[-2:]
     ax, ay = w / 2 * (0.75 + 0.45 * float(rand(1))), h / 2 * (0.75 + 0.45 * float(rand(1)))
     cx, cy = w / 2 + (float(rand(1)) - 0.5) * 0.1 * w, h / 2 + (float(rand(1)) - 0.5) * 0.1 * h
     yy, xx = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
     radius = (((xx - cx) / ax) ** 2 + ((yy - cy) / ay) ** 2).sqrt()
     field = torch.sigmoid((1 - radius) * 30)  # a soft edge, a few pixels wide
-    surround = 25 * float(rand(1))
+    surround = 25 * float(rand(1))  # darker than the check's own field (quality.FIELD_MIN), as BCN20000's is
     return img * field + surround * (1 - field), mask * (field > 0.5)
 
 
-# Colours like ISIC's calibration stickers (blue, orange, green, yellow, red, lilac, white), in [-1, 1].
-STICKER_COLOURS = (
+# Colours like ISIC's calibration stickers (blue, orange, green, yellow, red, lilac, white), as network input.
+STICKER_COLOURS = finder_input(
     torch.tensor(
-        [[40, 120, 220], [245, 140, 30], [40, 170, 90], [245, 220, 40], [230, 40, 60], [200, 190, 235], [250, 250, 250]]
-    )
-    / 127.5
-    - 1
-)
+        [
+            [40, 120, 220],
+            [245, 140, 30],
+            [40, 170, 90],
+            [245, 220, 40],
+            [230, 40, 60],
+            [200, 190, 235],
+            [250, 250, 250],
+        ],
+        dtype=torch.uint8,
+    ).view(-1, 3, 1, 1),
+    (1, 1),
+).view(-1, 3)
 
 
 def _disc(shape: tuple[int, int], cx: float, cy: float, r: float) -> torch.Tensor:
@@ -216,7 +232,7 @@ def with_sticker(x: torch.Tensor, y: torch.Tensor, rand) -> tuple[torch.Tensor, 
     aspect = w / h
     r = 0.15 + 0.3 * float(rand(1))
     side = int(rand(1) * 4)  # which edge the sticker sits on
-    along, depth = float(rand(1)), (float(rand(1)) - 0.5) * r  # centre within about a radius of the edge
+    along, depth = float(rand(1)), (float(rand(1)) - 0.5) * r  # centre within half a radius of the edge
     cx, cy = [(along * aspect, depth), (along * aspect, 1 - depth), (depth, along), (aspect - depth, along)][side]
     first, second = (int(rand(1) * len(STICKER_COLOURS)) for _ in range(2))
     x = x.clone()
