@@ -11,10 +11,10 @@ classifier's members.
 Its artifact is one safetensors file (``skin_model/model/lesion_finder.safetensors``) whose header
 carries everything it needs and everything it was chosen by: the input size, the network's widths,
 the recipe it was made from (and its sha256), its figures on the validation fold, and the framing
-thresholds chosen there, on ISIC 2017's training part and on BCN20000. It is its own artifact, not part of the classifier's: the check must not
-move when the classifier is retrained, and remaking it takes minutes, not the classifier's hours.
-Made by ``python -m skin_model lesion-finder --recipe recipes/quality/lesion_finder.toml --ham ... --isic ... --bcn ...``
-(``training/lesion_finder.py``).
+thresholds chosen there, on ISIC 2017's training part and on BCN20000. It is its own artifact, not
+part of the classifier's: the check must not move when the classifier is retrained, and remaking it
+takes minutes, not the classifier's hours. Made by ``python -m skin_model lesion-finder --recipe
+recipes/quality/lesion_finder.toml --ham ... --isic ... --bcn ...`` (``training/lesion_finder.py``).
 """
 
 from __future__ import annotations
