@@ -143,12 +143,26 @@ prior = vocab.DEFAULT_PRIOR  # the probabilities shown are the calibrated ones: 
 def answer(image):
     """The model's answer for this page's image and patient information, from one forward pass that
     also records what the heatmaps need (``attention``): the verdict is on the page before any
-    heatmap is made, and a heatmap is then one backward pass (the image is decoded and brought to
-    size once)."""
+    heatmap or quality check is made, and a heatmap is then one backward pass (the image is decoded
+    and brought to size once). Returns the prepared inputs too, for the quality check."""
     with st.spinner(tr("diag.running")):
         prepared = model.prepare(image, age=age, sex=sex, site=site)
-        prediction, attention = model.answer_prepared(prepared, prior)
-        return prediction, attention
+        return (prepared, *model.answer_prepared(prepared, prior))
+
+
+def quality_checked(result: dict):
+    """The answer with its photo's quality check, made once, after the verdict is on the screen;
+    the answer as it was if the model is busy (the next run tries again)."""
+    try:
+        checked = result["prediction"].with_quality(model.check_quality(result["prepared"]))
+    except TorchThreadError:
+        return result["prediction"]
+    except Exception:  # the check is advice: never a traceback, never the answer lost
+        log.exception("quality check failed")
+        checked = result["prediction"]
+    result.pop("prepared")
+    result["prediction"] = checked
+    return checked
 
 
 def heatmap(result: dict, target: str):
@@ -174,7 +188,7 @@ with result_col:
         display = given["image"].copy()
         display.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE))
         try:
-            prediction, attention = answer(given["image"])
+            prepared, prediction, attention = answer(given["image"])
         except TorchThreadError as err:  # busy or timed out: the inputs stay, a rerun tries again
             st.warning(error_text(err, ui.lang()), icon=":material/hourglass_top:")
             st.stop()
@@ -190,6 +204,7 @@ with result_col:
             "display": display,  # encoded (and read as pixels) once, by the first heatmap, after the verdict
             "thumbnail": ui.jpeg(thumbnail_of(display)),  # beside the verdict
             "prediction": prediction,
+            "prepared": prepared,  # until the photo's quality is checked, after the verdict
             "attention": attention,
             "heatmaps": {},  # each class asked for, made after the verdict is shown
             # Same image, other patient information: say what moved.
@@ -389,6 +404,8 @@ def what_changed(before, after) -> None:
 with result_col:
     pred = result["prediction"]
     referral(pred, result["thumbnail"])
+    if "prepared" in result:
+        pred = quality_checked(result)
     if pred.quality and pred.quality.problems:  # advice to retake the photo; the answer stands
         st.warning(
             tr("quality.intro") + " " + " ".join(tr(f"quality.{p}") for p in pred.quality.problems),

@@ -234,12 +234,17 @@ def encode(img: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:
 @pytest.fixture
 def model_calls(monkeypatch):
     """The model's work the pages ask for, from outside them: "answer" for an answer alone (a
-    forward pass), "forward" for an answer whose forward pass is kept for heatmaps, and the class
-    of each heatmap made from it (a backward pass)."""
+    forward pass), "forward" for an answer whose forward pass is kept for heatmaps, "quality" for
+    a photo's quality check alone, and the class of each heatmap made from it (a backward pass)."""
     from skin_model.inference.predictor import Attention, SkinClassifier
 
     calls = []
     predict, answer, heatmap = SkinClassifier.predict_prepared, SkinClassifier.answer_prepared, Attention.heatmap
+    check_quality = SkinClassifier.check_quality
+
+    def checked(self, *args, **kwargs):
+        calls.append("quality")
+        return check_quality(self, *args, **kwargs)
 
     def answered(self, *args, **kwargs):
         calls.append("answer")
@@ -256,4 +261,5 @@ def model_calls(monkeypatch):
     monkeypatch.setattr(SkinClassifier, "predict_prepared", answered)
     monkeypatch.setattr(SkinClassifier, "answer_prepared", forward)
     monkeypatch.setattr(Attention, "heatmap", explained)
+    monkeypatch.setattr(SkinClassifier, "check_quality", checked)
     return calls

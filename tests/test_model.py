@@ -387,8 +387,23 @@ def test_every_class_s_heatmap_from_one_forward_pass_is_a_fresh_pass_s(tiny_mode
     later = {target: attention.heatmap(target, (80, 60)).heatmap for target in ("mel", "malignant", "nv", "mel")}
     assert not passes  # no forward pass for any of them
     monkeypatch.undo()
+    checked = prediction.with_quality(tiny_model.check_quality(prepared))
     for target, heat in later.items():
         fresh = tiny_model.diagnose_prepared(prepared, target, heatmap_size=(80, 60))
-        assert fresh[0] == prediction
+        assert fresh[0] == checked
         np.testing.assert_allclose(heat, fresh[1].heatmap, atol=1e-5)
     assert np.abs(later["mel"] - later["nv"]).mean() > 1e-3  # the classes' maps differ
+
+
+def test_the_verdict_s_pass_leaves_the_quality_check_for_after_it(tiny_model):
+    """``answer_prepared`` (the page's verdict) does nothing the verdict does not need: its answer
+    has no quality check yet, and ``check_quality`` then gives the check that ``predict`` and
+    ``diagnose`` carry, with the same answer otherwise."""
+    dark = Image.fromarray((np.asarray(synthetic_lesion("nv", 3)) * 0.2).astype(np.uint8))
+    prepared = tiny_model.prepare(dark, age=40, sex="female", site="back")
+    answered, _ = tiny_model.answer_prepared(prepared)
+    assert answered.quality is None and answered.as_dict()["image_quality"] is None
+    quality = tiny_model.check_quality(prepared)
+    assert "too_dark" in quality.problems
+    assert tiny_model.predict_prepared([prepared])[0] == answered.with_quality(quality)
+    assert tiny_model.diagnose_prepared(prepared)[0] == answered.with_quality(quality)

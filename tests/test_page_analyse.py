@@ -40,14 +40,15 @@ def test_diagnose_shows_answer_chart_and_heatmap(model_calls):
         fused, image_only = percent(prediction.probabilities[code]), percent(prediction.image_only[code])
         assert row.index(fused) < row.rindex(image_only)
         assert f"width:{100 * prediction.probabilities[code]:.1f}%" in row  # the bar
-    # One forward pass for the answer, then the heatmap of its most probable class: one backward pass.
-    assert model_calls == ["forward", prediction.label]
+    # One forward pass for the verdict, then the photo's quality check, then the heatmap of its most
+    # probable class: one backward pass.
+    assert model_calls == ["forward", "quality", prediction.label]
     at.slider(key="opacity.widget").set_value(80).run()
     at.number_input(key="age.widget")  # still there
-    assert len(model_calls) == 2, "moving the opacity slider ran the model"
+    assert len(model_calls) == 3, "moving the opacity slider ran the model"
     other = next(c for c in vocab.CLASSES if c != prediction.label)
     at.selectbox(key="cam_class.en").set_value(other).run()
-    assert model_calls[2:] == [other], "another class's heatmap ran the image through the network again"
+    assert model_calls[3:] == [other], "another class's heatmap ran the image through the network again"
     assert not at.exception
 
 
@@ -198,3 +199,24 @@ def test_impossible_ages_never_reach_the_model_from_the_page():
         assert at.session_state["diagnosis"]["prediction"].metadata.age == 70, age  # the last valid age
     at.number_input(key="age.widget").set_value(35).run()
     assert at.session_state["diagnosis"]["prediction"].metadata.age == 35
+
+
+def test_the_quality_check_comes_after_the_verdict_and_advises_a_retake(model_calls):
+    """A dark photo: the verdict is computed without the quality check (nothing it does not need
+    before it), then the check runs once, warns with advice to retake the photo, and the answer
+    stands; the answer kept in the session carries the check."""
+    from PIL import ImageEnhance
+
+    from .conftest import encode
+
+    at = _app()
+    dark = ImageEnhance.Brightness(load_image(SAMPLE.read_bytes())).enhance(0.2)
+    _upload(at, "dark.jpg", encode(dark, "JPEG"), "image/jpeg")
+    assert model_calls[:2] == ["forward", "quality"]
+    kept = at.session_state["diagnosis"]
+    assert "prepared" not in kept and "too_dark" in kept["prediction"].quality.problems
+    warning = next(w.value for w in at.warning if w.value.startswith(t("quality.intro", "en")))
+    assert t("quality.too_dark", "en") in warning
+    at.run()  # the same answer drawn again (a dark photo is not judged: there is no heatmap to move)
+    assert model_calls.count("quality") == 1, "the quality check ran again for the same answer"
+    assert not at.exception

@@ -139,6 +139,16 @@ def test_one_lane_or_one_item_runs_inline():
     assert TorchThread(lanes=2).map_lanes(_where, [7]) == [(7, here, _where(0)[2])]
 
 
+def test_small_work_alone_runs_on_one_single_threaded_lane():
+    """``on_lane``: one item on a lane (one thread, as beside the members), inline without lanes."""
+    item, name, threads = TorchThread(lanes=2).on_lane(_where, 7)
+    assert (item, name.rsplit("_", 1)[0], threads) == (7, LANE_NAME, 1)
+    here = threading.current_thread().name
+    assert TorchThread(lanes=1).on_lane(_where, 7)[:2] == (7, here)
+    with pytest.raises(ZeroDivisionError):
+        TorchThread(lanes=2).on_lane(lambda x: 1 / x, 0)
+
+
 def test_a_lane_s_error_reaches_the_caller_and_the_lanes_recover():
     worker = TorchThread(lanes=2)
     with pytest.raises(ZeroDivisionError):

@@ -22,7 +22,7 @@ from skin_model.inference.network import SkinNet, encode_metadata, fold_batch_no
 from skin_model.inference.ood import OodCheck, image_statistics
 from skin_model.inference.preprocess import InputConfig, SourceSize
 from skin_model.inference.priors import DEFAULT_PRIOR, PRIORS, apply_prior
-from skin_model.inference.quality import Photo, Quality, check_photos, measure
+from skin_model.inference.quality import Quality, check_photos, measure
 from skin_model.inference.referral import (
     CAM_TARGETS,
     CANNOT_JUDGE,
@@ -34,7 +34,7 @@ from skin_model.inference.referral import (
     verdict,
 )
 from skin_model.inference.similar import CaseIndex, Neighbour, member_embedding
-from skin_model.inference.torch_thread import map_lanes, on_torch_thread, on_torch_thread_to_the_end
+from skin_model.inference.torch_thread import map_lanes, on_lane, on_torch_thread, on_torch_thread_to_the_end
 from skin_model.inference.uncertainty import uncertain_pair
 
 FUSED, IMAGE_ONLY = 0, 1  # the two metadata views computed for every image
@@ -73,7 +73,9 @@ class Prediction:
     before_base_rates: dict[str, float] = field(default_factory=dict)
     # An image the model cannot judge is answered only when asked for anyway (``anyway()``).
     answered_anyway: bool = False
-    quality: Quality | None = None  # the photo's blur, exposure and framing: advice to retake it, never a refusal
+    # The photo's blur, exposure and framing: advice to retake it, never a refusal. None until
+    # checked: the page checks it after the verdict is on the screen (``with_quality``).
+    quality: Quality | None = None
 
     @property
     def verdict(self) -> str:
@@ -106,6 +108,10 @@ class Prediction:
     def anyway(self) -> Prediction:
         """The same answer, asked for although the image cannot be judged (marked as such)."""
         return replace(self, answered_anyway=self.verdict == CANNOT_JUDGE)
+
+    def with_quality(self, quality: Quality) -> Prediction:
+        """The same answer with its photo's quality check (``SkinClassifier.check_quality``)."""
+        return replace(self, quality=quality)
 
     def as_dict(self) -> dict:
         """The answer as the API, the CLI's JSON and the page's download give it (``schema.ANSWER_FIELDS``
@@ -181,7 +187,6 @@ class Prepared:
     image: Image.Image  # upright RGB, at a bounded working size (see inputs.load_image)
     pixels: torch.Tensor  # uint8 (1, 3, H, W) at the artifact's source size
     metadata: Metadata = field(default_factory=Metadata.unknown)
-    photo: Photo | None = None  # the photo's sharpness and exposure, and its pixels for the lesion finder
 
 
 def _required(card: dict, section: str, key: str) -> float:
@@ -315,14 +320,18 @@ class SkinClassifier:
         for anything unusable."""
         meta = parse_metadata(age, sex, site)
         pil = load_image(image)
-        return Prepared(pil, self.source.to_uint8(pil).unsqueeze(0), meta, measure(pil))
+        return Prepared(pil, self.source.to_uint8(pil).unsqueeze(0), meta)
 
-    def _qualities(self, prepared: list[Prepared]) -> list[Quality | None]:
-        """The quality check of each prepared photo (torch work: the lesion finder)."""
-        photos = [p.photo for p in prepared]
-        if any(photo is None for photo in photos):
-            return [None] * len(prepared)
-        return check_photos(photos, self.lesion_finder)
+    def _qualities(self, prepared: list[Prepared]) -> list[Quality]:
+        """The quality check of each prepared photo: its sharpness and exposure, then the lesion
+        finder (torch work, on a lane)."""
+        return check_photos([measure(p.image) for p in prepared], self.lesion_finder)
+
+    @_torch_work
+    def check_quality(self, prepared: Prepared) -> Quality:
+        """The photo's quality check alone: what ``answer_prepared`` leaves for after the verdict
+        (on a lane, as beside the members in ``predict_prepared``)."""
+        return on_lane(self._qualities, [prepared])[0]
 
     def _prediction(
         self,
@@ -411,7 +420,9 @@ class SkinClassifier:
     def answer_prepared(self, prepared: Prepared, prior: str = DEFAULT_PRIOR) -> tuple[Prediction, Attention]:
         """The prediction, from one forward pass over the view set that also records what any
         class's heatmap needs (``Attention``): the page shows the verdict before a heatmap is made,
-        and a heatmap never runs the image through the network again."""
+        and a heatmap never runs the image through the network again. Nothing the verdict does not
+        need: the photo's quality is left unchecked (``quality`` None) for ``check_quality``, after
+        the verdict is on the screen."""
         pixels = prepared.pixels.to(self.device)
         meta = encode_metadata(prepared.metadata).unsqueeze(0).to(self.device)
         unknown = self._unknown.to(self.device).unsqueeze(0)
@@ -419,22 +430,18 @@ class SkinClassifier:
 
         # Weights are frozen and the input needs no gradient: the graph starts at each member's
         # Grad-CAM layer (see LayerCAM), so the backward pass and the memory it keeps cover only
-        # the few layers after it. Each member on its own lane (map_lanes), and the quality
-        # check's lesion finder on whichever lane is free first.
+        # the few layers after it. Each member on its own lane (map_lanes).
         def forward(i: int):
-            if i == len(self.members):
-                return self._qualities([prepared])[0]
             with torch.enable_grad(), cams[i]:
                 return member_views(self.members[i], self.member_inputs[i], pixels, (meta, unknown), self.views)
 
-        outputs = map_lanes(forward, range(len(self.members) + 1))
-        quality = outputs.pop()
+        outputs = map_lanes(forward, range(len(self.members)))
         prediction = self._prediction(
             self.calibrate(torch.stack([lg.detach() for lg, _ in outputs]).cpu(), "training"),
             [f.detach().cpu() for _, f in outputs],
             prepared,
             prior,
-            quality,
+            None,
         )
         return prediction, Attention(self.views, [lg[FUSED, 0] for lg, _ in outputs], cams, prepared.image.size)
 
@@ -446,8 +453,10 @@ class SkinClassifier:
         prior: str = DEFAULT_PRIOR,
         heatmap_size: tuple[int, int] | None = None,
     ) -> tuple[Prediction, Explanation]:
-        """``answer_prepared``, then the heatmap of ``target`` (default: the answer)."""
+        """``answer_prepared`` with the photo's quality check, then the heatmap of ``target``
+        (default: the answer)."""
         prediction, attention = self.answer_prepared(prepared, prior)
+        prediction = prediction.with_quality(self.check_quality(prepared))
         return prediction, attention.heatmap(target or prediction.label, heatmap_size)
 
     def explain(self, image: ImageSource, target: str | None = None, age=None, sex=None, site=None) -> Explanation:
