@@ -61,6 +61,32 @@ def test_hooks_are_removed_even_after_an_error():
     assert len(layer._forward_hooks) == 0
 
 
+def test_a_block_records_only_its_own_thread_s_pass():
+    """Two parts of one member's views pass the same layer on two lanes at once: each block keeps
+    its own thread's activations, not the other's, whichever ran last."""
+    import threading
+
+    layer = nn.Conv2d(3, 4, 3)
+    inputs = [torch.full((1, 3, 8, 8), 1.0), torch.full((1, 3, 8, 8), -1.0)]
+    entered, recorded = threading.Barrier(2), {}
+
+    def part(k: int) -> None:
+        with LayerCAM(layer) as cam:
+            entered.wait()  # both hooks are on the layer before either pass
+            layer(inputs[k])
+            entered.wait()  # both passes are done before either block closes
+        recorded[k] = cam.activations
+
+    threads = [threading.Thread(target=part, args=(k,)) for k in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with torch.no_grad():
+        for k in (0, 1):
+            assert torch.equal(recorded[k], layer(inputs[k]))
+
+
 def test_maps_need_a_backward_pass():
     layer = nn.Conv2d(3, 4, 3)
     with LayerCAM(layer) as cam, pytest.raises(RuntimeError, match="backward"):

@@ -148,3 +148,56 @@ def test_the_metadata_vector_has_one_layout(tiny_model):
     known = encode_metadata(Metadata(age=40, sex="female", site="back"))[None]
     hidden = hide_metadata(known, 1.0, torch.Generator().manual_seed(0))
     assert torch.equal(hidden[0], encode_metadata(Metadata.unknown()))
+
+
+@pytest.mark.parametrize(
+    "members, lanes, expected",
+    [
+        (5, 2, [4, 2]),  # four whole members, the fifth's views as two halves
+        (4, 2, [4, 0]),  # a full last round: nothing cut
+        (5, 1, [5, 0]),  # no lanes: nothing cut
+        (5, 3, [3, 4]),  # two members left for three lanes: each in two
+        (1, 8, [0, 4]),  # one member on many lanes: one view a part
+    ],
+)
+def test_the_lanes_parts_cover_each_member_s_views_once_in_order(members, lanes, expected):
+    from skin_model.inference.ensemble import lane_parts
+
+    views = ("identity", "hflip", "vflip", "hvflip")
+    parts = lane_parts(members, views, lanes)
+    whole = [m for m, v in parts if v == views]
+    assert [len(whole), len(parts) - len(whole)] == expected
+    for m in range(members):  # every view of every member, once, in order
+        assert sum((v for i, v in parts if i == m), ()) == views
+
+
+def test_an_answer_cut_into_parts_for_the_lanes_is_the_whole_pass_s(tiny_model, monkeypatch):
+    """The members' pass cut for the lanes (the fifth member's views as two halves on two lanes)
+    gives the answer, the features and every heatmap of the pass of whole members."""
+    from skin_model.inference import predictor
+    from skin_model.inference.referral import MALIGNANT
+
+    from .conftest import synthetic_lesion
+
+    monkeypatch.setattr(predictor, "lane_count", lambda: 2)
+    assert any(len(v) < len(tiny_model.views) for _, v in tiny_model._parts(tiny_model.views))
+    prepared = tiny_model.prepare(synthetic_lesion("mel", 4), age=60, sex="male", site="back")
+    pixels, metas = prepared.pixels, encode_metadata(prepared.metadata)[None]
+    cut = tiny_model.answer_prepared(prepared), tiny_model.member_outputs(pixels, metas)
+    monkeypatch.setattr(predictor, "lane_count", lambda: 1)
+    assert all(len(v) == len(tiny_model.views) for _, v in tiny_model._parts(tiny_model.views))
+    whole = tiny_model.answer_prepared(prepared), tiny_model.member_outputs(pixels, metas)
+    (cut_pred, cut_attention), (whole_pred, whole_attention) = cut[0], whole[0]
+    assert cut_pred.label == whole_pred.label and cut_pred.verdict == whole_pred.verdict
+    for code in vocab.CLASSES:
+        assert cut_pred.probabilities[code] == pytest.approx(whole_pred.probabilities[code], abs=1e-6)
+    assert cut_pred.referral_probability == pytest.approx(whole_pred.referral_probability, abs=1e-6)
+    torch.testing.assert_close(cut[1][0], whole[1][0], atol=1e-5, rtol=0)
+    for cut_features, whole_features in zip(cut[1][1], whole[1][1]):
+        torch.testing.assert_close(cut_features, whole_features, atol=1e-5, rtol=1e-5)
+    for target in (cut_pred.label, MALIGNANT, "nv"):
+        np.testing.assert_allclose(
+            cut_attention.heatmap(target, (64, 48)).heatmap,
+            whole_attention.heatmap(target, (64, 48)).heatmap,
+            atol=1e-5,
+        )

@@ -53,6 +53,38 @@ def member_outputs(
     return torch.cat(logits), torch.cat(features)
 
 
+Part = tuple[int, tuple[str, ...]]  # a member (its position) and the views of its pass
+
+
+def lane_parts(members: int, views: tuple[str, ...], lanes: int) -> list[Part]:
+    """One image's forward pass as work for ``lanes`` lanes: whole members while they fill every
+    lane, then the members of the last, partial round cut into contiguous runs of views, so that
+    no lane waits while another passes a whole member (5 members on 2 lanes: 4 whole, then the
+    fifth's views as two halves, one per lane)."""
+    if lanes < 2 or members % lanes == 0:
+        return [(i, views) for i in range(members)]
+    whole = members - members % lanes
+    cuts = min(len(views), -(-lanes // (members - whole)))  # pieces per remaining member
+    pieces = [views[len(views) * k // cuts : len(views) * (k + 1) // cuts] for k in range(cuts)]
+    return [(i, views) for i in range(whole)] + [(i, piece) for i in range(whole, members) for piece in pieces]
+
+
+def join_parts(
+    parts: list[Part], outputs: list[tuple[torch.Tensor, torch.Tensor]], views: int
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Each member's ``member_views`` outputs (logits, features) from its parts', in the parts'
+    order of members: the parts' averages weighed by their share of the ``views`` views."""
+    joined: dict[int, list] = {}
+    for (member, part_views), (logits, features) in zip(parts, outputs):
+        share = len(part_views) / views
+        if member in joined:
+            joined[member][0] = joined[member][0] + share * logits
+            joined[member][1] = joined[member][1] + share * features
+        else:
+            joined[member] = [logits, features] if share == 1 else [share * logits, share * features]
+    return [tuple(outputs) for outputs in joined.values()]
+
+
 def calibrate(member_logits: torch.Tensor, temperature: float, bias: torch.Tensor) -> torch.Tensor:
     """Members' logits (members, ..., classes) -> the ensemble's calibrated probabilities
     (..., classes), float64: softmax(mean / T + bias), under the calibration data's frequencies."""

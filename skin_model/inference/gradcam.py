@@ -13,6 +13,8 @@ memory on the smallest Streamlit Cloud tier). A test checks these maps against
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -28,9 +30,10 @@ class LayerCAM:
     >>> score.backward()
     >>> maps = cam.maps()
     The layer's hook is removed on leaving the block, even after an exception: only the block's
-    forward pass is recorded. What it recorded stays, so a backward pass after the block (one per
-    class explained, the graph kept) still gives the maps. With frozen weights and an input that
-    needs no gradient, the graph starts at ``layer``.
+    forward pass is recorded, and only the one its own thread runs (two parts of a member's views
+    pass the same layer on two lanes at once, each in its own block). What it recorded stays, so a
+    backward pass after the block (one per class explained, the graph kept) still gives the maps.
+    With frozen weights and an input that needs no gradient, the graph starts at ``layer``.
     """
 
     def __init__(self, layer: nn.Module):
@@ -39,6 +42,7 @@ class LayerCAM:
         self.gradients: torch.Tensor | None = None
 
     def __enter__(self) -> LayerCAM:
+        self._thread = threading.get_ident()
         self._handle = self.layer.register_forward_hook(self._record)
         return self
 
@@ -46,6 +50,8 @@ class LayerCAM:
         self._handle.remove()
 
     def _record(self, module: nn.Module, inputs, output: torch.Tensor) -> None:
+        if threading.get_ident() != self._thread:  # another block's pass through the same layer
+            return
         self.activations = output.detach()
         if not output.requires_grad and torch.is_grad_enabled():
             # A frozen network fed a plain image: autograd starts here, so the backward pass

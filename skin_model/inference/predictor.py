@@ -14,7 +14,7 @@ from skin_model import vocab
 from skin_model.config import settings
 from skin_model.inference.artifact import load_artifact, load_index
 from skin_model.inference.card import ModelArtifactError, model_folder
-from skin_model.inference.ensemble import calibrate, member_views
+from skin_model.inference.ensemble import Part, calibrate, join_parts, lane_parts, member_views
 from skin_model.inference.gradcam import LayerCAM, upsample
 from skin_model.inference.inputs import ImageSource, Metadata, load_image, parse_metadata
 from skin_model.inference.lesion_finder import LesionFinder
@@ -34,7 +34,13 @@ from skin_model.inference.referral import (
     verdict,
 )
 from skin_model.inference.similar import CaseIndex, Neighbour, member_embedding
-from skin_model.inference.torch_thread import map_lanes, on_lane, on_torch_thread, on_torch_thread_to_the_end
+from skin_model.inference.torch_thread import (
+    lane_count,
+    map_lanes,
+    on_lane,
+    on_torch_thread,
+    on_torch_thread_to_the_end,
+)
 from skin_model.inference.uncertainty import uncertain_pair
 
 FUSED, IMAGE_ONLY = 0, 1  # the two metadata views computed for every image
@@ -152,9 +158,17 @@ class Attention:
     """One image's forward pass through the members, recorded at their Grad-CAM layers
     (``SkinClassifier.answer_prepared``): each class's heatmap is then one backward pass."""
 
-    def __init__(self, views: tuple[str, ...], scores: list[torch.Tensor], cams: list[LayerCAM], size: tuple[int, int]):
-        self.views, self.size = views, size  # size: the image's (width, height)
-        self._scores, self._cams = scores, cams  # per member: fused logits (classes,) with their graph
+    def __init__(
+        self,
+        views: tuple[str, ...],
+        parts: list[Part],
+        scores: list[torch.Tensor],
+        cams: list[LayerCAM],
+        size: tuple[int, int],
+    ):
+        self.views, self.parts, self.size = views, parts, size  # size: the image's (width, height)
+        # Per part of the pass (``ensemble.lane_parts``): fused logits (classes,) with their graph.
+        self._scores, self._cams = scores, cams
 
     @_torch_work
     def heatmap(self, target: str, size: tuple[int, int] | None = None) -> Explanation:
@@ -165,18 +179,24 @@ class Attention:
         if target not in CAM_TARGETS:
             raise ValueError(f"Unknown class {target!r}; expected one of {', '.join(CAM_TARGETS)}")
 
-        # Members share no weights: each member's backward of its own (view-averaged) score gives
-        # its map, beside the others'. The graph is kept for the next class asked for.
-        def member_map(i: int) -> np.ndarray:
-            logits = self._scores[i]
+        # Members share no weights: each member's backward of its own score gives its map, beside
+        # the others'. A member cut into parts scores its parts' logits weighed by their share of
+        # its views (their average, as ``join_parts``), so that one backward reaches every part.
+        # The graph is kept for the next class asked for.
+        def member_map(positions: list[int]) -> np.ndarray:
+            logits = sum(self._scores[k] * (len(self.parts[k][1]) / len(self.views)) for k in positions)
             score = (
                 logits[MALIGNANT_INDEX].logsumexp(-1) if target == MALIGNANT else logits[vocab.CLASSES.index(target)]
             )
             score.backward(retain_graph=True)
             # Each view's map is flipped back onto the image before averaging.
-            return upsample(unflip(self._cams[i].maps(), self.views).mean(0)[0].cpu(), size or self.size)
+            maps = torch.cat([unflip(self._cams[k].maps(), self.parts[k][1]) for k in positions])
+            return upsample(maps.mean(0)[0].cpu(), size or self.size)
 
-        heat = np.mean(map_lanes(member_map, range(len(self._cams))), axis=0)
+        positions: dict[int, list[int]] = {}  # each member's parts
+        for k, (member, _) in enumerate(self.parts):
+            positions.setdefault(member, []).append(k)
+        heat = np.mean(map_lanes(member_map, positions.values()), axis=0)
         return Explanation(target, (heat / max(float(heat.max()), 1e-12)).astype(np.float32))
 
 
@@ -285,13 +305,18 @@ class SkinClassifier:
         averaged over the test-time flips unless ``tta`` is off; ``members``: only these (by
         position in the card), e.g. the fold model that never saw an image."""
         views = self.views if tta else ("identity",)
-        chosen = range(len(self.members)) if members is None else members
-        outputs = map_lanes(lambda i: self._member_views(i, pixels, metas, views), chosen)
+        parts = self._parts(views, members)
+        outputs = join_parts(parts, map_lanes(lambda part: self._member_views(*part, pixels, metas), parts), len(views))
         return torch.stack([lg for lg, _ in outputs]).cpu(), [f.cpu() for _, f in outputs]
+
+    def _parts(self, views: tuple[str, ...], members: list[int] | None = None) -> list[Part]:
+        """The pass of ``members`` (default: all) over ``views``, as parts for the lanes (``lane_parts``)."""
+        chosen = list(range(len(self.members)) if members is None else members)
+        return [(chosen[i], part) for i, part in lane_parts(len(chosen), views, lane_count())]
 
     @torch.inference_mode()
     def _member_views(
-        self, i: int, pixels: torch.Tensor, metas: torch.Tensor, views: tuple[str, ...]
+        self, i: int, views: tuple[str, ...], pixels: torch.Tensor, metas: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Member ``i``'s ``member_views`` with and without the metadata (on a lane)."""
         metas = metas.to(self.device)
@@ -380,14 +405,15 @@ class SkinClassifier:
         torch thread (network, calibration, embedding, similar cases, out-of-domain score)."""
         pixels = torch.cat([p.pixels for p in prepared])
         metas = torch.stack([encode_metadata(p.metadata) for p in prepared])
-        n = len(self.members)
-        # The members on the lanes (member_outputs), and the quality check's lesion finder on
-        # whichever lane is free first.
+        parts = self._parts(self.views)
+        # The members' parts on the lanes (member_outputs), then the quality check on whichever
+        # lane is free first.
         outputs = map_lanes(
-            lambda i: self._qualities(prepared) if i == n else self._member_views(i, pixels, metas, self.views),
-            range(n + 1),
+            lambda k: self._qualities(prepared) if k == len(parts) else self._member_views(*parts[k], pixels, metas),
+            range(len(parts) + 1),
         )
         qualities = outputs.pop()
+        outputs = join_parts(parts, outputs, len(self.views))
         logits, features = torch.stack([lg for lg, _ in outputs]).cpu(), [f.cpu() for _, f in outputs]
         calibrated = self.calibrate(logits, "training")
         return [
@@ -426,24 +452,28 @@ class SkinClassifier:
         pixels = prepared.pixels.to(self.device)
         meta = encode_metadata(prepared.metadata).unsqueeze(0).to(self.device)
         unknown = self._unknown.to(self.device).unsqueeze(0)
-        cams = [LayerCAM(m.cam_layer) for m in self.members]
+        parts = self._parts(self.views)
+        cams = [LayerCAM(self.members[i].cam_layer) for i, _ in parts]
 
         # Weights are frozen and the input needs no gradient: the graph starts at each member's
         # Grad-CAM layer (see LayerCAM), so the backward pass and the memory it keeps cover only
-        # the few layers after it. Each member on its own lane (map_lanes).
-        def forward(i: int):
-            with torch.enable_grad(), cams[i]:
-                return member_views(self.members[i], self.member_inputs[i], pixels, (meta, unknown), self.views)
+        # the few layers after it. The parts side by side on the lanes (map_lanes).
+        def forward(k: int):
+            i, views = parts[k]
+            with torch.enable_grad(), cams[k]:
+                return member_views(self.members[i], self.member_inputs[i], pixels, (meta, unknown), views)
 
-        outputs = map_lanes(forward, range(len(self.members)))
+        outputs = map_lanes(forward, range(len(parts)))
+        joined = join_parts(parts, [(lg.detach(), f.detach()) for lg, f in outputs], len(self.views))
         prediction = self._prediction(
-            self.calibrate(torch.stack([lg.detach() for lg, _ in outputs]).cpu(), "training"),
-            [f.detach().cpu() for _, f in outputs],
+            self.calibrate(torch.stack([lg for lg, _ in joined]).cpu(), "training"),
+            [f.cpu() for _, f in joined],
             prepared,
             prior,
             None,
         )
-        return prediction, Attention(self.views, [lg[FUSED, 0] for lg, _ in outputs], cams, prepared.image.size)
+        scores = [lg[FUSED, 0] for lg, _ in outputs]
+        return prediction, Attention(self.views, parts, scores, cams, prepared.image.size)
 
     @_torch_work
     def diagnose_prepared(

@@ -176,6 +176,11 @@ def map_lanes(fn, items) -> list:
     return _default.map_lanes(fn, items)
 
 
+def lane_count() -> int:
+    """``TorchThread.lane_count`` of the predictor's torch thread."""
+    return _default.lane_count()
+
+
 def on_lane(fn, *args):
     """``TorchThread.on_lane`` of the predictor's torch thread."""
     return _default.on_lane(fn, *args)
