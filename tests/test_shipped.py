@@ -16,6 +16,7 @@ from skin_model import __version__, vocab
 from skin_model.config import CARD_FILE, PACKAGE_DIR, WEIGHTS_FILE
 from skin_model.inference.network import BACKBONES
 from skin_model.serving.batch import RESULT_COLUMNS
+from skin_model.training.export import starting_point
 from skin_model.training.recipe import Recipe
 from skin_model.training.splits import file_sha256, read_lesion_split
 
@@ -66,6 +67,10 @@ def test_the_shipped_card_is_the_current_code_s_export_of_a_committed_recipe():
     assert set(card["data"]["roles"]) == set(recipe.sources)
     assert card["held_out_sources"]["variant"] == recipe.held_out["variant"]
     assert set(card["held_out_sources"]["by_source"]) == {"bcn20000", "isic2017", "rosendahl", "vidir_modern"}
+    for member in card["members"]:  # where each fold model started: as the recipe says
+        assert member["pretrained"] == starting_point(
+            member["training"]["pretrained"], member["fold"], recipe.start_from
+        )
 
 
 def test_similar_cases_tell_the_patient_s_age_and_site_where_recorded(shipped):
