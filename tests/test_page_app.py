@@ -28,3 +28,21 @@ def test_broken_artifact_gives_a_clear_start_up_error(tmp_path, monkeypatch, dam
         assert "diagnosis" not in at.session_state
     finally:
         st.cache_resource.clear()  # the next test loads the real model again
+
+
+def test_no_message_goes_by_reference_to_the_browser_s_copy(monkeypatch):
+    """Under the app's own config (``.streamlit/config.toml``), Streamlit sends even a large
+    element whole: a reference to the browser's cached copy raced fast reruns and put "Connection
+    error ... Cached ForwardMsg MISS" over the answer (streamlit/streamlit#11357)."""
+    from streamlit import config
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+    from streamlit.runtime.forward_msg_cache import populate_hash_if_needed
+
+    from .conftest import REPO
+
+    monkeypatch.chdir(REPO)
+    config.get_config_options(force_reparse=True)
+    msg = ForwardMsg()
+    msg.delta.new_element.markdown.body = "x" * 200_000  # a verdict's picture or a batch's thumbnails weigh less
+    populate_hash_if_needed(msg)
+    assert msg.hash and not msg.metadata.cacheable
