@@ -5,8 +5,8 @@ estimate of the lesion, the darker part of the skin, also took in dark corners a
 frame's edges, and caught 30% of lesions cut by the frame. So a U-Net of ~0.4 M weights learns
 HAM10000's lesion masks (training folds), and, from the same features, how much of the lesion lies
 outside the photo: in training each view is a random part of the image, and the masks say how much
-of the lesion the part left out. One pass of ~3.5 ms on one thread, on a free lane beside the
-classifier's members.
+of the lesion the part left out. One pass of ~3.5 ms on one thread, on a lane: after the verdict
+on the Analyse page, after the members' parts in ``predict`` (the API, the CLI, Batch).
 
 Its artifact is one safetensors file (``skin_model/model/lesion_finder.safetensors``) whose header
 carries everything it needs and everything it was chosen by: the input size, the network's widths,
