@@ -68,7 +68,7 @@ def test_a_block_records_only_its_own_thread_s_pass():
 
     layer = nn.Conv2d(3, 4, 3)
     inputs = [torch.full((1, 3, 8, 8), 1.0), torch.full((1, 3, 8, 8), -1.0)]
-    entered, recorded = threading.Barrier(2), {}
+    entered, recorded = threading.Barrier(2, timeout=30), {}
 
     def part(k: int) -> None:
         with LayerCAM(layer) as cam:

@@ -151,22 +151,25 @@ def test_the_metadata_vector_has_one_layout(tiny_model):
 
 
 @pytest.mark.parametrize(
-    "members, lanes, expected",
+    "members, views, lanes, expected",
     [
-        (5, 2, [4, 2]),  # four whole members, the fifth's views as two halves
-        (4, 2, [4, 0]),  # a full last round: nothing cut
-        (5, 1, [5, 0]),  # no lanes: nothing cut
-        (5, 3, [3, 4]),  # two members left for three lanes: each in two
-        (1, 8, [0, 4]),  # one member on many lanes: one view a part
+        (5, 4, 2, [4, 2]),  # four whole members, the fifth's views as two halves
+        (4, 4, 2, [4, 0]),  # a full last round: nothing cut
+        (5, 4, 1, [5, 0]),  # no lanes: nothing cut
+        (5, 4, 3, [3, 4]),  # two members left for three lanes: each in two
+        (1, 4, 8, [0, 4]),  # one member on many lanes: one view a part
+        (5, 1, 2, [5, 0]),  # one view (no test-time flips): nothing to cut
+        (3, 3, 2, [2, 2]),  # three views: a run of one and a run of two
     ],
 )
-def test_the_lanes_parts_cover_each_member_s_views_once_in_order(members, lanes, expected):
+def test_the_lanes_parts_cover_each_member_s_views_once_in_order(members, views, lanes, expected):
     from skin_model.inference.ensemble import lane_parts
 
-    views = ("identity", "hflip", "vflip", "hvflip")
+    views = ("identity", "hflip", "vflip", "hvflip")[:views]
     parts = lane_parts(members, views, lanes)
     whole = [m for m, v in parts if v == views]
     assert [len(whole), len(parts) - len(whole)] == expected
+    assert [m for m, _ in parts] == sorted(m for m, _ in parts)  # in member order
     for m in range(members):  # every view of every member, once, in order
         assert sum((v for i, v in parts if i == m), ()) == views
 
@@ -174,17 +177,22 @@ def test_the_lanes_parts_cover_each_member_s_views_once_in_order(members, lanes,
 def test_an_answer_cut_into_parts_for_the_lanes_is_the_whole_pass_s(tiny_model, monkeypatch):
     """The members' pass cut for the lanes (the fifth member's views as two halves on two lanes)
     gives the answer, the features and every heatmap of the pass of whole members."""
-    from skin_model.inference import predictor
+    from skin_model.inference import torch_thread
     from skin_model.inference.referral import MALIGNANT
 
     from .conftest import synthetic_lesion
 
-    monkeypatch.setattr(predictor, "lane_count", lambda: 2)
+    monkeypatch.setattr(torch_thread._default, "lanes", 2)  # two real lanes, whatever this machine's cores
     assert any(len(v) < len(tiny_model.views) for _, v in tiny_model._parts(tiny_model.views))
+    # One fold model over a data set runs whole (on the torch thread's own pool); a member named
+    # twice is refused rather than summed.
+    assert tiny_model._parts(tiny_model.views, [3]) == [(3, tiny_model.views)]
+    with pytest.raises(ValueError, match="twice"):
+        tiny_model._parts(tiny_model.views, [0, 0])
     prepared = tiny_model.prepare(synthetic_lesion("mel", 4), age=60, sex="male", site="back")
     pixels, metas = prepared.pixels, encode_metadata(prepared.metadata)[None]
     cut = tiny_model.answer_prepared(prepared), tiny_model.member_outputs(pixels, metas)
-    monkeypatch.setattr(predictor, "lane_count", lambda: 1)
+    monkeypatch.setattr(torch_thread._default, "lanes", 1)  # no lanes: whole members, inline
     assert all(len(v) == len(tiny_model.views) for _, v in tiny_model._parts(tiny_model.views))
     whole = tiny_model.answer_prepared(prepared), tiny_model.member_outputs(pixels, metas)
     (cut_pred, cut_attention), (whole_pred, whole_attention) = cut[0], whole[0]

@@ -220,3 +220,28 @@ def test_the_quality_check_comes_after_the_verdict_and_advises_a_retake(model_ca
     at.run()  # the same answer drawn again (a dark photo is not judged: there is no heatmap to move)
     assert model_calls.count("quality") == 1, "the quality check ran again for the same answer"
     assert not at.exception
+
+
+def test_a_busy_model_leaves_the_quality_check_for_the_next_run(monkeypatch):
+    """The model busy when the photo's quality is checked: the verdict and the answer stand, no
+    error is shown, and the next run checks the photo."""
+    from skin_model.inference.predictor import SkinClassifier
+    from skin_model.inference.torch_thread import TorchThreadError
+
+    real, tries = SkinClassifier.check_quality, []
+
+    def busy_once(self, *args, **kwargs):
+        tries.append(1)
+        if len(tries) == 1:
+            raise TorchThreadError("busy")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(SkinClassifier, "check_quality", busy_once)
+    at = _app()
+    _upload(at, "lesion.jpg", SAMPLE.read_bytes())
+    kept = at.session_state["diagnosis"]
+    assert kept["prediction"].quality is None and "prepared" in kept and _probability_table(at) is not None
+    at.run()
+    kept = at.session_state["diagnosis"]
+    assert len(tries) == 2 and kept["prediction"].quality is not None and "prepared" not in kept
+    assert not at.exception and not at.error

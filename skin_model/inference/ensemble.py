@@ -2,8 +2,9 @@
 
 Every number the project states goes through these two functions: the predictor's answers,
 training's per-epoch validation logits, export's out-of-fold choices, the evaluation and the
-held-out harness. A member's logits are averaged over the test-time flips (one batch, view-major);
-the ensemble's probabilities are ``softmax(mean of the members' logits / T + bias)``.
+held-out harness. A member's logits are averaged over the test-time flips (one batch, view-major;
+on the predictor's lanes a member's views may be cut into runs, weighed back by ``join_parts``); the
+ensemble's probabilities are ``softmax(mean of the members' logits / T + bias)``.
 """
 
 from __future__ import annotations
@@ -57,10 +58,12 @@ Part = tuple[int, tuple[str, ...]]  # a member (its position) and the views of i
 
 
 def lane_parts(members: int, views: tuple[str, ...], lanes: int) -> list[Part]:
-    """One image's forward pass as work for ``lanes`` lanes: whole members while they fill every
-    lane, then the members of the last, partial round cut into contiguous runs of views, so that
-    no lane waits while another passes a whole member (5 members on 2 lanes: 4 whole, then the
-    fifth's views as two halves, one per lane)."""
+    """A forward pass (one image's, or a batch's) as work for ``lanes`` lanes: whole members while
+    they fill every lane, then the members of the last, partial round cut into contiguous runs of
+    views, so that no lane waits while another passes a whole member (5 members on 2 lanes: 4
+    whole, then the fifth's views as two halves, one per lane). Parts come in member order."""
+    if not views:
+        raise ValueError("a pass needs at least one view")
     if lanes < 2 or members % lanes == 0:
         return [(i, views) for i in range(members)]
     whole = members - members % lanes

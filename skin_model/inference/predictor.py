@@ -310,9 +310,14 @@ class SkinClassifier:
         return torch.stack([lg for lg, _ in outputs]).cpu(), [f.cpu() for _, f in outputs]
 
     def _parts(self, views: tuple[str, ...], members: list[int] | None = None) -> list[Part]:
-        """The pass of ``members`` (default: all) over ``views``, as parts for the lanes (``lane_parts``)."""
+        """The pass of ``members`` (default: all, each once) over ``views``, as parts for the lanes
+        (``lane_parts``). One member alone is not cut: it runs whole on the torch thread's own pool
+        (a data set through the fold model that never saw it)."""
         chosen = list(range(len(self.members)) if members is None else members)
-        return [(chosen[i], part) for i, part in lane_parts(len(chosen), views, lane_count())]
+        if len(set(chosen)) != len(chosen):
+            raise ValueError(f"members {chosen} name a member twice")
+        lanes = lane_count() if len(chosen) > 1 else 1
+        return [(chosen[i], part) for i, part in lane_parts(len(chosen), views, lanes)]
 
     @torch.inference_mode()
     def _member_views(

@@ -10,7 +10,8 @@ Safety: the worker is a daemon thread (a stuck call cannot hang interpreter
 exit); a forked child starts a fresh worker (``os.register_at_fork``); the queue
 is bounded and every wait has a timeout, so a caller gets a clear
 ``TorchThreadError`` instead of a hang; a call from the worker itself runs inline.
-Only tensor work belongs here: decoding runs on the caller's thread.
+Decoding runs on the caller's thread; an answer's numeric work (the network, the photo's measures
+for the quality check) runs here.
 
 Lanes: within one call, the ensemble's members run side by side on single-threaded lanes, one
 per core (``map_lanes``). A member on one image is small work, made of ~150 short operations;
