@@ -3,9 +3,12 @@ scored with each subset of the flips, each subset calibrated and given a referra
 export does (the calibration part of the out-of-fold images; the test split is never read).
 
     python -m scripts.tta_cost --recipe recipes/3.1.0.toml --run ../runs/3.1.0 \
-        --data ../shared/data/ham10000 --data ../shared/data/isic2017 [--out runs/tta_cost.json]
+        --data ../shared/data/ham10000 --data ../shared/data/isic2017 \
+        [--unseen ../shared/data/bcn20000] [--out runs/tta_cost.json]
 
-The fold models' epoch is the shipped card's (``--card``). Time per view: benchmarks/.
+``--unseen``: also a whole source the model never saw (one image per lesion), scored by the
+ensemble of the fold models as shipped, each subset with its own out-of-fold calibration and
+threshold. The fold models' epoch is the shipped card's (``--card``). Time per view: benchmarks/.
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ from skin_model import vocab
 from skin_model.config import PACKAGE_DIR
 from skin_model.inference.ensemble import calibrate, member_outputs
 from skin_model.inference.network import FLIPS
+from skin_model.inference.preprocess import SourceSize
 from skin_model.inference.priors import class_frequencies
-from skin_model.inference.referral import card_section, malignant_scores
+from skin_model.inference.referral import card_section, malignant_scores, operating_point
 from skin_model.training.calibration import fit_bias_temperature
 from skin_model.training.crossval import load_sources
+from skin_model.training.data import Dataset, find_metadata_csv, read_metadata
 from skin_model.training.export import equal_prior, load_fold_models
 from skin_model.training.metrics import classification_report, source_report
 from skin_model.training.recipe import Recipe
@@ -38,6 +43,7 @@ def main() -> None:
     p.add_argument("--run", type=Path, required=True)
     p.add_argument("--data", type=Path, action="append", required=True)
     p.add_argument("--card", type=Path, default=PACKAGE_DIR / "model" / "model_card.json")
+    p.add_argument("--unseen", type=Path, default=None, help="a source the model never saw")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
     recipe = Recipe.load(args.recipe)
@@ -47,7 +53,10 @@ def main() -> None:
     oof = data.subset(out_of_fold(data.df))
     # Each view's fused logits, each image through the fold model(s) that never saw it.
     per_view = {v: torch.zeros(len(oof), len(vocab.CLASSES)) for v in FLIPS}
-    for net, cfg, k in load_fold_models(recipe, args.run, epochs):
+    models = load_fold_models(recipe, args.run, epochs)
+    source = SourceSize.for_inputs(max(m.height for m in recipe.members), recipe.colour_constancy_p)  # as load_sources
+    unseen = unseen_views(args.unseen, source, models) if args.unseen else None
+    for net, cfg, k in models:
         own = torch.from_numpy((oof.df["fold"] == k).to_numpy(copy=True))
         part = oof.subset(own.numpy())
         for view in FLIPS:
@@ -55,7 +64,7 @@ def main() -> None:
             per_view[view][own] += logits / len(recipe.members)
     calibrating = torch.from_numpy(calibration_part(oof.df, recipe.sources))
     labels = oof.labels[calibrating]
-    report = {}
+    report, unseen_report = {}, {}
     for views in SUBSETS:
         logits = torch.stack([per_view[v] for v in views]).mean(0)[calibrating]
         temperature, bias = fit_bias_temperature(logits, labels)
@@ -72,9 +81,38 @@ def main() -> None:
             "melanoma_auc": shown["melanoma_auc"],
         }
         print("+".join(views), {k: round(v, 4) for k, v in report["+".join(views)].items()}, flush=True)
+        if unseen is not None:
+            scored, unseen_logits = unseen
+            probs = calibrate(torch.stack([unseen_logits[v] for v in views]).mean(0)[None], temperature, bias)
+            point = operating_point(malignant_scores(probs.numpy()), scored.labels.numpy(), referral["threshold"])
+            shown = source_report(probs.numpy(), scored.labels.numpy())
+            unseen_report["+".join(views)] = {
+                "referral_sensitivity": point["sensitivity"],
+                "referral_specificity": point["specificity"],
+                "malignant_auc": point["auc"],
+                "answer_balanced_accuracy": shown["balanced_accuracy_present"],
+                "melanoma_auc": shown["melanoma_auc"],
+            }
+            print("  unseen:", {k: round(v, 4) for k, v in unseen_report["+".join(views)].items()}, flush=True)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"images": int(calibrating.sum()), "by_views": report}, indent=1) + "\n")
+        found = {"images": int(calibrating.sum()), "by_views": report}
+        if unseen is not None:
+            found["unseen"] = {"source": args.unseen.name, "images": len(unseen[0]), "by_views": unseen_report}
+        args.out.write_text(json.dumps(found, indent=1) + "\n")
+
+
+def unseen_views(folder: Path, source, models) -> tuple[Dataset, dict[str, torch.Tensor]]:
+    """A source the model never saw, one image per lesion (its first by ``image_id``), decoded as
+    an upload is; each view's fused logits averaged over the fold models, as the ensemble does."""
+    table = read_metadata(find_metadata_csv(folder)).sort_values("image_id").groupby("lesion_id").head(1)
+    scored = Dataset.load(table, folder, source)
+    per_view = {}
+    for view in FLIPS:
+        per_view[view] = sum(
+            member_outputs(net, cfg.inputs, scored.images, scored.meta, (view,))[0] for net, cfg, _ in models
+        ) / len(models)
+    return scored, per_view
 
 
 if __name__ == "__main__":
