@@ -425,13 +425,13 @@ TEXT: dict[str, dict[str, str]] = {
     "card.title": {"en": "Model card", "fr": "Fiche du modèle"},
     "card.summary_cv": {
         "en": "{members}: one per fold of a 5-fold cross-validation, averaged; version {version}, exported on "
-        "{date}. Each answer averages {views} flipped views of the image. Its probabilities are calibrated to "
+        "{date}. Each answer averages {views} views of the image: as given, and flipped. Its probabilities are calibrated to "
         "HAM10000's frequencies: the referral verdict reads their malignant share, and the suggested diagnosis "
         "is their most probable class. The view before base rates (every diagnosis equally likely) is the "
         "balanced decision, shown on request; the recall per diagnosis and the confusion matrix below are that "
         "view's, on which the training epoch was chosen.",
         "fr": "{members} : un par pli d'une validation croisée à 5 plis, moyennés ; version {version}, exportée le "
-        "{date}. Chaque réponse moyenne {views} vues retournées de l'image. Ses probabilités sont calibrées sur "
+        "{date}. Chaque réponse moyenne {views} vues de l'image : telle quelle, et retournée. Ses probabilités sont calibrées sur "
         "les fréquences de HAM10000 : le verdict d'orientation lit leur part maligne, et le diagnostic suggéré "
         "est leur classe la plus probable. La vue avant fréquences (tous les diagnostics également probables) "
         "est la décision équilibrée, montrée sur demande ; le rappel par diagnostic et la matrice de confusion "
