@@ -149,6 +149,34 @@ def test_an_answer_and_its_inputs_survive_a_visit_to_another_page(model_calls):
     assert _probability_table(at) is None and any(t("diag.waiting", "en") == c.value for c in at.caption)
 
 
+def test_an_emptied_uploader_keeps_the_answer_a_moment_then_forgets_it(monkeypatch):
+    """Replacing a file runs the page with the old file gone, then with the new one: the answer
+    stays while the first run waits, so that the next verdict takes its place; a removal is then
+    forgotten, the image with its answer."""
+    import time
+
+    from streamlit import session_state
+
+    at = _app()
+    _upload(at, "lesion.jpg", SAMPLE.read_bytes())
+    held, sleep = [], time.sleep
+
+    def waiting(seconds):  # the page's wait, seen from its own thread (AppTest's polls are shorter)
+        if seconds < 0.1:
+            return sleep(seconds)
+        held.append((seconds, "upload" in session_state, "diagnosis" in session_state))
+
+    monkeypatch.setattr(time, "sleep", waiting)
+    at.file_uploader(key="upload.widget").set_value(None).run()
+    assert not at.exception
+    assert held == [(held[0][0], True, True)], held  # the image and its answer kept while it waits
+    assert "upload" not in at.session_state and "diagnosis" not in at.session_state  # then forgotten
+    assert _probability_table(at) is None and any(t("diag.waiting", "en") == c.value for c in at.caption)
+    assert at.expander[0].proto.expanded  # drawn as a page without an image: the patient's fields open
+    _upload(at, "lesion.jpg", SAMPLE.read_bytes())  # and the same file given again is answered again
+    assert _probability_table(at) is not None
+
+
 def test_a_refused_upload_replaces_the_previous_answer():
     at = _app()
     _upload(at, "lesion.jpg", SAMPLE.read_bytes())
