@@ -301,11 +301,14 @@ def test_batched_prediction_equals_one_by_one(tiny_model):
         assert row[list(vocab.CLASSES)].to_numpy(float) == pytest.approx(list(alone.probabilities.values()), abs=1e-5)
 
 
-def test_batches_are_small_by_default(tiny_model, monkeypatch):
-    """The network sees at most BATCH_SIZE images at once: a 100-image batch must not need the
-    memory of 100 images' activations."""
-    from skin_model.serving.batch import BATCH_SIZE, BatchItem, predict_items
+@pytest.mark.parametrize("views, per_pass", [(("identity", "hflip", "vflip", "hvflip"), 1), (("identity", "vflip"), 2)])
+def test_batches_are_small_by_default(tiny_model, monkeypatch, views, per_pass):
+    """The network sees at most VIEWS_PER_PASS views at once (images x test-time views): a
+    100-image batch must not need the memory of 100 images' activations."""
+    from skin_model.serving.batch import VIEWS_PER_PASS, BatchItem, images_per_pass, predict_items
 
+    monkeypatch.setattr(tiny_model, "views", views)
+    assert images_per_pass(tiny_model) == per_pass and per_pass * len(views) <= VIEWS_PER_PASS
     sizes = []
     predict_prepared = SkinClassifier.predict_prepared
     monkeypatch.setattr(
@@ -313,9 +316,9 @@ def test_batches_are_small_by_default(tiny_model, monkeypatch):
         "predict_prepared",
         lambda self, prepared, *a: sizes.append(len(prepared)) or predict_prepared(self, prepared, *a),
     )
-    items = [BatchItem(f"img{i}", synthetic_lesion("nv", 60 + i), {}) for i in range(2 * BATCH_SIZE + 1)]
+    items = [BatchItem(f"img{i}", synthetic_lesion("nv", 60 + i), {}) for i in range(2 * per_pass + 1)]
     assert len(predict_items(tiny_model, items)) == len(items)
-    assert sizes == [BATCH_SIZE, BATCH_SIZE, 1]
+    assert sizes == [per_pass, per_pass, 1]
 
 
 # Tensor views of a decoded image (no computation): all the torch a caller's thread may do.

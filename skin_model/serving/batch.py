@@ -31,11 +31,18 @@ if TYPE_CHECKING:
     from skin_model.inference.predictor import Prepared
 
 
-# Images per forward pass: the peak memory grows faster than the batch (CPU build of torch).
-# Model 2.1.0 (2 members x 4 views): 2 images +30 MB, 4 +130 MB, 32 +920 MB, more than
-# Streamlit Cloud's 690 MB. Model 2.2.0 (3 members, one at 200x150): 1 image +33 MB at
-# 5.9 img/s, 2 images +91 MB at 7.0 img/s, which took the app past 690 MB after a Batch.
-BATCH_SIZE = 1
+# Views per member's forward pass (images x test-time views): the peak memory grows faster than
+# the batch (CPU build of torch). Model 2.1.0 (2 members x 4 views): 2 images +30 MB, 4 +130 MB,
+# 32 +920 MB, more than Streamlit Cloud's 690 MB. Model 2.2.0 (3 members, one at 200x150): 1 image
+# +33 MB at 5.9 img/s, 2 images +91 MB at 7.0 img/s, which took the app past 690 MB after a Batch.
+# Models 3.0.0-3.1.0 (4 views) ran one image at a time; 3.2.0 (2 views) runs two in the same memory.
+VIEWS_PER_PASS = 4
+
+
+def images_per_pass(model) -> int:
+    """How many images go through the network at once: as many as keep a pass to ``VIEWS_PER_PASS``."""
+    return max(1, VIEWS_PER_PASS // len(model.views))
+
 
 RESULT_COLUMNS = (
     "rank",
@@ -193,7 +200,7 @@ def predict_items(
     items: list[BatchItem],
     cam_dir: Path | None = None,
     progress=None,
-    batch_size: int = BATCH_SIZE,
+    batch_size: int | None = None,
     prior: str = DEFAULT_PRIOR,
     error_text: Callable[[Exception], str] = str,
     warning_text: Callable[[MetadataError], str] = unread_field_text,
@@ -208,11 +215,13 @@ def predict_items(
 
     A metadata field that cannot be read never refuses the image: it becomes unknown and
     the row says so (``parse_metadata_leniently``). Without heatmaps, images go through the
-    network in batches; with heatmaps, one at a time (each needs its own backward pass).
+    network in batches (``batch_size``, by default ``images_per_pass``); with heatmaps, one at a
+    time (each needs its own backward pass).
     ``error_text`` and ``warning_text`` word the messages (the app passes its language's).
     """
     from skin_model.inference.gradcam import grayscale_png
 
+    batch_size = batch_size or images_per_pass(model)
     rows: dict[int, dict] = {}
     pending: list[tuple[int, Prepared]] = []
     warnings: dict[int, str] = {}
