@@ -140,3 +140,23 @@ def test_batch_uploads_sharing_a_stem_keep_distinct_ids():
     result = _batch(at, [("x.jpg", data, "image/jpeg"), ("x.png", png, "image/png"), ("x.jpg", data, "image/jpeg")])
     assert list(result["image_id"]) == ["x.jpg", "x.png", "x.jpg (2)"]
     assert (result["error"] == "").all()
+
+
+def test_rows_equal_as_written_keep_their_order_and_the_rest_go_riskiest_first():
+    """Ranked by the number as the CSV writes it: the same image in another pass (a difference of
+    ~1e-7) keeps the upload order; a difference the CSV shows moves the row up."""
+    import pandas as pd
+
+    from skin_model.inference.referral import SUSPICIOUS
+    from skin_model.serving.batch import ranked
+
+    table = pd.DataFrame(
+        {
+            "image_id": ["a", "b", "c", "d"],
+            "verdict": [SUSPICIOUS] * 4,
+            "borderline": [0] * 4,
+            "malignant_probability": [0.5, 0.5 + 2e-7, 0.5 - 2e-7, 0.5002],
+        }
+    )
+    out = ranked(table)
+    assert list(out["image_id"]) == ["d", "a", "b", "c"] and list(out["rank"]) == [1, 2, 3, 4]

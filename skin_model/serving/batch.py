@@ -67,13 +67,19 @@ RESULT_COLUMNS = (
 RISK_ORDER = {SUSPICIOUS: 0, BORDERLINE: 1, CANNOT_JUDGE: 2, NOT_SUSPICIOUS: 3}
 
 
+# Probabilities to 0.01 percentage point, in the CSV and where rows are ranked: finer is noise, not
+# information (the same image in another batch differs by ~1e-7).
+PROBABILITY_DECIMALS = 4
+
+
 def ranked(table: pd.DataFrame) -> pd.DataFrame:
-    """The table riskiest first (``RISK_ORDER``), with its ``rank`` from 1; ties keep their order."""
+    """The table riskiest first (``RISK_ORDER``), with its ``rank`` from 1; ties (equal as the CSV
+    writes them) keep their order."""
     state = [answer_state(v, b == 1) if v else "" for v, b in zip(table["verdict"], table["borderline"])]
-    order = table.assign(
-        _state=[RISK_ORDER.get(x, len(RISK_ORDER)) for x in state],
-        _p=-pd.to_numeric(table["malignant_probability"], errors="coerce").fillna(-1.0),
-    ).sort_values(["_state", "_p"], kind="stable")
+    risk = pd.to_numeric(table["malignant_probability"], errors="coerce").fillna(-1.0).round(PROBABILITY_DECIMALS)
+    order = table.assign(_state=[RISK_ORDER.get(x, len(RISK_ORDER)) for x in state], _p=-risk).sort_values(
+        ["_state", "_p"], kind="stable"
+    )
     out = order.drop(columns=["_state", "_p"]).reset_index(drop=True)
     out["rank"] = range(1, len(out) + 1)
     return out
@@ -315,7 +321,7 @@ def predict_items(
     return pd.DataFrame([rows[n] for n in range(len(items))], columns=list(RESULT_COLUMNS))
 
 
-CSV_DIGITS = "%.4f"  # probabilities to 0.01 percentage point: finer is noise, not information
+CSV_DIGITS = f"%.{PROBABILITY_DECIMALS}f"
 
 
 def write_csv(table: pd.DataFrame, target) -> None:
