@@ -55,23 +55,30 @@ def read_image(name: str, data: bytes, source_id: str) -> dict:
     return given
 
 
-# Seconds an emptied uploader's answer stays before it is forgotten: replacing a file runs the page
-# twice, with the old file gone and 0.02-0.06 s later with the new one (measured in Chromium).
+# Seconds an emptied widget's answer stays on the screen: replacing a file runs the page twice, with
+# the old file gone and 0.02-0.06 s later with the new one (measured in Chromium). The camera's
+# "clear photo" waits too (one rule for both widgets), though a new photo is a click of its own.
 REPLACEMENT_WAIT = 0.3
 
 
 def given_file(widget, name: str, **kwargs) -> dict | None:
     """The image of an uploader or camera, kept in the session (decoded, as ``read_image``) so that
-    it outlives a visit to another page; removing it in the widget forgets it (``{"emptied": name}``:
-    after ``REPLACEMENT_WAIT``, below)."""
+    it outlives a visit to another page; removing it in the widget forgets it, and the page says so
+    after ``REPLACEMENT_WAIT`` (``{"emptied": name}``, below)."""
     returning = f"{name}.widget" not in st.session_state  # first visit, or back from another page
     file = widget(key=f"{name}.widget", **kwargs)
+    shown = st.session_state.pop(f"{name}.shown", None)  # the file the widget held in the last run
     if file is not None:
+        st.session_state[f"{name}.shown"] = file.file_id
         kept = st.session_state.get(name)
         if kept is None or kept["source_id"] != file.file_id:  # a new file: read (and hash) it once
             st.session_state[name] = read_image(file.name, file.getvalue(), file.file_id)
-    elif not returning and name in st.session_state:
-        # Removed, or the first of a replacement's two runs: which, only the next moment tells.
+    elif shown is not None and not returning:
+        # Removed, or the first of a replacement's two runs: forgotten either way (a replacement's
+        # next run reads its new file). An empty widget that held nothing in the last run (back
+        # from another page, then any change) keeps the image.
+        st.session_state.pop(name, None)
+        st.session_state.pop("diagnosis", None)
         return {"emptied": name}
     kept = st.session_state.get(name)
     if kept is not None and file is None:
@@ -182,14 +189,12 @@ def heatmap(result: dict, target: str):
 # -- the model runs only when the image, the metadata or the prior change -------------------------------------
 with result_col:
     if given is not None and "emptied" in given:
-        # The answer stays on the screen meanwhile, so that a replacement's verdict takes its place:
-        # clearing it first made the browser tear the page down and build it again while the model
-        # ran on the same cores. A new run (the new file's) stops this one at its next message,
-        # before it forgets anything; a removal is forgotten, and the page drawn without the image.
+        # Nothing is drawn for a moment, so the old answer stays on the screen and a replacement's
+        # verdict takes its place: clearing it first made the browser tear the page down and build
+        # it again while the model ran on the same cores. The new file's run stops this one (fast
+        # reruns, .streamlit/config.toml); after a removal, the page is drawn without the image.
         time.sleep(REPLACEMENT_WAIT)
         st.caption(tr("diag.waiting"))
-        st.session_state.pop(given["emptied"], None)
-        st.session_state.pop("diagnosis", None)
         st.rerun()
     if given is None or "error" in given:
         st.session_state.pop("diagnosis", None)  # an answer lives only as long as its image

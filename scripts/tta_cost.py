@@ -23,11 +23,10 @@ from skin_model import vocab
 from skin_model.config import PACKAGE_DIR
 from skin_model.inference.ensemble import calibrate, member_outputs
 from skin_model.inference.network import FLIPS
-from skin_model.inference.preprocess import SourceSize
 from skin_model.inference.priors import class_frequencies
 from skin_model.inference.referral import card_section, malignant_scores, operating_point
 from skin_model.training.calibration import fit_bias_temperature
-from skin_model.training.crossval import load_sources
+from skin_model.training.crossval import load_sources, source_size
 from skin_model.training.data import Dataset, find_metadata_csv, read_metadata
 from skin_model.training.export import equal_prior, load_fold_models
 from skin_model.training.metrics import classification_report, source_report
@@ -54,8 +53,7 @@ def main() -> None:
     # Each view's fused logits, each image through the fold model(s) that never saw it.
     per_view = {v: torch.zeros(len(oof), len(vocab.CLASSES)) for v in FLIPS}
     models = load_fold_models(recipe, args.run, epochs)
-    source = SourceSize.for_inputs(max(m.height for m in recipe.members), recipe.colour_constancy_p)  # as load_sources
-    unseen = unseen_views(args.unseen, source, models) if args.unseen else None
+    unseen = unseen_views(args.unseen, source_size(recipe), models) if args.unseen else None
     for net, cfg, k in models:
         own = torch.from_numpy((oof.df["fold"] == k).to_numpy(copy=True))
         part = oof.subset(own.numpy())

@@ -149,32 +149,49 @@ def test_an_answer_and_its_inputs_survive_a_visit_to_another_page(model_calls):
     assert _probability_table(at) is None and any(t("diag.waiting", "en") == c.value for c in at.caption)
 
 
-def test_an_emptied_uploader_keeps_the_answer_a_moment_then_forgets_it(monkeypatch):
-    """Replacing a file runs the page with the old file gone, then with the new one: the answer
-    stays while the first run waits, so that the next verdict takes its place; a removal is then
-    forgotten, the image with its answer."""
+@pytest.mark.parametrize("stopped", [False, True], ids=["removed", "stopped by the next run"])
+def test_an_emptied_uploader_draws_nothing_a_moment_and_forgets_its_image(monkeypatch, stopped):
+    """Replacing a file runs the page with the old file gone, then with the new one: the first run
+    waits before it draws anything of the answer, so that the old one stays on the screen until
+    the next verdict takes its place. The image is forgotten either way, even when another run
+    (the new file's, or a visit to another page) stops the waiting one."""
     import time
 
-    from streamlit import session_state
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
 
     at = _app()
     _upload(at, "lesion.jpg", SAMPLE.read_bytes())
-    held, sleep = [], time.sleep
+    waits, sleep = [], time.sleep
 
-    def waiting(seconds):  # the page's wait, seen from its own thread (AppTest's polls are shorter)
+    def waiting(seconds):  # the page's wait, on its own thread (AppTest's polls are shorter)
         if seconds < 0.1:
             return sleep(seconds)
-        held.append((seconds, "upload" in session_state, "diagnosis" in session_state))
+        waits.append(seconds)
+        if stopped:
+            get_script_run_ctx().script_requests.request_stop()
 
     monkeypatch.setattr(time, "sleep", waiting)
     at.file_uploader(key="upload.widget").set_value(None).run()
-    assert not at.exception
-    assert held == [(held[0][0], True, True)], held  # the image and its answer kept while it waits
-    assert "upload" not in at.session_state and "diagnosis" not in at.session_state  # then forgotten
-    assert _probability_table(at) is None and any(t("diag.waiting", "en") == c.value for c in at.caption)
-    assert at.expander[0].proto.expanded  # drawn as a page without an image: the patient's fields open
-    _upload(at, "lesion.jpg", SAMPLE.read_bytes())  # and the same file given again is answered again
-    assert _probability_table(at) is not None
+    assert not at.exception and len(waits) == 1
+    assert "upload" not in at.session_state and "diagnosis" not in at.session_state
+    if not stopped:  # drawn again without the image: the patient's fields open, the page waits
+        assert _probability_table(at) is None and any(t("diag.waiting", "en") == c.value for c in at.caption)
+        assert at.expander[0].proto.expanded
+    _upload(at, "lesion.jpg", SAMPLE.read_bytes())  # the same file given again is answered again
+    assert _probability_table(at) is not None and len(waits) == 1
+
+
+def test_a_kept_image_outlives_a_change_after_a_visit_to_another_page(model_calls):
+    """Back from another page the uploader is empty and the image kept; changing the patient's
+    information then answers the kept image again, it does not forget it."""
+    at = _app()
+    _upload(at, "lesion.jpg", SAMPLE.read_bytes())
+    at.switch_page("app_pages/about.py").run()
+    at.switch_page("app_pages/analyse.py").run()
+    at.number_input(key="age.widget").set_value(62).run()
+    assert not at.exception and at.session_state["upload"]["name"] == "lesion.jpg"
+    assert _probability_table(at) is not None and model_calls.count("forward") == 2
+    assert any(t("diag.kept", "en", name="lesion.jpg") == c.value for c in at.caption)
 
 
 def test_a_refused_upload_replaces_the_previous_answer():

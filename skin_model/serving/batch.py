@@ -69,15 +69,16 @@ RISK_ORDER = {SUSPICIOUS: 0, BORDERLINE: 1, CANNOT_JUDGE: 2, NOT_SUSPICIOUS: 3}
 
 # Probabilities to 0.01 percentage point, in the CSV and where rows are ranked: finer is noise, not
 # information (the same image in another batch differs by ~1e-7).
-PROBABILITY_DECIMALS = 4
+CSV_DIGITS = "%.4f"
 
 
 def ranked(table: pd.DataFrame) -> pd.DataFrame:
     """The table riskiest first (``RISK_ORDER``), with its ``rank`` from 1; ties (equal as the CSV
     writes them) keep their order."""
     state = [answer_state(v, b == 1) if v else "" for v, b in zip(table["verdict"], table["borderline"])]
-    risk = pd.to_numeric(table["malignant_probability"], errors="coerce").fillna(-1.0).round(PROBABILITY_DECIMALS)
-    order = table.assign(_state=[RISK_ORDER.get(x, len(RISK_ORDER)) for x in state], _p=-risk).sort_values(
+    risk = pd.to_numeric(table["malignant_probability"], errors="coerce").fillna(-1.0)
+    as_written = [-float(CSV_DIGITS % p) for p in risk]
+    order = table.assign(_state=[RISK_ORDER.get(x, len(RISK_ORDER)) for x in state], _p=as_written).sort_values(
         ["_state", "_p"], kind="stable"
     )
     out = order.drop(columns=["_state", "_p"]).reset_index(drop=True)
@@ -319,9 +320,6 @@ def predict_items(
     if pending:
         flush()
     return pd.DataFrame([rows[n] for n in range(len(items))], columns=list(RESULT_COLUMNS))
-
-
-CSV_DIGITS = f"%.{PROBABILITY_DECIMALS}f"
 
 
 def write_csv(table: pd.DataFrame, target) -> None:

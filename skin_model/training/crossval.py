@@ -33,8 +33,12 @@ log = logging.getLogger(__name__)
 def load_sources(recipe: Recipe, data_dirs: list[Path], cache: Path | None = None) -> Dataset:
     """Every image of every source (test included: it is only ever scored), decoded once at the
     recipe's source size and colour balance, with ``split`` and ``fold`` columns."""
-    height = max(m.height for m in recipe.members)
-    return decode_sources(recipe, data_dirs, SourceSize.for_inputs(height, recipe.colour_constancy_p), cache)
+    return decode_sources(recipe, data_dirs, source_size(recipe), cache)
+
+
+def source_size(recipe: Recipe) -> SourceSize:
+    """The size and colour balance every image is decoded at for the recipe's members."""
+    return SourceSize.for_inputs(max(m.height for m in recipe.members), recipe.colour_constancy_p)
 
 
 def decode_sources(recipe: Recipe, data_dirs: list[Path], source: SourceSize, cache: Path | None = None) -> Dataset:
