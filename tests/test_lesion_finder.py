@@ -57,7 +57,9 @@ def _ham_with_masks(root: Path, n: int = 12) -> tuple[Path, Path]:
     return root, root / "lesions.csv"
 
 
-@pytest.mark.parametrize("key, value", [("cut_quantile", 97.5), ("real_quantile", 0.3), ("sticker_p", 1.5)])
+@pytest.mark.parametrize(
+    "key, value", [("cut_quantile", 97.5), ("real_quantile", 0.3), ("sticker_p", 1.5), ("close_up_share", 70)]
+)
 def test_a_setting_out_of_its_range_is_an_error_that_names_it(tmp_path, key, value):
     bad = tmp_path / "r.toml"
     bad.write_text(
@@ -201,3 +203,15 @@ def test_each_framing_threshold_is_its_own_quantile_the_most_lenient():
         got = choose_thresholds(measures, small_q=0.99, cut_q=0.9)
         assert got["min_share"] == pytest.approx(np.quantile(a[:, 0], 0.01))
         assert got["max_outside"] == pytest.approx(np.quantile(b[:, 1], 0.9))
+
+
+def test_close_ups_are_left_out_where_the_cut_threshold_is_chosen():
+    """A lesion over ``close_up_share`` of the photo is never called cut off, so its share outside,
+    however high, must not raise the threshold: it counts as none."""
+    rng = np.random.default_rng(0)
+    shares = rng.uniform(0, 1, 2000)
+    outside = np.where(shares > 0.7, 0.9, rng.uniform(0, 0.3, 2000))  # close-ups: far outside
+    got = choose_thresholds([np.stack([shares, outside], 1)], small_q=0.99, cut_q=0.9, close_up_share=0.7)
+    assert got["close_up_share"] == 0.7
+    assert got["max_outside"] == pytest.approx(np.quantile(np.where(shares < 0.7, outside, 0.0), 0.9))
+    assert got["max_outside"] < 0.3 < choose_thresholds([np.stack([shares, outside], 1)], 0.99, 0.9)["max_outside"]

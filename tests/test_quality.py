@@ -55,23 +55,52 @@ def test_the_finder_sees_how_much_of_a_lesion_the_frame_cuts_off(finder):
 
 
 SHARP = quality.Photo(sharpness=10.0, brightness=150.0, pixels=np.zeros((1, 1, 3), np.uint8))
-LIMITS = {"min_share": 0.02, "max_outside": 0.3}
+LIMITS = {"min_share": 0.02, "max_outside": 0.3, "close_up_share": 0.7}
 
 
 @pytest.mark.parametrize(
     "mask, outside, expected",
     [
         (_disc((0.5, 0.5), 0.3), 0.0, ()),
-        (np.ones((36, 48), bool), 0.1, ()),  # a lesion that fills the frame, all of it in view
+        (np.ones((36, 48), bool), 0.9, ()),  # a close-up: its frame cuts it by design
         (_disc((0.5, 0.5), 0.05), 0.0, ("lesion_too_small",)),
         (np.zeros((36, 48), bool), 0.0, ("lesion_too_small",)),
         (_disc((0.0, 0.5), 0.3), 0.5, ("lesion_cut_off",)),
+        (_disc((0.5, 0.5), 0.3), 0.5, ()),  # the network alone says half outside; its whole outline, none
     ],
-    ids=["centred", "fills the frame", "tiny", "none found", "half outside"],
+    ids=["centred", "a close-up", "tiny", "none found", "half outside", "outline whole"],
 )
 def test_the_framing_rule(mask, outside, expected):
     judged = quality.judge(SHARP, mask, outside, LIMITS)
-    assert judged.problems == expected and judged.lesion_outside == outside
+    assert judged.problems == expected
+    assert (judged.lesion_share, judged.lesion_outside) == quality.framing(mask, outside)
+
+
+def _true_outside(centre, radius, shape=(36, 48), fine=8) -> float:
+    """The share of a disc (as ``_disc`` draws it) outside the frame, on a fine grid past it."""
+    h, w = shape
+    yy, xx = (np.mgrid[-2 * h * fine : 3 * h * fine, -2 * w * fine : 3 * w * fine] + 0.5) / fine
+    disc = (xx - centre[0] * w) ** 2 + (yy - centre[1] * h) ** 2 < (radius * h) ** 2
+    return 1 - disc[(xx >= 0) & (xx < w) & (yy >= 0) & (yy < h)].sum() / disc.sum()
+
+
+@pytest.mark.parametrize(
+    "centre, radius",
+    [((0.5, 0.5), 0.3), ((0.1, 0.5), 0.3), ((0.0, 0.5), 0.3), ((1.0, 0.3), 0.4), ((0.0, 0.0), 0.35), ((1.0, 1.0), 0.5)],
+    ids=["whole", "a fifth out", "half out", "half out, right", "three quarters out, corner", "corner, big"],
+)
+def test_the_outline_continues_the_lesion_past_the_frame(centre, radius):
+    """An ellipse fitted to the edge in view, continued past the frame: a disc's share outside within 0.1."""
+    mask = _disc(centre, radius)
+    assert quality.outline_outside(mask) == pytest.approx(_true_outside(centre, radius), abs=0.1)
+
+
+def test_the_outline_reads_the_largest_part_and_a_frame_filled_lesion():
+    speck = _disc((0.95, 0.1), 0.05)  # a dark corner, apart from the lesion
+    assert quality.outline_outside(_disc((0.5, 0.5), 0.3) | speck) == 0.0
+    assert quality.outline_outside(np.ones((36, 48), bool)) == 1.0  # no edge in view at all
+    stretched = np.repeat(_disc((0.5, 0.5), 0.45)[:, 24:], 2, axis=1)  # its right half, twice as wide
+    assert quality.outline_outside(stretched) == pytest.approx(0.5, abs=0.1)
 
 
 def test_a_sharp_well_exposed_centred_lesion_gets_no_warning(finder):
@@ -154,9 +183,9 @@ def test_on_real_dermoscopy_it_warns_rarely_and_catches_the_degraded(finder, sou
 def test_on_the_lesion_finders_validation_fold_it_tells_lesions_cut_by_the_frame(finder):
     """On the fold the finder did not learn (every 5th image), its estimate of the lesion's share
     outside the photo ranks a cut copy above its real photo almost always, and the check warns on
-    more cut copies than the last round's finder did (53%; the darker-region estimate before it,
-    30%). Issue 41's bar, 90%, is missed: the threshold must also spare real BCN20000 close-ups,
-    whose lesions the frame often cuts (docs/model.md, "Image quality")."""
+    more cut copies (84%) than with the network's estimate alone (56%; the darker-region estimate before
+    it, 30%). Issue 41's bar, 90%, is missed: the threshold must also spare real BCN20000 photos
+    whose lesions the frame cuts (docs/model.md, "Image quality")."""
     from scripts.quality_rates import DEGRADATIONS
     from skin_model.inference.inputs import load_image
     from skin_model.training.data import find_images
@@ -172,5 +201,5 @@ def test_on_the_lesion_finders_validation_fold_it_tells_lesions_cut_by_the_frame
     copies = [quality.check(cut(im), finder) for im in images]
     ranked = np.mean([c.lesion_outside > r.lesion_outside for r, c in zip(real, copies)])
     assert ranked >= 0.95
-    assert np.mean([any(p in named for p in c.problems) for c in copies]) >= 0.5
+    assert np.mean([any(p in named for p in c.problems) for c in copies]) >= 0.75
     assert np.mean([not r.good for r in real]) <= 0.05

@@ -72,6 +72,9 @@ class FinderRecipe:
     # rarely do; a view cut from such a photo must still say how much of its lesion is cut off.
     field_p: float = 0.0
     real_quantile: float = 0.99  # of real images, at which the "lesion too small" threshold is set
+    # A lesion over this share of the photo is a close-up, whose frame cuts it by design (BCN20000
+    # has many): never called cut off (quality.judge), and left out where its threshold is chosen.
+    close_up_share: float = 1.0
     # ... and the "cut by the frame" one. Lower, where the frame cuts many real photos' lesions (BCN20000's
     # close-ups): the share of real photos this check alone may warn on is 1 - cut_quantile.
     cut_quantile: float = 0.99
@@ -93,6 +96,8 @@ class FinderRecipe:
         recipe = cls(**raw, sha256=hashlib.sha256(content).hexdigest())
         if not 0 < recipe.crop_min_area <= 1:
             raise ValueError(f"{path}: crop_min_area must be in (0, 1]")
+        if not 0 < recipe.close_up_share <= 1:
+            raise ValueError(f"{path}: close_up_share must be in (0, 1], a share of the photo")
         for key in ("real_quantile", "cut_quantile"):
             if not 0.5 < getattr(recipe, key) < 1:
                 raise ValueError(f"{path}: {key} must be in (0.5, 1), a quantile of real photos")
@@ -288,19 +293,24 @@ def iou(finder: LesionFinder, images: torch.Tensor, masks: torch.Tensor, batch: 
 
 
 def framing(finder: LesionFinder, images: torch.Tensor, batch: int = 128) -> np.ndarray:
-    """uint8 images -> (N, 2): the found lesion's share of the image, and its estimated share outside."""
+    """uint8 images -> (N, 2): the found lesion's share of the image, and its estimated share
+    outside, as the quality check measures them (``quality.framing``)."""
     rows = []
     for i in range(0, len(images), batch):
         masks, outside = finder.find(images[i : i + batch])
-        rows.append(np.stack([masks.mean((1, 2)), outside], 1))
-    return np.concatenate(rows)
+        rows.extend(quality.framing(mask, out) for mask, out in zip(masks, outside))
+    return np.array(rows, dtype=float).reshape(-1, 2)
 
 
-def choose_thresholds(measures: list[np.ndarray], small_q: float, cut_q: float) -> dict:
-    """Each source's own quantile of each framing measure (share: the low one), the most lenient."""
+def choose_thresholds(measures: list[np.ndarray], small_q: float, cut_q: float, close_up_share: float = 1.0) -> dict:
+    """Each source's own quantile of each framing measure (share: the low one), the most lenient;
+    the share outside among lesions under ``close_up_share`` of the photo (close-ups count as 0)."""
     return {
         "min_share": float(min(np.quantile(m[:, 0], 1 - small_q) for m in measures)),
-        "max_outside": float(max(np.quantile(m[:, 1], cut_q) for m in measures)),
+        "max_outside": float(
+            max(np.quantile(np.where(m[:, 0] < close_up_share, m[:, 1], 0.0), cut_q) for m in measures)
+        ),
+        "close_up_share": close_up_share,
     }
 
 
@@ -368,7 +378,9 @@ def train_lesion_finder(
             "lesion_file_sha256": hashlib.sha256((REPO_DIR / recipe.lesion_file).read_bytes()).hexdigest(),
             "trained_on": f"HAM10000 training folds but fold {recipe.validation_fold}: {len(train_x)} images with masks",
             "validation": {"images": len(val_x), "iou": history[-1]["validation_iou"], "history": history},
-            "thresholds": choose_thresholds(list(measures.values()), recipe.real_quantile, recipe.cut_quantile),
+            "thresholds": choose_thresholds(
+                list(measures.values()), recipe.real_quantile, recipe.cut_quantile, recipe.close_up_share
+            ),
             "thresholds_chosen_on": {k: len(v) for k, v in measures.items()},
         }
     )
