@@ -321,6 +321,33 @@ def test_batches_are_small_by_default(tiny_model, monkeypatch, views, per_pass):
     assert sizes == [per_pass, per_pass, 1]
 
 
+def test_the_predict_command_runs_bigger_passes_in_its_own_process(tiny_model, model_dir, monkeypatch, tmp_path):
+    """The command is not bound by the app's memory: CLI_VIEWS_PER_PASS views a pass, and the
+    same rows as the app's small passes."""
+    from skin_model.serving.batch import CLI_VIEWS_PER_PASS, images_per_pass, predict_paths
+
+    per_pass = images_per_pass(tiny_model, CLI_VIEWS_PER_PASS)
+    assert per_pass * len(tiny_model.views) <= CLI_VIEWS_PER_PASS and per_pass > images_per_pass(tiny_model)
+    for i in range(per_pass + 1):
+        synthetic_lesion("nv", 60 + i).save(tmp_path / f"img{i}.png")
+    sizes = []
+    predict_prepared = SkinClassifier.predict_prepared
+    monkeypatch.setattr(
+        SkinClassifier,
+        "predict_prepared",
+        lambda self, prepared, *a: sizes.append(len(prepared)) or predict_prepared(self, prepared, *a),
+    )
+    big = predict_paths([tmp_path], out_csv=tmp_path / "big.csv", model_dir=model_dir).table
+    assert sizes == [per_pass, 1]
+    monkeypatch.setattr("skin_model.serving.batch.CLI_VIEWS_PER_PASS", 1)  # one image a pass
+    small = predict_paths([tmp_path], out_csv=tmp_path / "small.csv", model_dir=model_dir).table
+    assert sizes[2:] == [1] * (per_pass + 1)
+    assert list(big["image_id"]) == list(small["image_id"])
+    assert big[list(vocab.CLASSES)].to_numpy(float) == pytest.approx(
+        small[list(vocab.CLASSES)].to_numpy(float), abs=1e-5
+    )
+
+
 # Tensor views of a decoded image (no computation): all the torch a caller's thread may do.
 CALLER_TORCH_CALLS = {"permute", "unsqueeze", "__get__", "dtype", "shape"}
 

@@ -37,11 +37,15 @@ if TYPE_CHECKING:
 # +33 MB at 5.9 img/s, 2 images +91 MB at 7.0 img/s, which took the app past 690 MB after a Batch.
 # Models 3.0.0-3.1.0 (4 views) ran one image at a time; 3.2.0 (2 views) runs two in the same memory.
 VIEWS_PER_PASS = 4
+# The predict command runs in its own process, on the user's machine, not in the app's 690 MB:
+# model 3.2.0 with 8 images a pass answered 64 images at 27-28 img/s against 22-23 with 2, for a
+# peak 130 MB higher (CUDA build of torch on 2 cores; benchmarks/bench_inference.py).
+CLI_VIEWS_PER_PASS = 16
 
 
-def images_per_pass(model) -> int:
-    """How many images go through the network at once: as many as keep a pass to ``VIEWS_PER_PASS``."""
-    return max(1, VIEWS_PER_PASS // len(model.views))
+def images_per_pass(model, views_per_pass: int = VIEWS_PER_PASS) -> int:
+    """How many images go through the network at once: as many as keep a pass to ``views_per_pass``."""
+    return max(1, views_per_pass // len(model.views))
 
 
 RESULT_COLUMNS = (
@@ -373,7 +377,15 @@ def predict_paths(
     shares = np.array_split(np.arange(len(items)), dist.world)
     mine = [items[i] for i in shares[dist.rank]]
     progress = _progress(len(mine)) if dist.main and dist.world > 1 else None
-    result = predict_items(model, mine, cam_dir=cam_dir, prior=prior, answer_anyway=answer_anyway, progress=progress)
+    result = predict_items(
+        model,
+        mine,
+        cam_dir=cam_dir,
+        prior=prior,
+        answer_anyway=answer_anyway,
+        progress=progress,
+        batch_size=images_per_pass(model, CLI_VIEWS_PER_PASS),
+    )
     if dist.world > 1:
         part = Path(f"{out_csv}.rank{dist.rank}.csv")
         result.to_csv(part, index=False)  # full precision: rounding happens once, in write_csv
