@@ -143,55 +143,14 @@ def test_unknown_paths_and_methods_are_json(client):
 def test_a_busy_model_is_503_with_retry_after(tiny_model):
     class Busy:
         card = tiny_model.card
-        prepare = tiny_model.prepare
 
-        def predict_prepared(self, *args, **kwargs):
+        def predict(self, *args, **kwargs):
             raise TorchThreadError("The model is busy with too many requests; please try again shortly.")
 
     client = TestClient(create_api(lambda: Busy(), LIMIT))
     response = _predict(client)
     assert response.status_code == 503 and response.headers["retry-after"].isdigit()
     assert response.json()["error"] == "busy"
-
-
-def test_big_photos_decode_one_at_a_time_while_another_prediction_runs(tiny_model):
-    """A photo exists at full size while it decodes: requests decode one by one (``DECODERS``),
-    but a request may decode while another's prediction runs (``WORKERS``)."""
-    import threading
-    import time
-    from concurrent.futures import ThreadPoolExecutor
-
-    from skin_model.serving.api import DECODERS, WORKERS
-
-    assert DECODERS == 1 < WORKERS
-    lock = threading.Lock()
-    now = {"decoding": 0, "predicting": 0}
-    seen = {"decoding": 0, "both": 0}
-
-    def counted(stage, work):
-        def run(*args, **kwargs):
-            with lock:
-                now[stage] += 1
-                seen["decoding"] = max(seen["decoding"], now["decoding"])
-                seen["both"] = max(seen["both"], int(now["decoding"] > 0 and now["predicting"] > 0))
-            try:
-                time.sleep(0.15)
-                return work(*args, **kwargs)
-            finally:
-                with lock:
-                    now[stage] -= 1
-
-        return run
-
-    class Slow:
-        card = tiny_model.card
-        prepare = staticmethod(counted("decoding", tiny_model.prepare))
-        predict_prepared = staticmethod(counted("predicting", tiny_model.predict_prepared))
-
-    with TestClient(create_api(lambda: Slow(), LIMIT)) as client, ThreadPoolExecutor(4) as pool:  # one event loop
-        statuses = [r.status_code for r in pool.map(lambda _: _predict(client), range(4))]
-    assert statuses == [200] * 4
-    assert seen == {"decoding": 1, "both": 1}
 
 
 def test_the_token_guards_predict_only(tiny_model):
@@ -351,12 +310,11 @@ def test_admission_refuses_before_reading_the_body_while_the_model_is_held_busy(
 
     class Held:
         card = tiny_model.card
-        prepare = tiny_model.prepare
 
-        def predict_prepared(self, *args, **kwargs):
+        def predict(self, *args, **kwargs):
             entered.set()
             release.wait(30)
-            return tiny_model.predict_prepared(*args, **kwargs)
+            return tiny_model.predict(*args, **kwargs)
 
     app = create_api(lambda: Held(), LIMIT, max_pending=1)
     body = b'--xyz\r\nContent-Disposition: form-data; name="image"\r\n\r\n' + LESION + b"\r\n--xyz--\r\n"

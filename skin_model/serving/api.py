@@ -21,11 +21,9 @@ Stateless: any replica answers any request. One upload cannot stall the server:
 - **Bodies** stream into memory (never to disk), parsed as they arrive by python-multipart
   (Streamlit's and Starlette's own parser, ~40x faster than the standard library's email parser,
   and no second copy of the body), and are refused (413) as soon as they pass the limit.
-- **Work** (decoding, then the model) runs on the API's own worker threads (``WORKERS`` at
-  once), never on the event loop, and never takes a thread from the pool that serves static files
-  and pages; torch work runs on the torch thread. ``DECODERS`` of them decode at once: a PNG
-  exists at full size while it decodes (25 MB for 6 megapixels), so bursts of big files decode
-  one by one while another request's prediction runs.
+- **Work** (decoding, then the model) runs on the API's own worker threads (``DECODERS`` at
+  once: at most that many decoded images), never on the event loop, and never takes a thread
+  from the pool that serves static files and pages; torch work runs on the torch thread.
 - **Start-up.** The model loads once when the server starts (``streamlit_app.py``); until
   it has, ``predict`` and ``ready`` answer 503 with ``Retry-After`` and ``version`` reads the card.
 
@@ -40,7 +38,6 @@ import hmac
 import io
 import logging
 import os
-import threading
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -79,8 +76,7 @@ MAX_RECEIVING = 8  # bodies being read at once; more: 503 before a byte is read
 BODY_IDLE_S = 10.0  # no byte of the body for this long: 408
 BODY_GRACE_S = 5.0  # then the body must average at least BODY_MIN_RATE bytes a second...
 BODY_MIN_RATE = 16_384  # ...(16 kB/s: a 2 MB dermoscope JPEG in ~2 min; a byte every 2 s is cut in ~5 s)
-WORKERS = 2  # API requests decoding or predicting at once
-DECODERS = 1  # of them, decoding at once (each holds a full-size decoded photo for a moment)
+DECODERS = 2  # API requests decoding or predicting at once (each holds one decoded image)
 BODIES_HELD = 3  # the bodies held in memory at once total at most this many uploads at the limit
 FIELDS = ("image", "age", "sex", "site", "prior", "answer_anyway")
 YES = ("1", "true", "yes", "on")
@@ -329,8 +325,7 @@ def create_api(
     receiving = Admission(max_receiving, "The server is receiving too many uploads; please try again shortly.")
     admission = Admission(max_pending)
     bodies = BodyBudget(bodies_held * max_upload_bytes)
-    workers = anyio.CapacityLimiter(WORKERS)  # the API's own threads: pages and static files never wait on them
-    decoding = threading.BoundedSemaphore(DECODERS)
+    decoders = anyio.CapacityLimiter(DECODERS)  # the API's own threads: pages and static files never wait on them
     loading = ApiError(
         503, "loading", "The model is still loading; please try again shortly.", {"Retry-After": str(RETRY_AFTER_S)}
     )
@@ -431,15 +426,13 @@ def create_api(
                 raise ApiError(422, "invalid_field", "answer_anyway is true or false.")
 
             def answer() -> dict:  # on an API thread: decoding here, torch work on the torch thread
-                with decoding:
-                    prepared = loaded.prepare(image, **meta)
                 if cam is None:
-                    pred, explanation = loaded.predict_prepared([prepared], prior)[0], None
+                    pred, explanation = loaded.predict(image, **meta, prior=prior), None
                 else:
-                    pred, explanation = loaded.diagnose_prepared(prepared, target=cam, prior=prior)
+                    pred, explanation = loaded.diagnose(image, **meta, target=cam, prior=prior)
                 return prediction_json(pred.anyway() if anyway in YES else pred, explanation)
 
-            return JSONResponse(await anyio.to_thread.run_sync(answer, limiter=workers))
+            return JSONResponse(await anyio.to_thread.run_sync(answer, limiter=decoders))
         except ApiError as err:
             return err.response()
         except InvalidInputError as err:
