@@ -301,14 +301,9 @@ def test_batched_prediction_equals_one_by_one(tiny_model):
         assert row[list(vocab.CLASSES)].to_numpy(float) == pytest.approx(list(alone.probabilities.values()), abs=1e-5)
 
 
-@pytest.mark.parametrize("views, per_pass", [(("identity", "hflip", "vflip", "hvflip"), 1), (("identity", "vflip"), 2)])
-def test_batches_are_small_by_default(tiny_model, monkeypatch, views, per_pass):
-    """The network sees at most VIEWS_PER_PASS views at once (images x test-time views): a
-    100-image batch must not need the memory of 100 images' activations."""
-    from skin_model.serving.batch import VIEWS_PER_PASS, BatchItem, images_per_pass, predict_items
-
-    monkeypatch.setattr(tiny_model, "views", views)
-    assert images_per_pass(tiny_model) == per_pass and per_pass * len(views) <= VIEWS_PER_PASS
+@pytest.fixture
+def pass_sizes(monkeypatch) -> list[int]:
+    """The number of images in each of the model's passes (``predict_prepared``), in order."""
     sizes = []
     predict_prepared = SkinClassifier.predict_prepared
     monkeypatch.setattr(
@@ -316,12 +311,25 @@ def test_batches_are_small_by_default(tiny_model, monkeypatch, views, per_pass):
         "predict_prepared",
         lambda self, prepared, *a: sizes.append(len(prepared)) or predict_prepared(self, prepared, *a),
     )
+    return sizes
+
+
+@pytest.mark.parametrize("views, per_pass", [(("identity", "hflip", "vflip", "hvflip"), 1), (("identity", "vflip"), 2)])
+def test_batches_are_small_by_default(tiny_model, monkeypatch, views, per_pass, pass_sizes):
+    """The network sees at most VIEWS_PER_PASS views at once (images x test-time views): a
+    100-image batch must not need the memory of 100 images' activations."""
+    from skin_model.serving.batch import VIEWS_PER_PASS, BatchItem, images_per_pass, predict_items
+
+    monkeypatch.setattr(tiny_model, "views", views)
+    assert images_per_pass(tiny_model) == per_pass and per_pass * len(views) <= VIEWS_PER_PASS
     items = [BatchItem(f"img{i}", synthetic_lesion("nv", 60 + i), {}) for i in range(2 * per_pass + 1)]
     assert len(predict_items(tiny_model, items)) == len(items)
-    assert sizes == [per_pass, per_pass, 1]
+    assert pass_sizes == [per_pass, per_pass, 1]
 
 
-def test_the_predict_command_runs_bigger_passes_in_its_own_process(tiny_model, model_dir, monkeypatch, tmp_path):
+def test_the_predict_command_runs_bigger_passes_in_its_own_process(
+    tiny_model, model_dir, monkeypatch, tmp_path, pass_sizes
+):
     """The command is not bound by the app's memory: CLI_VIEWS_PER_PASS views a pass, and the
     same rows as the app's small passes."""
     from skin_model.serving.batch import CLI_VIEWS_PER_PASS, images_per_pass, predict_paths
@@ -330,18 +338,11 @@ def test_the_predict_command_runs_bigger_passes_in_its_own_process(tiny_model, m
     assert per_pass * len(tiny_model.views) <= CLI_VIEWS_PER_PASS and per_pass > images_per_pass(tiny_model)
     for i in range(per_pass + 1):
         synthetic_lesion("nv", 60 + i).save(tmp_path / f"img{i}.png")
-    sizes = []
-    predict_prepared = SkinClassifier.predict_prepared
-    monkeypatch.setattr(
-        SkinClassifier,
-        "predict_prepared",
-        lambda self, prepared, *a: sizes.append(len(prepared)) or predict_prepared(self, prepared, *a),
-    )
     big = predict_paths([tmp_path], out_csv=tmp_path / "big.csv", model_dir=model_dir).table
-    assert sizes == [per_pass, 1]
+    assert pass_sizes == [per_pass, 1]
     monkeypatch.setattr("skin_model.serving.batch.CLI_VIEWS_PER_PASS", 1)  # one image a pass
     small = predict_paths([tmp_path], out_csv=tmp_path / "small.csv", model_dir=model_dir).table
-    assert sizes[2:] == [1] * (per_pass + 1)
+    assert pass_sizes[2:] == [1] * (per_pass + 1)
     assert list(big["image_id"]) == list(small["image_id"])
     assert big[list(vocab.CLASSES)].to_numpy(float) == pytest.approx(
         small[list(vocab.CLASSES)].to_numpy(float), abs=1e-5
