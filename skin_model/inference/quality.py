@@ -193,8 +193,8 @@ def _inside(conic: np.ndarray | None, u: np.ndarray, v: np.ndarray) -> tuple[np.
 
 def outline_outside(lesion: np.ndarray) -> float | None:
     """The share of a lesion mask's largest part outside the photo, from its outline: an ellipse
-    fitted to its edge inside the photo, continued past the frame. 0 for a lesion that touches no
-    side; 1 for one with hardly any edge inside the photo; None where no ellipse fits."""
+    (or a circle) fitted to its edge inside the photo, continued past the frame. 0 for a lesion that
+    touches no side; 1 for one with hardly any edge inside the photo; None where neither fits."""
     part = _largest_part(lesion) if lesion.any() else lesion
     h, w = part.shape
     if not (part[0].any() or part[-1].any() or part[:, 0].any() or part[:, -1].any()):
@@ -244,6 +244,13 @@ def framing(lesion: np.ndarray, network_outside: float) -> tuple[float, float]:
     return float(lesion.mean()), outside
 
 
+def cut_score(share, outside, close_up_share: float):
+    """What the "cut by the frame" threshold is set on and compared with: the share outside, or 0
+    for a close-up (a lesion over ``close_up_share`` of the photo, whose frame cuts it by design).
+    Scalars or arrays: the check judges one photo, the finder's export a source's photos."""
+    return np.where(np.asarray(share) < close_up_share, outside, 0.0)
+
+
 def judge(photo: Photo, lesion: np.ndarray, outside: float, limits: dict) -> Quality:
     """The photo's measures, the lesion finder's mask (any size) and its network's estimate of the
     share of the lesion outside the photo -> its quality, under the finder's ``limits``
@@ -254,7 +261,7 @@ def judge(photo: Photo, lesion: np.ndarray, outside: float, limits: dict) -> Qua
         "too_dark": photo.brightness < MIN_BRIGHTNESS,
         "too_bright": photo.brightness > MAX_BRIGHTNESS,
         "lesion_too_small": share < limits["min_share"],
-        "lesion_cut_off": share < limits["close_up_share"] and outside > limits["max_outside"],
+        "lesion_cut_off": bool(cut_score(share, outside, limits["close_up_share"]) > limits["max_outside"]),
     }
     problems = tuple(name for name in CHECKS if found[name])
     return Quality(photo.sharpness, photo.brightness, share, outside, problems)

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 VIEWS_PER_PASS = 4
 # The predict command runs in its own process, on the user's machine, not in the app's 690 MB:
 # model 3.2.0 with 8 images a pass answered 64 images at 27-28 img/s against 22-23 with 2, for a
-# peak 130 MB higher (CUDA build of torch on 2 cores; benchmarks/bench_inference.py).
+# peak 130 MB higher (CUDA build of torch on 2 cores; docs/performance.md).
 CLI_VIEWS_PER_PASS = 16
 
 

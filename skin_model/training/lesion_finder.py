@@ -303,12 +303,12 @@ def framing(finder: LesionFinder, images: torch.Tensor, batch: int = 128) -> np.
 
 
 def choose_thresholds(measures: list[np.ndarray], small_q: float, cut_q: float, close_up_share: float = 1.0) -> dict:
-    """Each source's own quantile of each framing measure (share: the low one), the most lenient;
-    the share outside among lesions under ``close_up_share`` of the photo (close-ups count as 0)."""
+    """Each source's own quantile of each framing measure (share: the low one; the share outside as
+    ``quality.cut_score`` reads it, close-ups as 0), the most lenient."""
     return {
         "min_share": float(min(np.quantile(m[:, 0], 1 - small_q) for m in measures)),
         "max_outside": float(
-            max(np.quantile(np.where(m[:, 0] < close_up_share, m[:, 1], 0.0), cut_q) for m in measures)
+            max(np.quantile(quality.cut_score(m[:, 0], m[:, 1], close_up_share), cut_q) for m in measures)
         ),
         "close_up_share": close_up_share,
     }
