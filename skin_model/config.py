@@ -28,6 +28,7 @@ class Settings:
     max_working_side: int  # decoded images are shrunk to this longest side at once
     max_batch_files: int  # images per batch in the app (the command line has no limit)
     max_batch_bytes: int  # their total size in the app, checked before any is read
+    memory_limit: int | None  # bytes the server may hold (serving.memory); None: its container's limit, if any
 
 
 def settings() -> Settings:
@@ -45,4 +46,5 @@ def settings() -> Settings:
         max_working_side=int(env("SKIN_MODEL_MAX_SIDE", "1024")),
         max_batch_files=int(env("SKIN_MODEL_MAX_BATCH", "100")),
         max_batch_bytes=int(env("SKIN_MODEL_MAX_BATCH_MB", "200")) * 2**20,
+        memory_limit=int(env("SKIN_MODEL_MEMORY_LIMIT_MB")) * 2**20 if env("SKIN_MODEL_MEMORY_LIMIT_MB") else None,
     )

@@ -178,3 +178,27 @@ def test_a_large_pil_image_given_by_the_caller_is_not_changed():
     img = Image.new("RGB", (2048, 1536), (10, 20, 30))
     out = load_image(img)
     assert img.size == (2048, 1536) and max(out.size) == 1024
+
+
+@pytest.mark.parametrize(
+    ("fmt", "size", "side"),
+    [
+        ("PNG", (300, 200), "1024"),
+        ("JPEG", (300, 200), "1024"),
+        ("JPEG", (800, 600), "100"),
+        ("JPEG", (1700, 900), "200"),
+    ],
+)
+def test_decoding_bytes_is_what_pillow_decodes_twice_over(monkeypatch, fmt, size, side):
+    """The decoding's cost read from the header: the image Pillow decodes (a JPEG at its draft
+    scale, as load_image asks for it), at 4 bytes a pixel, twice (the RGB copy)."""
+    from skin_model.inference.inputs import decoding_bytes
+
+    monkeypatch.setenv("SKIN_MODEL_MAX_SIDE", side)
+    data = encode(Image.new("RGB", size, (120, 80, 60)), fmt)
+    with Image.open(io.BytesIO(data)) as img:
+        if fmt == "JPEG" and max(size) > int(side):
+            img.draft("RGB", (int(side), int(side)))
+        decoded = img.size
+    assert decoding_bytes(data) == 2 * 4 * decoded[0] * decoded[1]
+    assert decoding_bytes(b"not an image at all") == 0

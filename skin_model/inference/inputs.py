@@ -166,6 +166,24 @@ def _shrink(img: Image.Image, side: int) -> Image.Image:
     return img.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
 
 
+def decoding_bytes(data: bytes | bytearray) -> int:
+    """The memory that ``load_image`` holds at most to decode these encoded bytes, read from their
+    header alone: the decoded image and its copy on the way to RGB, at Pillow's 4 bytes a pixel,
+    a JPEG at the scale ``draft`` decodes it. 0 where the header cannot be read (``load_image``
+    then refuses the file before it decodes anything)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:  # reads the header only
+                width, height, jpeg = img.width, img.height, img.format == "JPEG"
+    except Exception:  # any unreadable header: load_image says why
+        return 0
+    side = settings().max_working_side
+    # Pillow's draft: the largest of 1/8, 1/4, 1/2 that keeps both sides at or over the one asked for
+    reduce = next((f for f in (8, 4, 2) if min(width // side, height // side) >= f), 1) if jpeg else 1
+    return 2 * 4 * -(-width // reduce) * -(-height // reduce)
+
+
 def load_image(source: ImageSource) -> Image.Image:
     """Decode any common image into an upright RGB ``PIL.Image`` of bounded size.
 

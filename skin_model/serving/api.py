@@ -11,9 +11,13 @@ Stateless: any replica answers any request. One upload cannot stall the server:
   whose bodies are complete. The torch queue holds 64 calls (``torch_thread.MAX_WAITING``); the
   API keeps to a few of them, so that page sessions always find room.
 - **Memory** stays bounded by bytes, not only by requests: the bodies held at once (being read,
-  or read and waiting or predicting) total at most ``BODIES_HELD`` uploads at the limit; the
-  chunk that would pass it ends its request with 503 (``Retry-After``). Small dermoscope
-  uploads never meet it; a burst of big photos does (a 690 MB host).
+  or read and waiting or predicting) total at most ``BODIES_HELD`` uploads at the limit. A body
+  that declares its length holds it all before a byte is read, so it is refused (503,
+  ``Retry-After``) at once where it cannot fit: bodies cut halfway left the server's heap ~50 MB
+  higher after each burst of big photos (docs/performance.md). Without a length, the chunk that
+  would pass the budget ends its request. Small dermoscope uploads never meet it; a burst of big
+  photos does (a 690 MB host). Each decoding must also fit in the server's memory budget
+  (``serving.memory.MemoryBudget``), else 503.
 - **Body deadline.** A body must keep arriving: no byte for ``BODY_IDLE_S``, or fewer than
   ``BODY_MIN_RATE`` bytes a second on average after ``BODY_GRACE_S`` (a phone on a poor link
   sends far more), and the request gets 408 and its reading slot is freed. A client that
@@ -54,6 +58,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
 from skin_model import __version__, vocab
+from skin_model.config import settings
 from skin_model.inference.inputs import (
     ImageTooLargeError,
     ImageTooSmallError,
@@ -61,10 +66,12 @@ from skin_model.inference.inputs import (
     MetadataError,
     NotAnImageError,
     TruncatedImageError,
+    decoding_bytes,
 )
 from skin_model.inference.referral import CAM_TARGETS
 from skin_model.inference.schema import ANSWER_FIELDS
 from skin_model.inference.torch_thread import TorchThreadError
+from skin_model.serving.memory import MemoryBudget, MemoryShort
 
 log = logging.getLogger(__name__)
 PREFIX = "/api/v1"
@@ -72,7 +79,7 @@ TOKEN_ENV = "SKIN_MODEL_API_TOKEN"  # set: the prediction route needs "Authoriza
 CORS_ENV = "SKIN_MODEL_API_CORS_ORIGINS"  # comma-separated origins allowed to call from a browser; unset: none
 RETRY_AFTER_S = 5
 MAX_PENDING = 4  # predictions in flight or waiting (bodies complete), across all API clients; more: 503
-MAX_RECEIVING = 4  # bodies being read at once; more: 503 before a byte is read
+MAX_RECEIVING = 8  # bodies being read at once; more: 503 before a byte is read
 BODY_IDLE_S = 10.0  # no byte of the body for this long: 408
 BODY_GRACE_S = 5.0  # then the body must average at least BODY_MIN_RATE bytes a second...
 BODY_MIN_RATE = 16_384  # ...(16 kB/s: a 2 MB dermoscope JPEG in ~2 min; a byte every 2 s is cut in ~5 s)
@@ -204,8 +211,9 @@ async def read_form(
 ) -> dict[str, bytes]:
     """The form of a multipart request, parsed while it streams in and refused (413) as soon as it
     is known to pass ``limit`` bytes: from its Content-Length before anything is read, else as soon
-    as the bytes received pass it; 408 when it arrives too slowly (``deadline``). ``hold(n)`` is
-    told of each chunk before it is kept (``BodyBudget``)."""
+    as the bytes received pass it; 408 when it arrives too slowly (``deadline``). ``hold(n)``
+    (``BodyBudget``) is told of the declared length before a byte is read, then of each byte
+    received beyond it before it is kept."""
     declared = request.headers.get("content-length")
     too_large = ApiError(413, "body_too_large", f"The request is larger than the {limit // 2**20} MB limit.")
     if declared is not None:
@@ -213,6 +221,8 @@ async def read_form(
             raise ApiError(400, "bad_request", "The Content-Length header is not a number.")
         if int(declared) > limit:
             raise too_large
+    held = int(declared or 0)
+    hold(held)
     reader, size = FormReader(content_type), 0
     chunks = request.stream().__aiter__()
     started = anyio.current_time()
@@ -228,7 +238,9 @@ async def read_form(
         size += len(chunk)
         if size > limit:
             raise too_large
-        hold(len(chunk))
+        if size > held:  # more than declared, or no length declared
+            hold(size - held)
+            held = size
         reader.feed(chunk)
     return reader.finish()
 
@@ -318,13 +330,16 @@ def create_api(
     max_receiving: int = MAX_RECEIVING,
     body_deadline: BodyDeadline = BodyDeadline(),
     bodies_held: int = BODIES_HELD,
+    memory: MemoryBudget | None = None,
 ) -> Starlette:
     """The API as one Starlette app, to mount at ``PREFIX``. ``model()`` returns the process's
     one ``SkinClassifier`` (the pages' own), or None while it is still loading; ``card()`` its
-    model card without loading it (default: the loaded model's)."""
+    model card without loading it (default: the loaded model's); ``memory`` the budget each
+    decoding must fit in (``serving.memory``; default: none)."""
     receiving = Admission(max_receiving, "The server is receiving too many uploads; please try again shortly.")
     admission = Admission(max_pending)
     bodies = BodyBudget(bodies_held * max_upload_bytes)
+    memory = memory or MemoryBudget(None)
     decoders = anyio.CapacityLimiter(DECODERS)  # the API's own threads: pages and static files never wait on them
     loading = ApiError(
         503, "loading", "The model is still loading; please try again shortly.", {"Retry-After": str(RETRY_AFTER_S)}
@@ -426,10 +441,11 @@ def create_api(
                 raise ApiError(422, "invalid_field", "answer_anyway is true or false.")
 
             def answer() -> dict:  # on an API thread: decoding here, torch work on the torch thread
-                if cam is None:
-                    pred, explanation = loaded.predict(image, **meta, prior=prior), None
-                else:
-                    pred, explanation = loaded.diagnose(image, **meta, target=cam, prior=prior)
+                with memory.holding(decoding_bytes(image)):
+                    if cam is None:
+                        pred, explanation = loaded.predict(image, **meta, prior=prior), None
+                    else:
+                        pred, explanation = loaded.diagnose(image, **meta, target=cam, prior=prior)
                 return prediction_json(pred.anyway() if anyway in YES else pred, explanation)
 
             return JSONResponse(await anyio.to_thread.run_sync(answer, limiter=decoders))
@@ -439,6 +455,13 @@ def create_api(
             return _refusal(err).response()
         except TorchThreadError as err:
             return ApiError(503, "busy", str(err), {"Retry-After": str(RETRY_AFTER_S)}).response()
+        except MemoryShort:
+            return ApiError(
+                503,
+                "busy",
+                "The server has too little memory free for this image just now; please try again shortly.",
+                {"Retry-After": str(RETRY_AFTER_S)},
+            ).response()
         finally:
             admission.leave()
 
@@ -475,7 +498,14 @@ def create_api(
 
 def api_routes(model: Callable, max_upload_bytes: int, card: Callable | None = None) -> list[Mount]:
     """The API mounted at ``PREFIX``, configured from the environment (token, CORS origins)."""
-    api = create_api(model, max_upload_bytes, os.environ.get(TOKEN_ENV) or None, os.environ.get(CORS_ENV, ""), card)
+    api = create_api(
+        model,
+        max_upload_bytes,
+        os.environ.get(TOKEN_ENV) or None,
+        os.environ.get(CORS_ENV, ""),
+        card,
+        memory=MemoryBudget.for_server(settings().memory_limit),
+    )
     return [Mount(PREFIX, app=api)]
 
 
