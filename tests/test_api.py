@@ -386,25 +386,28 @@ def test_cam_can_explain_the_referral_score(client, tiny_model):
     assert heat.mode == "L" and heat.size == Image.open(io.BytesIO(LESION)).size
 
 
-def test_a_body_that_cannot_fit_is_refused_before_a_byte_is_read_while_another_holds_its_length(tiny_model):
-    """The bodies' budget (here one upload at the limit, 2 MB) holds a body's declared length before
-    any of it is read: while a 1.5 MB body is arriving, a second declaring 1 MB is 503 at once, its
-    body never read (a body cut halfway left the server's heap higher); once the first is done, a
-    body fits again."""
+def test_large_bodies_take_large_body_slots_and_small_ones_are_still_read(tiny_model):
+    """A body declaring over ``LARGE_BODY`` needs one of ``bodies_held`` large-body slots (here 1):
+    while a 1.5 MB body is arriving, a second large one is 503 at once, its body never read (large
+    bodies cut halfway left the server's heap higher), but a small one is read and answered; once
+    the first is done, a large body is read again."""
     import asyncio
+
+    from skin_model.serving.api import LARGE_BODY
 
     app = create_api(lambda: tiny_model, LIMIT, bodies_held=1)
     small = b'--xyz\r\nContent-Disposition: form-data; name="image"\r\n\r\n' + LESION + b"\r\n--xyz--\r\n"
+    big = small[:-9] + b"x" * (LARGE_BODY + 500_000 - len(small)) + small[-9:]  # padded inside the image part
 
-    async def raw_post(declared: int, parts: list[bytes], go_on: asyncio.Event | None = None):
+    async def raw_post(body: bytes, go_on: asyncio.Event | None = None):
         sent, reads = [], []
 
         async def receive():
             reads.append(1)
             if len(reads) > 1 and go_on is not None:
                 await go_on.wait()  # the rest of the body arrives only when told
-            part = parts[len(reads) - 1] if len(reads) <= len(parts) else b""
-            return {"type": "http.request", "body": part, "more_body": len(reads) < len(parts)}
+            part = (body[:1000], body[1000:])[len(reads) - 1] if go_on is not None else body
+            return {"type": "http.request", "body": part, "more_body": go_on is not None and len(reads) == 1}
 
         async def send(message):
             sent.append(message)
@@ -419,7 +422,7 @@ def test_a_body_that_cannot_fit_is_refused_before_a_byte_is_read_while_another_h
             "raw_path": b"/predict",
             "root_path": "",
             "query_string": b"",
-            "headers": [(b"content-type", MULTIPART.encode()), (b"content-length", str(declared).encode())],
+            "headers": [(b"content-type", MULTIPART.encode()), (b"content-length", str(len(body)).encode())],
             "client": ("127.0.0.1", 1),
             "server": ("test", 80),
         }
@@ -429,15 +432,16 @@ def test_a_body_that_cannot_fit_is_refused_before_a_byte_is_read_while_another_h
 
     async def scenario():
         go_on = asyncio.Event()
-        big = small[:-9] + b"x" * (1_500_000 - len(small)) + small[-9:]  # padded inside the image part
-        first = asyncio.create_task(raw_post(len(big), [big[:1000], big[1000:]], go_on))
+        first = asyncio.create_task(raw_post(big, go_on))
         await asyncio.sleep(0.2)  # the first has read its first chunk and waits for the rest
-        refused = await raw_post(1_000_000, [b"y" * 1_000_000])
+        refused = await raw_post(big)
+        small_meanwhile = await raw_post(small)
         go_on.set()
         await first
-        after = await raw_post(len(small), [small])
-        return refused, after
+        after = await raw_post(big)
+        return refused, small_meanwhile, after
 
-    (status, reads, body), after = asyncio.run(scenario())
+    (status, reads, body), small_meanwhile, after = asyncio.run(scenario())
     assert status == 503 and reads == 0 and b'"busy"' in body
-    assert after[0] == 200 and after[1] == 1
+    assert small_meanwhile[:2] == (200, 1)
+    assert after[:2] == (200, 1)

@@ -11,12 +11,13 @@ Stateless: any replica answers any request. One upload cannot stall the server:
   whose bodies are complete. The torch queue holds 64 calls (``torch_thread.MAX_WAITING``); the
   API keeps to a few of them, so that page sessions always find room.
 - **Memory** stays bounded by bytes, not only by requests: the bodies held at once (being read,
-  or read and waiting or predicting) total at most ``BODIES_HELD`` uploads at the limit. A body
-  that declares its length holds it all before a byte is read, so it is refused (503,
-  ``Retry-After``) at once where it cannot fit: bodies cut halfway left the server's heap ~50 MB
-  higher after each burst of big photos (docs/performance.md). Without a length, the chunk that
-  would pass the budget ends its request. Small dermoscope uploads never meet it; a burst of big
-  photos does (a 690 MB host). Each decoding must also fit in the server's memory budget
+  or read and waiting or predicting) total at most ``BODIES_HELD`` uploads at the limit; the
+  chunk that would pass it ends its request with 503 (``Retry-After``). Small dermoscope
+  uploads never meet it; a burst of big photos does (a 690 MB host). A body that declares over
+  ``LARGE_BODY`` bytes also takes one of ``BODIES_HELD`` large-body slots, or is refused before a
+  byte is read: large bodies cut halfway by the budget left the server's heap ~50 MB higher after
+  each burst (docs/performance.md), and slow clients with large bodies still leave the reading
+  slots of small ones free. Each decoding must also fit in the server's memory budget
   (``serving.memory.MemoryBudget``), else 503.
 - **Body deadline.** A body must keep arriving: no byte for ``BODY_IDLE_S``, or fewer than
   ``BODY_MIN_RATE`` bytes a second on average after ``BODY_GRACE_S`` (a phone on a poor link
@@ -85,6 +86,7 @@ BODY_GRACE_S = 5.0  # then the body must average at least BODY_MIN_RATE bytes a 
 BODY_MIN_RATE = 16_384  # ...(16 kB/s: a 2 MB dermoscope JPEG in ~2 min; a byte every 2 s is cut in ~5 s)
 DECODERS = 2  # API requests decoding or predicting at once (each holds one decoded image)
 BODIES_HELD = 3  # the bodies held in memory at once total at most this many uploads at the limit
+LARGE_BODY = 1 << 20  # a body declaring more is read only in one of BODIES_HELD large-body slots
 FIELDS = ("image", "age", "sex", "site", "prior", "answer_anyway")
 YES = ("1", "true", "yes", "on")
 
@@ -211,9 +213,8 @@ async def read_form(
 ) -> dict[str, bytes]:
     """The form of a multipart request, parsed while it streams in and refused (413) as soon as it
     is known to pass ``limit`` bytes: from its Content-Length before anything is read, else as soon
-    as the bytes received pass it; 408 when it arrives too slowly (``deadline``). ``hold(n)``
-    (``BodyBudget``) is told of the declared length before a byte is read, then of each byte
-    received beyond it before it is kept."""
+    as the bytes received pass it; 408 when it arrives too slowly (``deadline``). ``hold(n)`` is
+    told of each chunk before it is kept (``BodyBudget``)."""
     declared = request.headers.get("content-length")
     too_large = ApiError(413, "body_too_large", f"The request is larger than the {limit // 2**20} MB limit.")
     if declared is not None:
@@ -221,8 +222,6 @@ async def read_form(
             raise ApiError(400, "bad_request", "The Content-Length header is not a number.")
         if int(declared) > limit:
             raise too_large
-    held = int(declared or 0)
-    hold(held)
     reader, size = FormReader(content_type), 0
     chunks = request.stream().__aiter__()
     started = anyio.current_time()
@@ -238,9 +237,7 @@ async def read_form(
         size += len(chunk)
         if size > limit:
             raise too_large
-        if size > held:  # more than declared, or no length declared
-            hold(size - held)
-            held = size
+        hold(len(chunk))
         reader.feed(chunk)
     return reader.finish()
 
@@ -337,6 +334,9 @@ def create_api(
     model card without loading it (default: the loaded model's); ``memory`` the budget each
     decoding must fit in (``serving.memory``; default: none)."""
     receiving = Admission(max_receiving, "The server is receiving too many uploads; please try again shortly.")
+    receiving_large = Admission(
+        bodies_held, "The server is receiving too many large uploads; please try again shortly."
+    )
     admission = Admission(max_pending)
     bodies = BodyBudget(bodies_held * max_upload_bytes)
     memory = memory or MemoryBudget(None)
@@ -399,13 +399,21 @@ def create_api(
             if loaded is None:
                 raise loading
             admission.check()  # every prediction slot busy: refused before a byte is read
-            receiving.enter()  # before a byte of the body is read
+            declared = request.headers.get("content-length", "")
+            large = declared.isdigit() and int(declared) > LARGE_BODY
+            slots = [receiving, receiving_large] if large else [receiving]
+            for slot in slots:  # all free, or refused before a byte of the body is read
+                slot.check()
+            for slot in slots:  # no await between: no other request takes one meanwhile
+                slot.enter()
         except ApiError as err:
             return err.response()
         with bodies.holding() as hold:  # the body's bytes, until its answer is sent
-            return await answer_form(request, content_type, loaded, hold)
+            return await answer_form(request, content_type, loaded, hold, slots)
 
-    async def answer_form(request: Request, content_type: str, loaded, hold: Callable[[int], None]) -> JSONResponse:
+    async def answer_form(
+        request: Request, content_type: str, loaded, hold: Callable[[int], None], slots: list[Admission]
+    ) -> JSONResponse:
         try:
             fields = await read_form(request, content_type, max_upload_bytes, body_deadline, hold)
         except ApiError as err:
@@ -414,7 +422,8 @@ def create_api(
             log.info("an API client left before its upload was complete")
             return ApiError(400, "client_disconnected", "The upload was interrupted.").response()
         finally:
-            receiving.leave()
+            for slot in slots:
+                slot.leave()
         try:
             admission.enter()  # the body is complete: now a prediction slot
         except ApiError as err:
