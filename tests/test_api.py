@@ -397,7 +397,8 @@ def test_large_bodies_take_large_body_slots_and_small_ones_are_still_read(tiny_m
 
     app = create_api(lambda: tiny_model, LIMIT, bodies_held=1)
     small = b'--xyz\r\nContent-Disposition: form-data; name="image"\r\n\r\n' + LESION + b"\r\n--xyz--\r\n"
-    big = small[:-9] + b"x" * (LARGE_BODY + 500_000 - len(small)) + small[-9:]  # padded inside the image part
+    closing = b"\r\n--xyz--\r\n"
+    big = small[: -len(closing)] + b"x" * (LARGE_BODY + 500_000 - len(small)) + closing  # the image part padded
 
     async def raw_post(body: bytes, go_on: asyncio.Event | None = None):
         sent, reads = [], []
