@@ -554,8 +554,9 @@ def openapi_document(max_upload_bytes: int, token_required: bool = False) -> dic
         "500": refusal("internal_error: the server could not answer (its log has the details, never the client)"),
         "503": {
             **refusal(
-                f"busy (more than {MAX_RECEIVING} uploads arriving, {MAX_PENDING} predictions in flight or waiting, "
-                "or the model's queue is full) or "
+                f"busy (more than {MAX_RECEIVING} uploads arriving or {BODIES_HELD} over "
+                f"{LARGE_BODY // 2**20} MB, {MAX_PENDING} predictions in flight or waiting, too little "
+                "memory free to decode the image, or the model's queue is full) or "
                 "loading (the model has not loaded yet); try again after Retry-After seconds"
             ),
             "headers": {"Retry-After": {"schema": {"type": "integer"}}},
