@@ -268,6 +268,7 @@ def test_a_body_over_a_megabyte_is_parsed_in_memory(tiny_model, monkeypatch):
 
 
 MULTIPART = "multipart/form-data; boundary=xyz"
+LESION_FORM = b'--xyz\r\nContent-Disposition: form-data; name="image"\r\n\r\n' + LESION + b"\r\n--xyz--\r\n"
 
 
 @pytest.mark.parametrize(
@@ -298,6 +299,42 @@ def test_a_malformed_body_gets_a_json_refusal(client, body, content_type, status
     assert _predict(client).status_code == 200  # and the next request is answered
 
 
+async def _asgi_post(app, body: bytes, go_on=None) -> tuple[list[dict], int]:
+    """A multipart POST to /predict straight through ASGI, declaring the body's length: the
+    messages sent back, and how many times the app asked for the body. With ``go_on`` (an
+    asyncio.Event), the first 1,000 bytes come at once and the rest only once it is set."""
+    sent, reads = [], []
+
+    async def receive():
+        reads.append(1)
+        if go_on is None:
+            return {"type": "http.request", "body": body, "more_body": False}
+        if len(reads) == 1:
+            return {"type": "http.request", "body": body[:1000], "more_body": True}
+        await go_on.wait()
+        return {"type": "http.request", "body": body[1000:] if len(reads) == 2 else b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/predict",
+        "raw_path": b"/predict",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-type", MULTIPART.encode()), (b"content-length", str(len(body)).encode())],
+        "client": ("127.0.0.1", 1),
+        "server": ("test", 80),
+    }
+    await app(scope, receive, send)
+    return sent, len(reads)
+
+
 def test_admission_refuses_before_reading_the_body_while_the_model_is_held_busy(tiny_model):
     """``max_pending`` predictions in flight: the next is 503 with Retry-After, and its body is
     never read; once the held one finishes, requests are admitted again."""
@@ -317,34 +354,10 @@ def test_admission_refuses_before_reading_the_body_while_the_model_is_held_busy(
             return tiny_model.predict(*args, **kwargs)
 
     app = create_api(lambda: Held(), LIMIT, max_pending=1)
-    body = b'--xyz\r\nContent-Disposition: form-data; name="image"\r\n\r\n' + LESION + b"\r\n--xyz--\r\n"
+    body = LESION_FORM
 
     async def raw_post() -> tuple[list[dict], int]:
-        received, sent = [], []
-
-        async def receive():
-            received.append(1)
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        async def send(message):
-            sent.append(message)
-
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": "/predict",
-            "raw_path": b"/predict",
-            "root_path": "",
-            "query_string": b"",
-            "headers": [(b"content-type", MULTIPART.encode()), (b"content-length", str(len(body)).encode())],
-            "client": ("127.0.0.1", 1),
-            "server": ("test", 80),
-        }
-        await app(scope, receive, send)
-        return sent, len(received)
+        return await _asgi_post(app, body)
 
     async def scenario():
         transport = httpx.ASGITransport(app=app)
@@ -396,40 +409,14 @@ def test_large_bodies_take_large_body_slots_and_small_ones_are_still_read(tiny_m
     from skin_model.serving.api import LARGE_BODY
 
     app = create_api(lambda: tiny_model, LIMIT, bodies_held=1)
-    small = b'--xyz\r\nContent-Disposition: form-data; name="image"\r\n\r\n' + LESION + b"\r\n--xyz--\r\n"
+    small = LESION_FORM
     closing = b"\r\n--xyz--\r\n"
     big = small[: -len(closing)] + b"x" * (LARGE_BODY + 500_000 - len(small)) + closing  # the image part padded
 
     async def raw_post(body: bytes, go_on: asyncio.Event | None = None):
-        sent, reads = [], []
-
-        async def receive():
-            reads.append(1)
-            if len(reads) > 1 and go_on is not None:
-                await go_on.wait()  # the rest of the body arrives only when told
-            part = (body[:1000], body[1000:])[len(reads) - 1] if go_on is not None else body
-            return {"type": "http.request", "body": part, "more_body": go_on is not None and len(reads) == 1}
-
-        async def send(message):
-            sent.append(message)
-
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": "/predict",
-            "raw_path": b"/predict",
-            "root_path": "",
-            "query_string": b"",
-            "headers": [(b"content-type", MULTIPART.encode()), (b"content-length", str(len(body)).encode())],
-            "client": ("127.0.0.1", 1),
-            "server": ("test", 80),
-        }
-        await app(scope, receive, send)
+        sent, reads = await _asgi_post(app, body, go_on)
         status = next(m for m in sent if m["type"] == "http.response.start")["status"]
-        return status, len(reads), b"".join(m.get("body", b"") for m in sent)
+        return status, reads, b"".join(m.get("body", b"") for m in sent)
 
     async def scenario():
         go_on = asyncio.Event()
