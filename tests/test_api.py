@@ -299,20 +299,23 @@ def test_a_malformed_body_gets_a_json_refusal(client, body, content_type, status
     assert _predict(client).status_code == 200  # and the next request is answered
 
 
-async def _asgi_post(app, body: bytes, go_on=None) -> tuple[list[dict], int]:
-    """A multipart POST to /predict straight through ASGI, declaring the body's length: the
-    messages sent back, and how many times the app asked for the body. With ``go_on`` (an
-    asyncio.Event), the first 1,000 bytes come at once and the rest only once it is set."""
+async def _asgi_post(app, body: bytes, go_on=None, piece: int | None = None) -> tuple[list[dict], int]:
+    """A multipart POST to /predict straight through ASGI: the messages sent back, and how many
+    times the app asked for the body. It declares the body's length, and sends it at once; with
+    ``go_on`` (an asyncio.Event), the first 1,000 bytes at once and the rest only once it is set;
+    with ``piece``, in pieces of that many bytes, declaring no length."""
     sent, reads = [], []
+    if go_on is not None:
+        parts = [body[:1000], body[1000:]]
+    else:
+        parts = [body[i : i + piece] for i in range(0, len(body), piece)] if piece else [body]
 
     async def receive():
         reads.append(1)
-        if go_on is None:
-            return {"type": "http.request", "body": body, "more_body": False}
-        if len(reads) == 1:
-            return {"type": "http.request", "body": body[:1000], "more_body": True}
-        await go_on.wait()
-        return {"type": "http.request", "body": body[1000:] if len(reads) == 2 else b"", "more_body": False}
+        if go_on is not None and len(reads) > 1:
+            await go_on.wait()
+        k = len(reads) - 1
+        return {"type": "http.request", "body": parts[k] if k < len(parts) else b"", "more_body": k < len(parts) - 1}
 
     async def send(message):
         sent.append(message)
@@ -327,7 +330,8 @@ async def _asgi_post(app, body: bytes, go_on=None) -> tuple[list[dict], int]:
         "raw_path": b"/predict",
         "root_path": "",
         "query_string": b"",
-        "headers": [(b"content-type", MULTIPART.encode()), (b"content-length", str(len(body)).encode())],
+        "headers": [(b"content-type", MULTIPART.encode())]
+        + ([] if piece else [(b"content-length", str(len(body)).encode())]),
         "client": ("127.0.0.1", 1),
         "server": ("test", 80),
     }
@@ -402,8 +406,9 @@ def test_cam_can_explain_the_referral_score(client, tiny_model):
 def test_large_bodies_take_large_body_slots_and_small_ones_are_still_read(tiny_model):
     """A body declaring over ``LARGE_BODY`` needs one of ``bodies_held`` large-body slots (here 1):
     while a 1.5 MB body is arriving, a second large one is 503 at once, its body never read (large
-    bodies cut halfway left the server's heap higher), but a small one is read and answered; once
-    the first is done, a large body is read again."""
+    bodies cut halfway left the server's heap higher), and one declaring no length is 503 once
+    over LARGE_BODY; a small one is read and answered; once the first is done, a large body is
+    read again."""
     import asyncio
 
     from skin_model.serving.api import LARGE_BODY
@@ -413,8 +418,8 @@ def test_large_bodies_take_large_body_slots_and_small_ones_are_still_read(tiny_m
     closing = b"\r\n--xyz--\r\n"
     big = small[: -len(closing)] + b"x" * (LARGE_BODY + 500_000 - len(small)) + closing  # the image part padded
 
-    async def raw_post(body: bytes, go_on: asyncio.Event | None = None):
-        sent, reads = await _asgi_post(app, body, go_on)
+    async def raw_post(body: bytes, go_on: asyncio.Event | None = None, piece: int | None = None):
+        sent, reads = await _asgi_post(app, body, go_on, piece)
         status = next(m for m in sent if m["type"] == "http.response.start")["status"]
         return status, reads, b"".join(m.get("body", b"") for m in sent)
 
@@ -423,13 +428,16 @@ def test_large_bodies_take_large_body_slots_and_small_ones_are_still_read(tiny_m
         first = asyncio.create_task(raw_post(big, go_on))
         await asyncio.sleep(0.2)  # the first has read its first chunk and waits for the rest
         refused = await raw_post(big)
+        undeclared = await raw_post(big, piece=2**16)  # no length: refused once over LARGE_BODY
         small_meanwhile = await raw_post(small)
         go_on.set()
         await first
         after = await raw_post(big)
-        return refused, small_meanwhile, after
+        return refused, undeclared, small_meanwhile, after
 
-    (status, reads, body), small_meanwhile, after = asyncio.run(scenario())
+    (status, reads, body), undeclared, small_meanwhile, after = asyncio.run(scenario())
     assert status == 503 and reads == 0 and b'"busy"' in body
+    assert undeclared[0] == 503 and b'"busy"' in undeclared[2]
+    assert undeclared[1] == LARGE_BODY // 2**16 + 1  # read up to the first piece over LARGE_BODY, no further
     assert small_meanwhile[:2] == (200, 1)
     assert after[:2] == (200, 1)

@@ -15,9 +15,10 @@ Stateless: any replica answers any request. One upload cannot stall the server:
   chunk that would pass it ends its request with 503 (``Retry-After``). Small dermoscope
   uploads never meet it; a burst of big photos does (a 690 MB host). A body that declares over
   ``LARGE_BODY`` bytes also takes one of ``BODIES_HELD`` large-body slots, or is refused before a
-  byte is read: large bodies cut halfway by the budget left the server's heap ~50 MB higher after
-  each burst (docs/performance.md), and slow clients with large bodies still leave the reading
-  slots of small ones free. Each decoding must also fit in the server's memory budget
+  byte is read (one that declares no length, once that much has arrived): large bodies cut
+  halfway by the budget left the server's heap ~50 MB higher after each burst
+  (docs/performance.md), and slow clients with large bodies still leave the reading slots of
+  small ones free. Each decoding must also fit in the server's memory budget
   (``serving.memory.MemoryBudget``), else 503.
 - **Body deadline.** A body must keep arriving: no byte for ``BODY_IDLE_S``, or fewer than
   ``BODY_MIN_RATE`` bytes a second on average after ``BODY_GRACE_S`` (a phone on a poor link
@@ -414,8 +415,18 @@ def create_api(
     async def answer_form(
         request: Request, content_type: str, loaded, hold: Callable[[int], None], slots: list[Admission]
     ) -> JSONResponse:
+        received = 0
+
+        def hold_growing(size: int) -> None:  # a body that declared no length becomes large as it arrives
+            nonlocal received
+            received += size
+            if received > LARGE_BODY and receiving_large not in slots:
+                receiving_large.enter()  # none free: 503, after at most LARGE_BODY bytes read
+                slots.append(receiving_large)
+            hold(size)
+
         try:
-            fields = await read_form(request, content_type, max_upload_bytes, body_deadline, hold)
+            fields = await read_form(request, content_type, max_upload_bytes, body_deadline, hold_growing)
         except ApiError as err:
             return err.response()
         except ClientDisconnect:
