@@ -166,6 +166,13 @@ def _shrink(img: Image.Image, side: int) -> Image.Image:
     return img.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
 
 
+def _draft(img: Image.Image, side: int) -> None:
+    """A JPEG over ``side`` is set to decode at reduced scale (DCT scaling: 1/2, 1/4 or 1/8, never
+    below ``side``); nothing is decoded yet, and its ``size`` becomes the decoded one."""
+    if img.format == "JPEG" and max(img.size) > side:
+        img.draft("RGB", (side, side))
+
+
 def decoding_bytes(data: bytes | bytearray) -> int:
     """The memory that ``load_image`` holds at most to decode these encoded bytes, read from their
     header alone: the decoded image and its copy on the way to RGB, at Pillow's 4 bytes a pixel,
@@ -175,13 +182,11 @@ def decoding_bytes(data: bytes | bytearray) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as img:  # reads the header only
-                width, height, jpeg = img.width, img.height, img.format == "JPEG"
+                _draft(img, settings().max_working_side)
+                width, height = img.size
     except Exception:  # any unreadable header: load_image says why
         return 0
-    side = settings().max_working_side
-    # Pillow's draft: the largest of 1/8, 1/4, 1/2 that keeps both sides at or over the one asked for
-    reduce = next((f for f in (8, 4, 2) if min(width // side, height // side) >= f), 1) if jpeg else 1
-    return 2 * 4 * -(-width // reduce) * -(-height // reduce)
+    return 2 * 4 * width * height
 
 
 def load_image(source: ImageSource) -> Image.Image:
@@ -214,8 +219,7 @@ def load_image(source: ImageSource) -> Image.Image:
     side = cfg.max_working_side
     try:
         img.seek(0)
-        if img.format == "JPEG" and max(width, height) > side:
-            img.draft("RGB", (side, side))  # DCT scaling: 1/2, 1/4 or 1/8, never below `side`
+        _draft(img, side)
         img.load()
         img = ImageOps.exif_transpose(_shrink(img, side))
     except (OSError, SyntaxError, ValueError, EOFError) as err:

@@ -46,7 +46,9 @@ def keep_memory_down() -> bool:
     return all(mallopt(parameter, value) for parameter, value in settings)
 
 
-PAGE_ROOM = 50 << 20  # what a page's answer adds at once (measured: +28 to +65 MB), left free for the pages
+# Left free for the pages: one API upload beside a page's answer grew the server by +28 to +66 MB
+# (benchmarks/stress_api.py, 1 client with a page session).
+PAGE_ROOM = 50 << 20
 CGROUP_LIMITS = (Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
 
 
