@@ -18,6 +18,8 @@ from skin_model.inference.lesion_finder import FILE, THRESHOLD_KEYS, LesionFinde
 from skin_model.training.lesion_finder import (
     FinderRecipe,
     choose_thresholds,
+    cut_through,
+    framing,
     in_round_field,
     random_views,
     train_lesion_finder,
@@ -192,6 +194,39 @@ def test_a_lesion_the_round_field_hides_counts_as_cut_off(radius, cut):
     recipe = FinderRecipe(version="t", crop_p=0.0, field_p=1.0, blur_p=0.0, low_res_p=0.0)
     _, _, outside = random_views(images, masks, recipe, torch.Generator().manual_seed(0))
     assert ((outside > 0.01) if cut else (outside == 0)).all()
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_cut_through_view_keeps_one_side_of_a_straight_cut_across_the_lesion(seed):
+    """The kept part holds some of the lesion, not all of it; it is cut along one axis, at least a
+    quarter of the photo, and the photo's own pixels where they were."""
+    yy, xx = torch.meshgrid(torch.arange(150), torch.arange(200), indexing="ij")
+    lesion = (((xx - 90) ** 2 + (yy - 80) ** 2) < 40**2).float()[None, None]
+    img = torch.arange(150 * 200, dtype=torch.float32).view(1, 1, 150, 200).expand(1, 3, 150, 200)
+    part, mask = cut_through(img, lesion, _rand(seed))
+    kept = float(mask.sum()) / float(lesion.sum())
+    assert 0.1 < kept < 0.9
+    assert part.shape[-2:] == mask.shape[-2:] and part.shape[-2] * part.shape[-1] >= 150 * 200 // 4
+    assert part.shape[-2] == 150 or part.shape[-1] == 200  # cut along one axis only
+    first = int(part[0, 0, 0, 0])  # the part is the photo's own pixels, where they were
+    assert torch.equal(part, img[..., first // 200 : first // 200 + part.shape[-2], first % 200 : first % 200 + part.shape[-1]])
+
+
+def test_the_export_reads_photos_as_the_quality_check_does(tmp_path):
+    """The thresholds are chosen on the measures the check compares with them: photos of any size
+    and shape (an 84 px square, a portrait, a large 4:3) read the same way."""
+    from skin_model.inference import quality
+    from skin_model.inference.inputs import load_image
+
+    from .test_quality import _lesion
+
+    finder = LesionFinder.load()
+    paths = []
+    for i, (size, centre) in enumerate([((84, 84), (0.5, 0.5)), ((150, 220), (0.1, 0.5)), ((800, 600), (0.9, 0.4))]):
+        paths.append(tmp_path / f"{i}.png")
+        _lesion(size=size, centre=centre, seed=i).save(paths[-1])
+    checked = [quality.check(load_image(p), finder) for p in paths]
+    assert np.allclose(framing(finder, paths), [(q.lesion_share, q.lesion_outside) for q in checked])
 
 
 def test_each_framing_threshold_is_its_own_quantile_the_most_lenient():

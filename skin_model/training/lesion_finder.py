@@ -62,6 +62,9 @@ class FinderRecipe:
     # each part's shape, as a factor of the photo's (log-uniform in [1/x, x]): every input is brought
     # to the network's 4:3, so a square or portrait photo is stretched as much
     crop_max_stretch: float = 2.0
+    # share of views cut straight through the lesion, one side kept (``cut_through``): what a photo
+    # that cuts the lesion off looks like, which a random part shows too seldom
+    cut_p: float = 0.0
     blur_p: float = 0.2
     low_res_p: float = 0.2
     # ISIC 2017's photos carry coloured calibration stickers and scale bars that HAM10000's do not;
@@ -101,7 +104,7 @@ class FinderRecipe:
         for key in ("real_quantile", "cut_quantile"):
             if not 0.5 < getattr(recipe, key) < 1:
                 raise ValueError(f"{path}: {key} must be in (0.5, 1), a quantile of real photos")
-        for key in ("crop_p", "blur_p", "low_res_p", "sticker_p", "ruler_p", "field_p"):
+        for key in ("crop_p", "cut_p", "blur_p", "low_res_p", "sticker_p", "ruler_p", "field_p"):
             if not 0 <= getattr(recipe, key) <= 1:
                 raise ValueError(f"{path}: {key} must be in [0, 1], a share of the training views")
         return recipe
@@ -156,7 +159,9 @@ def random_views(
         whole = float(mask.sum())
         if recipe.field_p and rand(1) < recipe.field_p:  # before the crop: a view is part of such a photo
             img, mask = in_round_field(img, mask, rand)
-        if rand(1) < recipe.crop_p:
+        if recipe.cut_p and whole and rand(1) < recipe.cut_p:
+            img, mask = cut_through(img, mask, rand)
+        elif rand(1) < recipe.crop_p:
             area = recipe.crop_min_area + (1 - recipe.crop_min_area) * float(rand(1))
             aspect = math.exp((float(rand(1)) - 0.5) * 2 * math.log(recipe.crop_max_stretch))
             cw = min(W, round(W * math.sqrt(area * aspect)))
@@ -187,6 +192,23 @@ def random_views(
         xs.append(x)
         ys.append(y)
     return torch.cat(xs), torch.cat(ys), torch.tensor(outside)
+
+
+def cut_through(img: torch.Tensor, mask: torch.Tensor, rand) -> tuple[torch.Tensor, torch.Tensor]:
+    """The part of the photo on one side of a straight cut through the lesion (a fifth to four
+    fifths across it, at least a quarter of the photo kept): the lesion cut off by the frame."""
+    h, w = img.shape[-2:]
+    ys, xs = torch.nonzero(mask[0, 0] > 0.5, as_tuple=True)
+    if len(xs) == 0:
+        return img, mask
+    side = int(rand(1) * 4)  # which side's part is kept: right, left, lower, upper
+    upright = side >= 2
+    lo, hi, n = (ys.min(), ys.max() + 1, h) if upright else (xs.min(), xs.max() + 1, w)
+    at = int(lo + (0.2 + 0.6 * float(rand(1))) * (hi - lo))
+    keep = slice(min(at, n - n // 4), n) if side % 2 == 0 else slice(0, max(at, n // 4))
+    if upright:
+        return img[..., keep, :], mask[..., keep, :]
+    return img[..., keep], mask[..., keep]
 
 
 def in_round_field(img: torch.Tensor, mask: torch.Tensor, rand) -> tuple[torch.Tensor, torch.Tensor]:
@@ -292,12 +314,14 @@ def iou(finder: LesionFinder, images: torch.Tensor, masks: torch.Tensor, batch: 
     return float(torch.cat(scores).mean())
 
 
-def framing(finder: LesionFinder, images: torch.Tensor, batch: int = 128) -> np.ndarray:
-    """uint8 images -> (N, 2): the found lesion's share of the image, and its estimated share
-    outside, as the quality check measures them (``quality.framing``)."""
+def framing(finder: LesionFinder, paths: list[Path], batch: int = 128) -> np.ndarray:
+    """Photos -> (N, 2): the found lesion's share of the photo, and its estimated share outside,
+    read as the quality check reads them (``quality.within_size``: brought down, never up, the
+    photo's own shape; ``quality.framing``), so that the thresholds are chosen on what it measures."""
     rows = []
-    for i in range(0, len(images), batch):
-        masks, outside = finder.find(images[i : i + batch])
+    for i in range(0, len(paths), batch):
+        photos = [np.asarray(quality.within_size(load_image(p))) for p in paths[i : i + batch]]
+        masks, outside = finder.find(photos)
         rows.extend(quality.framing(mask, out) for mask, out in zip(masks, outside))
     return np.array(rows, dtype=float).reshape(-1, 2)
 
@@ -362,14 +386,14 @@ def train_lesion_finder(
             time.time() - started,
         )
 
-    measures = {"ham10000 validation fold": framing(finder, val_x)}
+    measures = {"ham10000 validation fold": framing(finder, [paths[i] for i in val_ids])}
     if isic is not None:
         isic_meta = pd.read_csv(isic / "metadata.csv", dtype=str)
         isic_paths = find_images(isic)
         train_part = isic_meta.loc[isic_meta["dataset"].eq("isic2017_train"), "image_id"]
-        measures["isic2017 training part"] = framing(finder, read_images([isic_paths[i] for i in train_part]))
+        measures["isic2017 training part"] = framing(finder, [isic_paths[i] for i in train_part])
     if bcn is not None:  # every image: none of it is learnt, and the classifier's figures never use this choice
-        measures["bcn20000"] = framing(finder, read_images(sorted(find_images(bcn).values())))
+        measures["bcn20000"] = framing(finder, sorted(find_images(bcn).values()))
     finder.card.update(
         {
             "version": recipe.version,
