@@ -209,7 +209,9 @@ def test_a_cut_through_view_keeps_one_side_of_a_straight_cut_across_the_lesion(s
     assert part.shape[-2:] == mask.shape[-2:] and part.shape[-2] * part.shape[-1] >= 150 * 200 // 4
     assert part.shape[-2] == 150 or part.shape[-1] == 200  # cut along one axis only
     first = int(part[0, 0, 0, 0])  # the part is the photo's own pixels, where they were
-    assert torch.equal(part, img[..., first // 200 : first // 200 + part.shape[-2], first % 200 : first % 200 + part.shape[-1]])
+    assert torch.equal(
+        part, img[..., first // 200 : first // 200 + part.shape[-2], first % 200 : first % 200 + part.shape[-1]]
+    )
 
 
 def test_the_export_reads_photos_as_the_quality_check_does(tmp_path):
