@@ -57,7 +57,7 @@ class FinderRecipe:
     lr: float = 3e-3
     weight_decay: float = 1e-4
     seed: int = 0
-    crop_p: float = 0.7  # share of views that are a random part of the image
+    crop_p: float = 0.7  # share of the views not cut through (cut_p) that are a random part of the image
     crop_min_area: float = 0.25
     # each part's shape, as a factor of the photo's (log-uniform in [1/x, x]): every input is brought
     # to the network's 4:3, so a square or portrait photo is stretched as much
