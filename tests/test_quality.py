@@ -183,9 +183,10 @@ def test_on_real_dermoscopy_it_warns_rarely_and_catches_the_degraded(finder, sou
 def test_on_the_lesion_finders_validation_fold_it_tells_lesions_cut_by_the_frame(finder):
     """On the fold the finder did not learn (every 5th image), its estimate of the lesion's share
     outside the photo ranks a cut copy above its real photo almost always, and the check warns on
-    more cut copies (84%) than with the network's estimate alone (56%; the darker-region estimate before
-    it, 30%). Issue 41's bar, 90%, is missed: the threshold must also spare real BCN20000 photos
-    whose lesions the frame cuts (docs/model.md, "Image quality")."""
+    89% of the cut copies: more than finder 1.3.0 (84%, without training views cut through the
+    lesion) or the network's estimate alone (56%; the darker-region estimate before it, 30%).
+    Issue 41's bar, 90%, is missed: the threshold must also spare real BCN20000 photos whose
+    lesions the frame cuts (docs/model.md, "Image quality")."""
     from scripts.quality_rates import DEGRADATIONS
     from skin_model.inference.inputs import load_image
     from skin_model.training.data import find_images
@@ -201,5 +202,5 @@ def test_on_the_lesion_finders_validation_fold_it_tells_lesions_cut_by_the_frame
     copies = [quality.check(cut(im), finder) for im in images]
     ranked = np.mean([c.lesion_outside > r.lesion_outside for r, c in zip(real, copies)])
     assert ranked >= 0.95
-    assert np.mean([any(p in named for p in c.problems) for c in copies]) >= 0.75
+    assert np.mean([any(p in named for p in c.problems) for c in copies]) >= 0.86
     assert np.mean([not r.good for r in real]) <= 0.05

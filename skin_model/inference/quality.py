@@ -26,8 +26,8 @@ Sharpness and exposure thresholds were chosen on the training images of each sou
 from (HAM10000's folds, ISIC 2017's training part) so that neither warns on more than about 1% of
 any of them; the framing thresholds travel with the lesion finder, chosen by its export on its
 validation fold, ISIC 2017's training part and BCN20000 (a lesion too small: 1% of any of them;
-cut by the frame: 2.5%). Their rates on every source and on degraded copies are measured
-by ``scripts/quality_rates.py`` (docs/model.md, "Image quality").
+cut by the frame: 2.25%, close-ups never). Their rates on every source and on degraded copies are
+measured by ``scripts/quality_rates.py`` (docs/model.md, "Image quality").
 """
 
 from __future__ import annotations
