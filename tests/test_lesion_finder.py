@@ -196,22 +196,45 @@ def test_a_lesion_the_round_field_hides_counts_as_cut_off(radius, cut):
     assert ((outside > 0.01) if cut else (outside == 0)).all()
 
 
-@pytest.mark.parametrize("seed", range(8))
-def test_a_cut_through_view_keeps_one_side_of_a_straight_cut_across_the_lesion(seed):
-    """The kept part holds some of the lesion, not all of it; it is cut along one axis, at least a
-    quarter of the photo, and the photo's own pixels where they were."""
+def _photo_and_disc(centre: tuple[int, int], radius: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """A 200x150 photo whose every pixel holds its own index, and a disc lesion's 0/1 mask."""
     yy, xx = torch.meshgrid(torch.arange(150), torch.arange(200), indexing="ij")
-    lesion = (((xx - 90) ** 2 + (yy - 80) ** 2) < 40**2).float()[None, None]
-    img = torch.arange(150 * 200, dtype=torch.float32).view(1, 1, 150, 200).expand(1, 3, 150, 200)
-    part, mask = cut_through(img, lesion, _rand(seed))
-    kept = float(mask.sum()) / float(lesion.sum())
-    assert 0.1 < kept < 0.9
-    assert part.shape[-2:] == mask.shape[-2:] and part.shape[-2] * part.shape[-1] >= 150 * 200 // 4
-    assert part.shape[-2] == 150 or part.shape[-1] == 200  # cut along one axis only
-    first = int(part[0, 0, 0, 0])  # the part is the photo's own pixels, where they were
-    assert torch.equal(
-        part, img[..., first // 200 : first // 200 + part.shape[-2], first % 200 : first % 200 + part.shape[-1]]
-    )
+    lesion = (((xx - centre[0]) ** 2 + (yy - centre[1]) ** 2) < radius**2).float()[None, None]
+    return torch.arange(150 * 200, dtype=torch.float32).view(1, 1, 150, 200).expand(1, 3, 150, 200), lesion
+
+
+@pytest.mark.parametrize(
+    "centre, radius", [((90, 80), 40), ((185, 140), 20), ((100, 75), 1)], ids=["centred", "at a corner", "a pixel"]
+)
+def test_a_cut_through_view_is_the_photo_on_one_side_of_a_straight_cut(centre, radius):
+    """Over 16 draws: each view is the photo's own pixels where they were, cut along one axis, at
+    least a quarter of it along that axis; a centred lesion is cut through (some of it kept, not
+    all), from each of the four sides; a one-pixel lesion is kept whole or not at all."""
+    img, lesion = _photo_and_disc(centre, radius)
+    sides = set()
+    for seed in range(16):
+        part, mask = cut_through(img, lesion, _rand(seed))
+        first = int(part[0, 0, 0, 0])
+        top, left = first // 200, first % 200
+        assert torch.equal(part, img[..., top : top + part.shape[-2], left : left + part.shape[-1]])
+        assert torch.equal(mask, lesion[..., top : top + part.shape[-2], left : left + part.shape[-1]])
+        upright = part.shape[-1] == 200
+        assert upright != (part.shape[-2] == 150)  # cut along one axis only
+        assert (part.shape[-2] >= 150 // 4) if upright else (part.shape[-1] >= 200 // 4)
+        sides.add((upright, top > 0 or left > 0))
+        kept = float(mask.sum()) / float(lesion.sum())
+        if radius == 1:
+            assert kept in (0.0, 1.0)
+        elif centre == (90, 80):
+            assert 0.1 < kept < 0.9
+    if centre == (90, 80):
+        assert len(sides) == 4
+
+
+def test_a_photo_without_a_lesion_is_not_cut():
+    img, lesion = _photo_and_disc((100, 75), 0)
+    part, mask = cut_through(img, lesion, _rand(0))
+    assert part is img and mask is lesion
 
 
 def test_the_export_reads_photos_as_the_quality_check_does(tmp_path):

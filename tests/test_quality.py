@@ -183,7 +183,7 @@ def test_on_real_dermoscopy_it_warns_rarely_and_catches_the_degraded(finder, sou
 def test_on_the_lesion_finders_validation_fold_it_tells_lesions_cut_by_the_frame(finder):
     """On the fold the finder did not learn (every 5th image), its estimate of the lesion's share
     outside the photo ranks a cut copy above its real photo almost always, and the check warns on
-    89% of the cut copies: more than finder 1.3.0 (84%, without training views cut through the
+    89% of these cut copies: more than finder 1.3.0 (84%, without training views cut through the
     lesion) or the network's estimate alone (56%; the darker-region estimate before it, 30%).
     Issue 41's bar, 90%, is missed: the threshold must also spare real BCN20000 photos whose
     lesions the frame cuts (docs/model.md, "Image quality")."""

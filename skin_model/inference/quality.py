@@ -1,7 +1,7 @@
 """Is the photo good enough to read? Blur, exposure, and a lesion too small or cut by the border.
 
 A warning with advice to retake the photo, never a refusal: the answer is still given. Measured on
-the image at a fixed 200x150 (HAM10000's working size):
+the image within 200x150 (HAM10000's working size; brought down, never up):
 
 - **sharpness**: how much of the finest detail a slight blur (Gaussian, sigma 1 px) takes away, the
   variance of the Laplacian before it over after it. A sharp photo loses most of it; a blurred one

@@ -4,8 +4,9 @@
         --ham ../shared/data/ham10000 --isic ../shared/data/isic2017 --bcn ../shared/data/bcn20000 [--out FILE]
 
 It learns HAM10000's lesion masks on the training folds but one (the recipe's
-``validation_fold``); the test split is never read. Each training view is a random part of the
-image (so that it sees lesions cut by the frame with their masks cut alike), flipped, its colours
+``validation_fold``); the test split is never read. Each training view is the photo on one side of
+a straight cut through the lesion (``cut_p``) or a random part of it (so that it sees lesions cut
+by the frame with their masks cut alike), flipped, its colours
 and exposure moved, and at times blurred or brought down to a BCN20000-like 84 px and back. What
 other clinics' photos hold and HAM10000's rarely do is drawn in at times: a calibration sticker at
 the frame, a scale bar, the dermoscope's round field in a black surround.
@@ -195,17 +196,20 @@ def random_views(
 
 
 def cut_through(img: torch.Tensor, mask: torch.Tensor, rand) -> tuple[torch.Tensor, torch.Tensor]:
-    """The part of the photo on one side of a straight cut through the lesion (a fifth to four
-    fifths across it, at least a quarter of the photo kept): the lesion cut off by the frame."""
+    """One photo (1, C, H, W) and its 0/1 mask (1, 1, H, W) -> the part on one side of a straight cut
+    a fifth to four fifths across the lesion: the lesion cut off by the frame. At least a quarter
+    of the photo (rounded down) is kept along the cut's axis, so a lesion near the frame may be
+    kept whole, and a lesion a pixel or two across all or nothing; the share outside is counted
+    from the kept mask all the same. Brought to the network's 4:3, the part is stretched up to 4x."""
     h, w = img.shape[-2:]
     ys, xs = torch.nonzero(mask[0, 0] > 0.5, as_tuple=True)
     if len(xs) == 0:
         return img, mask
-    side = int(rand(1) * 4)  # which side's part is kept: right, left, lower, upper
-    upright = side >= 2
+    side = int(rand(1) * 4)  # one draw for both: right, left, lower or upper part kept
+    upright, keep_far_part = side >= 2, side % 2 == 0
     lo, hi, n = (ys.min(), ys.max() + 1, h) if upright else (xs.min(), xs.max() + 1, w)
     at = int(lo + (0.2 + 0.6 * float(rand(1))) * (hi - lo))
-    keep = slice(min(at, n - n // 4), n) if side % 2 == 0 else slice(0, max(at, n // 4))
+    keep = slice(min(at, n - n // 4), n) if keep_far_part else slice(0, max(at, n // 4))
     if upright:
         return img[..., keep, :], mask[..., keep, :]
     return img[..., keep], mask[..., keep]
