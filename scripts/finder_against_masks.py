@@ -43,7 +43,7 @@ def main() -> None:
         truth.append(1 - mask[:, mask.shape[1] // 2 :].sum() / mask.sum())  # the left half is cut away
         lesions, outside = finder.find([np.asarray(quality.within_size(cut(load_image(paths[image_id]))))])
         network.append(float(outside[0]))
-        read.append(quality.framing(lesions[0], outside[0])[1])
+        read.append(quality.framing(lesions[0], outside[0], finder.thresholds["close_up_share"])[1])
     truth, network, read = map(np.array, (truth, network, read))
     half = (truth >= 0.45) & (truth <= 0.55)
     report = {"finder": finder.card["version"], "copies": len(truth), "copies_half_outside": int(half.sum())}

@@ -50,11 +50,12 @@ def ham_training_folds(ham: Path) -> list[Path]:
     return [paths[i] for i in keep["image_id"] if i in paths]
 
 
-def checked(paths: list[Path], finder: LesionFinder, transform=None) -> list[quality.Quality]:
+def checked(paths: list[Path], finder: LesionFinder, transform=None, batch: int = 64) -> list[quality.Quality]:
+    """``quality.check`` of each photo (``transform``ed), the finder run on a batch at a time."""
     out = []
-    for p in paths:
-        image = load_image(p)
-        out.append(quality.check(transform(image) if transform else image, finder))
+    for i in range(0, len(paths), batch):
+        images = [load_image(p) for p in paths[i : i + batch]]
+        out.extend(quality.check_photos([quality.measure(transform(im) if transform else im) for im in images], finder))
     return out
 
 

@@ -60,7 +60,15 @@ def _ham_with_masks(root: Path, n: int = 12) -> tuple[Path, Path]:
 
 
 @pytest.mark.parametrize(
-    "key, value", [("cut_quantile", 97.5), ("real_quantile", 0.3), ("sticker_p", 1.5), ("close_up_share", 70)]
+    "key, value",
+    [
+        ("cut_quantile", 97.5),
+        ("real_quantile", 0.3),
+        ("sticker_p", 1.5),
+        ("close_up_share", 70),
+        ("close_up_margin", 1.5),
+        ("outside_weight", 0),
+    ],
 )
 def test_a_setting_out_of_its_range_is_an_error_that_names_it(tmp_path, key, value):
     bad = tmp_path / "r.toml"
@@ -251,7 +259,10 @@ def test_the_export_reads_photos_as_the_quality_check_does(tmp_path):
         paths.append(tmp_path / f"{i}.png")
         _lesion(size=size, centre=centre, seed=i).save(paths[-1])
     checked = [quality.check(load_image(p), finder) for p in paths]
-    assert np.allclose(framing(finder, paths), [(q.lesion_share, q.lesion_outside) for q in checked])
+    assert np.allclose(
+        framing(finder, paths, finder.thresholds["close_up_share"]),
+        [(q.lesion_share, q.lesion_outside) for q in checked],
+    )
 
 
 def test_each_framing_threshold_is_its_own_quantile_the_most_lenient():
@@ -265,13 +276,19 @@ def test_each_framing_threshold_is_its_own_quantile_the_most_lenient():
         assert got["max_outside"] == pytest.approx(np.quantile(b[:, 1], 0.9))
 
 
-def test_close_ups_are_left_out_where_the_cut_threshold_is_chosen():
-    """A lesion over ``close_up_share`` of the photo is never called cut off, so its share outside,
-    however high, must not raise the threshold: it counts as none."""
+def test_close_ups_are_read_less_their_margin_where_the_cut_threshold_is_chosen():
+    """A lesion over ``close_up_share`` of the photo counts as ``close_up_margin`` less cut, where
+    the threshold is chosen as where it is judged: far-outside close-ups raise it only by what is
+    left; a margin of 1 leaves them out."""
     rng = np.random.default_rng(0)
     shares = rng.uniform(0, 1, 2000)
     outside = np.where(shares > 0.7, 0.9, rng.uniform(0, 0.3, 2000))  # close-ups: far outside
-    got = choose_thresholds([np.stack([shares, outside], 1)], small_q=0.99, cut_q=0.9, close_up_share=0.7)
-    assert got["close_up_share"] == 0.7
-    assert got["max_outside"] == pytest.approx(np.quantile(np.where(shares < 0.7, outside, 0.0), 0.9))
-    assert got["max_outside"] < 0.3 < choose_thresholds([np.stack([shares, outside], 1)], 0.99, 0.9)["max_outside"]
+    measures = [np.stack([shares, outside], 1)]
+    for margin in (1.0, 0.3):
+        got = choose_thresholds(measures, small_q=0.99, cut_q=0.9, close_up_share=0.7, close_up_margin=margin)
+        assert got["close_up_share"] == 0.7 and got["close_up_margin"] == margin
+        read = np.where(shares < 0.7, outside, outside - margin)
+        assert got["max_outside"] == pytest.approx(np.quantile(read, 0.9))
+    assert choose_thresholds(measures, 0.99, 0.9, 0.7, 1.0)["max_outside"] < 0.3
+    assert choose_thresholds(measures, 0.99, 0.9, 0.7, 0.3)["max_outside"] == pytest.approx(0.6)
+    assert choose_thresholds(measures, 0.99, 0.9)["max_outside"] == pytest.approx(0.9)

@@ -55,14 +55,14 @@ def test_the_finder_sees_how_much_of_a_lesion_the_frame_cuts_off(finder):
 
 
 SHARP = quality.Photo(sharpness=10.0, brightness=150.0, pixels=np.zeros((1, 1, 3), np.uint8))
-LIMITS = {"min_share": 0.02, "max_outside": 0.3, "close_up_share": 0.7}
+LIMITS = {"min_share": 0.02, "max_outside": 0.3, "close_up_share": 0.7, "close_up_margin": 1.0}
 
 
 @pytest.mark.parametrize(
     "mask, outside, expected",
     [
         (_disc((0.5, 0.5), 0.3), 0.0, ()),
-        (np.ones((36, 48), bool), 0.9, ()),  # a close-up: its frame cuts it by design
+        (np.ones((36, 48), bool), 0.9, ()),  # a close-up: its frame cuts it by design (no margin is enough)
         (_disc((0.5, 0.5), 0.05), 0.0, ("lesion_too_small",)),
         (np.zeros((36, 48), bool), 0.0, ("lesion_too_small",)),
         (_disc((0.0, 0.5), 0.3), 0.5, ("lesion_cut_off",)),
@@ -73,7 +73,25 @@ LIMITS = {"min_share": 0.02, "max_outside": 0.3, "close_up_share": 0.7}
 def test_the_framing_rule(mask, outside, expected):
     judged = quality.judge(SHARP, mask, outside, LIMITS)
     assert judged.problems == expected
-    assert (judged.lesion_share, judged.lesion_outside) == quality.framing(mask, outside)
+    assert (judged.lesion_share, judged.lesion_outside) == quality.framing(mask, outside, LIMITS["close_up_share"])
+
+
+@pytest.mark.parametrize(
+    "outside, margin, cut_off",
+    [(0.65, 0.3, True), (0.55, 0.3, False), (0.35, 0.3, False), (0.95, 1.0, False)],
+    ids=["far more cut", "within the margin", "as cut as a cut lesion", "margin 1: never"],
+)
+def test_a_close_up_must_be_found_more_cut_by_its_margin(outside, margin, cut_off):
+    """Over ``close_up_share`` of the photo, the share outside is read less ``close_up_margin``,
+    and is the network's estimate alone: a close-up has little edge in the photo to fit an outline
+    to (this one's, fitted to a straight edge, says 3%)."""
+    limits = {**LIMITS, "close_up_share": 0.7, "close_up_margin": margin}
+    mask = np.zeros((36, 48), bool)
+    mask[:, :39] = True  # 81% of the photo, against three sides
+    judged = quality.judge(SHARP, mask, outside, limits)
+    assert ("lesion_cut_off" in judged.problems) == cut_off
+    assert judged.lesion_outside == pytest.approx(outside)
+    assert quality.framing(mask, outside)[1] < outside - 0.15  # averaged with the outline, were it no close-up
 
 
 def _true_outside(centre, radius, shape=(36, 48), fine=8) -> float:
@@ -183,10 +201,11 @@ def test_on_real_dermoscopy_it_warns_rarely_and_catches_the_degraded(finder, sou
 def test_on_the_lesion_finders_validation_fold_it_tells_lesions_cut_by_the_frame(finder):
     """On the fold the finder did not learn (every 5th image), its estimate of the lesion's share
     outside the photo ranks a cut copy above its real photo almost always, and the check warns on
-    89% of these cut copies: more than finder 1.3.0 (84%, without training views cut through the
-    lesion) or the network's estimate alone (56%; the darker-region estimate before it, 30%).
-    Issue 41's bar, 90%, is missed: the threshold must also spare real BCN20000 photos whose
-    lesions the frame cuts (docs/model.md, "Image quality")."""
+    90% of these cut copies (88.4% over the whole fold): more than finder 1.4.0 (89%; its share
+    outside learnt with less weight, close-ups never called cut), 1.3.0 (84%, without training
+    views cut through the lesion) or the network's estimate alone (56%; the darker-region estimate
+    before it, 30%). Issue 41's bar, 90%, is missed over the whole fold: the threshold must also
+    spare real BCN20000 photos whose lesions the frame cuts (docs/model.md, "Image quality")."""
     from scripts.quality_rates import DEGRADATIONS
     from skin_model.inference.inputs import load_image
     from skin_model.training.data import find_images
@@ -202,5 +221,5 @@ def test_on_the_lesion_finders_validation_fold_it_tells_lesions_cut_by_the_frame
     copies = [quality.check(cut(im), finder) for im in images]
     ranked = np.mean([c.lesion_outside > r.lesion_outside for r, c in zip(real, copies)])
     assert ranked >= 0.95
-    assert np.mean([any(p in named for p in c.problems) for c in copies]) >= 0.86
+    assert np.mean([any(p in named for p in c.problems) for c in copies]) >= 0.88
     assert np.mean([not r.good for r in real]) <= 0.05

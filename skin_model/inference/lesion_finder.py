@@ -38,7 +38,7 @@ from skin_model.inference.network import fold_batch_norms
 FILE = "lesion_finder.safetensors"
 FORMAT = "skin-model-lesion-finder/1"
 # What the framing rule reads of a lesion mask (quality.judge); the thresholds live in the artifact.
-THRESHOLD_KEYS = ("min_share", "max_outside", "close_up_share")
+THRESHOLD_KEYS = ("min_share", "max_outside", "close_up_share", "close_up_margin")
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:

@@ -17,7 +17,8 @@ the image within 200x150 (HAM10000's working size; brought down, never up):
   its outline's, an ellipse fitted to the lesion's edge inside the photo and continued past the
   frame. Where the lesion's centre lies, or which sides of the frame it touches, tells too little:
   many real lesions fill the frame, or sit off-centre (docs/model.md). A lesion that fills most of
-  the photo is a close-up, whose frame cuts it by design, and is never called cut off.
+  the photo is a close-up, whose frame often cuts it by design: it is called cut off only where the
+  network finds it far more cut than the threshold (``cut_score``).
 
 Sharpness is measured at the photo's own resolution when it is smaller than 200x150 (an 84 px image is
 not blurred for being small), brought down to it otherwise.
@@ -26,7 +27,7 @@ Sharpness and exposure thresholds were chosen on the training images of each sou
 from (HAM10000's folds, ISIC 2017's training part) so that neither warns on more than about 1% of
 any of them; the framing thresholds travel with the lesion finder, chosen by its export on its
 validation fold, ISIC 2017's training part and BCN20000 (a lesion too small: 1% of any of them;
-cut by the frame: 2.25%, close-ups never). Their rates on every source and on degraded copies are
+cut by the frame: 2.25%, a close-up's share outside read less a margin). Their rates on every source and on degraded copies are
 measured by ``scripts/quality_rates.py`` (docs/model.md, "Image quality").
 """
 
@@ -233,35 +234,42 @@ def outline_outside(lesion: np.ndarray) -> float | None:
     return float(np.clip(1 - np.count_nonzero(inside) / 16 / (area * scale**2), 0.0, 1.0))
 
 
-def framing(lesion: np.ndarray, network_outside: float) -> tuple[float, float]:
+def framing(lesion: np.ndarray, network_outside: float, close_up_share: float = 1.0) -> tuple[float, float]:
     """The lesion finder's mask (any size) and its network's estimate of the share of the lesion
     outside the photo -> the lesion's share of the photo, and its share outside: the network's and
     the outline's (``outline_outside``) averaged. Each alone caught fewer lesions cut by the frame at
-    the same warnings on real photos (docs/model.md). The quality check and the finder's export use it."""
+    the same warnings on real photos (docs/model.md). A close-up's (a lesion over ``close_up_share``
+    of the photo) is the network's alone: little of its edge lies in the photo to fit an outline to.
+    The quality check and the finder's export use it."""
+    share, network_outside = float(lesion.mean()), float(network_outside)
+    if share >= close_up_share:
+        return share, network_outside
     outline = outline_outside(lesion)
-    network_outside = float(network_outside)
-    outside = network_outside if outline is None else (network_outside + outline) / 2
-    return float(lesion.mean()), outside
+    return share, network_outside if outline is None else (network_outside + outline) / 2
 
 
-def cut_score(share, outside, close_up_share: float):
-    """What the "cut by the frame" threshold is set on and compared with: the share outside, or 0
-    for a close-up (a lesion over ``close_up_share`` of the photo, whose frame cuts it by design).
-    Scalars or arrays: the check judges one photo, the finder's export a source's photos."""
-    return np.where(np.asarray(share) < close_up_share, outside, 0.0)
+def cut_score(share, outside, close_up_share: float, close_up_margin: float):
+    """What the "cut by the frame" threshold is set on and compared with: the share outside, less
+    ``close_up_margin`` for a close-up (a lesion over ``close_up_share`` of the photo, whose frame
+    often cuts it by design: it must be found that much more cut). Scalars or arrays: the check
+    judges one photo, the finder's export a source's photos."""
+    outside = np.asarray(outside, dtype=float)
+    return np.where(np.asarray(share) < close_up_share, outside, outside - close_up_margin)
 
 
 def judge(photo: Photo, lesion: np.ndarray, outside: float, limits: dict) -> Quality:
     """The photo's measures, the lesion finder's mask (any size) and its network's estimate of the
     share of the lesion outside the photo -> its quality, under the finder's ``limits``
     (``lesion_finder.THRESHOLD_KEYS``)."""
-    share, outside = framing(lesion, outside)
+    share, outside = framing(lesion, outside, limits["close_up_share"])
     found = {
         "blurred": photo.sharpness < MIN_SHARPNESS,
         "too_dark": photo.brightness < MIN_BRIGHTNESS,
         "too_bright": photo.brightness > MAX_BRIGHTNESS,
         "lesion_too_small": share < limits["min_share"],
-        "lesion_cut_off": bool(cut_score(share, outside, limits["close_up_share"]) > limits["max_outside"]),
+        "lesion_cut_off": bool(
+            cut_score(share, outside, limits["close_up_share"], limits["close_up_margin"]) > limits["max_outside"]
+        ),
     }
     problems = tuple(name for name in CHECKS if found[name])
     return Quality(photo.sharpness, photo.brightness, share, outside, problems)

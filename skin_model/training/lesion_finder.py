@@ -66,6 +66,8 @@ class FinderRecipe:
     # share of views cut straight through the lesion, one side kept (``cut_through``): what a photo
     # that cuts the lesion off looks like, which a random part shows too seldom
     cut_p: float = 0.0
+    # the outside share's loss against the mask's (finder_loss): the framing rule reads that share
+    outside_weight: float = 1.0
     blur_p: float = 0.2
     low_res_p: float = 0.2
     # ISIC 2017's photos carry coloured calibration stickers and scale bars that HAM10000's do not;
@@ -76,9 +78,11 @@ class FinderRecipe:
     # rarely do; a view cut from such a photo must still say how much of its lesion is cut off.
     field_p: float = 0.0
     real_quantile: float = 0.99  # of real images, at which the "lesion too small" threshold is set
-    # A lesion over this share of the photo is a close-up, whose frame cuts it by design (BCN20000
-    # has many): never called cut off (quality.judge), and left out where its threshold is chosen.
+    # A lesion over this share of the photo is a close-up, whose frame often cuts it by design
+    # (BCN20000 has many): its share outside is read less close_up_margin (quality.cut_score), where
+    # its threshold is chosen as where it is judged; 1 = never called cut off.
     close_up_share: float = 1.0
+    close_up_margin: float = 1.0
     # ... and the "cut by the frame" one. Lower, where the frame cuts many real photos' lesions (BCN20000's
     # close-ups): the share of real photos this check alone may warn on is 1 - cut_quantile.
     cut_quantile: float = 0.99
@@ -102,9 +106,13 @@ class FinderRecipe:
             raise ValueError(f"{path}: crop_min_area must be in (0, 1]")
         if not 0 < recipe.close_up_share <= 1:
             raise ValueError(f"{path}: close_up_share must be in (0, 1], a share of the photo")
+        if not 0 <= recipe.close_up_margin <= 1:
+            raise ValueError(f"{path}: close_up_margin must be in [0, 1], a share of the lesion")
         for key in ("real_quantile", "cut_quantile"):
             if not 0.5 < getattr(recipe, key) < 1:
                 raise ValueError(f"{path}: {key} must be in (0.5, 1), a quantile of real photos")
+        if recipe.outside_weight <= 0:
+            raise ValueError(f"{path}: outside_weight must be positive")
         for key in ("crop_p", "cut_p", "blur_p", "low_res_p", "sticker_p", "ruler_p", "field_p"):
             if not 0 <= getattr(recipe, key) <= 1:
                 raise ValueError(f"{path}: {key} must be in [0, 1], a share of the training views")
@@ -293,16 +301,18 @@ def with_ruler(x: torch.Tensor, rand) -> torch.Tensor:
     return x.transpose(-1, -2) if upright else x
 
 
-def finder_loss(found: tuple[torch.Tensor, torch.Tensor], target: torch.Tensor, outside: torch.Tensor) -> torch.Tensor:
+def finder_loss(
+    found: tuple[torch.Tensor, torch.Tensor], target: torch.Tensor, outside: torch.Tensor, outside_weight: float = 1.0
+) -> torch.Tensor:
     """The mask's binary cross-entropy plus soft Dice (the lesion is often a small part of the
-    image), and the outside share's cross-entropy (a soft target in [0, 1])."""
+    image), and the outside share's cross-entropy (a soft target in [0, 1]) times ``outside_weight``."""
     logits, outside_logit = found
     p = torch.sigmoid(logits)
     dice = 1 - (2 * (p * target).sum((1, 2, 3)) + 1) / (p.sum((1, 2, 3)) + target.sum((1, 2, 3)) + 1)
     return (
         F.binary_cross_entropy_with_logits(logits, target)
         + dice.mean()
-        + F.binary_cross_entropy_with_logits(outside_logit, outside)
+        + outside_weight * F.binary_cross_entropy_with_logits(outside_logit, outside)
     )
 
 
@@ -318,7 +328,7 @@ def iou(finder: LesionFinder, images: torch.Tensor, masks: torch.Tensor, batch: 
     return float(torch.cat(scores).mean())
 
 
-def framing(finder: LesionFinder, paths: list[Path], batch: int = 128) -> np.ndarray:
+def framing(finder: LesionFinder, paths: list[Path], close_up_share: float, batch: int = 128) -> np.ndarray:
     """Photos -> (N, 2): the found lesion's share of the photo, and its estimated share outside,
     read as the quality check reads them (``quality.within_size``: brought down, never up, the
     photo's own shape; ``quality.framing``), so that the thresholds are chosen on what it measures."""
@@ -326,19 +336,25 @@ def framing(finder: LesionFinder, paths: list[Path], batch: int = 128) -> np.nda
     for i in range(0, len(paths), batch):
         photos = [np.asarray(quality.within_size(load_image(p))) for p in paths[i : i + batch]]
         masks, outside = finder.find(photos)
-        rows.extend(quality.framing(mask, out) for mask, out in zip(masks, outside))
+        rows.extend(quality.framing(mask, out, close_up_share) for mask, out in zip(masks, outside))
     return np.array(rows, dtype=float).reshape(-1, 2)
 
 
-def choose_thresholds(measures: list[np.ndarray], small_q: float, cut_q: float, close_up_share: float = 1.0) -> dict:
+def choose_thresholds(
+    measures: list[np.ndarray], small_q: float, cut_q: float, close_up_share: float = 1.0, close_up_margin: float = 1.0
+) -> dict:
     """Each source's own quantile of each framing measure (share: the low one; the share outside as
-    ``quality.cut_score`` reads it, close-ups as 0), the most lenient."""
+    ``quality.cut_score`` reads it, a close-up's less the margin), the most lenient."""
     return {
         "min_share": float(min(np.quantile(m[:, 0], 1 - small_q) for m in measures)),
         "max_outside": float(
-            max(np.quantile(quality.cut_score(m[:, 0], m[:, 1], close_up_share), cut_q) for m in measures)
+            max(
+                np.quantile(quality.cut_score(m[:, 0], m[:, 1], close_up_share, close_up_margin), cut_q)
+                for m in measures
+            )
         ),
         "close_up_share": close_up_share,
+        "close_up_margin": close_up_margin,
     }
 
 
@@ -374,7 +390,7 @@ def train_lesion_finder(
         for i in range(0, len(order), recipe.batch_size):
             idx = order[i : i + recipe.batch_size]
             x, y, outside = random_views(train_x[idx], train_y[idx], recipe, g)
-            loss = finder_loss(net(x), y, outside)
+            loss = finder_loss(net(x), y, outside, recipe.outside_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -390,14 +406,14 @@ def train_lesion_finder(
             time.time() - started,
         )
 
-    measures = {"ham10000 validation fold": framing(finder, [paths[i] for i in val_ids])}
+    measures = {"ham10000 validation fold": framing(finder, [paths[i] for i in val_ids], recipe.close_up_share)}
     if isic is not None:
         isic_meta = pd.read_csv(isic / "metadata.csv", dtype=str)
         isic_paths = find_images(isic)
         train_part = isic_meta.loc[isic_meta["dataset"].eq("isic2017_train"), "image_id"]
-        measures["isic2017 training part"] = framing(finder, [isic_paths[i] for i in train_part])
+        measures["isic2017 training part"] = framing(finder, [isic_paths[i] for i in train_part], recipe.close_up_share)
     if bcn is not None:  # every image: none of it is learnt, and the classifier's figures never use this choice
-        measures["bcn20000"] = framing(finder, sorted(find_images(bcn).values()))
+        measures["bcn20000"] = framing(finder, sorted(find_images(bcn).values()), recipe.close_up_share)
     finder.card.update(
         {
             "version": recipe.version,
@@ -407,7 +423,11 @@ def train_lesion_finder(
             "trained_on": f"HAM10000 training folds but fold {recipe.validation_fold}: {len(train_x)} images with masks",
             "validation": {"images": len(val_x), "iou": history[-1]["validation_iou"], "history": history},
             "thresholds": choose_thresholds(
-                list(measures.values()), recipe.real_quantile, recipe.cut_quantile, recipe.close_up_share
+                list(measures.values()),
+                recipe.real_quantile,
+                recipe.cut_quantile,
+                recipe.close_up_share,
+                recipe.close_up_margin,
             ),
             "thresholds_chosen_on": {k: len(v) for k, v in measures.items()},
         }
